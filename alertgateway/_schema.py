@@ -1,0 +1,180 @@
+"""
+Build frozen attrs configuration objects from parsed YAML, collecting problems.
+
+The configuration model in L{alertgateway.config} is a tree of attrs classes.
+This module walks such a class and a mapping together and produces an
+instance, or a list of L{Problem}s that each name the key path they concern
+(C{webhook.endpoints[1].path: must start with /}).  Every problem is
+collected rather than raised, so an operator sees all of them at once.
+
+A field's type annotation says how a value is read:
+
+    - C{bool}, C{int}, C{float}, C{str}: the YAML scalar of that type
+      (an C{int} is accepted where a C{float} is expected, never a C{bool});
+    - C{tuple[X, ...]}: a YAML sequence of X;
+    - an attrs class: a nested mapping, read recursively;
+    - C{X | None}: X, or null.
+
+Field metadata adds what a type cannot say: C{duration=True} reads C{5s},
+C{250ms}, C{5m}, C{1h} or a bare number of seconds; C{check} is a callable
+returning an error message for an unacceptable value; C{choices} restricts a
+string.  Unknown keys are problems: a misspelt key must never be silently
+ignored.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, get_args, get_origin
+
+import attrs
+
+__all__ = ["Problem", "build", "duration", "parse_duration"]
+
+T = TypeVar("T")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+@attrs.frozen
+class Problem:
+    """
+    One thing wrong with a configuration file.
+
+    @ivar path: The dotted key path, e.g. C{webhook.endpoints[1].path}.
+    @ivar message: What is wrong, phrased to follow C{path: }.
+    """
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+def parse_duration(value: object) -> float:
+    """
+    Read a duration such as C{5s}, C{250ms}, C{5m}, C{1h} or C{30}.
+
+    @return: The duration in seconds.
+    @raise ValueError: If C{value} is not a non-negative duration.
+    """
+    if isinstance(value, bool):
+        raise ValueError("must be a duration like 5s, 250ms or 5m")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is not None:
+            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    raise ValueError("must be a duration like 5s, 250ms or 5m")
+
+
+def duration(default: float, check: Callable[[Any], str | None] | None = None) -> Any:
+    """
+    Declare an attrs field holding a duration in seconds.
+    """
+    return attrs.field(default=default, metadata={"duration": True, "check": check})
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _type_name(kind: Any) -> str:
+    if attrs.has(kind):
+        return "a mapping"
+    if get_origin(kind) is tuple:
+        return "a list"
+    return {
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+    }.get(kind, str(kind))
+
+
+def _read(kind: Any, meta: Mapping[str, Any], value: Any, path: str, problems: list[Problem]) -> Any:
+    """
+    Read C{value} as C{kind}; on failure append problems and return C{None}.
+    """
+    origin = get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        members = [arg for arg in get_args(kind) if arg is not type(None)]
+        if value is None:
+            return None
+        return _read(members[0], meta, value, path, problems)
+    if meta.get("duration"):
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            problems.append(Problem(path, str(e)))
+            return None
+    if attrs.has(kind):
+        return build(kind, value, path, problems)
+    if origin is tuple:
+        (item_kind, _ellipsis) = get_args(kind)
+        if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+            problems.append(Problem(path, "must be a list"))
+            return None
+        items = [_read(item_kind, {}, item, f"{path}[{i}]", problems) for i, item in enumerate(value)]
+        return tuple(items)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (bool, int, float, str) and type(value) is kind:
+        return value
+    problems.append(Problem(path, f"must be {_type_name(kind)}"))
+    return None
+
+
+def build(cls: type[T], data: object, path: str, problems: list[Problem]) -> T | None:
+    """
+    Build an instance of the attrs class C{cls} from C{data}.
+
+    Missing keys take the field's default; problems are appended to
+    C{problems} and C{None} is returned if there were any in this subtree.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        problems.append(Problem(path, "must be a mapping"))
+        return None
+    kind: Any = cls
+    attrs.resolve_types(kind)
+    fields = {f.name: f for f in attrs.fields(kind)}
+    before = len(problems)
+    for key in data:
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            problems.append(Problem(_join(path, str(key)), f"unknown key (known keys: {known})"))
+    kwargs: dict[str, Any] = {}
+    for name, field in fields.items():
+        if name not in data:
+            if field.default is attrs.NOTHING:
+                problems.append(Problem(_join(path, name), "is required"))
+            continue
+        key_path = _join(path, name)
+        value = _read(field.type, field.metadata, data[name], key_path, problems)
+        if value is None and data[name] is not None:
+            continue
+        choices = field.metadata.get("choices")
+        if choices is not None and value not in choices:
+            problems.append(Problem(key_path, f"must be one of {', '.join(choices)}"))
+            continue
+        check = field.metadata.get("check")
+        if check is not None and value is not None:
+            message = check(value)
+            if message is not None:
+                problems.append(Problem(key_path, message))
+                continue
+        kwargs[name] = value
+    if len(problems) > before:
+        return None
+    instance: T = kind(**kwargs)
+    return instance

@@ -1,0 +1,137 @@
+"""
+The C{alertgateway} command: C{check-config} and C{send-test}.
+
+C{check-config PATH} validates a configuration file exactly as twistd does
+(exit 0 with a summary, 2 with one line per problem).  C{send-test URL}
+posts a sample alert in a sender's format and prints the answer (BR-WH-019).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from alertgateway.config import ConfigError, GatewayConfig, load_config, warnings_for
+
+__all__ = ["main", "sample_payload"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+
+
+def _summary(path: str, config: GatewayConfig) -> list[str]:
+    lines = [f"{path}: OK"]
+    lines.append(f"  webhook listeners: {', '.join(config.webhook_listeners())}")
+    for endpoint in config.webhook.endpoints:
+        auth = "auth required" if endpoint.auth_required else "no auth"
+        lines.append(f"  endpoint {endpoint.path} (and /v1{endpoint.path}): {endpoint.source}, {auth}")
+    lines.append(f"  alert processor: {config.alert_processor.endpoint}")
+    if config.metrics.enabled:
+        where = "webhook port" if config.metrics_on_webhook_port() else ", ".join(config.metrics_listeners())
+        lines.append(f"  metrics: {config.metrics.path} on {where}")
+    lines.extend(f"  warning: {w}" for w in warnings_for(config))
+    return lines
+
+
+def check_config(path: str, out: IO[str], err: IO[str]) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(str(problem), file=err)
+        return EXIT_INVALID
+    print("\n".join(_summary(path, config)), file=out)
+    return EXIT_OK
+
+
+def sample_payload(source: str, now: datetime | None = None) -> dict[str, Any]:
+    """
+    A small, valid webhook body in the given sender's format.
+    """
+    started = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "AlertGatewayTest", "severity": "info", "namespace": "alertgateway"},
+        "annotations": {"summary": "Test alert sent by alertgateway send-test"},
+        "startsAt": started,
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "",
+    }
+    body: dict[str, Any] = {
+        "receiver": "alertgateway-send-test",
+        "status": "firing",
+        "alerts": [alert],
+        "groupLabels": {"alertname": "AlertGatewayTest"},
+        "commonLabels": alert["labels"],
+        "commonAnnotations": {},
+        "externalURL": "",
+        "groupKey": '{}:{alertname="AlertGatewayTest"}',
+        "truncatedAlerts": 0,
+    }
+    if source == "grafana":
+        body.update(version="1", orgId=1, title="[FIRING:1] AlertGatewayTest", state="alerting", message="test")
+    else:
+        body["version"] = "4"
+    return body
+
+
+def send_test(url: str, source: str, token: str | None, timeout: float, out: IO[str]) -> int:
+    from twisted.internet.defer import ensureDeferred
+    from twisted.internet.task import react
+
+    result: list[int] = []
+
+    async def _send(reactor: Any) -> None:
+        import treq
+
+        headers: dict[bytes | str, list[bytes | str]] = {
+            "Content-Type": ["application/json"],
+            "User-Agent": ["alertgateway-send-test"],
+        }
+        if token:
+            headers["Authorization"] = [f"Bearer {token}"]
+        body = json.dumps(sample_payload(source)).encode("utf-8")
+        try:
+            response = await treq.post(url, data=body, headers=headers, timeout=timeout, reactor=reactor)
+            text = await treq.text_content(response, encoding="utf-8")
+        except Exception as e:
+            print(f"error: {type(e).__name__}: {e}", file=out)
+            result.append(EXIT_FAILED)
+            return
+        print(f"HTTP {response.code}", file=out)
+        for name in (b"Content-Type", b"X-Request-ID"):
+            for value in response.headers.getRawHeaders(name, []):
+                print(f"{name.decode()}: {value.decode('latin-1')}", file=out)
+        print(text, file=out)
+        result.append(EXIT_OK if 200 <= response.code < 300 else EXIT_FAILED)
+
+    # react() ends with sys.exit(); the exit code is ours to choose.
+    with contextlib.suppress(SystemExit):
+        react(lambda reactor: ensureDeferred(_send(reactor)))
+    return result[0] if result else EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="alertgateway", description="Alert webhook gateway tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("path")
+    send = commands.add_parser("send-test", help="post a sample alert to a webhook URL")
+    send.add_argument("url")
+    send.add_argument("--source", choices=("alertmanager", "grafana"), default="alertmanager")
+    send.add_argument("--token", default=None, help="bearer token")
+    send.add_argument("--timeout", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    if args.command == "check-config":
+        return check_config(args.path, sys.stdout, sys.stderr)
+    return send_test(args.url, args.source, args.token, args.timeout, sys.stdout)
+
+
+def entry_point() -> None:
+    sys.exit(main())

@@ -1,0 +1,3 @@
+"""
+Delivery of accepted alerts: the queue, the forwarder and the sinks.
+"""

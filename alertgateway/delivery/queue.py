@@ -1,0 +1,121 @@
+"""
+The queue between accepting an alert and delivering it.
+
+Alerts of the same key (the fingerprint) leave in the order they were
+accepted and never two at a time; different keys may be delivered in
+parallel.  The queue is bounded: a batch that does not fit is refused whole,
+so the webhook can answer 503 and the sender retry it.
+
+This is the in-memory queue; a durable one offers the same methods.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+import attrs
+from twisted.internet.defer import Deferred, succeed
+
+from alertgateway.model import Alert
+
+__all__ = ["Envelope", "MemoryQueue", "QueueFull"]
+
+
+@attrs.frozen
+class Envelope:
+    """
+    An alert on its way to the processor, with the request that brought it.
+    """
+
+    alert: Alert
+    request_id: str
+
+    @property
+    def key(self) -> str:
+        return self.alert.fingerprint
+
+
+class QueueFull(Exception):
+    """
+    The queue cannot take the whole batch.
+    """
+
+
+class MemoryQueue:
+    """
+    A bounded, per-key ordered queue in memory.
+    """
+
+    def __init__(self, max_items: int) -> None:
+        self.max_items = max_items
+        self._by_key: dict[str, deque[Envelope]] = {}
+        self._ready: deque[str] = deque()
+        self._takers: deque[Deferred[Envelope]] = deque()
+        self._empty_waiters: list[Deferred[None]] = []
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def put(self, envelopes: Sequence[Envelope]) -> Deferred[None]:
+        """
+        Enqueue a batch, all or nothing.
+
+        @return: A Deferred that fires once the batch is queued.
+        @raise QueueFull: If the batch does not fit.
+        """
+        if self._size + len(envelopes) > self.max_items:
+            raise QueueFull(f"{self._size} queued, room for {self.max_items - self._size}")
+        for envelope in envelopes:
+            pending = self._by_key.get(envelope.key)
+            if pending is None:
+                self._by_key[envelope.key] = deque([envelope])
+                self._ready.append(envelope.key)
+            else:
+                pending.append(envelope)
+            self._size += 1
+        self._dispatch()
+        return succeed(None)
+
+    def take(self) -> Deferred[Envelope]:
+        """
+        Wait for the next envelope whose key is not being delivered.  The
+        caller must call L{done} with it once it is delivered or given up.
+        """
+        d: Deferred[Envelope] = Deferred(lambda d: self._takers.remove(d))
+        self._takers.append(d)
+        self._dispatch()
+        return d
+
+    def done(self, envelope: Envelope) -> None:
+        """
+        Remove a taken envelope and let the next one of its key go.
+        """
+        pending = self._by_key[envelope.key]
+        pending.popleft()
+        self._size -= 1
+        if pending:
+            self._ready.append(envelope.key)
+        else:
+            del self._by_key[envelope.key]
+        if not self._size:
+            waiters, self._empty_waiters = self._empty_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+        self._dispatch()
+
+    def when_empty(self) -> Deferred[None]:
+        """
+        A Deferred that fires once nothing is queued or being delivered.
+        """
+        if not self._size:
+            return succeed(None)
+        d: Deferred[None] = Deferred(lambda d: self._empty_waiters.remove(d))
+        self._empty_waiters.append(d)
+        return d
+
+    def _dispatch(self) -> None:
+        while self._ready and self._takers:
+            key = self._ready.popleft()
+            self._takers.popleft().callback(self._by_key[key][0])

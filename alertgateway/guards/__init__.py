@@ -1,0 +1,4 @@
+"""
+Checks a request must pass before its body is read: where it comes from and
+who sent it.
+"""

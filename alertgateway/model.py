@@ -1,0 +1,100 @@
+"""
+The alert value object every sender's payload is turned into, and its
+fingerprint.
+
+The fingerprint is Alertmanager's own (C{model.LabelSet.Fingerprint} in
+prometheus/common): 64-bit FNV-1a over the labels sorted by name, each fed as
+name, byte 0xFF, value, byte 0xFF, printed as 16 lowercase hex digits.  Using
+the same function means an alert keeps its identity from Prometheus through
+Alertmanager to the processor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+__all__ = ["FIRING", "RESOLVED", "Alert", "fingerprint"]
+
+FIRING = "firing"
+RESOLVED = "resolved"
+
+_FNV_OFFSET = 0xCBF29CE484222325
+_FNV_PRIME = 0x100000001B3
+_MASK = 0xFFFFFFFFFFFFFFFF
+_SEPARATOR = 0xFF
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    """
+    Compute Alertmanager's fingerprint of a label set.
+    """
+    h = _FNV_OFFSET
+    for name in sorted(labels):
+        for part in (name, labels[name]):
+            for byte in part.encode("utf-8"):
+                h = ((h ^ byte) * _FNV_PRIME) & _MASK
+            h = ((h ^ _SEPARATOR) * _FNV_PRIME) & _MASK
+    return f"{h:016x}"
+
+
+def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value))
+
+
+@attrs.frozen
+class Alert:
+    """
+    One alert occurrence as the gateway understands it, whatever sent it.
+
+    @ivar fingerprint: Alertmanager's fingerprint of C{labels}.
+    @ivar source: The sender format, C{alertmanager} or C{grafana}.
+    @ivar status: C{firing} or C{resolved}.
+    @ivar starts_at: RFC 3339 start time as the sender gave it, or C{None}.
+    @ivar ends_at: RFC 3339 end time, or C{None} when the sender left it unset.
+    @ivar received_at: RFC 3339 time the gateway received it.
+    @ivar extras: What the sender said beyond the common fields (Grafana's
+        C{values}, the sender's own C{fingerprint}, the group it came in).
+    """
+
+    fingerprint: str
+    source: str
+    status: str
+    labels: Mapping[str, str] = attrs.field(converter=_frozen_mapping)
+    annotations: Mapping[str, str] = attrs.field(converter=_frozen_mapping)
+    starts_at: str | None
+    ends_at: str | None
+    generator_url: str
+    received_at: str
+    extras: Mapping[str, Any] = attrs.field(converter=_frozen_mapping, factory=dict)
+
+    @property
+    def idempotency_key(self) -> str:
+        """
+        A key that is the same for every delivery of this occurrence (the
+        same fingerprint, start and status) so the processor can drop
+        redeliveries.
+        """
+        seed = f"{self.fingerprint}\x00{self.starts_at or ''}\x00{self.status}"
+        return hashlib.sha256(seed.encode("utf-8")).hexdigest()[:32]
+
+    def to_json(self) -> dict[str, Any]:
+        """
+        The JSON object sent to the Alert Processor.
+        """
+        return {
+            "fingerprint": self.fingerprint,
+            "source": self.source,
+            "status": self.status,
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+            "startsAt": self.starts_at,
+            "endsAt": self.ends_at,
+            "generatorURL": self.generator_url,
+            "receivedAt": self.received_at,
+            "extras": dict(self.extras),
+        }

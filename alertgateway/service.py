@@ -1,0 +1,218 @@
+"""
+The gateway as an IService: it owns every listener, the forwarder's workers
+and the HTTP connection pool, and shuts them down in one ordered chain.
+
+Start: the forwarder's workers, then the listeners; ready once all listen.
+Stop (SIGTERM under twistd): not ready and refusing new webhooks, stop
+listening, let in-flight requests finish, drain the queue, close the sink and
+the pool, and last stop the metrics listener so the drain can be watched.
+The waits share one budget, C{service.shutdown_grace}.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import IO, Any
+
+from treq.client import HTTPClient
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import ILogObserver, Logger
+from twisted.python.components import Componentized
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.resource import Resource
+
+from alertgateway.config import GatewayConfig
+from alertgateway.delivery.forwarder import Forwarder
+from alertgateway.delivery.queue import MemoryQueue
+from alertgateway.delivery.sinks import FileSink, HTTPSink, Sink
+from alertgateway.guards.addresses import AddressFilter
+from alertgateway.guards.auth import BearerAuthenticator
+from alertgateway.logs import make_observer
+from alertgateway.metrics import GatewayMetrics
+from alertgateway.sources import PARSERS
+from alertgateway.web.health import HealthResource, LiveResource, Readiness, ReadyResource
+from alertgateway.web.resources import Branch, MetricsResource, mount
+from alertgateway.web.site import GatewaySite
+from alertgateway.web.webhook import WebhookResource
+
+__all__ = ["GatewayService"]
+
+
+class GatewayService(Service):
+    """
+    The whole gateway, built from a validated configuration.
+
+    @param reactor: Provides IReactorTCP, IReactorSSL and IReactorTime.
+    """
+
+    log = Logger()
+
+    def __init__(self, config: GatewayConfig, reactor: Any, log_stream: IO[str] | None = None) -> None:
+        self.config = config
+        self._reactor = reactor
+        self.log_observer = make_observer(log_stream or sys.stdout, config.logging.format, config.logging.level)
+        self.metrics = GatewayMetrics()
+        self.readiness = Readiness()
+        self.queue = MemoryQueue(config.queue.max_items)
+        self._pool: HTTPConnectionPool | None = None
+        self.sink = self._make_sink()
+        self.forwarder = Forwarder(
+            self.queue,
+            self.sink,
+            clock=reactor,
+            metrics=self.metrics,
+            max_in_flight=config.alert_processor.max_in_flight,
+            max_retries=config.alert_processor.max_retries,
+        )
+        self.site = self._make_site(self._webhook_tree())
+        self.metrics_site = self._make_site(self._metrics_tree())
+        self.ports: list[IListeningPort] = []
+        self.metrics_ports: list[IListeningPort] = []
+        self.metrics.ready.set(0)
+
+    def setServiceParent(self, parent: Any) -> None:
+        super().setServiceParent(parent)
+        # twistd asks the application for its log observer after building
+        # it: this is how logging.format and logging.level take effect.
+        if isinstance(parent, Componentized):
+            parent.setComponent(ILogObserver, self.log_observer)
+
+    def _make_sink(self) -> Sink:
+        endpoint = self.config.alert_processor.endpoint
+        if endpoint.startswith("file:"):
+            return FileSink(endpoint[len("file:") :])
+        processor = self.config.alert_processor
+        self._pool = HTTPConnectionPool(self._reactor, persistent=True)
+        self._pool.maxPersistentPerHost = processor.max_in_flight
+        agent = Agent(self._reactor, pool=self._pool, connectTimeout=processor.timeout)
+        return HTTPSink(HTTPClient(agent), endpoint, clock=self._reactor, timeout=processor.timeout)
+
+    def _make_site(self, root: Resource) -> GatewaySite:
+        return GatewaySite(
+            root,
+            clock=self._reactor,
+            metrics=self.metrics,
+            max_body_bytes=self.config.service.max_body_bytes,
+            idle_timeout=self.config.service.idle_timeout,
+        )
+
+    def _webhook_tree(self) -> Resource:
+        config = self.config
+        root = Branch()
+        tokens = config.webhook.auth.credentials
+        authenticator = BearerAuthenticator(tokens) if config.webhook.auth.type == "bearer" else None
+        addresses = AddressFilter(config.security.allowed_ips)
+        for endpoint in config.webhook.endpoints:
+            resource = WebhookResource(
+                endpoint,
+                parser=PARSERS[endpoint.source or ""],
+                authenticator=authenticator if endpoint.auth_required else None,
+                addresses=addresses,
+                submit=self.forwarder.submit,
+                readiness=self.readiness,
+                metrics=self.metrics,
+                clock=self._reactor,
+            )
+            mount(root, endpoint.path, resource)
+            mount(root, "/v1" + endpoint.path, resource)
+        mount(root, "/health", HealthResource(config.service.name, self.readiness))
+        mount(root, "/health/live", LiveResource())
+        mount(root, "/health/ready", ReadyResource(self.readiness, self._ready_details))
+        if config.metrics_on_webhook_port():
+            mount(root, config.metrics.path, MetricsResource(self.metrics, config.metrics.path))
+        self.metrics.declare_endpoints(e.path for e in config.webhook.endpoints)
+        return root
+
+    def _metrics_tree(self) -> Resource:
+        root = Branch()
+        mount(root, self.config.metrics.path, MetricsResource(self.metrics, self.config.metrics.path))
+        return root
+
+    def _ready_details(self) -> dict[str, Any]:
+        return {"queue": {"depth": len(self.queue), "capacity": self.queue.max_items}}
+
+    def startService(self) -> None:
+        super().startService()
+        self.forwarder.start()
+        listening: list[Deferred[None]] = []
+        for description in self.config.webhook_listeners():
+            listening.append(self._listen(description, self.site, self.ports, "webhook"))
+        for description in self.config.metrics_listeners():
+            listening.append(self._listen(description, self.metrics_site, self.metrics_ports, "metrics"))
+        DeferredList(listening, fireOnOneErrback=True, consumeErrors=True).addCallbacks(
+            self._listening, self._cannot_listen
+        )
+
+    def _listen(self, description: str, site: GatewaySite, ports: list[IListeningPort], role: str) -> Deferred[None]:
+        def _bound(port: IListeningPort) -> None:
+            ports.append(port)
+            address = port.getHost()
+            self.log.info(
+                "Listening for {role} on {host}:{port}",
+                role=role,
+                host=getattr(address, "host", ""),
+                port=getattr(address, "port", 0),
+                listener=description,
+            )
+
+        d: Deferred[None] = serverFromString(self._reactor, description).listen(site).addCallback(_bound)
+        return d
+
+    def _listening(self, _: object) -> None:
+        if self.running and self.readiness.state == "starting":
+            self.readiness.state = "ready"
+            self.metrics.ready.set(1)
+            self.log.info("Ready")
+
+    def _cannot_listen(self, failure: Any) -> None:
+        reason = failure.value.subFailure if hasattr(failure.value, "subFailure") else failure
+        self.log.critical("Cannot listen: {reason}", reason=str(reason.value))
+        # Make the process exit non-zero instead of running without a
+        # listener; the supervisor sees the failure.
+        self._reactor.addSystemEventTrigger("after", "shutdown", _exit_nonzero)
+        self._reactor.stop()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        self.readiness.state = "stopping"
+        self.metrics.ready.set(0)
+        deadline: float = self._reactor.seconds() + self.config.service.shutdown_grace
+
+        def remaining() -> float:
+            return max(0.0, deadline - float(self._reactor.seconds()))
+
+        self.log.info("Shutting down: no longer accepting webhooks")
+        d = _stop_ports(self.ports)
+        d.addCallback(lambda _: self.site.when_idle().addTimeout(remaining(), self._reactor))
+        d.addErrback(lambda f: self.log.warn("In-flight requests still open at the end of the grace period"))
+        d.addCallback(lambda _: self.forwarder.stop(remaining()))
+        d.addCallback(lambda _: self.sink.close())
+        d.addCallback(lambda _: self._pool.closeCachedConnections() if self._pool is not None else None)
+        d.addCallback(lambda _: _stop_ports(self.metrics_ports))
+        d.addErrback(lambda f: self.log.failure("Error during shutdown", failure=f))
+        d.addCallback(self._stopped)
+        return d
+
+    def _stopped(self, _: object) -> None:
+        self.log.info("Stopped")
+        # twistd re-raises the signal that stopped the reactor so the process
+        # dies "by SIGTERM"; after a clean drain a plain exit 0 is the truth,
+        # and what supervisors expect from a graceful stop.
+        if getattr(self._reactor, "_exitSignal", None) == signal.SIGTERM:
+            self._reactor._exitSignal = None
+
+
+def _stop_ports(ports: list[IListeningPort]) -> Deferred[None]:
+    stopping = [maybeDeferred(port.stopListening) for port in ports]
+    ports.clear()
+    return DeferredList(stopping, consumeErrors=True).addCallback(lambda _: None)
+
+
+def _exit_nonzero() -> None:
+    import os
+
+    os._exit(1)

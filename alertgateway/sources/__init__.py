@@ -1,0 +1,23 @@
+"""
+Parsers from each sender's webhook body to L{alertgateway.model.Alert}s.
+
+A parser is a pure function C{parse(payload, received_at) -> ParseResult}:
+it never touches the network or any state, and judges each alert of a batch
+on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from alertgateway.sources import alertmanager, grafana
+from alertgateway.sources._common import FieldError, ParseResult, PayloadError, Rejection
+
+__all__ = ["PARSERS", "FieldError", "ParseResult", "Parser", "PayloadError", "Rejection"]
+
+Parser = Callable[[object, str], ParseResult]
+
+PARSERS: dict[str, Parser] = {
+    "alertmanager": alertmanager.parse,
+    "grafana": grafana.parse,
+}

@@ -1,0 +1,193 @@
+"""
+What every sender parser shares: the result types and field readers that
+record a JSON pointer for everything they refuse.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from alertgateway.model import FIRING, RESOLVED, Alert, fingerprint
+
+__all__ = ["FieldError", "ParseResult", "PayloadError", "Rejection", "read_alert"]
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+# Go's zero time: Alertmanager writes it for an end time that is not set.
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+_STATUSES = (FIRING, RESOLVED)
+
+
+@attrs.frozen
+class FieldError:
+    """
+    One refused part of a payload.
+
+    @ivar pointer: RFC 6901 JSON pointer into the request body.
+    """
+
+    pointer: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"pointer": self.pointer, "message": self.message}
+
+
+@attrs.frozen
+class Rejection:
+    """
+    An alert of a batch that was refused, and why.
+    """
+
+    errors: tuple[FieldError, ...]
+
+
+@attrs.frozen
+class ParseResult:
+    """
+    One outcome per alert in the body, in body order.
+    """
+
+    outcomes: tuple[Alert | Rejection, ...]
+
+    @property
+    def accepted(self) -> tuple[Alert, ...]:
+        return tuple(o for o in self.outcomes if isinstance(o, Alert))
+
+
+class PayloadError(Exception):
+    """
+    The body as a whole is unusable (not the expected shape), so no alert in
+    it can be judged on its own.
+    """
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.pointer}: {e.message}" for e in errors))
+        self.errors = tuple(errors)
+
+
+def escape_pointer(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def read_timestamp(value: object, pointer: str, errors: list[FieldError]) -> str | None:
+    """
+    Accept an RFC 3339 timestamp; Go's zero time and absence mean unset.
+    """
+    if value is None or value == "" or value == _ZERO_TIME:
+        return None
+    if isinstance(value, str) and _RFC3339.match(value):
+        try:
+            # Python takes at most microseconds; Go sends nanoseconds.
+            datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", value.replace("z", "Z")))
+        except ValueError:
+            pass
+        else:
+            return value
+    errors.append(FieldError(pointer, "must be an RFC 3339 timestamp, e.g. 2026-11-26T03:49:49Z"))
+    return None
+
+
+def read_string_map(value: object, pointer: str, errors: list[FieldError], *, required: bool) -> dict[str, str]:
+    """
+    Accept a JSON object of non-empty string names to string values.
+    """
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        errors.append(FieldError(pointer, "must be an object of string values"))
+        return {}
+    if required and not value:
+        errors.append(FieldError(pointer, "must not be empty"))
+    result = {}
+    for name, item in value.items():
+        where = f"{pointer}/{escape_pointer(name)}"
+        if not name.strip():
+            errors.append(FieldError(where, "label and annotation names must not be empty"))
+        elif not isinstance(item, str):
+            errors.append(FieldError(where, "must be a string"))
+        else:
+            result[name] = item
+    return result
+
+
+def read_optional_string(value: object, pointer: str, errors: list[FieldError]) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        errors.append(FieldError(pointer, "must be a string"))
+        return ""
+    return value
+
+
+_COMMON_KEYS = frozenset({"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"})
+
+
+def read_alert(
+    item: object,
+    pointer: str,
+    *,
+    source: str,
+    received_at: str,
+    default_status: object,
+    group: Mapping[str, Any],
+) -> Alert | Rejection:
+    """
+    Read one Alertmanager-shaped alert object (Alertmanager v4 and Grafana
+    unified alerting share this shape).
+    """
+    if not isinstance(item, dict):
+        return Rejection((FieldError(pointer, "must be an object"),))
+    errors: list[FieldError] = []
+    status = item.get("status", default_status)
+    if status not in _STATUSES:
+        errors.append(FieldError(f"{pointer}/status", "must be firing or resolved"))
+    labels = read_string_map(item.get("labels"), f"{pointer}/labels", errors, required=True)
+    annotations = read_string_map(item.get("annotations"), f"{pointer}/annotations", errors, required=False)
+    starts_at = read_timestamp(item.get("startsAt"), f"{pointer}/startsAt", errors)
+    ends_at = read_timestamp(item.get("endsAt"), f"{pointer}/endsAt", errors)
+    generator_url = read_optional_string(item.get("generatorURL"), f"{pointer}/generatorURL", errors)
+    if errors:
+        return Rejection(tuple(errors))
+    extras: dict[str, Any] = {k: v for k, v in item.items() if k not in _COMMON_KEYS}
+    sender_fingerprint = item.get("fingerprint")
+    if isinstance(sender_fingerprint, str):
+        extras["senderFingerprint"] = sender_fingerprint
+    if group:
+        extras["group"] = dict(group)
+    return Alert(
+        fingerprint=fingerprint(labels),
+        source=source,
+        status=str(status),
+        labels=labels,
+        annotations=annotations,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        generator_url=generator_url,
+        received_at=received_at,
+        extras=extras,
+    )
+
+
+def read_alert_list(payload: Mapping[str, Any]) -> list[Any]:
+    """
+    Return the C{alerts} array of an Alertmanager-shaped body.
+
+    @raise PayloadError: If it is missing, not an array or empty.
+    """
+    alerts = payload.get("alerts")
+    if not isinstance(alerts, list):
+        raise PayloadError([FieldError("/alerts", "must be an array of alerts")])
+    if not alerts:
+        raise PayloadError([FieldError("/alerts", "must contain at least one alert")])
+    return alerts
+
+
+def require_object(payload: object) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise PayloadError([FieldError("", "the body must be a JSON object")])
+    return payload

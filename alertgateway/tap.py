@@ -1,0 +1,47 @@
+"""
+The twistd plugin's options and service factory:
+C{twistd -n alertgateway --config FILE}.
+
+The configuration is loaded and validated while the options are parsed, so
+an invalid file stops twistd before anything starts, with the same messages
+as C{alertgateway check-config}.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import ClassVar
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from alertgateway.config import ConfigError, GatewayConfig, load_config
+
+__all__ = ["Options", "makeService"]
+
+
+class Options(usage.Options):
+    synopsis = "--config FILE"
+    longdesc = "Receive alert webhooks from Alertmanager and Grafana and forward them to the Alert Processor."
+    optParameters: ClassVar[list[list[str | None]]] = [
+        ["config", "c", None, "Path to the YAML configuration file (required)."]
+    ]
+
+    config: GatewayConfig
+
+    def postOptions(self) -> None:
+        path = self["config"]
+        if not path:
+            raise usage.UsageError("--config FILE is required")
+        try:
+            self.config = load_config(path)
+        except ConfigError as e:
+            raise usage.UsageError(f"invalid configuration in {path}:\n{e}") from None
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+
+    from alertgateway.service import GatewayService
+
+    return GatewayService(options.config, reactor, log_stream=sys.stdout)

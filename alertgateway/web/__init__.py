@@ -1,0 +1,3 @@
+"""
+The HTTP surface: the Site, the resource tree and its handlers.
+"""

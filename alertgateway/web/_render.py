@@ -1,0 +1,155 @@
+"""
+The one base Resource that turns a handler's result into a response.
+
+A handler is a coroutine method C{handle_<METHOD>(request)} that returns a
+L{Response} or raises a L{Problem}; it never writes.  L{HandlerResource}
+wraps it once with C{Deferred.fromCoroutine}, cancels it when the client goes
+away, writes the result (or the problem, or a generic 500 for anything
+unexpected, never a traceback) and never calls C{finish()} on a lost
+connection.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+import attrs
+from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from alertgateway.web import problems
+from alertgateway.web.problems import PROBLEM_CONTENT_TYPE, Problem
+from alertgateway.web.site import GatewayRequest
+
+__all__ = ["HandlerResource", "NotFoundResource", "Response", "json_bytes"]
+
+_log = Logger()
+
+Handler = Callable[[GatewayRequest], Coroutine[Any, Any, "Response"]]
+
+
+def json_bytes(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+@attrs.frozen
+class Response:
+    """
+    What a handler answers: a status, a JSON-able body (or raw bytes) and
+    headers.
+    """
+
+    status: int
+    body: object
+    content_type: str = "application/json"
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+
+    def encoded(self) -> bytes:
+        return self.body if isinstance(self.body, bytes) else json_bytes(self.body)
+
+
+class HandlerResource(Resource):
+    """
+    Dispatch to C{handle_<METHOD>} coroutines and write what they return.
+
+    Subclasses set C{endpoint} (the metrics and access-log label).  Paths
+    below a handler resource are 404 unless added with C{putChild}.
+    """
+
+    endpoint = "unmatched"
+
+    def getChild(self, path: bytes, request: Any) -> Resource:
+        if path == b"":
+            return self
+        return NotFoundResource()
+
+    def allowed_methods(self) -> list[str]:
+        methods = sorted(name[len("handle_") :] for name in dir(self) if name.startswith("handle_"))
+        if "GET" in methods and "HEAD" not in methods:
+            methods.append("HEAD")
+        return methods
+
+    def _handler_for(self, method: str) -> Handler | None:
+        if method == "HEAD":
+            method = "GET"
+        handler: Handler | None = getattr(self, f"handle_{method}", None)
+        return handler
+
+    def respond(self, request: GatewayRequest) -> Deferred[Response]:
+        """
+        Start handling C{request}; the result is written by L{render}.
+        """
+        method = request.method.decode("latin-1")
+        handler = self._handler_for(method)
+        if handler is None:
+            return fail(problems.method_not_allowed(method, self.allowed_methods()))
+        return Deferred.fromCoroutine(handler(request))
+
+    def render(self, request: GatewayRequest) -> object:
+        request.endpoint = self.endpoint
+        d = self.respond(request)
+        lost: list[Failure] = []
+
+        def _connection_lost(reason: Failure) -> None:
+            lost.append(reason)
+            d.cancel()
+
+        request.notifyFinish().addErrback(_connection_lost)
+        d.addErrback(_to_problem, request)
+        d.addCallback(_write, request, lost)
+        d.addErrback(lambda f: _log.failure("Writing a response failed", failure=f))
+        return NOT_DONE_YET
+
+
+def _to_problem(failure: Failure, request: GatewayRequest) -> Response:
+    if failure.check(Problem):
+        problem = failure.value
+    elif failure.check(CancelledError):
+        # The client went away; nothing will be written.
+        problem = problems.internal_error()
+    else:
+        _log.failure(
+            "Unhandled error in {method} {path} ({requestId})",
+            failure=failure,
+            method=request.method.decode("latin-1"),
+            path=request.path.decode("latin-1"),
+            requestId=request.request_id,
+        )
+        problem = problems.internal_error()
+    assert isinstance(problem, Problem)
+    return Response(
+        status=problem.status,
+        body=problem.to_json(request.request_id, request.path.decode("latin-1")),
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=problem.headers,
+    )
+
+
+def _write(response: Response, request: GatewayRequest, lost: list[Failure]) -> None:
+    if lost:
+        return
+    body = response.encoded()
+    request.setResponseCode(response.status)
+    request.setHeader(b"Content-Type", response.content_type.encode("ascii"))
+    request.setHeader(b"Cache-Control", b"no-store")
+    for name, value in response.headers.items():
+        request.setHeader(name.encode("ascii"), value.encode("latin-1"))
+    request.setHeader(b"Content-Length", str(len(body)).encode("ascii"))
+    request.write(body)
+    request.finish()
+
+
+class NotFoundResource(HandlerResource):
+    """
+    Every method, every path below: 404 problem+json.
+    """
+
+    isLeaf = True
+
+    def respond(self, request: GatewayRequest) -> Deferred[Response]:
+        return fail(problems.not_found(request.path.decode("latin-1")))

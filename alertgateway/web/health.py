@@ -1,0 +1,74 @@
+"""
+Liveness and readiness: C{/health}, C{/health/live}, C{/health/ready}.
+
+Readiness is false until every listener is up and again from the moment
+shutdown begins, so a load balancer stops sending before connections close.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from alertgateway import __version__
+from alertgateway.web._render import HandlerResource, Response
+from alertgateway.web.site import GatewayRequest
+
+__all__ = ["HealthResource", "LiveResource", "Readiness", "ReadyResource"]
+
+
+class Readiness:
+    """
+    The gateway's lifecycle state as the probes report it.
+    """
+
+    def __init__(self) -> None:
+        self.state = "starting"
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    @property
+    def accepting(self) -> bool:
+        """
+        Whether webhooks are taken; still true while starting, so that a
+        request racing the last listener is not refused.
+        """
+        return self.state != "stopping"
+
+
+class LiveResource(HandlerResource):
+    endpoint = "/health/live"
+
+    async def handle_GET(self, request: GatewayRequest) -> Response:
+        return Response(200, {"status": "alive"})
+
+
+class ReadyResource(HandlerResource):
+    endpoint = "/health/ready"
+
+    def __init__(self, readiness: Readiness, details: Callable[[], dict[str, Any]]) -> None:
+        super().__init__()
+        self._readiness = readiness
+        self._details = details
+
+    async def handle_GET(self, request: GatewayRequest) -> Response:
+        body = {"status": "ready" if self._readiness.ready else "not ready", "state": self._readiness.state}
+        body.update(self._details())
+        return Response(200 if self._readiness.ready else 503, body)
+
+
+class HealthResource(HandlerResource):
+    endpoint = "/health"
+
+    def __init__(self, name: str, readiness: Readiness) -> None:
+        super().__init__()
+        self._name = name
+        self._readiness = readiness
+
+    async def handle_GET(self, request: GatewayRequest) -> Response:
+        return Response(
+            200,
+            {"status": "ok", "service": self._name, "version": __version__, "state": self._readiness.state},
+        )

@@ -1,0 +1,159 @@
+"""
+RFC 9457 problem details: the one shape of every refusal the gateway sends.
+
+Handlers raise L{Problem}; the base resource in L{alertgateway.web._render}
+turns it into an C{application/problem+json} response.  Each kind of refusal
+has a constructor here, so the same situation is always described the same
+way and C{docs/openapi.yaml} can list every C{type}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = [
+    "PROBLEM_CONTENT_TYPE",
+    "Problem",
+    "forbidden",
+    "internal_error",
+    "invalid_payload",
+    "malformed_body",
+    "method_not_allowed",
+    "not_found",
+    "payload_too_large",
+    "queue_full",
+    "shutting_down",
+    "unauthorized",
+    "unsupported_media_type",
+]
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+_TYPE_PREFIX = "urn:alertgateway:problem:"
+
+
+class Problem(Exception):
+    """
+    A refusal, ready to be written as problem+json.
+
+    @ivar slug: The last part of the C{type} URI, e.g. C{invalid-payload}.
+    @ivar headers: Extra response headers (C{Allow}, C{WWW-Authenticate},
+        C{Retry-After}).
+    @ivar errors: RFC 6901 pointers into the request body with messages.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        errors: Iterable[Mapping[str, str]] = (),
+        extensions: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.errors = [dict(e) for e in errors]
+        self.extensions = dict(extensions or {})
+
+    @property
+    def type(self) -> str:
+        return _TYPE_PREFIX + self.slug
+
+    def to_json(self, request_id: str, instance: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "instance": instance,
+            "requestId": request_id,
+        }
+        if self.errors:
+            body["errors"] = self.errors
+        body.update(self.extensions)
+        return body
+
+
+def not_found(path: str) -> Problem:
+    return Problem(404, "not-found", "Not Found", f"No resource at {path}.")
+
+
+def method_not_allowed(method: str, allowed: Iterable[str]) -> Problem:
+    allow = ", ".join(allowed)
+    return Problem(
+        405,
+        "method-not-allowed",
+        "Method Not Allowed",
+        f"{method} is not allowed here; use {allow}.",
+        headers={"Allow": allow},
+    )
+
+
+def unauthorized(detail: str, *, error: str | None = None) -> Problem:
+    challenge = 'Bearer realm="alertgateway"'
+    if error is not None:
+        challenge += f', error="{error}"'
+    return Problem(401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": challenge})
+
+
+def forbidden(detail: str) -> Problem:
+    return Problem(403, "forbidden", "Forbidden", detail)
+
+
+def payload_too_large(limit: int) -> Problem:
+    return Problem(
+        413,
+        "payload-too-large",
+        "Payload Too Large",
+        f"The request body exceeds the limit of {limit} bytes (service.max_body_bytes).",
+        extensions={"limit": limit},
+    )
+
+
+def unsupported_media_type(given: str) -> Problem:
+    return Problem(
+        415,
+        "unsupported-media-type",
+        "Unsupported Media Type",
+        f"Content-Type {given!r} is not supported; send application/json.",
+        headers={"Accept-Post": "application/json"},
+    )
+
+
+def malformed_body(detail: str) -> Problem:
+    return Problem(400, "malformed-body", "Malformed Body", detail, errors=[{"pointer": "", "message": detail}])
+
+
+def invalid_payload(detail: str, errors: Iterable[Mapping[str, str]]) -> Problem:
+    return Problem(400, "invalid-payload", "Invalid Payload", detail, errors=errors)
+
+
+def queue_full(retry_after: int) -> Problem:
+    return Problem(
+        503,
+        "queue-full",
+        "Queue Full",
+        "The delivery queue is full; retry later.",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def shutting_down() -> Problem:
+    return Problem(
+        503,
+        "shutting-down",
+        "Shutting Down",
+        "This instance is shutting down; retry on another.",
+        headers={"Retry-After": "1", "Connection": "close"},
+    )
+
+
+def internal_error() -> Problem:
+    return Problem(500, "internal-error", "Internal Server Error", "The gateway failed to handle the request.")

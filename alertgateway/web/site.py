@@ -1,0 +1,178 @@
+"""
+The twisted.web Site and Request the gateway serves with.
+
+L{GatewayRequest} bounds the body while it is read: past
+C{service.max_body_bytes} it keeps nothing more (and drops the connection
+if the sender goes on far past the limit), so an oversized upload costs no
+memory; the resource then answers 413.  It also carries the request id and
+the metrics label of the endpoint that handled it.
+
+L{GatewaySite} writes the access log and the request metrics in one place,
+L{GatewaySite.log}, which twisted.web calls once per finished response.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import uuid
+from typing import IO, Any, cast
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web import http, server
+from twisted.web.resource import IResource
+
+from alertgateway.metrics import GatewayMetrics
+
+__all__ = ["GatewayRequest", "GatewaySite"]
+
+_SANE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+# How far past the limit a sender may go before we stop listening to it.
+_ABORT_FACTOR = 8
+
+UNMATCHED = "unmatched"
+
+
+class GatewayRequest(server.Request):
+    """
+    A request whose body is bounded while being read.
+    """
+
+    site: GatewaySite
+    endpoint: str = UNMATCHED
+    body_too_large: bool = False
+    _received: int = 0
+    _request_id: str | None = None
+
+    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(channel, *args, **kwargs)
+        self.gateway_site: GatewaySite = channel.site
+        self.started = self.gateway_site.clock.seconds()
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.gateway_site.max_body_bytes
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > self.max_body_bytes:
+            self.body_too_large = True
+            self.content = io.BytesIO()
+        else:
+            super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self._received += len(data)
+        limit = self.max_body_bytes
+        if self._received > limit:
+            if not self.body_too_large:
+                self.body_too_large = True
+                self.content = io.BytesIO()
+            if self._received > limit * _ABORT_FACTOR:
+                self.channel.forceAbortClient()
+            return
+        super().handleContentChunk(data)
+
+    @property
+    def request_id(self) -> str:
+        """
+        The client's C{X-Request-ID} if it is sane, else a new one.
+        """
+        if self._request_id is None:
+            given = self.getHeader(b"x-request-id")
+            if given is not None and _SANE_REQUEST_ID.match(given):
+                self._request_id = given.decode("ascii")
+            else:
+                self._request_id = uuid.uuid4().hex
+        return self._request_id
+
+    def process(self) -> None:
+        self.gateway_site.track(self)
+        self.setHeader(b"X-Request-ID", self.request_id.encode("ascii"))
+        super().process()
+
+    @property
+    def body(self) -> IO[bytes]:
+        content = cast(IO[bytes], self.content)
+        content.seek(0)
+        return content
+
+
+class GatewaySite(server.Site):
+    """
+    A Site that logs each response as a structured access event and
+    records it in the request metrics.
+    """
+
+    requestFactory = GatewayRequest
+    noisy = False
+    _log = Logger(namespace="alertgateway.access")
+
+    def __init__(
+        self,
+        resource: IResource,
+        *,
+        clock: IReactorTime,
+        metrics: GatewayMetrics,
+        max_body_bytes: int,
+        idle_timeout: float,
+    ) -> None:
+        super().__init__(resource, timeout=idle_timeout, reactor=clock, parsePOSTFormSubmission=False)
+        self.clock = clock
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self._in_flight = 0
+        self._idle_waiters: list[Deferred[None]] = []
+
+    def track(self, request: server.Request) -> None:
+        """
+        Count C{request} as in flight until its response is finished or its
+        connection lost.
+        """
+        self._in_flight += 1
+        request.notifyFinish().addBoth(self._request_done)
+
+    def _request_done(self, _: object) -> None:
+        self._in_flight -= 1
+        if not self._in_flight:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def when_idle(self) -> Deferred[None]:
+        """
+        A Deferred that fires once no request is in flight.
+        """
+        if not self._in_flight:
+            return succeed(None)
+        d: Deferred[None] = Deferred(lambda d: self._idle_waiters.remove(d))
+        self._idle_waiters.append(d)
+        return d
+
+    def log(self, request: http.Request) -> None:
+        assert isinstance(request, GatewayRequest)
+        duration = max(0.0, self.clock.seconds() - request.started)
+        code = request.code
+        self.metrics.requests.labels(endpoint=request.endpoint, code=str(code)).inc()
+        self.metrics.request_duration.labels(endpoint=request.endpoint).observe(duration)
+        user_agent = (request.getHeader(b"user-agent") or b"").decode("latin-1")
+        self._log.info(
+            "{method} {path} {status} {bytes}B {duration_ms}ms {requestId}",
+            log_type="access",
+            remote=_remote(request),
+            method=request.method.decode("latin-1"),
+            path=request.path.decode("latin-1"),
+            status=code,
+            bytes=request.sentLength,
+            duration_ms=round(duration * 1000, 3),
+            requestId=request.request_id,
+            endpoint=request.endpoint,
+            user_agent=user_agent,
+        )
+
+
+def _remote(request: http.Request) -> str:
+    peer = request.getClientAddress()
+    host = getattr(peer, "host", None)
+    return str(host) if host is not None else "-"
