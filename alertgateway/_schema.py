@@ -24,6 +24,7 @@ ignored.
 
 from __future__ import annotations
 
+import math
 import re
 import types
 import typing
@@ -32,12 +33,14 @@ from typing import Any, TypeVar, get_args, get_origin
 
 import attrs
 
-__all__ = ["Problem", "build", "duration", "parse_duration"]
+__all__ = ["Problem", "build", "duration", "parse_duration", "read_fields"]
 
 T = TypeVar("T")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# attrs types Factory as a function, so take its class from an instance.
+_FACTORY: type[Any] = type(attrs.Factory(dict))
 
 
 @attrs.frozen
@@ -66,6 +69,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("must be a duration like 5s, 250ms or 5m")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number of seconds")
         if value < 0:
             raise ValueError("must not be negative")
         return float(value)
@@ -88,10 +93,7 @@ def _join(path: str, key: str) -> str:
 
 
 def _type_name(kind: Any) -> str:
-    if attrs.has(kind):
-        return "a mapping"
-    if get_origin(kind) is tuple:
-        return "a list"
+    # Mappings and lists are reported where they are read.
     return {
         bool: "true or false",
         int: "an integer",
@@ -133,6 +135,57 @@ def _read(kind: Any, meta: Mapping[str, Any], value: Any, path: str, problems: l
     return None
 
 
+def read_fields(cls: type[Any], data: object, path: str, problems: list[Problem]) -> dict[str, Any]:
+    """
+    Read every field of the attrs class C{cls} from the mapping C{data}.
+
+    @return: The value of each field that was read without a problem, absent
+        ones taking their default; a field with a problem is left out, so
+        callers can still check what did read well.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        problems.append(Problem(path, "must be a mapping"))
+        return {}
+    attrs.resolve_types(cls)
+    fields = {f.name: f for f in attrs.fields(cls)}
+    for key in data:
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            problems.append(Problem(_join(path, str(key)), f"unknown key (known keys: {known})"))
+    values: dict[str, Any] = {}
+    for name, field in fields.items():
+        key_path = _join(path, name)
+        if name not in data:
+            if field.default is attrs.NOTHING:
+                problems.append(Problem(key_path, "is required"))
+            elif isinstance(field.default, _FACTORY):
+                values[name] = field.default.factory()
+            else:
+                values[name] = field.default
+            continue
+        before = len(problems)
+        value = _read(field.type, field.metadata, data[name], key_path, problems)
+        # One problem per key: a value of the wrong type is not also
+        # reported as outside its choices.
+        if len(problems) > before:
+            continue
+        # null is only readable for optional fields, and means "not set".
+        if value is not None:
+            choices = field.metadata.get("choices")
+            if choices is not None and value not in choices:
+                problems.append(Problem(key_path, f"must be one of {', '.join(choices)}"))
+                continue
+            check = field.metadata.get("check")
+            message = check(value) if check is not None else None
+            if message is not None:
+                problems.append(Problem(key_path, message))
+                continue
+        values[name] = value
+    return values
+
+
 def build(cls: type[T], data: object, path: str, problems: list[Problem]) -> T | None:
     """
     Build an instance of the attrs class C{cls} from C{data}.
@@ -140,41 +193,9 @@ def build(cls: type[T], data: object, path: str, problems: list[Problem]) -> T |
     Missing keys take the field's default; problems are appended to
     C{problems} and C{None} is returned if there were any in this subtree.
     """
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        problems.append(Problem(path, "must be a mapping"))
-        return None
-    kind: Any = cls
-    attrs.resolve_types(kind)
-    fields = {f.name: f for f in attrs.fields(kind)}
     before = len(problems)
-    for key in data:
-        if key not in fields:
-            known = ", ".join(sorted(fields))
-            problems.append(Problem(_join(path, str(key)), f"unknown key (known keys: {known})"))
-    kwargs: dict[str, Any] = {}
-    for name, field in fields.items():
-        if name not in data:
-            if field.default is attrs.NOTHING:
-                problems.append(Problem(_join(path, name), "is required"))
-            continue
-        key_path = _join(path, name)
-        value = _read(field.type, field.metadata, data[name], key_path, problems)
-        if value is None and data[name] is not None:
-            continue
-        choices = field.metadata.get("choices")
-        if choices is not None and value not in choices:
-            problems.append(Problem(key_path, f"must be one of {', '.join(choices)}"))
-            continue
-        check = field.metadata.get("check")
-        if check is not None and value is not None:
-            message = check(value)
-            if message is not None:
-                problems.append(Problem(key_path, message))
-                continue
-        kwargs[name] = value
+    values = read_fields(cls, data, path, problems)
     if len(problems) > before:
         return None
-    instance: T = kind(**kwargs)
+    instance: T = cls(**values)
     return instance

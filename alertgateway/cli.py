@@ -12,13 +12,15 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from twisted.internet.interfaces import IReactorTime
+
 from alertgateway.config import ConfigError, GatewayConfig, load_config, warnings_for
 
-__all__ = ["main", "sample_payload"]
+__all__ = ["build_parser", "check_config", "main", "sample_payload", "send_sample", "send_test"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -39,9 +41,13 @@ def _summary(path: str, config: GatewayConfig) -> list[str]:
     return lines
 
 
-def check_config(path: str, out: IO[str], err: IO[str]) -> int:
+def check_config(path: str, out: IO[str], err: IO[str], environ: Mapping[str, str] | None = None) -> int:
+    """
+    Validate the file at C{path} as twistd would: a summary on C{out} and
+    L{EXIT_OK}, or one line per problem on C{err} and L{EXIT_INVALID}.
+    """
     try:
-        config = load_config(path)
+        config = load_config(path, environ)
     except ConfigError as e:
         for problem in e.problems:
             print(str(problem), file=err)
@@ -81,35 +87,62 @@ def sample_payload(source: str, now: datetime | None = None) -> dict[str, Any]:
     return body
 
 
+async def send_sample(
+    client: Any,
+    url: str,
+    source: str,
+    token: str | None,
+    timeout: float,
+    out: IO[str],
+    *,
+    clock: IReactorTime,
+) -> int:
+    """
+    Post L{sample_payload} for C{source} to C{url} and print the answer.
+
+    @param client: C{treq}, a C{treq.client.HTTPClient} or anything else
+        with their C{post} (such as C{treq.testing.StubTreq}).
+    @param clock: Times the request out, and dates the sample alert; treq
+        would otherwise reach for the global reactor.
+    @return: L{EXIT_OK} for a 2xx answer, L{EXIT_FAILED} otherwise.
+    """
+    from treq import text_content
+
+    headers: dict[bytes | str, list[bytes | str]] = {
+        "Content-Type": ["application/json"],
+        "User-Agent": ["alertgateway-send-test"],
+    }
+    if token:
+        headers["Authorization"] = [f"Bearer {token}"]
+    now = datetime.fromtimestamp(clock.seconds(), UTC)
+    body = json.dumps(sample_payload(source, now)).encode("utf-8")
+    try:
+        response = await client.post(url, data=body, headers=headers, timeout=timeout, reactor=clock)
+        text = await text_content(response, encoding="utf-8")
+    except Exception as e:
+        print(f"error: {type(e).__name__}: {e}", file=out)
+        return EXIT_FAILED
+    print(f"HTTP {response.code}", file=out)
+    for name in (b"Content-Type", b"X-Request-ID"):
+        for value in response.headers.getRawHeaders(name, []):
+            print(f"{name.decode()}: {value.decode('latin-1')}", file=out)
+    print(text, file=out)
+    return EXIT_OK if 200 <= response.code < 300 else EXIT_FAILED
+
+
 def send_test(url: str, source: str, token: str | None, timeout: float, out: IO[str]) -> int:
+    """
+    Run L{send_sample} with treq on the global reactor (the command line's
+    entry point; tests call L{send_sample} instead).
+    """
+    import treq
     from twisted.internet.defer import ensureDeferred
     from twisted.internet.task import react
 
     result: list[int] = []
 
     async def _send(reactor: Any) -> None:
-        import treq
-
-        headers: dict[bytes | str, list[bytes | str]] = {
-            "Content-Type": ["application/json"],
-            "User-Agent": ["alertgateway-send-test"],
-        }
-        if token:
-            headers["Authorization"] = [f"Bearer {token}"]
-        body = json.dumps(sample_payload(source)).encode("utf-8")
-        try:
-            response = await treq.post(url, data=body, headers=headers, timeout=timeout, reactor=reactor)
-            text = await treq.text_content(response, encoding="utf-8")
-        except Exception as e:
-            print(f"error: {type(e).__name__}: {e}", file=out)
-            result.append(EXIT_FAILED)
-            return
-        print(f"HTTP {response.code}", file=out)
-        for name in (b"Content-Type", b"X-Request-ID"):
-            for value in response.headers.getRawHeaders(name, []):
-                print(f"{name.decode()}: {value.decode('latin-1')}", file=out)
-        print(text, file=out)
-        result.append(EXIT_OK if 200 <= response.code < 300 else EXIT_FAILED)
+        result.append(await send_sample(treq, url, source, token, timeout, out, clock=reactor))
 
     # react() ends with sys.exit(); the exit code is ours to choose.
     with contextlib.suppress(SystemExit):
@@ -117,7 +150,7 @@ def send_test(url: str, source: str, token: str | None, timeout: float, out: IO[
     return result[0] if result else EXIT_FAILED
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alertgateway", description="Alert webhook gateway tools.")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check-config", help="validate a configuration file")
@@ -126,11 +159,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     send.add_argument("url")
     send.add_argument("--source", choices=("alertmanager", "grafana"), default="alertmanager")
     send.add_argument("--token", default=None, help="bearer token")
-    send.add_argument("--timeout", type=float, default=10.0)
-    args = parser.parse_args(argv)
+    send.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
     if args.command == "check-config":
-        return check_config(args.path, sys.stdout, sys.stderr)
-    return send_test(args.url, args.source, args.token, args.timeout, sys.stdout)
+        return check_config(args.path, out, err)
+    return send_test(args.url, args.source, args.token, args.timeout, out)
 
 
 def entry_point() -> None:

@@ -1,12 +1,13 @@
 """
 The gateway's configuration: a frozen attrs model, YAML loading and validation.
 
-L{load_config} reads a YAML file with C{yaml.safe_load}, applies the
+L{load_config} reads a YAML file with PyYAML's safe loader (refusing keys
+given twice, which YAML would otherwise resolve silently), applies the
 environment overrides (C{WEBHOOK_AUTH_TOKEN}, C{WEBHOOK_PORT}), builds the
-model and checks what crosses fields (endpoint sources, TLS files, listener
-descriptions).  It raises L{ConfigError} carrying every problem found, each
-naming its key path; C{alertgateway check-config} and C{twistd} print the
-same messages.
+model and checks what crosses fields (endpoint sources and paths, TLS files,
+listener descriptions) on every section that could be read.  It raises
+L{ConfigError} carrying every problem found, each naming its key path;
+C{alertgateway check-config} and C{twistd} print the same messages.
 
 To add a section, add an attrs class and a field on L{GatewayConfig}: the
 loader in L{alertgateway._schema} reads it, defaults and unknown-key checks
@@ -24,7 +25,7 @@ from typing import Any
 import attrs
 import yaml
 
-from alertgateway._schema import Problem, build, duration
+from alertgateway._schema import Problem, duration, read_fields
 
 __all__ = [
     "AlertProcessorConfig",
@@ -140,6 +141,16 @@ class EndpointConfig:
     auth_required: bool = True
     # Requests per minute; enforced by the rate limiter.
     rate_limit: int | None = attrs.field(default=None, metadata={"check": _positive})
+
+    def served_paths(self) -> tuple[str, ...]:
+        """
+        The path and its C{/v1} alias (a path already under C{/v1} has none).
+        """
+        return _served_paths(self.path)
+
+
+def _served_paths(path: str) -> tuple[str, ...]:
+    return (path,) if path == "/v1" or path.startswith("/v1/") else (path, "/v1" + path)
 
 
 def _default_endpoints() -> tuple[EndpointConfig, ...]:
@@ -257,16 +268,23 @@ class GatewayConfig:
         return (f"tcp:{self.metrics.port}:interface={host}",)
 
     def metrics_on_webhook_port(self) -> bool:
-        return (
-            self.metrics.enabled
-            and not self.metrics.listen
-            and not self.service.listen
-            and self.metrics.port == self.service.port
-        )
+        """
+        Whether C{/metrics} is served by the webhook listener (same port, no
+        C{listen} override on either side).
+        """
+        return _metrics_share_webhook_port(self.service, self.metrics)
+
+
+def _metrics_share_webhook_port(service: ServiceConfig, metrics: MetricsConfig) -> bool:
+    return metrics.enabled and not metrics.listen and not service.listen and metrics.port == service.port
 
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
+
+
+# Served by the gateway itself on the webhook listener.
+_RESERVED_PATHS = ("/health", "/health/live", "/health/ready")
 
 
 class ConfigError(Exception):
@@ -279,24 +297,99 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+def _yaml_problem(origin: str, error: yaml.YAMLError) -> Problem:
+    # PyYAML's own message spans several lines with a source excerpt; an
+    # operator needs one line saying where and what.
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem:
+        mark = error.problem_mark or error.context_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""
+        context = f" ({error.context})" if error.context else ""
+        return Problem("", f"{origin}:{where} not valid YAML: {error.problem}{context}")
+    return Problem("", f"{origin}: not valid YAML: {' '.join(str(error).split())}")
+
+
+def _duplicate_keys(root: yaml.Node) -> list[Problem]:
+    """
+    Find keys given twice in one mapping: YAML keeps the last silently,
+    which would hide the first as surely as a typo would.
+    """
+    found: list[tuple[int, Problem]] = []
+    visited: set[int] = set()
+    pending: list[tuple[yaml.Node, str]] = [(root, "")]
+    while pending:
+        node, path = pending.pop()
+        # Aliases share nodes (and may nest themselves): visit each once.
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for key_node, value_node in node.value:
+                child = path
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    child = f"{path}.{key_node.value}" if path else str(key_node.value)
+                    key = (key_node.tag, key_node.value)
+                    line = key_node.start_mark.line + 1
+                    if key in first:
+                        found.append((line, Problem(child, f"is given twice (lines {first[key]} and {line})")))
+                    else:
+                        first[key] = line
+                pending.append((value_node, child))
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend((item, f"{path}[{index}]") for index, item in enumerate(node.value))
+    return [problem for _line, problem in sorted(found, key=lambda item: item[0])]
+
+
+def _load_yaml(text: str, origin: str, problems: list[Problem]) -> object:
+    try:
+        # The reader checks the characters as soon as it is made.
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            problems.extend(_duplicate_keys(node))
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as e:
+        raise ConfigError([_yaml_problem(origin, e)]) from None
+    except RecursionError:
+        # PyYAML composes recursively; a hostile file must not crash the tool.
+        raise ConfigError([Problem("", f"{origin}: not valid YAML: nested too deeply")]) from None
+
+
 def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str], problems: list[Problem]) -> None:
+    def section(parent: dict[str, Any], name: str) -> dict[str, Any] | None:
+        # An empty section (C{webhook:}) is null in YAML; the override must
+        # still apply.  Anything else that is not a mapping is reported by
+        # the schema, so it is left alone here.
+        if parent.get(name) is None:
+            parent[name] = {}
+        child = parent[name]
+        return child if isinstance(child, dict) else None
+
     token = environ.get("WEBHOOK_AUTH_TOKEN")
     if token:
-        webhook = raw.setdefault("webhook", {})
-        if isinstance(webhook, dict):
-            auth = webhook.setdefault("auth", {})
-            if isinstance(auth, dict):
-                auth["token"] = token
+        webhook = section(raw, "webhook")
+        auth = section(webhook, "auth") if webhook is not None else None
+        if auth is not None:
+            auth["token"] = token
     port = environ.get("WEBHOOK_PORT")
     if port:
         try:
             number = int(port)
         except ValueError:
             problems.append(Problem("WEBHOOK_PORT", f"must be an integer, got {port!r}"))
-        else:
-            service = raw.setdefault("service", {})
-            if isinstance(service, dict):
-                service["port"] = number
+            return
+        message = _port(number)
+        if message is not None:
+            # Named after the variable: the file is not where the value is.
+            problems.append(Problem("WEBHOOK_PORT", f"{message}, got {port!r}"))
+            return
+        service = section(raw, "service")
+        if service is not None:
+            service["port"] = number
 
 
 def _check_listener(description: str) -> str | None:
@@ -310,15 +403,23 @@ def _check_listener(description: str) -> str | None:
     return None
 
 
-def _resolve_endpoints(config: GatewayConfig, problems: list[Problem]) -> GatewayConfig:
+def _resolve_endpoints(webhook: WebhookConfig, problems: list[Problem]) -> WebhookConfig:
+    """
+    Normalise endpoint paths and fill in the source of well-known ones.
+    """
+    if not webhook.endpoints:
+        problems.append(Problem("webhook.endpoints", "must list at least one endpoint"))
     resolved = []
     seen: set[str] = set()
-    for index, endpoint in enumerate(config.webhook.endpoints):
+    for index, endpoint in enumerate(webhook.endpoints):
         where = f"webhook.endpoints[{index}]"
         path = endpoint.path.rstrip("/") or "/"
-        if path in seen or "/v1" + path in seen:
-            problems.append(Problem(f"{where}.path", f"{endpoint.path} is configured twice"))
-        seen.update({path, "/v1" + path})
+        served = _served_paths(path)
+        if seen.intersection(served):
+            problems.append(Problem(f"{where}.path", f"{endpoint.path} is configured twice (counting /v1 aliases)"))
+        elif path in _RESERVED_PATHS:
+            problems.append(Problem(f"{where}.path", f"{endpoint.path} is reserved for the health checks"))
+        seen.update(served)
         source = endpoint.source or _WELL_KNOWN_PATHS.get(path)
         if source is None:
             problems.append(
@@ -326,14 +427,24 @@ def _resolve_endpoints(config: GatewayConfig, problems: list[Problem]) -> Gatewa
             )
             continue
         resolved.append(attrs.evolve(endpoint, path=path, source=source))
-    if config.metrics_on_webhook_port() and config.metrics.path in seen:
-        problems.append(Problem("metrics.path", f"{config.metrics.path} is also a webhook path"))
-    return attrs.evolve(config, webhook=attrs.evolve(config.webhook, endpoints=tuple(resolved)))
+    return attrs.evolve(webhook, endpoints=tuple(resolved))
 
 
-def _check_files(config: GatewayConfig, problems: list[Problem]) -> None:
-    security = config.security
-    if not security.tls_enabled or config.service.listen:
+def _check_metrics_path(
+    webhook: WebhookConfig, service: ServiceConfig, metrics: MetricsConfig, problems: list[Problem]
+) -> None:
+    if not _metrics_share_webhook_port(service, metrics):
+        return
+    path = metrics.path.rstrip("/") or "/"
+    taken = {path for e in webhook.endpoints for path in e.served_paths()}
+    if path in taken:
+        problems.append(Problem("metrics.path", f"{metrics.path} is also a webhook path"))
+    elif path in _RESERVED_PATHS:
+        problems.append(Problem("metrics.path", f"{metrics.path} is reserved for the health checks"))
+
+
+def _check_files(security: SecurityConfig, service: ServiceConfig, problems: list[Problem]) -> None:
+    if not security.tls_enabled or service.listen:
         return
     for key in ("cert_file", "key_file"):
         name = getattr(security, key)
@@ -343,6 +454,28 @@ def _check_files(config: GatewayConfig, problems: list[Problem]) -> None:
             problems.append(Problem(f"security.{key}", f"file not found: {name}"))
 
 
+def _check_across(sections: dict[str, Any], problems: list[Problem]) -> None:
+    """
+    Check what involves more than one key, on every section that read well,
+    so that one typo does not hide the other problems of the file.
+    """
+    service: ServiceConfig | None = sections.get("service")
+    webhook: WebhookConfig | None = sections.get("webhook")
+    security: SecurityConfig | None = sections.get("security")
+    metrics: MetricsConfig | None = sections.get("metrics")
+    if webhook is not None:
+        webhook = sections["webhook"] = _resolve_endpoints(webhook, problems)
+        if service is not None and metrics is not None:
+            _check_metrics_path(webhook, service, metrics, problems)
+    if security is not None and service is not None:
+        _check_files(security, service, problems)
+    for key, section in (("service", service), ("metrics", metrics)):
+        for index, description in enumerate(section.listen if section is not None else ()):
+            message = _check_listener(description)
+            if message is not None:
+                problems.append(Problem(f"{key}.listen[{index}]", message))
+
+
 def parse_config(text: str, environ: Mapping[str, str] | None = None, origin: str = "<config>") -> GatewayConfig:
     """
     Parse and validate configuration YAML.
@@ -350,28 +483,17 @@ def parse_config(text: str, environ: Mapping[str, str] | None = None, origin: st
     @raise ConfigError: With every problem found.
     """
     problems: list[Problem] = []
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError([Problem("", f"{origin}: not valid YAML: {e}")]) from None
+    raw = _load_yaml(text, origin, problems)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError([Problem("", f"{origin}: the top level must be a mapping")])
     _apply_environment(raw, os.environ if environ is None else environ, problems)
-    config = build(GatewayConfig, raw, "", problems)
-    if config is None or problems:
-        raise ConfigError(problems)
-    config = _resolve_endpoints(config, problems)
-    _check_files(config, problems)
-    for key, descriptions in (("service.listen", config.service.listen), ("metrics.listen", config.metrics.listen)):
-        for index, description in enumerate(descriptions):
-            message = _check_listener(description)
-            if message is not None:
-                problems.append(Problem(f"{key}[{index}]", message))
+    sections = read_fields(GatewayConfig, raw, "", problems)
+    _check_across(sections, problems)
     if problems:
         raise ConfigError(problems)
-    return config
+    return GatewayConfig(**sections)
 
 
 def load_config(path: str, environ: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -398,5 +520,14 @@ def warnings_for(config: GatewayConfig) -> list[str]:
         found.append(
             f"{', '.join(needs_auth)} require authentication but no token is configured"
             " (webhook.auth.token, webhook.auth.tokens or WEBHOOK_AUTH_TOKEN): every request will get 401"
+        )
+    if needs_auth and auth.type == "none":
+        found.append(
+            f"webhook.auth.type is none, so {', '.join(needs_auth)} accept requests without authentication"
+            " although auth_required is true"
+        )
+    if config.security.tls_enabled and config.service.listen:
+        found.append(
+            "security.tls_enabled is ignored because service.listen is set: use ssl: descriptions there for TLS"
         )
     return found

@@ -78,8 +78,13 @@ class Alert:
         A key that is the same for every delivery of this occurrence (the
         same fingerprint, start and status) so the processor can drop
         redeliveries.
+
+        Without a start time (legacy Grafana sends none) the receipt time
+        stands in for it: otherwise an alert that fires, resolves and fires
+        again would repeat its first key and the processor would drop the
+        second firing as a redelivery.
         """
-        seed = f"{self.fingerprint}\x00{self.starts_at or ''}\x00{self.status}"
+        seed = f"{self.fingerprint}\x00{self.starts_at or self.received_at}\x00{self.status}"
         return hashlib.sha256(seed.encode("utf-8")).hexdigest()[:32]
 
     def to_json(self) -> dict[str, Any]:

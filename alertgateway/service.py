@@ -28,7 +28,7 @@ from twisted.web.resource import Resource
 from alertgateway.config import GatewayConfig
 from alertgateway.delivery.forwarder import Forwarder
 from alertgateway.delivery.queue import MemoryQueue
-from alertgateway.delivery.sinks import FileSink, HTTPSink, Sink
+from alertgateway.delivery.sinks import BytesProducer, FileSink, HTTPSink, Sink
 from alertgateway.guards.addresses import AddressFilter
 from alertgateway.guards.auth import BearerAuthenticator
 from alertgateway.logs import make_observer
@@ -89,7 +89,8 @@ class GatewayService(Service):
         self._pool = HTTPConnectionPool(self._reactor, persistent=True)
         self._pool.maxPersistentPerHost = processor.max_in_flight
         agent = Agent(self._reactor, pool=self._pool, connectTimeout=processor.timeout)
-        return HTTPSink(HTTPClient(agent), endpoint, clock=self._reactor, timeout=processor.timeout)
+        client = HTTPClient(agent, data_to_body_producer=BytesProducer)
+        return HTTPSink(client, endpoint, clock=self._reactor, timeout=processor.timeout)
 
     def _make_site(self, root: Resource) -> GatewaySite:
         return GatewaySite(
@@ -117,8 +118,8 @@ class GatewayService(Service):
                 metrics=self.metrics,
                 clock=self._reactor,
             )
-            mount(root, endpoint.path, resource)
-            mount(root, "/v1" + endpoint.path, resource)
+            for path in endpoint.served_paths():
+                mount(root, path, resource)
         mount(root, "/health", HealthResource(config.service.name, self.readiness))
         mount(root, "/health/live", LiveResource())
         mount(root, "/health/ready", ReadyResource(self.readiness, self._ready_details))
@@ -137,6 +138,9 @@ class GatewayService(Service):
 
     def startService(self) -> None:
         super().startService()
+        # A service may be started again after a stop (not under twistd,
+        # but by anything that embeds it).
+        self.readiness.state = "starting"
         self.forwarder.start()
         listening: list[Deferred[None]] = []
         for description in self.config.webhook_listeners():
@@ -178,7 +182,7 @@ class GatewayService(Service):
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
-        self.readiness.state = "stopping"
+        self.readiness.stop(self._reactor.seconds())
         self.metrics.ready.set(0)
         deadline: float = self._reactor.seconds() + self.config.service.shutdown_grace
 

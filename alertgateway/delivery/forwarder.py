@@ -45,6 +45,21 @@ class Backoff:
         return ceiling / 2 + self._rand() * ceiling / 2
 
 
+async def _attempt(sink: Sink, envelope: Envelope) -> None:
+    """
+    One delivery attempt, where anything a sink raises other than
+    L{Rejected} or a cancellation counts as L{Retryable}: a sink's bug or an
+    unexpected I/O error must cost one attempt, not the worker.
+    """
+    try:
+        await sink.deliver(envelope)
+    except (Retryable, Rejected, CancelledError):
+        raise
+    except Exception as e:
+        Forwarder.log.failure("Sink failed unexpectedly", requestId=envelope.request_id)
+        raise Retryable(f"{type(e).__name__}: {e}") from e
+
+
 class Forwarder:
     """
     Deliver queued envelopes through C{sink}.
@@ -71,6 +86,10 @@ class Forwarder:
         self._max_retries = max_retries
         self._backoff = backoff or Backoff()
         self._workers: list[Deferred[None]] = []
+        # Set when the workers are told to stop: a worker that is running
+        # (not waiting) when it is cancelled cannot be interrupted, so it
+        # must see this and leave its loop by itself.
+        self._stopping = False
 
     def submit(self, envelopes: list[Envelope]) -> Deferred[None]:
         """
@@ -83,11 +102,12 @@ class Forwarder:
         return d
 
     def start(self) -> None:
+        self._stopping = False
         for _ in range(self._max_in_flight):
             self._workers.append(Deferred.fromCoroutine(self._work()))
 
     async def _work(self) -> None:
-        while True:
+        while not self._stopping:
             envelope = await self.queue.take()
             try:
                 await self._deliver(envelope)
@@ -100,9 +120,14 @@ class Forwarder:
         while True:
             started = self._clock.seconds()
             try:
-                await self.sink.deliver(envelope)
+                await _attempt(self.sink, envelope)
             except Retryable as e:
                 self._metrics.forward_duration.observe(self._clock.seconds() - started)
+                if self._stopping:
+                    # The cancellation of a stopping worker may reach us
+                    # disguised as a failed attempt; retrying would keep
+                    # the worker (and so the shutdown) alive.
+                    raise CancelledError() from e
                 if attempt >= self._max_retries:
                     self._metrics.alerts_forwarded.labels(outcome="failed").inc()
                     self.log.error(
@@ -149,6 +174,7 @@ class Forwarder:
         drained.addTimeout(grace, self._clock)
 
         def _stop_workers(result: object) -> Deferred[None]:
+            self._stopping = True
             if len(self.queue):
                 self.log.error("Shutting down with {count} alerts undelivered", count=len(self.queue))
             for worker in self._workers:

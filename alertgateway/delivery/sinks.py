@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, NoReturn, Protocol, cast
 
-from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, fail, succeed
+from twisted.internet.error import ConnectingCancelledError
+from twisted.internet.interfaces import IConsumer, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.python.failure import Failure
-from twisted.web.iweb import IResponse
+from twisted.web.iweb import IBodyProducer, IResponse
+from zope.interface import implementer
 
 from alertgateway.delivery.queue import Envelope
 
-__all__ = ["FileSink", "HTTPSink", "Rejected", "Retryable", "Sink"]
+__all__ = ["BytesProducer", "FileSink", "HTTPSink", "PostingClient", "Rejected", "Retryable", "Sink"]
 
 _ERROR_BODY_LIMIT = 4096
 
@@ -51,7 +54,7 @@ class Sink(Protocol):
     def close(self) -> Deferred[None]: ...
 
 
-class _HTTPClient(Protocol):
+class PostingClient(Protocol):
     """
     The part of C{treq.client.HTTPClient} (and C{StubTreq}) that we use.
     """
@@ -63,7 +66,7 @@ class _HTTPClient(Protocol):
         *,
         headers: dict[bytes | str, list[bytes | str]] | None = ...,
         data: bytes | None = ...,
-        timeout: float | None = ...,
+        unbuffered: bool = ...,
     ) -> Deferred[Any]: ...
 
 
@@ -80,7 +83,38 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        # RFC 5322's "-0000" zone parses as naive; HTTP dates are UTC.
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
+
+
+@implementer(IBodyProducer)
+class BytesProducer:
+    """
+    A request body of a few kilobytes, written at once.
+
+    treq's default producer cooperates through the global reactor's
+    scheduler; an alert gains nothing from being spread over reactor turns,
+    and this needs no reactor at all.
+    """
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        consumer.write(self._body)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
 
 
 class _BoundedReader(TwistedProtocol):
@@ -88,11 +122,18 @@ class _BoundedReader(TwistedProtocol):
     Collect at most C{limit} bytes of a response body, dropping the rest.
     """
 
-    def __init__(self, limit: int, finished: Deferred[bytes]) -> None:
+    def __init__(self, limit: int) -> None:
         self._limit = limit
         self._chunks: list[bytes] = []
         self._size = 0
-        self._finished = finished
+        # Cancelling (a timeout) drops the connection rather than leaving it
+        # to deliver a body nobody reads.
+        self.finished: Deferred[bytes] = Deferred(lambda _: self._abort())
+
+    def _abort(self) -> None:
+        # deliverBody connects the reader at once, to a transport that
+        # IResponse promises is a push producer.
+        cast(IPushProducer, self.transport).stopProducing()
 
     def dataReceived(self, data: bytes) -> None:
         room = self._limit - self._size
@@ -101,16 +142,34 @@ class _BoundedReader(TwistedProtocol):
             self._size += min(room, len(data))
 
     def connectionLost(self, reason: Failure | None = None) -> None:
-        self._finished.callback(b"".join(self._chunks))
+        # Cancelled (timed out) readers have already been answered.
+        if not self.finished.called:
+            self.finished.callback(b"".join(self._chunks))
 
 
-def read_bounded(response: IResponse, limit: int, clock: IReactorTime, timeout: float) -> Deferred[bytes]:
+def read_bounded(response: IResponse, limit: int) -> Deferred[bytes]:
     """
-    Read at most C{limit} bytes of C{response}'s body, within C{timeout}.
+    Read at most C{limit} bytes of C{response}'s body.
     """
-    finished: Deferred[bytes] = Deferred()
-    response.deliverBody(_BoundedReader(limit, finished))
-    return finished.addTimeout(timeout, clock)
+    reader = _BoundedReader(limit)
+    response.deliverBody(reader)
+    return reader.finished
+
+
+def _timed_out(result: object, timeout: float) -> NoReturn:
+    raise Retryable(f"no response within {timeout:g}s")
+
+
+def _is_cancellation(error: Exception) -> bool:
+    """
+    Whether C{error} is a cancellation, perhaps wrapped by the Agent
+    (C{ResponseNeverReceived} and its kin carry their causes in C{reasons}),
+    or a cancelled connection attempt.
+    """
+    if isinstance(error, (CancelledError, ConnectingCancelledError)):
+        return True
+    reasons = getattr(error, "reasons", None) or ()
+    return any(isinstance(reason, Failure) and reason.check(CancelledError) for reason in reasons)
 
 
 class HTTPSink:
@@ -118,7 +177,7 @@ class HTTPSink:
     POST each alert as JSON to C{<endpoint>/api/v1/alerts}.
     """
 
-    def __init__(self, client: _HTTPClient, endpoint: str, *, clock: IReactorTime, timeout: float) -> None:
+    def __init__(self, client: PostingClient, endpoint: str, *, clock: IReactorTime, timeout: float) -> None:
         self._client = client
         self.url = endpoint.rstrip("/") + "/api/v1/alerts"
         self._clock = clock
@@ -134,12 +193,20 @@ class HTTPSink:
             "X-Request-ID": [envelope.request_id],
             "Idempotency-Key": [envelope.alert.idempotency_key],
         }
+        # The timeout covers the whole attempt and runs on our clock (treq's
+        # own would schedule on the global reactor).  Any other cancellation
+        # comes from outside (a stopping worker) and must not be mistaken
+        # for a failed attempt, even when the Agent wraps it.
+        attempt = ensureDeferred(self._exchange(body, headers)).addTimeout(
+            self._timeout, self._clock, onTimeoutCancel=_timed_out
+        )
         try:
-            response = await self._client.post(self.url, data=body, headers=headers, timeout=self._timeout)
-            # Read (a bounded part of) the body in every case so the
-            # connection can go back to the pool.
-            text = await read_bounded(response, _ERROR_BODY_LIMIT, self._clock, self._timeout)
+            response, text = await attempt
+        except Retryable:
+            raise
         except Exception as e:
+            if _is_cancellation(e):
+                raise CancelledError() from e
             raise Retryable(f"{type(e).__name__}: {e}") from e
         code = response.code
         if 200 <= code < 300:
@@ -150,6 +217,13 @@ class HTTPSink:
             retry_after = parse_retry_after(header.decode("latin-1") if header else None, self._clock.seconds())
             raise Retryable(detail, retry_after)
         raise Rejected(detail)
+
+    async def _exchange(self, body: bytes, headers: dict[bytes | str, list[bytes | str]]) -> tuple[IResponse, bytes]:
+        # Unbuffered, so that only the bounded reader keeps any of the body;
+        # it is read in every case so the connection can go back to the pool.
+        response: IResponse = await self._client.post(self.url, data=body, headers=headers, unbuffered=True)
+        text = await read_bounded(response, _ERROR_BODY_LIMIT)
+        return response, text
 
     def close(self) -> Deferred[None]:
         return succeed(None)
@@ -170,15 +244,15 @@ class FileSink:
         self._file = self.path.open("a", encoding="utf-8")
 
     def deliver(self, envelope: Envelope) -> Deferred[None]:
-        if self._file is None:
-            self.open()
-        assert self._file is not None
         record = {
             **envelope.alert.to_json(),
             "requestId": envelope.request_id,
             "idempotencyKey": envelope.alert.idempotency_key,
         }
         try:
+            if self._file is None:
+                self.open()
+            assert self._file is not None
             self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
             self._file.flush()
         except OSError as e:

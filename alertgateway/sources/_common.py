@@ -14,7 +14,7 @@ import attrs
 
 from alertgateway.model import FIRING, RESOLVED, Alert, fingerprint
 
-__all__ = ["FieldError", "ParseResult", "PayloadError", "Rejection", "read_alert"]
+__all__ = ["FieldError", "ParseResult", "PayloadError", "Rejection", "is_text", "read_alert"]
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 # Go's zero time: Alertmanager writes it for an end time that is not set.
@@ -71,7 +71,28 @@ class PayloadError(Exception):
 
 
 def escape_pointer(token: str) -> str:
+    """
+    Escape a key for a JSON pointer (RFC 6901), spelling an unpaired
+    surrogate as C{\\udXXX} so that the pointer can still be sent as UTF-8.
+    """
+    token = token.encode("utf-8", "backslashreplace").decode("utf-8")
     return token.replace("~", "~0").replace("/", "~1")
+
+
+def is_text(value: str) -> bool:
+    """
+    Whether C{value} is encodable Unicode.  JSON can spell an unpaired
+    surrogate (C{"\\ud800"}), which Python decodes but cannot encode as
+    UTF-8, so the fingerprint could not be computed from it.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_NOT_TEXT = "must be valid Unicode text (it contains an unpaired surrogate)"
 
 
 def read_timestamp(value: object, pointer: str, errors: list[FieldError]) -> str | None:
@@ -110,6 +131,8 @@ def read_string_map(value: object, pointer: str, errors: list[FieldError], *, re
             errors.append(FieldError(where, "label and annotation names must not be empty"))
         elif not isinstance(item, str):
             errors.append(FieldError(where, "must be a string"))
+        elif not (is_text(name) and is_text(item)):
+            errors.append(FieldError(where, _NOT_TEXT))
         else:
             result[name] = item
     return result
@@ -120,6 +143,9 @@ def read_optional_string(value: object, pointer: str, errors: list[FieldError]) 
         return ""
     if not isinstance(value, str):
         errors.append(FieldError(pointer, "must be a string"))
+        return ""
+    if not is_text(value):
+        errors.append(FieldError(pointer, _NOT_TEXT))
         return ""
     return value
 

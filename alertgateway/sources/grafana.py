@@ -19,6 +19,7 @@ from alertgateway.sources._common import (
     ParseResult,
     PayloadError,
     Rejection,
+    is_text,
     read_alert,
     read_alert_list,
     read_optional_string,
@@ -72,6 +73,8 @@ def _parse_legacy(body: dict[str, Any], received_at: str) -> Alert | Rejection:
     rule_name = body.get("ruleName")
     if not isinstance(rule_name, str) or not rule_name.strip():
         errors.append(FieldError("/ruleName", "must be a non-empty string"))
+    elif not is_text(rule_name):
+        errors.append(FieldError("/ruleName", "must be valid Unicode text (it contains an unpaired surrogate)"))
     state = body.get("state")
     status = _LEGACY_STATES.get(state) if isinstance(state, str) else None
     if status is None:

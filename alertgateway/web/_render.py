@@ -34,7 +34,7 @@ Handler = Callable[[GatewayRequest], Coroutine[Any, Any, "Response"]]
 
 
 def json_bytes(value: object) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return json.dumps(value, separators=(",", ":")).encode("utf-8")
 
 
 @attrs.frozen
@@ -133,15 +133,31 @@ def _to_problem(failure: Failure, request: GatewayRequest) -> Response:
 def _write(response: Response, request: GatewayRequest, lost: list[Failure]) -> None:
     if lost:
         return
-    body = response.encoded()
+    try:
+        body = response.encoded()
+    except (TypeError, ValueError):
+        _log.failure("Cannot encode the response to {path}", path=request.path.decode("latin-1"))
+        response = _INTERNAL_ERROR
+        body = _INTERNAL_ERROR_BODY
     request.setResponseCode(response.status)
     request.setHeader(b"Content-Type", response.content_type.encode("ascii"))
     request.setHeader(b"Cache-Control", b"no-store")
     for name, value in response.headers.items():
         request.setHeader(name.encode("ascii"), value.encode("latin-1"))
+        if name.lower() == "connection" and value.lower() == "close":
+            # twisted.web decides persistence from the request alone; a
+            # response that says close must also end the connection.
+            request.channel.persistent = False
     request.setHeader(b"Content-Length", str(len(body)).encode("ascii"))
     request.write(body)
     request.finish()
+
+
+# Written when a response cannot be encoded: built once, ASCII only.
+_INTERNAL_ERROR_BODY = json_bytes(
+    {k: v for k, v in problems.internal_error().to_json("", "").items() if k not in ("requestId", "instance")}
+)
+_INTERNAL_ERROR = Response(status=500, body=_INTERNAL_ERROR_BODY, content_type=PROBLEM_CONTENT_TYPE)
 
 
 class NotFoundResource(HandlerResource):

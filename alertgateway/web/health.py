@@ -24,18 +24,28 @@ class Readiness:
 
     def __init__(self) -> None:
         self.state = "starting"
+        self.stopping_since: float | None = None
 
     @property
     def ready(self) -> bool:
         return self.state == "ready"
 
-    @property
-    def accepting(self) -> bool:
+    def stop(self, now: float) -> None:
         """
-        Whether webhooks are taken; still true while starting, so that a
-        request racing the last listener is not refused.
+        Shutdown begins at C{now}.
         """
-        return self.state != "stopping"
+        self.state = "stopping"
+        self.stopping_since = now
+
+    def accepts(self, arrived: float) -> bool:
+        """
+        Whether a webhook whose request began at C{arrived} is taken: always
+        while starting (a request racing the last listener is not refused),
+        and during shutdown only if it began before, as it is in flight.
+        """
+        if self.state != "stopping":
+            return True
+        return self.stopping_since is not None and arrived < self.stopping_since
 
 
 class LiveResource(HandlerResource):

@@ -113,6 +113,9 @@ def payload_too_large(limit: int) -> Problem:
         "payload-too-large",
         "Payload Too Large",
         f"The request body exceeds the limit of {limit} bytes (service.max_body_bytes).",
+        # The rest of an oversized body is not worth reading on this
+        # connection.
+        headers={"Connection": "close"},
         extensions={"limit": limit},
     )
 

@@ -7,8 +7,11 @@ if the sender goes on far past the limit), so an oversized upload costs no
 memory; the resource then answers 413.  It also carries the request id and
 the metrics label of the endpoint that handled it.
 
-L{GatewaySite} writes the access log and the request metrics in one place,
-L{GatewaySite.log}, which twisted.web calls once per finished response.
+L{GatewaySite} writes the access log and the request metrics in one place:
+once per finished response (twisted.web calls L{GatewaySite.log}) or, for a
+request whose connection ended first, once with 499 (413 if we dropped an
+oversized upload).  It also counts requests in flight, from the request
+line on, so that shutdown can wait for them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import IO, Any, cast
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.resource import IResource
 
@@ -28,11 +32,21 @@ from alertgateway.metrics import GatewayMetrics
 
 __all__ = ["GatewayRequest", "GatewaySite"]
 
-_SANE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 # How far past the limit a sender may go before we stop listening to it.
 _ABORT_FACTOR = 8
+# ...but never before this much: a sender that reads no response until it
+# has sent everything (most HTTP clients) must be able to see the 413.
+_ABORT_FLOOR = 64 * 1024 * 1024
+
+# Module level: a Logger that is a class attribute takes the class's name as
+# its namespace, whatever it was given.
+_access_log = Logger(namespace="alertgateway.access")
 
 UNMATCHED = "unmatched"
+# nginx's code for "the client closed the connection before the response";
+# it only ever appears in the access log and metrics, never on the wire.
+CLIENT_CLOSED_REQUEST = 499
 
 
 class GatewayRequest(server.Request):
@@ -44,12 +58,18 @@ class GatewayRequest(server.Request):
     endpoint: str = UNMATCHED
     body_too_large: bool = False
     _received: int = 0
+    # The code logged if the connection ends without a response: set when
+    # we drop it ourselves, else the client went away.
+    lost_code: int | None = None
     _request_id: str | None = None
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(channel, *args, **kwargs)
         self.gateway_site: GatewaySite = channel.site
         self.started = self.gateway_site.clock.seconds()
+        # In flight from the request line on, so that a shutdown waits for
+        # a body still being uploaded, not only for requests being handled.
+        self.gateway_site.track(self)
 
     @property
     def max_body_bytes(self) -> int:
@@ -69,7 +89,8 @@ class GatewayRequest(server.Request):
             if not self.body_too_large:
                 self.body_too_large = True
                 self.content = io.BytesIO()
-            if self._received > limit * _ABORT_FACTOR:
+            if self._received > self.gateway_site.abort_after_bytes and self.lost_code is None:
+                self.lost_code = http.REQUEST_ENTITY_TOO_LARGE
                 self.channel.forceAbortClient()
             return
         super().handleContentChunk(data)
@@ -81,14 +102,13 @@ class GatewayRequest(server.Request):
         """
         if self._request_id is None:
             given = self.getHeader(b"x-request-id")
-            if given is not None and _SANE_REQUEST_ID.match(given):
+            if given is not None and _SANE_REQUEST_ID.fullmatch(given):
                 self._request_id = given.decode("ascii")
             else:
                 self._request_id = uuid.uuid4().hex
         return self._request_id
 
     def process(self) -> None:
-        self.gateway_site.track(self)
         self.setHeader(b"X-Request-ID", self.request_id.encode("ascii"))
         super().process()
 
@@ -107,7 +127,6 @@ class GatewaySite(server.Site):
 
     requestFactory = GatewayRequest
     noisy = False
-    _log = Logger(namespace="alertgateway.access")
 
     def __init__(
         self,
@@ -122,16 +141,24 @@ class GatewaySite(server.Site):
         self.clock = clock
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.abort_after_bytes = max(max_body_bytes * _ABORT_FACTOR, _ABORT_FLOOR)
         self._in_flight = 0
         self._idle_waiters: list[Deferred[None]] = []
 
-    def track(self, request: server.Request) -> None:
+    def track(self, request: GatewayRequest) -> None:
         """
         Count C{request} as in flight until its response is finished or its
         connection lost.
         """
         self._in_flight += 1
-        request.notifyFinish().addBoth(self._request_done)
+
+        def _lost(reason: Failure) -> None:
+            # twisted.web calls log() only for finished responses; a request
+            # whose connection ended first must still leave its access-log
+            # line.
+            self._record(request, request.lost_code or CLIENT_CLOSED_REQUEST)
+
+        request.notifyFinish().addErrback(_lost).addBoth(self._request_done)
 
     def _request_done(self, _: object) -> None:
         self._in_flight -= 1
@@ -152,17 +179,20 @@ class GatewaySite(server.Site):
 
     def log(self, request: http.Request) -> None:
         assert isinstance(request, GatewayRequest)
+        self._record(request, request.code)
+
+    def _record(self, request: GatewayRequest, code: int) -> None:
         duration = max(0.0, self.clock.seconds() - request.started)
-        code = request.code
         self.metrics.requests.labels(endpoint=request.endpoint, code=str(code)).inc()
         self.metrics.request_duration.labels(endpoint=request.endpoint).observe(duration)
         user_agent = (request.getHeader(b"user-agent") or b"").decode("latin-1")
-        self._log.info(
+        method, path = _request_line(request)
+        _access_log.info(
             "{method} {path} {status} {bytes}B {duration_ms}ms {requestId}",
             log_type="access",
             remote=_remote(request),
-            method=request.method.decode("latin-1"),
-            path=request.path.decode("latin-1"),
+            method=method,
+            path=path,
             status=code,
             bytes=request.sentLength,
             duration_ms=round(duration * 1000, 3),
@@ -170,6 +200,15 @@ class GatewaySite(server.Site):
             endpoint=request.endpoint,
             user_agent=user_agent,
         )
+
+
+def _request_line(request: GatewayRequest) -> tuple[str, str]:
+    # twisted.web sets method and path only once the body is complete; a
+    # request whose connection ended while uploading has neither.
+    method, path = request.method, getattr(request, "path", None)
+    if not isinstance(method, bytes) or not isinstance(path, bytes):
+        return "-", "-"
+    return method.decode("latin-1"), path.decode("latin-1")
 
 
 def _remote(request: http.Request) -> str:

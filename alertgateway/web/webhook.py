@@ -10,6 +10,7 @@ others are not (207); the answer lists one result per alert in body order.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +38,15 @@ _QUEUE_FULL_RETRY_AFTER = 5
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    # 1e999 is valid JSON but becomes infinity, which json.dumps would
+    # forward as the non-JSON token Infinity.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 def _is_json(content_type: str) -> bool:
@@ -77,7 +87,7 @@ class WebhookResource(HandlerResource):
         self._clock = clock
 
     async def handle_POST(self, request: GatewayRequest) -> Response:
-        if not self._readiness.accepting:
+        if not self._readiness.accepts(request.started):
             raise problems.shutting_down()
         peer = request.getClientAddress()
         host = str(getattr(peer, "host", ""))
@@ -86,7 +96,6 @@ class WebhookResource(HandlerResource):
         if self._authenticator is not None:
             self._authenticator.check(request.getHeader(b"authorization"))
         if request.body_too_large:
-            request.setHeader(b"Connection", b"close")
             raise problems.payload_too_large(request.max_body_bytes)
         content_type = request.getHeader(b"content-type")
         if content_type is not None and not _is_json(content_type.decode("latin-1")):
@@ -120,7 +129,7 @@ class WebhookResource(HandlerResource):
         if not raw.strip():
             raise problems.malformed_body("The request body is empty; expected a JSON object.")
         try:
-            return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+            return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
         except UnicodeDecodeError:
             raise problems.malformed_body("The request body is not valid UTF-8.") from None
         except RecursionError:
