@@ -5,16 +5,24 @@ reactor.
 
 The gateway logs JSON; the harness reads the C{Listening for …} events to
 learn the ports it bound (C{tcp:0}), so tests never race for a free port.
+
+Also here: L{run} (a bounded subprocess on the reactor), L{require_binary}
+(the one place that decides whether a missing system tool skips or fails a
+test) and an independent implementation of Alertmanager's fingerprint, so
+the tests do not check the gateway against its own code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
+import socket
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +30,18 @@ import attrs
 import yaml
 from treq.client import HTTPClient
 from twisted.internet import reactor as _global_reactor
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.endpoints import TCP4ServerEndpoint
-from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import IListeningPort
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
+from twisted.trial.unittest import FailTest, SkipTest
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -40,8 +50,8 @@ reactor: Any = _global_reactor
 
 def fixture(name: str) -> bytes:
     """
-    The bytes of a payload fixture: C{../shared/fixtures} beside the
-    repository, or the copy under C{tests/fixtures}.
+    The bytes of a payload fixture: the copy under C{tests/fixtures}, or
+    C{../shared/fixtures} beside the repository.
     """
     for folder in (REPO / "tests" / "fixtures", FIXTURES):
         path = folder / name
@@ -50,8 +60,277 @@ def fixture(name: str) -> bytes:
     raise FileNotFoundError(name)
 
 
+def fixture_json(name: str) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(fixture(name))
+    return value
+
+
+def venv_script(name: str) -> str:
+    """
+    A console script of the virtualenv running the tests (C{twistd},
+    C{alertgateway}).
+    """
+    return str(Path(sys.executable).with_name(name))
+
+
 def twistd() -> str:
-    return str(Path(sys.executable).with_name("twistd"))
+    return venv_script("twistd")
+
+
+def source_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """
+    The environment for subprocesses that must run the source tree, not
+    whatever copy of the package is installed.
+    """
+    return {**os.environ, "PYTHONPATH": str(REPO), **(extra or {})}
+
+
+def require_binary(name: str, package: str) -> str:
+    """
+    The path of a system tool a test needs.
+
+    Missing, it skips the test with the command that installs it, except
+    under C{CI=true}: CI must never silently skip the tests that prove the
+    gateway works with the real Alertmanager and promtool.
+    """
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    message = f"{name} not installed: apt-get install {package}"
+    if os.environ.get("CI") == "true":
+        raise FailTest(f"{message} (required when CI=true)")
+    raise SkipTest(message)
+
+
+def free_port() -> int:
+    """
+    A TCP port that was free a moment ago, for programs that cannot be told
+    to bind port 0 and report it.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def am_fingerprint(labels: Mapping[str, str]) -> str:
+    """
+    Alertmanager's fingerprint (prometheus/common C{LabelSet.Fingerprint}),
+    written independently of C{alertgateway.model}.
+    """
+    h = 0xCBF29CE484222325
+    data = b"".join(k.encode() + b"\xff" + labels[k].encode() + b"\xff" for k in sorted(labels))
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001B3) % 2**64
+    return format(h, "016x")
+
+
+# --- bounded subprocesses ---------------------------------------------------
+
+
+@attrs.frozen
+class Completed:
+    """
+    A finished subprocess.
+    """
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def output(self) -> str:
+        return self.out + self.err
+
+
+class _Collector(ProcessProtocol):
+    def __init__(self, stdin: bytes | None) -> None:
+        self._stdin = stdin
+        self.out = b""
+        self.err = b""
+        self.ended: Deferred[int] = Deferred()
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        if self._stdin is not None:
+            self.transport.write(self._stdin)
+        self.transport.closeStdin()
+
+    def outReceived(self, data: bytes) -> None:
+        self.out += data
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(_exit_code(reason))
+
+
+def _exit_code(reason: Failure) -> int:
+    value = reason.value
+    if isinstance(value, ProcessDone):
+        return 0
+    if isinstance(value, ProcessTerminated):
+        return value.exitCode if value.exitCode is not None else -(value.signal or 0)
+    return -1
+
+
+async def run(
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+    cwd: str | None = None,
+    timeout: float = 30.0,
+) -> Completed:
+    """
+    Run a program to completion on the reactor (so servers in the test
+    process keep answering meanwhile).  Past C{timeout} it is killed and
+    the test fails with what it printed.
+    """
+    collector = _Collector(stdin)
+    transport = reactor.spawnProcess(
+        collector, args[0], list(args), env=dict(env if env is not None else os.environ), path=cwd
+    )
+    ended = collector.ended
+    timed_out = reactor.callLater(timeout, _kill, transport)
+    code = await ended
+    if timed_out.active():
+        timed_out.cancel()
+    else:
+        raise FailTest(f"{args} did not finish in {timeout}s:\n{collector.out.decode()}\n{collector.err.decode()}")
+    return Completed(code, collector.out.decode("utf-8", "replace"), collector.err.decode("utf-8", "replace"))
+
+
+def _kill(transport: Any) -> None:
+    with contextlib.suppress(ProcessExitedAlready):
+        transport.signalProcess("KILL")
+
+
+class _LineProcessProtocol(ProcessProtocol):
+    """
+    Hand a long-running process's stdout to a callback line by line and
+    keep its stderr.
+    """
+
+    def __init__(self, owner: ManagedProcess) -> None:
+        self._owner = owner
+        self._buffer = b""
+
+    def outReceived(self, data: bytes) -> None:
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            self._owner.line_received(line.decode("utf-8", "replace"))
+
+    def errReceived(self, data: bytes) -> None:
+        self._owner.stderr += data.decode("utf-8", "replace")
+
+    def processEnded(self, reason: Failure) -> None:
+        if self._buffer:
+            self._owner.line_received(self._buffer.decode("utf-8", "replace"))
+        self._owner.process_ended(_exit_code(reason))
+
+
+class ManagedProcess:
+    """
+    A long-running subprocess that a test starts and must always stop:
+    L{stop} sends a signal, and SIGKILL if that is not enough, so no test
+    leaves a process behind.
+    """
+
+    def __init__(self) -> None:
+        self.raw_lines: list[str] = []
+        self.stderr = ""
+        self.exit_code: int | None = None
+        self._ended: Deferred[int] = Deferred()
+        self._transport: Any = None
+        self._line_waiters: list[tuple[Callable[[str], bool], Deferred[str]]] = []
+
+    def spawn(self, args: Sequence[str], env: Mapping[str, str], cwd: str) -> None:
+        self._transport = reactor.spawnProcess(_LineProcessProtocol(self), args[0], list(args), env=dict(env), path=cwd)
+
+    def line_received(self, line: str) -> None:
+        self.raw_lines.append(line)
+        for predicate, waiter in list(self._line_waiters):
+            if predicate(line):
+                self._line_waiters.remove((predicate, waiter))
+                # It may have timed out already.
+                if not waiter.called:
+                    waiter.callback(line)
+
+    def process_ended(self, code: int) -> None:
+        self.exit_code = code
+        for _, waiter in self._line_waiters:
+            if not waiter.called:
+                waiter.errback(RuntimeError(f"process exited ({code}) while a line was awaited:\n{self.output()}"))
+        self._line_waiters = []
+        self._ended.callback(code)
+
+    def output(self) -> str:
+        return "\n".join(self.raw_lines) + "\n" + self.stderr
+
+    def send_signal(self, sig: int) -> None:
+        if self.exit_code is None and self._transport is not None:
+            with contextlib.suppress(ProcessExitedAlready):
+                self._transport.signalProcess(signal.Signals(sig).name[3:])
+
+    def wait_for_line(self, predicate: Callable[[str], bool], timeout: float = 10.0) -> Deferred[str]:
+        """
+        Fire with the first output line (already seen or yet to come) that
+        satisfies C{predicate}.
+        """
+        d: Deferred[str] = Deferred()
+        for line in self.raw_lines:
+            if predicate(line):
+                d.callback(line)
+                return d
+        if self.exit_code is not None:
+            d.errback(RuntimeError(f"process already exited ({self.exit_code}):\n{self.output()}"))
+            return d
+        self._line_waiters.append((predicate, d))
+        return d.addTimeout(timeout, reactor)
+
+    async def ended(self, timeout: float = 20.0) -> int:
+        return await self._waited(timeout)
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """
+        Signal the process and wait for it to exit; kill it if it does not
+        exit in C{timeout} seconds (the test then fails: it hung).
+        """
+        self.send_signal(sig)
+        return await self._waited(timeout)
+
+    async def _waited(self, timeout: float) -> int:
+        if self.exit_code is not None:
+            return self.exit_code
+        done: Deferred[int] = Deferred()
+        self._ended.addBoth(_relay, done)
+        try:
+            return await done.addTimeout(timeout, reactor)
+        except Exception:
+            self.send_signal(signal.SIGKILL)
+            await self._ended_again()
+            raise FailTest(f"process did not exit within {timeout}s; killed:\n{self.output()}") from None
+
+    async def _ended_again(self) -> None:
+        if self.exit_code is None:
+            done: Deferred[int] = Deferred()
+            self._ended.addBoth(_relay, done)
+            await done
+
+
+def _relay(result: Any, target: Deferred[Any]) -> Any:
+    if not target.called:
+        if isinstance(result, Failure):
+            target.errback(result)
+        else:
+            target.callback(result)
+    return result
+
+
+# --- the stub Alert Processor -------------------------------------------------
 
 
 @attrs.define
@@ -63,12 +342,54 @@ class Received:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    code: int = 200
+    at: float = 0.0
+
+
+@attrs.frozen
+class Answer:
+    """
+    A scripted answer of the stub processor.
+    """
+
+    code: int
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+
+
+class _TrackingSite(Site):
+    """
+    A Site that remembers its open connections so that stopping it can
+    close them: a gateway's pooled connections must not outlive the test.
+    """
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource)
+        self.noisy = False
+        self.open: set[Protocol] = set()
+        self.closed: dict[Protocol, Deferred[None]] = {}
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = super().buildProtocol(addr)
+        assert protocol is not None
+        self.open.add(protocol)
+        done: Deferred[None] = Deferred()
+        self.closed[protocol] = done
+        original = protocol.connectionLost
+
+        def connection_lost(reason: Failure) -> None:
+            self.open.discard(protocol)
+            original(reason)
+            done.callback(None)
+
+        protocol.connectionLost = connection_lost
+        return protocol
 
 
 class StubProcessor(Resource):
     """
     An Alert Processor that records what it receives and answers with the
-    queued status codes (then 200).
+    scripted L{answers} (then 200).  With C{hold} set it keeps each request
+    open until L{release}, to stand for a slow processor.
     """
 
     isLeaf = True
@@ -76,66 +397,116 @@ class StubProcessor(Resource):
     def __init__(self) -> None:
         super().__init__()
         self.received: list[Received] = []
-        self.codes: list[int] = []
+        self.attempts: list[Received] = []
+        self.answers: list[Answer] = []
+        self.hold = False
+        self.held: list[Any] = []
         self.port: IListeningPort | None = None
-        self._waiters: list[tuple[int, Deferred[None]]] = []
+        self._site: _TrackingSite | None = None
+        self._waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
 
-    def render_POST(self, request: Any) -> bytes:
+    @property
+    def codes(self) -> list[int]:
+        return [a.code for a in self.answers]
+
+    @codes.setter
+    def codes(self, codes: list[int]) -> None:
+        self.answers = [Answer(c) for c in codes]
+
+    def render_POST(self, request: Any) -> bytes | int:
         headers = {k.decode().lower(): v[0].decode() for k, v in request.requestHeaders.getAllRawHeaders()}
         body = json.loads(request.content.read())
-        code = self.codes.pop(0) if self.codes else 200
-        request.setResponseCode(code)
-        if code == 200:
-            self.received.append(Received(request.path.decode(), headers, body))
-            for count, waiter in list(self._waiters):
-                if len(self.received) >= count:
-                    self._waiters.remove((count, waiter))
-                    waiter.callback(None)
+        answer = self.answers.pop(0) if self.answers else Answer(200)
+        record = Received(request.path.decode(), headers, body, answer.code, reactor.seconds())
+        self.attempts.append(record)
+        if self.hold:
+            self.held.append((request, record, answer))
+            self._check_waiters()
+            return NOT_DONE_YET
+        return self._answer(request, record, answer)
+
+    def _answer(self, request: Any, record: Received, answer: Answer) -> bytes:
+        request.setResponseCode(answer.code)
+        for name, value in answer.headers.items():
+            request.setHeader(name, value)
+        if answer.code == 200:
+            self.received.append(record)
+        self._check_waiters()
         return b'{"ok":true}'
 
+    def release(self) -> None:
+        """
+        Answer every held request.
+        """
+        self.hold = False
+        held, self.held = self.held, []
+        for request, record, answer in held:
+            if not request.finished and not request._disconnected:
+                request.write(self._answer(request, record, answer))
+                request.finish()
+
+    def _check_waiters(self) -> None:
+        for condition, waiter in list(self._waiters):
+            if condition():
+                self._waiters.remove((condition, waiter))
+                waiter.callback(None)
+
+    def _wait(self, condition: Callable[[], bool], timeout: float, what: str) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        if condition():
+            d.callback(None)
+            return d
+        self._waiters.append((condition, d))
+
+        def _explain(failure: Failure) -> Failure:
+            if (condition, d) in self._waiters:
+                self._waiters.remove((condition, d))
+            failure.trap(DeferredTimeout)
+            raise FailTest(f"{what}: timed out; received so far: {[r.body for r in self.attempts]}")
+
+        return d.addTimeout(timeout, reactor).addErrback(_explain)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> Deferred[None]:
+        """
+        Fire once C{count} alerts were delivered (answered 200).
+        """
+        return self._wait(lambda: len(self.received) >= count, timeout, f"waiting for {count} delivered alerts")
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float = 10.0) -> Deferred[None]:
+        return self._wait(condition, timeout, "waiting for a condition on the received alerts")
+
+    def wait_held(self, count: int, timeout: float = 10.0) -> Deferred[None]:
+        return self._wait(lambda: len(self.held) >= count, timeout, f"waiting for {count} held requests")
+
     async def start(self) -> str:
-        self.port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Site(self))
+        self._site = _TrackingSite(self)
+        self.port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(self._site)
         address: Any = self.port.getHost()
         return f"http://127.0.0.1:{address.port}"
 
     async def stop(self) -> None:
+        self.release()
         if self.port is not None:
             await maybeDeferred(self.port.stopListening)
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> Deferred[None]:
-        d: Deferred[None] = Deferred()
-        if len(self.received) >= count:
-            d.callback(None)
-        else:
-            self._waiters.append((count, d))
-        return d.addTimeout(timeout, reactor)
+        if self._site is not None:
+            closing = [self._site.closed[p] for p in self._site.open]
+            for protocol in list(self._site.open):
+                assert protocol.transport is not None
+                protocol.transport.abortConnection()  # type: ignore[attr-defined]
+            await DeferredList(closing)
 
 
-class _GatewayProtocol(ProcessProtocol):
-    def __init__(self, process: GatewayProcess) -> None:
-        self._process = process
-        self._buffer = b""
-
-    def outReceived(self, data: bytes) -> None:
-        self._buffer += data
-        *lines, self._buffer = self._buffer.split(b"\n")
-        for line in lines:
-            self._process.line_received(line.decode("utf-8", "replace"))
-
-    def errReceived(self, data: bytes) -> None:
-        self._process.stderr += data.decode("utf-8", "replace")
-
-    def processEnded(self, reason: Failure) -> None:
-        self._process.process_ended(reason)
+# --- the gateway under test ---------------------------------------------------
 
 
-class GatewayProcess:
+class GatewayProcess(ManagedProcess):
     """
     A C{twistd -n alertgateway} subprocess with a configuration of the
     test's choosing (webhook and metrics on ephemeral loopback ports).
     """
 
     def __init__(self, config: dict[str, Any], env: dict[str, str] | None = None) -> None:
+        super().__init__()
         self.directory = Path(tempfile.mkdtemp(prefix="alertgateway-test-"))
         base: dict[str, Any] = {
             "service": {"listen": ["tcp:0:interface=127.0.0.1"], "shutdown_grace": "5s"},
@@ -151,44 +522,36 @@ class GatewayProcess:
         self.config_path.write_text(yaml.safe_dump(base))
         self.env = env or {}
         self.lines: list[dict[str, Any]] = []
-        self.raw_lines: list[str] = []
-        self.stderr = ""
         self.ports: dict[str, int] = {}
-        self.exit_code: int | None = None
         self._ready: Deferred[None] = Deferred()
-        self._ended: Deferred[int] = Deferred()
-        self._transport: Any = None
 
     def line_received(self, line: str) -> None:
-        self.raw_lines.append(line)
         try:
             event = json.loads(line)
         except ValueError:
-            return
-        self.lines.append(event)
-        if event.get("role") in ("webhook", "metrics") and "port" in event:
-            self.ports[event["role"]] = int(event["port"])
-        if event.get("message") == "Ready" and not self._ready.called:
-            self._ready.callback(None)
+            event = None
+        if isinstance(event, dict):
+            self.lines.append(event)
+            if event.get("role") in ("webhook", "metrics") and "port" in event:
+                self.ports[event["role"]] = int(event["port"])
+            if event.get("message") == "Ready" and not self._ready.called:
+                self._ready.callback(None)
+        super().line_received(line)
 
-    def process_ended(self, reason: Failure) -> None:
-        value = reason.value
-        if isinstance(value, ProcessDone):
-            self.exit_code = 0
-        elif isinstance(value, ProcessTerminated):
-            self.exit_code = value.exitCode if value.exitCode is not None else -(value.signal or 0)
+    def process_ended(self, code: int) -> None:
         if not self._ready.called:
-            self._ready.errback(RuntimeError(f"gateway exited before ready:\n{self.output()}"))
-        self._ended.callback(self.exit_code if self.exit_code is not None else -1)
-
-    def output(self) -> str:
-        return "\n".join(self.raw_lines) + "\n" + self.stderr
+            self._ready.errback(RuntimeError(f"gateway exited ({code}) before ready:\n{self.output()}"))
+        super().process_ended(code)
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     async def start(self, timeout: float = 20.0) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO), **self.env}
         args = [twistd(), "-n", "--pidfile=", "alertgateway", "--config", str(self.config_path)]
-        self._transport = reactor.spawnProcess(_GatewayProtocol(self), args[0], args, env=env, path=str(self.directory))
-        await self._ready.addTimeout(timeout, reactor)
+        self.spawn(args, source_env(self.env), str(self.directory))
+        try:
+            await self._ready.addTimeout(timeout, reactor)
+        except Exception:
+            await self.stop(signal.SIGKILL)
+            raise
 
     @property
     def url(self) -> str:
@@ -201,13 +564,19 @@ class GatewayProcess:
     def access_log(self) -> Iterator[dict[str, Any]]:
         return (line for line in self.lines if line.get("type") == "access")
 
-    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        if self.exit_code is None and self._transport is not None:
-            self._transport.signalProcess(signal.Signals(sig).name[3:])
-        return await self._ended.addTimeout(timeout, reactor)
+    def wait_for_event(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> Deferred[str]:
+        """
+        Fire once a JSON log event satisfying C{predicate} was written.
+        """
 
-    async def ended(self, timeout: float = 20.0) -> int:
-        return await self._ended.addTimeout(timeout, reactor)
+        def matches(line: str) -> bool:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                return False
+            return isinstance(event, dict) and predicate(event)
+
+        return self.wait_for_line(matches, timeout)
 
 
 def http_client() -> HTTPClient:
@@ -218,5 +587,94 @@ def http_client() -> HTTPClient:
     return HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
 
 
+def json_headers(token: str | None = None, request_id: str | None = None) -> dict[bytes | str, list[bytes | str]]:
+    headers: dict[bytes | str, list[bytes | str]] = {
+        b"Content-Type": [b"application/json"],
+        b"User-Agent": [b"alertgateway-tests/1.0"],
+    }
+    if token is not None:
+        headers[b"Authorization"] = [f"Bearer {token}".encode()]
+    if request_id is not None:
+        headers[b"X-Request-ID"] = [request_id.encode()]
+    return headers
+
+
 async def sleep(seconds: float) -> None:
     await deferLater(reactor, seconds)
+
+
+# --- a real Prometheus Alertmanager -------------------------------------------
+
+
+class AlertmanagerProcess(ManagedProcess):
+    """
+    Debian's C{prometheus-alertmanager} with one route to a webhook
+    receiver, clustering off, short group timers, state in a temp dir.
+    """
+
+    def __init__(self, binary: str, webhook_url: str, token: str, group_interval: str = "1s") -> None:
+        super().__init__()
+        self.binary = binary
+        self.directory = Path(tempfile.mkdtemp(prefix="alertmanager-test-"))
+        # Alertmanager cannot bind port 0 and tell us which port it got.
+        self.port = free_port()
+        config = {
+            "route": {
+                "receiver": "gateway",
+                "group_by": ["alertname"],
+                "group_wait": "1s",
+                "group_interval": group_interval,
+                "repeat_interval": "1h",
+            },
+            "receivers": [
+                {
+                    "name": "gateway",
+                    "webhook_configs": [
+                        {
+                            "url": webhook_url,
+                            "send_resolved": True,
+                            "http_config": {"authorization": {"type": "Bearer", "credentials": token}},
+                        }
+                    ],
+                }
+            ],
+        }
+        self.config_path = self.directory / "alertmanager.yml"
+        self.config_path.write_text(yaml.safe_dump(config))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 15.0) -> None:
+        args = [
+            self.binary,
+            f"--config.file={self.config_path}",
+            f"--storage.path={self.directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--cluster.listen-address=",
+            "--log.level=debug",
+        ]
+        self.spawn(args, dict(os.environ), str(self.directory))
+        deadline = reactor.seconds() + timeout
+        client = http_client()
+        last = "no answer yet"
+        while reactor.seconds() < deadline:
+            if self.exit_code is not None:
+                raise FailTest(f"alertmanager exited ({self.exit_code}):\n{self.output()}")
+            try:
+                response = await client.get(self.url + "/-/ready")
+                await response.content()
+            except Exception as e:
+                last = repr(e)
+            else:
+                if response.code == 200:
+                    return
+                last = f"HTTP {response.code}"
+            await sleep(0.1)
+        await self.stop(signal.SIGKILL)
+        raise FailTest(f"alertmanager not ready in {timeout}s ({last}):\n{self.output()}")
+
+    def process_ended(self, code: int) -> None:
+        super().process_ended(code)
+        shutil.rmtree(self.directory, ignore_errors=True)

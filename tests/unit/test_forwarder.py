@@ -1,0 +1,362 @@
+"""
+The forwarder: workers, retries with backoff, outcomes and stopping, over
+a real HTTPSink talking to a stub processor through StubTreq.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from treq.testing import StubTreq
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel
+from twisted.trial.unittest import SynchronousTestCase
+
+from alertgateway.delivery.forwarder import Backoff, Forwarder
+from alertgateway.delivery.queue import Envelope, MemoryQueue, QueueFull
+from alertgateway.delivery.sinks import HTTPSink, PostingClient, Retryable
+from alertgateway.metrics import GatewayMetrics
+from tests.unit._http import capture_events
+from tests.unit._processor import HANG, RESET, Answer, Processor
+from tests.unit.test_queue import envelope
+
+
+class BackoffTests(SynchronousTestCase):
+    """
+    Exponential backoff with jitter.
+    """
+
+    def test_growth_and_jitter(self) -> None:
+        """
+        Attempt n waits between half and all of base * 2**n.
+        """
+        low, high = Backoff(base=0.5, rand=lambda: 0.0), Backoff(base=0.5, rand=lambda: 1.0)
+        self.assertEqual([low.delay(n) for n in range(4)], [0.25, 0.5, 1.0, 2.0])
+        self.assertEqual([high.delay(n) for n in range(4)], [0.5, 1.0, 2.0, 4.0])
+
+    def test_cap(self) -> None:
+        """
+        Delays stop growing at the cap.
+        """
+        self.assertEqual(Backoff(base=0.5, cap=3.0, rand=lambda: 1.0).delay(10), 3.0)
+
+    def test_retry_after(self) -> None:
+        """
+        The receiver's Retry-After wins over the computed delay, within ten
+        caps.
+        """
+        backoff = Backoff(base=0.5, cap=3.0, rand=lambda: 1.0)
+        self.assertEqual(backoff.delay(0, 12.0), 12.0)
+        self.assertEqual(backoff.delay(5, 0.0), 0.0)
+        self.assertEqual(backoff.delay(0, 10_000.0), 30.0)
+
+
+class ForwarderTests(SynchronousTestCase):
+    """
+    Delivery outcomes and retries.
+    """
+
+    def forwarder(
+        self, *answers: Answer, max_retries: int = 3, max_in_flight: int = 1, max_items: int = 100
+    ) -> Forwarder:
+        self.clock = Clock()
+        self.metrics = GatewayMetrics()
+        self.processor = Processor(*answers)
+        self.stub = StubTreq(self.processor)
+        sink = HTTPSink(cast(PostingClient, self.stub), "http://processor.test", clock=self.clock, timeout=5.0)
+        forwarder = Forwarder(
+            MemoryQueue(max_items),
+            sink,
+            clock=self.clock,
+            metrics=self.metrics,
+            max_in_flight=max_in_flight,
+            max_retries=max_retries,
+            backoff=Backoff(base=1.0, cap=30.0, rand=lambda: 0.0),
+        )
+        forwarder.start()
+        return forwarder
+
+    def sample(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        value: float | None = self.metrics.registry.get_sample_value(name, labels or {})
+        return value
+
+    def outcome(self, outcome: str) -> float | None:
+        return self.sample("gateway_alerts_forwarded_total", {"outcome": outcome})
+
+    def test_delivered(self) -> None:
+        """
+        A queued alert is posted once, counted as delivered with one timed
+        attempt, and leaves the queue.
+        """
+        forwarder = self.forwarder(Answer(202))
+        self.successResultOf(forwarder.submit([envelope("A")]))
+        self.assertEqual(len(self.processor.received), 1)
+        self.assertEqual(self.outcome("delivered"), 1.0)
+        self.assertEqual(self.sample("gateway_forward_duration_seconds_count"), 1.0)
+        self.assertEqual(len(forwarder.queue), 0)
+        self.assertEqual(self.sample("gateway_queue_depth"), 0.0)
+
+    def test_queue_depth(self) -> None:
+        """
+        The depth gauge follows submissions and deliveries; a batch that
+        does not fit raises QueueFull and changes nothing.
+        """
+        forwarder = self.forwarder(HANG, max_items=3)
+        forwarder.submit([envelope("A"), envelope("B")])
+        self.assertEqual(self.sample("gateway_queue_depth"), 2.0)
+        self.assertRaises(QueueFull, forwarder.submit, [envelope("C"), envelope("D")])
+        self.assertEqual(self.sample("gateway_queue_depth"), 2.0)
+
+    def test_retries_with_backoff(self) -> None:
+        """
+        5xx, 429 and a dropped connection are retried after growing delays
+        on the clock, with the same request id and idempotency key, until
+        one succeeds.
+        """
+        forwarder = self.forwarder(Answer(503), Answer(429), RESET, Answer(200))
+        forwarder.submit([envelope("A", request_id="req-9")])
+        self.stub.flush()
+        self.assertEqual(len(self.processor.received), 1)
+        for delay, attempts in ((0.5, 2), (1.0, 3), (2.0, 4)):
+            self.clock.advance(delay - 0.01)
+            self.stub.flush()
+            self.assertEqual(len(self.processor.received), attempts - 1)
+            self.clock.advance(0.01)
+            self.stub.flush()
+            self.assertEqual(len(self.processor.received), attempts)
+        self.assertEqual({r.header("x-request-id") for r in self.processor.received}, {"req-9"})
+        self.assertEqual(len({r.header("idempotency-key") for r in self.processor.received}), 1)
+        self.assertEqual(self.outcome("delivered"), 1.0)
+        self.assertEqual(self.sample("gateway_forward_retries_total"), 3.0)
+        self.assertEqual(self.sample("gateway_forward_duration_seconds_count"), 4.0)
+
+    def test_retry_after(self) -> None:
+        """
+        A Retry-After from the processor sets the wait before the next
+        attempt.
+        """
+        self.forwarder(Answer(503, {"Retry-After": "10"}), Answer(200)).submit([envelope("A")])
+        self.clock.advance(9.9)
+        self.assertEqual(len(self.processor.received), 1)
+        self.clock.advance(0.1)
+        self.assertEqual(len(self.processor.received), 2)
+        self.assertEqual(self.outcome("delivered"), 1.0)
+
+    def test_rejected_not_retried(self) -> None:
+        """
+        A non-retryable 4xx ends the alert's delivery at once as rejected,
+        logged as an error.
+        """
+        errors = capture_events(self, lambda e: e.get("log_level") == LogLevel.error)
+        forwarder = self.forwarder(Answer(422, body=b"no such team"))
+        forwarder.submit([envelope("A", request_id="req-4")])
+        self.clock.advance(100)
+        self.assertEqual(len(self.processor.received), 1)
+        self.assertEqual(self.outcome("rejected"), 1.0)
+        self.assertIsNone(self.outcome("delivered"))
+        self.assertEqual(len(forwarder.queue), 0)
+        [error] = errors
+        self.assertEqual(error["requestId"], "req-4")
+        self.assertIn("no such team", error["reason"])
+
+    def test_gives_up(self) -> None:
+        """
+        After max_retries retries the alert is given up as failed and the
+        worker goes on with the next one.
+        """
+        forwarder = self.forwarder(Answer(500), Answer(500), Answer(500), Answer(200), max_retries=2)
+        forwarder.submit([envelope("A"), envelope("B")])
+        self.clock.advance(0.5)
+        self.clock.advance(1.0)
+        self.assertEqual(len(self.processor.received), 4)
+        self.assertEqual(self.outcome("failed"), 1.0)
+        self.assertEqual(self.outcome("delivered"), 1.0)
+        self.assertEqual(self.sample("gateway_forward_retries_total"), 2.0)
+        self.assertEqual(len(forwarder.queue), 0)
+
+    def test_no_retries(self) -> None:
+        """
+        With max_retries 0 the first failure is final.
+        """
+        self.forwarder(Answer(503), max_retries=0).submit([envelope("A")])
+        self.clock.advance(100)
+        self.assertEqual(len(self.processor.received), 1)
+        self.assertEqual(self.outcome("failed"), 1.0)
+
+    def test_order_per_fingerprint(self) -> None:
+        """
+        With several workers, alerts of different fingerprints go out in
+        parallel, but the next alert of a fingerprint waits until the one
+        before it is finished, even when that one is being retried.
+        """
+        forwarder = self.forwarder(Answer(503), Answer(202), Answer(202), Answer(202), max_in_flight=3)
+        a1, b, a2 = envelope("A", "firing"), envelope("B"), envelope("A", "resolved")
+        forwarder.submit([a1, b, a2])
+        first, second = self.processor.received
+        self.assertIn(b'"alertname":"A"', first.body)
+        self.assertIn(b'"alertname":"B"', second.body)
+        self.clock.advance(0.5)
+        statuses = [r.body for r in self.processor.received]
+        self.assertEqual(len(statuses), 4)
+        self.assertIn(b'"status":"firing"', statuses[2])
+        self.assertIn(b'"status":"resolved"', statuses[3])
+
+    def test_unexpected_sink_error(self) -> None:
+        """
+        A sink that raises something unexpected costs an attempt, not the
+        worker: the alert is retried and later alerts still go out.
+        """
+        calls: list[Envelope] = []
+
+        class Flaky:
+            def deliver(self, e: Envelope) -> Deferred[None]:
+                calls.append(e)
+                if len(calls) == 1:
+                    raise RuntimeError("bug in sink")
+                if len(calls) == 2:
+                    return fail(KeyError("also a bug"))
+                return succeed(None)
+
+            def close(self) -> Deferred[None]:
+                return succeed(None)
+
+        clock, metrics = Clock(), GatewayMetrics()
+        forwarder = Forwarder(
+            MemoryQueue(10),
+            Flaky(),
+            clock=clock,
+            metrics=metrics,
+            max_in_flight=1,
+            max_retries=3,
+            backoff=Backoff(rand=lambda: 0.0),
+        )
+        forwarder.start()
+        forwarder.submit([envelope("A"), envelope("B")])
+        clock.pump([0.25, 0.5])
+        self.assertEqual([e.alert.labels["alertname"] for e in calls], ["A", "A", "A", "B"])
+        self.assertEqual(
+            metrics.registry.get_sample_value("gateway_alerts_forwarded_total", {"outcome": "delivered"}), 2.0
+        )
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError, KeyError)), 2)
+
+
+class StopTests(SynchronousTestCase):
+    """
+    Forwarder.stop(grace): drain, then stop the workers.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.processor = Processor(default=HANG)
+        self.stub = StubTreq(self.processor)
+        self.forwarder = self.start(Backoff(rand=lambda: 0.0))
+
+    def start(self, backoff: Backoff) -> Forwarder:
+        forwarder = Forwarder(
+            MemoryQueue(10),
+            HTTPSink(cast(PostingClient, self.stub), "http://processor.test", clock=self.clock, timeout=60.0),
+            clock=self.clock,
+            metrics=GatewayMetrics(),
+            max_in_flight=2,
+            max_retries=3,
+            backoff=backoff,
+        )
+        forwarder.start()
+        return forwarder
+
+    def answer(self, index: int, code: int = 202) -> None:
+        request = self.processor.hanging[index]
+        request.setResponseCode(code)
+        request.finish()
+        self.stub.flush()
+
+    def test_idle(self) -> None:
+        """
+        With nothing queued, stop completes at once and the workers no
+        longer take anything.
+        """
+        self.successResultOf(self.forwarder.stop(5))
+        self.forwarder.queue.put([envelope("A")])
+        self.assertEqual(self.processor.received, [])
+
+    def test_drains_first(self) -> None:
+        """
+        Stop waits for queued and in-flight alerts to be delivered, then
+        completes, even though the last delivery finishes inside a worker.
+        """
+        self.forwarder.submit([envelope("A"), envelope("B"), envelope("C")])
+        stopped = self.forwarder.stop(5)
+        self.assertEqual(len(self.processor.hanging), 2)
+        self.answer(0)
+        self.assertNoResult(stopped)
+        self.answer(1)
+        self.assertNoResult(stopped)
+        self.answer(2)
+        self.successResultOf(stopped)
+        self.assertEqual(len(self.processor.received), 3)
+
+    def test_grace_expires(self) -> None:
+        """
+        After the grace period, stop cancels deliveries in flight (their
+        connections are dropped), logs what is left undelivered and
+        completes.
+        """
+        errors = capture_events(self, lambda e: e.get("log_level") == LogLevel.error)
+        self.forwarder.submit([envelope("A"), envelope("B"), envelope("C")])
+        stopped = self.forwarder.stop(5)
+        self.clock.advance(4.9)
+        self.assertNoResult(stopped)
+        self.clock.advance(0.1)
+        self.successResultOf(stopped)
+        self.stub.flush()
+        self.assertEqual(len(self.processor.lost), 2)
+        self.assertEqual([e["count"] for e in errors], [3])
+
+    def test_stops_while_backing_off(self) -> None:
+        """
+        A worker waiting to retry is stopped at the end of the grace period
+        instead of retrying.
+        """
+        self.processor.answers = [Answer(503)]
+        self.processor.default = Answer(202)
+        forwarder = self.start(Backoff(base=100.0, rand=lambda: 0.0))
+        forwarder.submit([envelope("A")])
+        stopped = forwarder.stop(5)
+        self.clock.advance(5)
+        self.successResultOf(stopped)
+        self.clock.advance(1000)
+        self.assertEqual(len(self.processor.received), 1)
+
+    def test_cancellation_disguised_as_failure(self) -> None:
+        """
+        A sink that reports its cancellation as a retryable failure does not
+        keep a stopping worker alive: the stop completes and nothing is
+        retried.
+        """
+        calls: list[Envelope] = []
+
+        class Disguising:
+            def deliver(self, e: Envelope) -> Deferred[None]:
+                calls.append(e)
+                return Deferred(lambda d: d.errback(Retryable("cancelled, says the sink")))
+
+            def close(self) -> Deferred[None]:
+                return succeed(None)
+
+        forwarder = Forwarder(
+            MemoryQueue(10),
+            Disguising(),
+            clock=self.clock,
+            metrics=GatewayMetrics(),
+            max_in_flight=1,
+            max_retries=3,
+            backoff=Backoff(rand=lambda: 0.0),
+        )
+        forwarder.start()
+        forwarder.submit([envelope("A")])
+        stopped = forwarder.stop(5)
+        self.clock.advance(5)
+        self.successResultOf(stopped)
+        self.clock.advance(100)
+        self.assertEqual(len(calls), 1)

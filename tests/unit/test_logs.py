@@ -1,0 +1,142 @@
+"""
+The log observers behind logging.format and logging.level.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+from twisted.logger import Logger, LogLevel, LogPublisher
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from alertgateway.logs import JSONLineObserver, make_observer
+
+
+def publisher_for(stream: io.StringIO, fmt: str, level: str) -> Logger:
+    """
+    A logger whose events go only to the observer built for C{fmt} and
+    C{level}, writing to C{stream}.
+    """
+    publisher = LogPublisher(make_observer(stream, fmt, level))
+    return Logger(namespace="alertgateway.test", observer=publisher)
+
+
+class JSONObserverTests(SynchronousTestCase):
+    """
+    logging.format json: one object per line.
+    """
+
+    def setUp(self) -> None:
+        self.stream = io.StringIO()
+        self.log = publisher_for(self.stream, "json", "debug")
+
+    def records(self) -> list[dict[str, object]]:
+        lines = self.stream.getvalue().splitlines()
+        return [json.loads(line) for line in lines]
+
+    def test_message(self) -> None:
+        """
+        An ordinary event has time, level, logger and the formatted message,
+        plus its scalar fields at the top level.
+        """
+        self.log.warn("Delivery of {fingerprint} failed", fingerprint="abc", attempt=2, ratio=0.5, flag=None)
+        [record] = self.records()
+        self.assertEqual(record["level"], "warn")
+        self.assertEqual(record["logger"], "alertgateway.test")
+        self.assertEqual(record["message"], "Delivery of abc failed")
+        self.assertEqual((record["fingerprint"], record["attempt"], record["ratio"]), ("abc", 2, 0.5))
+        self.assertIsNone(record["flag"])
+        self.assertRegex(str(record["time"]), r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$")
+
+    def test_one_line_per_event(self) -> None:
+        """
+        Newlines inside values stay escaped: each event is exactly one line.
+        """
+        self.log.info("first {text}", text="with\nnewline")
+        self.log.info("second")
+        self.assertEqual(len(self.stream.getvalue().splitlines()), 2)
+        self.assertEqual([r["message"] for r in self.records()], ["first with\nnewline", "second"])
+
+    def test_access(self) -> None:
+        """
+        An access event is typed access, without a message, its fields at
+        the top level.
+        """
+        self.log.info("{method} {path}", log_type="access", method="POST", path="/webhook/prometheus", status=202)
+        [record] = self.records()
+        self.assertEqual(record["type"], "access")
+        self.assertNotIn("message", record)
+        self.assertEqual((record["method"], record["path"], record["status"]), ("POST", "/webhook/prometheus", 202))
+
+    def test_no_machinery(self) -> None:
+        """
+        log_* keys, legacy machinery keys and non-scalar values (which could
+        hold anything, request objects included) are left out; fields do not
+        overwrite the record's own keys.
+        """
+        self.log.info("hello", labels={"a": "b"}, items=[1], system="-", time=1.0, logger="fake")
+        [record] = self.records()
+        self.assertEqual(set(record), {"time", "level", "logger", "message"})
+        self.assertEqual((record["level"], record["logger"]), ("info", "alertgateway.test"))
+
+    def test_failure(self) -> None:
+        """
+        A logged failure carries its traceback under error.
+        """
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            self.log.failure("It broke", Failure())
+        [record] = self.records()
+        self.assertEqual(record["level"], "critical")
+        self.assertIn("ValueError: boom", str(record["error"]))
+
+    def test_bare_event(self) -> None:
+        """
+        An event without level or time (as legacy code may emit) is still
+        written, as info.
+        """
+        stream = io.StringIO()
+        JSONLineObserver(stream)({"log_format": "legacy {x}", "x": 1})
+        record = json.loads(stream.getvalue())
+        self.assertEqual((record["level"], record["message"], record["x"]), ("info", "legacy 1", 1))
+        self.assertTrue(str(record["time"]).startswith("1970-01-01T00:00:00"))
+
+
+class TextAndLevelTests(SynchronousTestCase):
+    """
+    logging.format text and logging.level.
+    """
+
+    def test_text(self) -> None:
+        """
+        Text lines carry the namespace, level and message, one per line.
+        """
+        stream = io.StringIO()
+        log = publisher_for(stream, "text", "info")
+        log.info("Listening on {port}", port=8080)
+        [line] = stream.getvalue().splitlines()
+        self.assertIn("[alertgateway.test#info] Listening on 8080", line)
+
+    def test_level_filter(self) -> None:
+        """
+        Events below logging.level are dropped; warn and warning are the
+        same level.
+        """
+        expected = {
+            "debug": ["debug", "info", "warn", "error", "critical"],
+            "info": ["info", "warn", "error", "critical"],
+            "warn": ["warn", "error", "critical"],
+            "warning": ["warn", "error", "critical"],
+            "error": ["error", "critical"],
+            "critical": ["critical"],
+        }
+        for level, kept in expected.items():
+            stream = io.StringIO()
+            log = publisher_for(stream, "json", level)
+            for emitted in (LogLevel.debug, LogLevel.info, LogLevel.warn, LogLevel.error, LogLevel.critical):
+                log.emit(emitted, "x")
+            levels = [json.loads(line)["level"] for line in stream.getvalue().splitlines()]
+            self.assertEqual(levels, kept, level)

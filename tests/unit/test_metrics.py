@@ -1,0 +1,89 @@
+"""
+The gateway's metrics registry.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.trial.unittest import SynchronousTestCase
+
+from alertgateway.metrics import LATENCY_BUCKETS, GatewayMetrics
+
+
+class GatewayMetricsTests(SynchronousTestCase):
+    """
+    Names, types, buckets and the registry of the gateway's metrics.
+    """
+
+    def test_own_registry(self) -> None:
+        """
+        Each instance has its own registry: two coexist (the global registry
+        would refuse the second) and nothing lands in the global one.
+        """
+        first, second = GatewayMetrics(), GatewayMetrics()
+        first.requests.labels(endpoint="/x", code="200").inc()
+        self.assertIsNot(first.registry, second.registry)
+        self.assertIsNone(second.registry.get_sample_value("gateway_requests_total", {"endpoint": "/x", "code": "200"}))
+        self.assertIsNone(REGISTRY.get_sample_value("gateway_requests_total", {"endpoint": "/x", "code": "200"}))
+
+    def test_families(self) -> None:
+        """
+        The exposition parses and has every metric the contract names, with
+        its type and labels.
+        """
+        metrics = GatewayMetrics()
+        metrics.requests.labels(endpoint="/webhook/prometheus", code="202").inc()
+        metrics.request_duration.labels(endpoint="/webhook/prometheus").observe(0.002)
+        metrics.alerts_received.labels(source="alertmanager", status="firing").inc(2)
+        metrics.alerts_forwarded.labels(outcome="delivered").inc()
+        metrics.forward_duration.observe(0.2)
+        families = {f.name: f for f in text_string_to_metric_families(metrics.exposition().decode("utf-8"))}
+        expected = {
+            "gateway_requests": "counter",
+            "gateway_request_duration_seconds": "histogram",
+            "gateway_alerts_received": "counter",
+            "gateway_alerts_forwarded": "counter",
+            "gateway_forward_duration_seconds": "histogram",
+            "gateway_forward_retries": "counter",
+            "gateway_queue_depth": "gauge",
+            "gateway_ready": "gauge",
+        }
+        self.assertEqual({name: families[name].type for name in expected}, expected)
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+        self.assertEqual(samples[("gateway_requests_total", (("code", "202"), ("endpoint", "/webhook/prometheus")))], 1)
+        self.assertEqual(
+            samples[("gateway_alerts_received_total", (("source", "alertmanager"), ("status", "firing")))], 2
+        )
+        self.assertEqual(samples[("gateway_alerts_forwarded_total", (("outcome", "delivered"),))], 1)
+        self.assertEqual(samples[("gateway_forward_duration_seconds_count", ())], 1)
+
+    def test_buckets(self) -> None:
+        """
+        Both histograms use the plan's buckets, 1 ms to 100 ms, extended by
+        0.25, 0.5 and 1 s.
+        """
+        self.assertEqual(LATENCY_BUCKETS, (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
+        metrics = GatewayMetrics()
+        metrics.forward_duration.observe(0.003)
+        metrics.request_duration.labels(endpoint="/e").observe(0.003)
+        for name, labels in (
+            ("gateway_forward_duration_seconds_bucket", {}),
+            ("gateway_request_duration_seconds_bucket", {"endpoint": "/e"}),
+        ):
+            bounds = [
+                metrics.registry.get_sample_value(name, {**labels, "le": str(b)}) for b in (*LATENCY_BUCKETS, "+Inf")
+            ]
+            self.assertEqual(bounds, [0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], name)
+
+    def test_declare_endpoints(self) -> None:
+        """
+        Declared endpoints have (empty) duration series before any request.
+        """
+        metrics = GatewayMetrics()
+        metrics.declare_endpoints(["/a", "/b"])
+        for endpoint in ("/a", "/b"):
+            self.assertEqual(
+                metrics.registry.get_sample_value("gateway_request_duration_seconds_count", {"endpoint": endpoint}),
+                0.0,
+            )

@@ -1,0 +1,428 @@
+"""
+The gateway's lifecycle as an IService, on a memory reactor.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import Application
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import ILogObserver, LogLevel
+from twisted.test import iosim
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from zope.interface import implementer
+
+from alertgateway.config import parse_config
+from alertgateway.service import GatewayService, _exit_nonzero
+from alertgateway.web._render import HandlerResource, Response
+from alertgateway.web.site import GatewayRequest
+from tests.unit._http import TOKEN, Connection, capture_events, fixture, make_config, make_service, request_bytes
+from tests.unit._processor import Answer, Processor
+
+
+@implementer(IListeningPort)
+class RecordingPort:
+    """
+    A listening port that notes when it is told to stop.
+    """
+
+    def __init__(self, events: list[str], port: int, interface: str) -> None:
+        self._events = events
+        self._address = IPv4Address("TCP", interface or "0.0.0.0", port)
+
+    def startListening(self) -> None:
+        pass
+
+    def stopListening(self) -> Deferred[None]:
+        self._events.append(f"stop {self._address.port}")
+        return succeed(None)
+
+    def getHost(self) -> IPv4Address:
+        return self._address
+
+
+class RecordingReactor(MemoryReactorClock):
+    """
+    A memory reactor whose ports record stopListening, and that refuses to
+    listen on the ports in C{refuse}.
+    """
+
+    # Where twistd notes the signal that stopped the reactor.
+    _exitSignal: int | None = None
+
+    def __init__(self, refuse: frozenset[int] = frozenset()) -> None:
+        super().__init__()
+        self.refuse = refuse
+        self.events: list[str] = []
+
+    def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> RecordingPort:
+        if port in self.refuse:
+            raise CannotListenError(interface, port, OSError(errno.EADDRINUSE, "Address already in use"))
+        super().listenTCP(port, factory, backlog, interface)
+        return RecordingPort(self.events, port, interface)
+
+
+class Slow(HandlerResource):
+    """
+    A resource whose answer waits for C{gate}, to hold a request in flight.
+    """
+
+    endpoint = "/slow"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate: Deferred[None] = Deferred()
+
+    async def handle_GET(self, request: GatewayRequest) -> Response:
+        await self.gate
+        return Response(200, {"slow": True})
+
+
+def serve_client(reactor: MemoryReactorClock, index: int, resource: Resource) -> iosim.IOPump:
+    """
+    Complete the C{index}th outgoing connection attempt against a site
+    serving C{resource}.
+    """
+    _host, _port, factory, _timeout, _bind = reactor.tcpClients[index]
+    server = Site(resource).buildProtocol(None)
+    client = factory.buildProtocol(None)
+    pump: iosim.IOPump = iosim.connect(
+        server, iosim.FakeTransport(server, isServer=True), client, iosim.FakeTransport(client, isServer=False)
+    )
+    pump.flush()
+    return pump
+
+
+def ready(service: GatewayService) -> int:
+    return Connection(service.site).request("GET", "/health/ready").status
+
+
+class StartTests(SynchronousTestCase):
+    """
+    startService: listeners, workers, readiness.
+    """
+
+    def test_listens_and_becomes_ready(self) -> None:
+        """
+        The webhook and metrics sites listen where configured, and the
+        gateway turns ready (probe and gauge) once they do.
+        """
+        reactor = RecordingReactor()
+        service, _, _ = make_service(
+            make_config("service:\n  host: 127.0.0.1\n  port: 8088\nmetrics:\n  port: 9099\n"), reactor
+        )
+        self.assertEqual(ready(service), 503)
+        self.assertEqual(service.metrics.registry.get_sample_value("gateway_ready"), 0.0)
+        service.startService()
+        self.assertEqual(
+            [(port, factory, interface) for port, factory, _backlog, interface in reactor.tcpServers],
+            [(8088, service.site, "127.0.0.1"), (9099, service.metrics_site, "127.0.0.1")],
+        )
+        self.assertEqual(ready(service), 200)
+        self.assertEqual(service.metrics.registry.get_sample_value("gateway_ready"), 1.0)
+
+    def test_listen_override(self) -> None:
+        """
+        service.listen and metrics.listen replace host and port.
+        """
+        reactor = RecordingReactor()
+        config = make_config(
+            "service:\n  listen: ['tcp:7001:interface=127.0.0.2', 'tcp:7002']\n"
+            "metrics:\n  listen: ['tcp:7003:interface=127.0.0.3']\n"
+        )
+        service, _, _ = make_service(config, reactor)
+        service.startService()
+        self.assertEqual(
+            [(port, interface) for port, _f, _b, interface in reactor.tcpServers],
+            [(7001, "127.0.0.2"), (7002, ""), (7003, "127.0.0.3")],
+        )
+        self.assertEqual(ready(service), 200)
+
+    def test_metrics_disabled(self) -> None:
+        """
+        With metrics disabled only the webhook site listens.
+        """
+        reactor = RecordingReactor()
+        service, _, _ = make_service(make_config("metrics:\n  enabled: false\n"), reactor)
+        service.startService()
+        self.assertEqual([port for port, *_ in reactor.tcpServers], [8080])
+
+    def test_workers_started(self) -> None:
+        """
+        Once started, accepted alerts are delivered: here to the file sink.
+        """
+        path = Path(self.mktemp())
+        service, _, _ = make_service(make_config(sink=f"file:{path}"))
+        service.startService()
+        response = Connection(service.site).request(
+            "POST",
+            "/webhook/prometheus",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            body=fixture("alertmanager-firing.json"),
+        )
+        self.assertEqual(response.status, 202)
+        self.successResultOf(service.stopService())
+        fingerprints = [json.loads(line)["fingerprint"] for line in path.read_text().splitlines()]
+        self.assertEqual(fingerprints, ["704fae8241e05a07", "995194533ae82003"])
+
+    def test_cannot_listen(self) -> None:
+        """
+        When a listener cannot be opened the gateway never turns ready,
+        logs why, stops the reactor and arranges a non-zero exit.
+        """
+        critical = capture_events(self, lambda e: e.get("log_level") == LogLevel.critical)
+        reactor = RecordingReactor(refuse=frozenset({9090}))
+        service, _, _ = make_service(make_config(), reactor)
+        service.startService()
+        self.assertTrue(reactor.hasStopped)
+        self.assertIn((_exit_nonzero, (), {}), reactor.triggers["after"]["shutdown"])
+        [event] = critical
+        self.assertIn("Address already in use", event["reason"])
+        self.assertEqual(ready(service), 503)
+        self.assertEqual(service.metrics.registry.get_sample_value("gateway_ready"), 0.0)
+
+    def test_log_observer_on_application(self) -> None:
+        """
+        Added to a twistd Application, the service offers its configured
+        observer there, which is how twistd picks up logging.format.
+        """
+        application = Application("alertgateway")
+        service, _, _ = make_service()
+        service.setServiceParent(application)
+        self.assertIs(ILogObserver(application), service.log_observer)
+
+    def test_plain_parent(self) -> None:
+        """
+        Under a plain MultiService (no Application) there is nothing to
+        register, and the service is still added.
+        """
+        from twisted.application.service import MultiService
+
+        parent = MultiService()
+        service, _, _ = make_service()
+        service.setServiceParent(parent)
+        self.assertEqual(list(parent), [service])
+
+
+class StopTests(SynchronousTestCase):
+    """
+    stopService: the ordered, bounded shutdown.
+    """
+
+    def start(self, extra: str = "service:\n  shutdown_grace: 3s\n") -> tuple[GatewayService, RecordingReactor]:
+        reactor = RecordingReactor()
+        self.sink_path = Path(self.mktemp())
+        service, _, _ = make_service(make_config(extra, sink=f"file:{self.sink_path}"), reactor)
+        self.slow = Slow()
+        service.site.resource.putChild(b"slow", self.slow)
+        service.startService()
+        return service, reactor
+
+    def test_not_ready_at_once(self) -> None:
+        """
+        From the moment stop begins the gateway is not ready and refuses
+        new webhooks, while connections already open still get answers.
+        """
+        service, _ = self.start()
+        connection = Connection(service.site)
+        connection.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", "GET")
+        stopping = service.stopService()
+        self.assertEqual(ready(service), 503)
+        self.assertEqual(service.metrics.registry.get_sample_value("gateway_ready"), 0.0)
+        response = Connection(service.site).request(
+            "POST",
+            "/webhook/prometheus",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            body=fixture("alertmanager-firing.json"),
+        )
+        self.assertEqual(response.status, 503)
+        self.slow.gate.callback(None)
+        self.successResultOf(stopping)
+
+    def test_order(self) -> None:
+        """
+        The webhook listener stops first; in-flight requests are answered;
+        only after that (and the drain) does the metrics listener stop.
+        """
+        service, reactor = self.start()
+        connection = Connection(service.site)
+        connection.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", "GET")
+        stopping = service.stopService()
+        self.assertEqual(reactor.events, ["stop 8080"])
+        self.assertNoResult(stopping)
+        self.slow.gate.callback(None)
+        [response] = connection.responses()
+        self.assertEqual(response.status, 200)
+        self.successResultOf(stopping)
+        self.assertEqual(reactor.events, ["stop 8080", "stop 9090"])
+
+    def test_waits_for_upload(self) -> None:
+        """
+        A webhook whose body is still arriving when stop begins is waited
+        for, taken and delivered before the stop completes.
+        """
+        service, reactor = self.start()
+        connection = Connection(service.site)
+        raw = request_bytes(
+            "POST",
+            "/webhook/prometheus",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            body=fixture("alertmanager-firing.json"),
+        )
+        connection.send(raw[:200])
+        reactor.advance(1)
+        stopping = service.stopService()
+        self.assertNoResult(stopping)
+        connection.feed(raw[200:])
+        [response] = connection.responses()
+        self.assertEqual(response.status, 202)
+        self.successResultOf(stopping)
+        self.assertEqual(len(self.sink_path.read_text().splitlines()), 2)
+
+    def test_in_flight_bounded(self) -> None:
+        """
+        A request that never finishes holds shutdown for shutdown_grace and
+        no longer, with a warning.
+        """
+        warnings = capture_events(self, lambda e: e.get("log_level") == LogLevel.warn)
+        service, reactor = self.start()
+        Connection(service.site).send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", "GET")
+        stopping = service.stopService()
+        reactor.advance(2.9)
+        self.assertNoResult(stopping)
+        reactor.advance(0.1)
+        self.successResultOf(stopping)
+        self.assertEqual(reactor.events, ["stop 8080", "stop 9090"])
+        self.assertEqual(len(warnings), 1)
+
+    def test_sigterm_exit_status(self) -> None:
+        """
+        After a clean stop caused by SIGTERM, the signal is not re-raised
+        (twistd would make the process die by it); the exit is 0.
+        """
+        service, reactor = self.start()
+        reactor._exitSignal = signal.SIGTERM
+        self.successResultOf(service.stopService())
+        self.assertIsNone(reactor._exitSignal)
+
+    def test_other_signal_kept(self) -> None:
+        """
+        Any other recorded exit signal is left alone.
+        """
+        service, reactor = self.start()
+        reactor._exitSignal = signal.SIGINT
+        self.successResultOf(service.stopService())
+        self.assertEqual(reactor._exitSignal, signal.SIGINT)
+
+
+class HTTPProcessorTests(SynchronousTestCase):
+    """
+    Start to stop with an HTTP Alert Processor reached over the memory
+    reactor.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = RecordingReactor()
+        config = parse_config(
+            f"webhook:\n  auth:\n    token: {TOKEN}\n"
+            "alert_processor:\n  endpoint: http://127.0.0.1:8081/base\n  max_in_flight: 1\n"
+            "service:\n  shutdown_grace: 4s\n",
+            environ={},
+        )
+        self.service, _, _ = make_service(config, self.reactor)
+        self.service.startService()
+        response = Connection(self.service.site).request(
+            "POST",
+            "/webhook/prometheus",
+            headers={"Authorization": f"Bearer {TOKEN}", "X-Request-ID": "req-http"},
+            body=fixture("alertmanager-firing.json"),
+        )
+        self.assertEqual(response.status, 202)
+
+    def test_drains_before_stopping(self) -> None:
+        """
+        Alerts still queued when stop begins are delivered before the stop
+        completes; the processor sees them with the request's id.
+        """
+        processor = Processor(Answer(202), Answer(202))
+        stopping = self.service.stopService()
+        self.reactor.advance(3.9)
+        self.assertNoResult(stopping)
+        serve_client(self.reactor, 0, processor)
+        self.successResultOf(stopping)
+        self.assertEqual([r.path for r in processor.received], ["/base/api/v1/alerts"] * 2)
+        self.assertEqual({r.header("x-request-id") for r in processor.received}, {"req-http"})
+        # One worker, one pooled connection for both alerts.
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+
+    def test_drain_bounded(self) -> None:
+        """
+        A processor that cannot be reached holds the stop for the grace
+        period only; what is left is logged as undelivered and nothing
+        stays scheduled on the reactor.
+        """
+        errors = capture_events(self, lambda e: e.get("log_level") == LogLevel.error)
+        stopping = self.service.stopService()
+        self.reactor.advance(3.9)
+        self.assertNoResult(stopping)
+        self.reactor.advance(0.1)
+        self.successResultOf(stopping)
+        self.assertEqual([e.get("count") for e in errors], [2])
+        self.assertEqual([call for call in self.reactor.getDelayedCalls() if "TimeoutMixin" not in repr(call)], [])
+
+
+class RestartTests(SynchronousTestCase):
+    """
+    A stopped service can be started again.
+    """
+
+    def test_restart(self) -> None:
+        """
+        After stop and start the gateway listens, is ready and delivers
+        again.
+        """
+        path = Path(self.mktemp())
+        reactor = RecordingReactor()
+        service, _, _ = make_service(make_config(sink=f"file:{path}"), reactor)
+        service.startService()
+        self.successResultOf(service.stopService())
+        service.startService()
+        self.assertEqual(ready(service), 200)
+        self.assertEqual([port for port, *_ in reactor.tcpServers], [8080, 9090, 8080, 9090])
+        response = Connection(service.site).request(
+            "POST",
+            "/webhook/prometheus",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            body=fixture("alertmanager-firing.json"),
+        )
+        self.assertEqual(response.status, 202)
+        self.successResultOf(service.stopService())
+        self.assertEqual(len(path.read_text().splitlines()), 2)
+
+
+class ExitTests(SynchronousTestCase):
+    """
+    The exit used when the gateway cannot listen.
+    """
+
+    def test_exit_nonzero(self) -> None:
+        """
+        It ends the process at once with status 1 (twistd would otherwise
+        exit 0 after the reactor stops).
+        """
+        statuses: list[int] = []
+        self.patch(os, "_exit", statuses.append)
+        _exit_nonzero()
+        self.assertEqual(statuses, [1])

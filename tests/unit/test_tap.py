@@ -1,0 +1,55 @@
+"""
+The twistd options: the configuration is validated while options are parsed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase
+
+from alertgateway.tap import Options
+
+
+class OptionsTests(SynchronousTestCase):
+    def write(self, text: str) -> str:
+        path = Path(self.mktemp())
+        path.write_text(text)
+        return str(path)
+
+    def test_valid_config_loaded(self) -> None:
+        """
+        --config names a file that is loaded into the options.
+        """
+        options = Options()
+        options.parseOptions(["--config", self.write("service:\n  port: 8181\n")])
+        self.assertEqual(options.config.service.port, 8181)
+
+    def test_short_option(self) -> None:
+        """
+        -c is the short form of --config.
+        """
+        options = Options()
+        options.parseOptions(["-c", self.write("service:\n  port: 8182\n")])
+        self.assertEqual(options.config.service.port, 8182)
+
+    def test_invalid_config_refused_with_problems(self) -> None:
+        """
+        An invalid file stops option parsing with one line per problem,
+        naming the key path.
+        """
+        options = Options()
+        path = self.write("service:\n  prot: 1\nwebhook:\n  endpoints:\n    - path: nope\n")
+        error = self.assertRaises(UsageError, options.parseOptions, ["--config", path])
+        message = str(error)
+        self.assertIn(f"invalid configuration in {path}", message)
+        self.assertIn("service.prot: unknown key", message)
+        self.assertIn("webhook.endpoints[0].path: must start with /", message)
+
+    def test_config_required(self) -> None:
+        """
+        Without --config twistd refuses to start.
+        """
+        error = self.assertRaises(UsageError, Options().parseOptions, [])
+        self.assertIn("--config FILE is required", str(error))
