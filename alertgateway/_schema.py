@@ -12,6 +12,7 @@ A field's type annotation says how a value is read:
     - C{bool}, C{int}, C{float}, C{str}: the YAML scalar of that type
       (an C{int} is accepted where a C{float} is expected, never a C{bool});
     - C{tuple[X, ...]}: a YAML sequence of X;
+    - C{dict[str, str]}: a YAML mapping of strings to strings;
     - an attrs class: a nested mapping, read recursively;
     - C{X | None}: X, or null.
 
@@ -127,6 +128,20 @@ def _read(kind: Any, meta: Mapping[str, Any], value: Any, path: str, problems: l
             return None
         items = [_read(item_kind, {}, item, f"{path}[{i}]", problems) for i, item in enumerate(value)]
         return tuple(items)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            problems.append(Problem(path, "must be a mapping of strings"))
+            return None
+        result = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                # YAML reads an unquoted 1 or true as a number or boolean.
+                problems.append(Problem(_join(path, str(key)), "must be named by a string (quote the name)"))
+            elif not isinstance(item, str):
+                problems.append(Problem(_join(path, key), "must be a string"))
+            else:
+                result[key] = item
+        return result
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind in (bool, int, float, str) and type(value) is kind:

@@ -30,8 +30,12 @@ EXIT_INVALID = 2
 def _summary(path: str, config: GatewayConfig) -> list[str]:
     lines = [f"{path}: OK"]
     lines.append(f"  webhook listeners: {', '.join(config.webhook_listeners())}")
+    if config.service.probe_listen:
+        lines.append(f"  probe listeners: {', '.join(config.service.probe_listen)}")
     for endpoint in config.webhook.endpoints:
-        auth = "auth required" if endpoint.auth_required else "no auth"
+        # Which kind, since an endpoint may override webhook.auth.
+        kind = config.webhook.auth_for(endpoint).type
+        auth = f"auth required ({kind})" if endpoint.auth_required else "no auth"
         lines.append(f"  endpoint {endpoint.path} (and /v1{endpoint.path}): {endpoint.source}, {auth}")
     lines.append(f"  alert processor: {config.alert_processor.endpoint}")
     if config.metrics.enabled:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import attrs
 import yaml
 
 from alertgateway._schema import Problem, duration, read_fields
+from alertgateway.tls import TLSFiles
 
 __all__ = [
     "AlertProcessorConfig",
@@ -77,12 +79,92 @@ def _url_path(value: str) -> str | None:
     return None
 
 
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# The last label is never all digits (RFC 1123 2.1, RFC 3696 2): such a
+# "name" is a mistyped address (10.0.0.256), which would otherwise be sent
+# to DNS and allow nothing, or something unexpected.
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$)({_LABEL}\.)*(?![0-9]+\.?$){_LABEL}\.?$")
+
+
 def _ip_networks(values: tuple[str, ...]) -> str | None:
     for value in values:
         try:
             ipaddress.ip_network(value, strict=False)
         except ValueError:
+            if not _HOSTNAME.match(value):
+                return f"{value!r} is not an IP address, CIDR network or host name"
+    return None
+
+
+def _strict_networks(values: tuple[str, ...]) -> str | None:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
             return f"{value!r} is not an IP address or CIDR network"
+    return None
+
+
+def _reject_status(value: int) -> str | None:
+    return None if value in (429, 503) else "must be 429 or 503"
+
+
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# Never forwarded: hop-by-hop headers (RFC 9110 7.6.1) and what the
+# forwarded request sets itself.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "x-request-id",
+        "idempotency-key",
+    }
+)
+# Credentials of the sender, which must not travel further.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "x-api-key"})
+
+
+def _header_name(name: str) -> str | None:
+    message = _token(name)
+    if message is not None:
+        return message
+    if name.lower() in HOP_BY_HOP:
+        return f"{name} is hop-by-hop or set by the gateway itself and is never forwarded"
+    return None
+
+
+def _token(name: str) -> str | None:
+    return None if name and set(name) <= _TOKEN_CHARS else f"{name!r} is not a valid header name"
+
+
+def _header_names(values: dict[str, str]) -> str | None:
+    for name, value in values.items():
+        message = _header_name(name)
+        if message is not None:
+            return message
+        if "\r" in value or "\n" in value:
+            return f"the value of {name} must be one line"
+    return None
+
+
+def _forwardable(values: tuple[str, ...]) -> str | None:
+    for name in values:
+        message = _header_name(name)
+        if message is not None:
+            return message
+        if name.lower() in _CREDENTIAL_HEADERS:
+            return f"{name} carries the sender's credentials and is never forwarded"
     return None
 
 
@@ -109,17 +191,63 @@ class ServiceConfig:
     max_body_bytes: int = attrs.field(default=1024 * 1024, metadata={"check": _positive})
     idle_timeout: float = duration(60.0, _positive)
     shutdown_grace: float = duration(10.0, _not_negative)
+    # Requests being received or handled at once; past it, 503.
+    max_concurrent_requests: int = attrs.field(default=1000, metadata={"check": _positive})
+    # Plaintext listeners serving only /health, /health/live and
+    # /health/ready, for probes beside a TLS listener.
+    probe_listen: tuple[str, ...] = ()
+    # Responses at least this long are gzipped for clients that accept it.
+    gzip_min_bytes: int = attrs.field(default=1024, metadata={"check": _not_negative})
+
+
+AUTH_TYPES = ("bearer", "basic", "api_key", "hmac", "none")
+SIGNATURE_SCHEMES = ("grafana", "standard")
+
+
+@attrs.frozen
+class BasicUser:
+    """
+    One user for C{basic} authentication.
+    """
+
+    username: str
+    password: str | None = attrs.field(default=None, repr=False)
+    password_file: str | None = None
+    password_env: str | None = None
 
 
 @attrs.frozen
 class AuthConfig:
     """
     How a webhook proves who sent it.  Secrets are kept out of C{repr}.
+
+    Secrets given as C{*_file} (one per line, so a file can hold the old and
+    the new one during a rotation) or C{*_env} are read once at load time
+    and merged into the lists.
     """
 
-    type: str = attrs.field(default="bearer", metadata={"choices": ("bearer", "none")})
+    type: str = attrs.field(default="bearer", metadata={"choices": AUTH_TYPES})
+    # bearer and api_key
     token: str | None = attrs.field(default=None, repr=False)
     tokens: tuple[str, ...] = attrs.field(default=(), repr=False)
+    token_file: str | None = None
+    token_env: str | None = None
+    header: str = attrs.field(default="X-API-Key", metadata={"check": _token})
+    # basic
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    password_file: str | None = None
+    password_env: str | None = None
+    users: tuple[BasicUser, ...] = ()
+    # hmac
+    scheme: str = attrs.field(default="grafana", metadata={"choices": SIGNATURE_SCHEMES})
+    secret: str | None = attrs.field(default=None, repr=False)
+    secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
+    secret_file: str | None = None
+    secret_env: str | None = None
+    signature_header: str = attrs.field(default="X-Grafana-Alerting-Signature", metadata={"check": _token})
+    timestamp_header: str | None = attrs.field(default=None, metadata={"check": _token})
+    tolerance: float = duration(300.0, _positive)
 
     @property
     def credentials(self) -> tuple[str, ...]:
@@ -128,6 +256,20 @@ class AuthConfig:
         """
         found = ((self.token,) if self.token else ()) + self.tokens
         return tuple(t for t in found if t)
+
+    @property
+    def basic_users(self) -> tuple[tuple[str, str], ...]:
+        """
+        Every accepted user and password pair.
+        """
+        pairs = [(self.username, self.password)] if self.username and self.password else []
+        pairs += [(u.username, u.password) for u in self.users if u.password]
+        return tuple((user, password) for user, password in pairs if user is not None and password is not None)
+
+    @property
+    def signing_secrets(self) -> tuple[str, ...]:
+        found = ((self.secret,) if self.secret else ()) + self.secrets
+        return tuple(s for s in found if s)
 
 
 @attrs.frozen
@@ -141,6 +283,17 @@ class EndpointConfig:
     auth_required: bool = True
     # Requests per minute; enforced by the rate limiter.
     rate_limit: int | None = attrs.field(default=None, metadata={"check": _positive})
+    # Overrides webhook.auth for this endpoint.
+    auth: AuthConfig | None = None
+    # Addresses allowed on this endpoint, on top of security.allowed_ips.
+    allowed_ips: tuple[str, ...] = attrs.field(default=(), metadata={"check": _ip_networks})
+    # Status for requests over a rate limit here; defaults to
+    # rate_limiting.reject_status.
+    reject_status: int | None = attrs.field(default=None, metadata={"check": _reject_status})
+    # Static headers added to every alert forwarded from this endpoint.
+    # Left out of the hash: a dict has none, and the configuration classes
+    # are otherwise hashable.
+    add_headers: dict[str, str] = attrs.field(factory=dict, hash=False, metadata={"check": _header_names})
 
     def served_paths(self) -> tuple[str, ...]:
         """
@@ -164,6 +317,12 @@ def _default_endpoints() -> tuple[EndpointConfig, ...]:
 class WebhookConfig:
     endpoints: tuple[EndpointConfig, ...] = attrs.field(factory=_default_endpoints)
     auth: AuthConfig = attrs.field(factory=AuthConfig)
+    # Inbound headers copied onto each forwarded alert (e.g. X-Scope-OrgID,
+    # traceparent).
+    forward_headers: tuple[str, ...] = attrs.field(default=(), metadata={"check": _forwardable})
+
+    def auth_for(self, endpoint: EndpointConfig) -> AuthConfig:
+        return endpoint.auth if endpoint.auth is not None else self.auth
 
 
 @attrs.frozen
@@ -171,14 +330,61 @@ class SecurityConfig:
     tls_enabled: bool = False
     cert_file: str | None = None
     key_file: str | None = None
-    # Empty means every address may connect.
+    chain_file: str | None = None
+    # Mutual TLS: clients may (or, with require_client_cert, must) present a
+    # certificate signed by this CA, naming one of allowed_client_names.
+    client_ca_file: str | None = None
+    require_client_cert: bool = False
+    allowed_client_names: tuple[str, ...] = ()
+    # How often the certificate files are checked for a rotation.
+    cert_reload_interval: float = duration(30.0, _positive)
+    # Addresses, CIDR networks or host names that may post; empty allows all.
     allowed_ips: tuple[str, ...] = attrs.field(default=(), metadata={"check": _ip_networks})
+    # Proxies whose X-Forwarded-For / Forwarded headers are believed.
+    trusted_proxies: tuple[str, ...] = attrs.field(default=(), metadata={"check": _strict_networks})
+    # How often host names in allowed_ips are resolved again.
+    resolve_interval: float = duration(300.0, _positive)
+
+    def tls_files(self) -> TLSFiles | None:
+        if not self.tls_enabled or not self.cert_file or not self.key_file:
+            return None
+        return TLSFiles(
+            cert_file=self.cert_file,
+            key_file=self.key_file,
+            chain_file=self.chain_file,
+            client_ca_file=self.client_ca_file,
+            require_client_cert=self.require_client_cert,
+            allowed_client_names=self.allowed_client_names,
+        )
 
 
 @attrs.frozen
 class RateLimitingConfig:
+    enabled: bool = True
+    # Requests per minute over all endpoints.
     global_limit: int = attrs.field(default=10000, metadata={"check": _positive})
     burst_size: int = attrs.field(default=100, metadata={"check": _positive})
+    # Requests per minute from one client address; none by default.
+    per_client_limit: int | None = attrs.field(default=None, metadata={"check": _positive})
+    # Alertmanager drops a notification answered with any 4xx (429 too) but
+    # retries 5xx: use 503 for Alertmanager endpoints.
+    reject_status: int = attrs.field(default=429, metadata={"check": _reject_status})
+    max_tracked_clients: int = attrs.field(default=100_000, metadata={"check": _positive})
+
+
+@attrs.frozen
+class LimitsConfig:
+    """
+    Sanitisation limits (BR-WH-024); an alert over one is rejected on its
+    own, with a pointer to the field.
+    """
+
+    max_alerts_per_request: int = attrs.field(default=1000, metadata={"check": _positive})
+    max_labels_per_alert: int = attrs.field(default=128, metadata={"check": _positive})
+    max_label_name_length: int = attrs.field(default=256, metadata={"check": _positive})
+    max_label_value_length: int = attrs.field(default=4096, metadata={"check": _positive})
+    max_annotation_bytes: int = attrs.field(default=65536, metadata={"check": _positive})
+    max_json_depth: int = attrs.field(default=32, metadata={"check": _positive})
 
 
 @attrs.frozen
@@ -237,6 +443,7 @@ class GatewayConfig:
     circuit_breaker: CircuitBreakerConfig = attrs.field(factory=CircuitBreakerConfig)
     alert_processor: AlertProcessorConfig = attrs.field(factory=AlertProcessorConfig)
     queue: QueueConfig = attrs.field(factory=QueueConfig)
+    limits: LimitsConfig = attrs.field(factory=LimitsConfig)
     metrics: MetricsConfig = attrs.field(factory=MetricsConfig)
     logging: LoggingConfig = attrs.field(factory=LoggingConfig)
 
@@ -403,6 +610,127 @@ def _check_listener(description: str) -> str | None:
     return None
 
 
+def _read_secret_file(path: str, where: str, problems: list[Problem]) -> tuple[str, ...]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        # The error's name only: its text could quote the file.
+        problems.append(Problem(where, f"cannot read {path}: {type(e).__name__}"))
+        return ()
+    secrets = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if not secrets:
+        problems.append(Problem(where, f"{path} holds no secret"))
+    return secrets
+
+
+def _read_secret_env(name: str, where: str, environ: Mapping[str, str], problems: list[Problem]) -> tuple[str, ...]:
+    value = (environ.get(name) or "").strip()
+    if not value:
+        problems.append(Problem(where, f"environment variable {name} is not set"))
+        return ()
+    return (value,)
+
+
+def _check_standard_secrets(auth: AuthConfig, where: str, sources: list[tuple[str, tuple[str, ...]]]) -> list[Problem]:
+    """
+    Standard Webhooks secrets are checked where they were given, so the
+    message points at the key (never at the secret itself).
+    """
+    from alertgateway.guards.signatures import decode_standard_secret
+
+    if auth.type != "hmac" or auth.scheme != "standard":
+        return []
+    found = []
+    for key, secrets in sources:
+        for secret in secrets:
+            try:
+                decode_standard_secret(secret)
+            except ValueError as e:
+                found.append(Problem(f"{where}.{key}", str(e)))
+                break
+    return found
+
+
+def _resolve_auth(auth: AuthConfig, where: str, environ: Mapping[str, str], problems: list[Problem]) -> AuthConfig:
+    """
+    Merge secrets kept in files and the environment into the lists, and
+    check that they can be used.
+    """
+    tokens = auth.tokens
+    if auth.token_file:
+        tokens += _read_secret_file(auth.token_file, f"{where}.token_file", problems)
+    if auth.token_env:
+        tokens += _read_secret_env(auth.token_env, f"{where}.token_env", environ, problems)
+    from_file = _read_secret_file(auth.secret_file, f"{where}.secret_file", problems) if auth.secret_file else ()
+    from_env = _read_secret_env(auth.secret_env, f"{where}.secret_env", environ, problems) if auth.secret_env else ()
+    problems.extend(
+        _check_standard_secrets(
+            auth,
+            where,
+            [
+                ("secret", (auth.secret,) if auth.secret else ()),
+                ("secrets", auth.secrets),
+                ("secret_file", from_file),
+                ("secret_env", from_env),
+            ],
+        )
+    )
+    secrets = auth.secrets + from_file + from_env
+    password = auth.password
+    if auth.password_file:
+        password = next(iter(_read_secret_file(auth.password_file, f"{where}.password_file", problems)), password)
+    if auth.password_env:
+        password = next(iter(_read_secret_env(auth.password_env, f"{where}.password_env", environ, problems)), password)
+    users = []
+    for index, user in enumerate(auth.users):
+        user_where = f"{where}.users[{index}]"
+        user_password = user.password
+        if user.password_file:
+            found = _read_secret_file(user.password_file, f"{user_where}.password_file", problems)
+            user_password = next(iter(found), user_password)
+        if user.password_env:
+            found = _read_secret_env(user.password_env, f"{user_where}.password_env", environ, problems)
+            user_password = next(iter(found), user_password)
+        # A file or variable that gave nothing is already reported by key.
+        if not user_password and not (user.password_file or user.password_env):
+            problems.append(Problem(f"{user_where}.password", "is required (or password_file, password_env)"))
+        users.append(attrs.evolve(user, password=user_password))
+    if auth.username and not password and not (auth.password_file or auth.password_env):
+        problems.append(Problem(f"{where}.password", "is required with username (or password_file, password_env)"))
+    return attrs.evolve(auth, tokens=tokens, secrets=secrets, password=password, users=tuple(users))
+
+
+def _forwarded_credentials(webhook: WebhookConfig, problems: list[Problem]) -> None:
+    """
+    Refuse forwarding a header an endpoint takes a credential from (an
+    C{api_key} header, a signature or its timestamp): like Authorization, it
+    would hand the sender's credential on.
+    """
+    auths = [("webhook.auth", webhook.auth)] + [
+        (f"webhook.endpoints[{i}].auth", e.auth) for i, e in enumerate(webhook.endpoints) if e.auth is not None
+    ]
+    forwarded = {name.lower(): (index, name) for index, name in enumerate(webhook.forward_headers)}
+    for where, auth in auths:
+        carried: list[tuple[str, str]] = []
+        if auth.type == "api_key":
+            carried.append(("header", auth.header))
+        if auth.type == "hmac" and auth.scheme == "grafana":
+            carried.append(("signature_header", auth.signature_header))
+            if auth.timestamp_header:
+                carried.append(("timestamp_header", auth.timestamp_header))
+        if auth.type == "hmac" and auth.scheme == "standard":
+            carried += [("scheme", "webhook-signature"), ("scheme", "webhook-id"), ("scheme", "webhook-timestamp")]
+        for key, header in carried:
+            if header.lower() in forwarded:
+                index, name = forwarded.pop(header.lower())
+                problems.append(
+                    Problem(
+                        f"webhook.forward_headers[{index}]",
+                        f"{name} carries the sender's credentials ({where}.{key}) and is never forwarded",
+                    )
+                )
+
+
 def _resolve_endpoints(webhook: WebhookConfig, problems: list[Problem]) -> WebhookConfig:
     """
     Normalise endpoint paths and fill in the source of well-known ones.
@@ -452,9 +780,26 @@ def _check_files(security: SecurityConfig, service: ServiceConfig, problems: lis
             problems.append(Problem(f"security.{key}", "is required when tls_enabled is true"))
         elif not Path(name).is_file():
             problems.append(Problem(f"security.{key}", f"file not found: {name}"))
+    for key in ("chain_file", "client_ca_file"):
+        name = getattr(security, key)
+        if name and not Path(name).is_file():
+            problems.append(Problem(f"security.{key}", f"file not found: {name}"))
+    if (security.require_client_cert or security.allowed_client_names) and not security.client_ca_file:
+        key = "require_client_cert" if security.require_client_cert else "allowed_client_names"
+        problems.append(Problem(f"security.{key}", "needs security.client_ca_file to verify client certificates"))
+    files = security.tls_files()
+    if files is not None and not problems:
+        # Load them as the listener will, so check-config catches a
+        # certificate that exists but cannot be used.
+        from alertgateway.tls import ReloadingServerTLS, TLSFilesError
+
+        try:
+            ReloadingServerTLS(files)
+        except TLSFilesError as e:
+            problems.append(Problem("", str(e)))
 
 
-def _check_across(sections: dict[str, Any], problems: list[Problem]) -> None:
+def _check_across(sections: dict[str, Any], environ: Mapping[str, str], problems: list[Problem]) -> None:
     """
     Check what involves more than one key, on every section that read well,
     so that one typo does not hide the other problems of the file.
@@ -464,16 +809,35 @@ def _check_across(sections: dict[str, Any], problems: list[Problem]) -> None:
     security: SecurityConfig | None = sections.get("security")
     metrics: MetricsConfig | None = sections.get("metrics")
     if webhook is not None:
-        webhook = sections["webhook"] = _resolve_endpoints(webhook, problems)
+        # Secrets first, while the endpoints still have their indices in
+        # the file (resolving drops those without a source).
+        webhook = attrs.evolve(
+            webhook,
+            auth=_resolve_auth(webhook.auth, "webhook.auth", environ, problems),
+            endpoints=tuple(
+                attrs.evolve(e, auth=_resolve_auth(e.auth, f"webhook.endpoints[{i}].auth", environ, problems))
+                if e.auth is not None
+                else e
+                for i, e in enumerate(webhook.endpoints)
+            ),
+        )
+        _forwarded_credentials(webhook, problems)
+        webhook = _resolve_endpoints(webhook, problems)
+        sections["webhook"] = webhook
         if service is not None and metrics is not None:
             _check_metrics_path(webhook, service, metrics, problems)
     if security is not None and service is not None:
         _check_files(security, service, problems)
-    for key, section in (("service", service), ("metrics", metrics)):
-        for index, description in enumerate(section.listen if section is not None else ()):
+    listeners = [
+        ("service.listen", service.listen if service is not None else ()),
+        ("service.probe_listen", service.probe_listen if service is not None else ()),
+        ("metrics.listen", metrics.listen if metrics is not None else ()),
+    ]
+    for key, descriptions in listeners:
+        for index, description in enumerate(descriptions):
             message = _check_listener(description)
             if message is not None:
-                problems.append(Problem(f"{key}.listen[{index}]", message))
+                problems.append(Problem(f"{key}[{index}]", message))
 
 
 def parse_config(text: str, environ: Mapping[str, str] | None = None, origin: str = "<config>") -> GatewayConfig:
@@ -490,7 +854,7 @@ def parse_config(text: str, environ: Mapping[str, str] | None = None, origin: st
         raise ConfigError([Problem("", f"{origin}: the top level must be a mapping")])
     _apply_environment(raw, os.environ if environ is None else environ, problems)
     sections = read_fields(GatewayConfig, raw, "", problems)
-    _check_across(sections, problems)
+    _check_across(sections, os.environ if environ is None else environ, problems)
     if problems:
         raise ConfigError(problems)
     return GatewayConfig(**sections)
@@ -509,25 +873,54 @@ def load_config(path: str, environ: Mapping[str, str] | None = None) -> GatewayC
     return parse_config(text, environ, origin=path)
 
 
+def _has_credentials(auth: AuthConfig) -> bool:
+    if auth.type == "basic":
+        return bool(auth.basic_users)
+    if auth.type == "hmac":
+        return bool(auth.signing_secrets)
+    return auth.type == "none" or bool(auth.credentials)
+
+
 def warnings_for(config: GatewayConfig) -> list[str]:
     """
     Things that are valid but probably not what the operator meant.
     """
     found = []
-    needs_auth = [e.path for e in config.webhook.endpoints if e.auth_required]
+    # Endpoints with their own auth are judged by it, not by webhook.auth.
+    needs_auth = [e.path for e in config.webhook.endpoints if e.auth_required and e.auth is None]
     auth = config.webhook.auth
     if needs_auth and auth.type == "bearer" and not auth.credentials:
         found.append(
             f"{', '.join(needs_auth)} require authentication but no token is configured"
             " (webhook.auth.token, webhook.auth.tokens or WEBHOOK_AUTH_TOKEN): every request will get 401"
         )
+    elif needs_auth and not _has_credentials(auth):
+        found.append(
+            f"{', '.join(needs_auth)} require authentication but webhook.auth ({auth.type}) has no credentials:"
+            " every request will get 401"
+        )
     if needs_auth and auth.type == "none":
         found.append(
             f"webhook.auth.type is none, so {', '.join(needs_auth)} accept requests without authentication"
             " although auth_required is true"
         )
-    if config.security.tls_enabled and config.service.listen:
+    for index, endpoint in enumerate(config.webhook.endpoints):
+        own = endpoint.auth
+        if own is None or not endpoint.auth_required:
+            continue
+        where = f"webhook.endpoints[{index}].auth"
+        if own.type == "none":
+            found.append(
+                f"{where}.type is none, so {endpoint.path} accepts requests without authentication"
+                " although auth_required is true"
+            )
+        elif not _has_credentials(own):
+            found.append(f"{where} ({own.type}) has no credentials: every request to {endpoint.path} will get 401")
+    security = config.security
+    if security.tls_enabled and config.service.listen:
         found.append(
             "security.tls_enabled is ignored because service.listen is set: use ssl: descriptions there for TLS"
         )
+    elif not security.tls_enabled and (security.client_ca_file or security.require_client_cert):
+        found.append("security.tls_enabled is false, so no client certificate is asked for (mutual TLS is off)")
     return found

@@ -58,6 +58,20 @@ class GatewayMetrics:
         self.forward_retries = Counter(
             "gateway_forward_retries", "Delivery attempts that failed and were retried", registry=r
         )
+        self.rate_limited = Counter(
+            "gateway_rate_limited",
+            "Requests refused by a rate limit, by endpoint and scope (global, endpoint, client)",
+            ["endpoint", "scope"],
+            registry=r,
+        )
+        self.security_rejections = Counter(
+            "gateway_security_rejections",
+            "Requests refused at the edge, by endpoint and reason"
+            " (address, rate, concurrency, auth, signature, size, content)",
+            ["endpoint", "reason"],
+            registry=r,
+        )
+        self.tls_reloads = Counter("gateway_tls_reloads", "TLS certificate reloads after a rotation", registry=r)
         self.queue_depth = Gauge("gateway_queue_depth", "Alerts accepted and not yet delivered", registry=r)
         self.ready = Gauge("gateway_ready", "1 while the gateway accepts webhooks, 0 otherwise", registry=r)
 

@@ -13,31 +13,37 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from typing import IO, Any
 
 from treq.client import HTTPClient
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
+from twisted.internet.error import ReactorNotRunning
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.task import LoopingCall
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
 
-from alertgateway.config import GatewayConfig
+from alertgateway.config import EndpointConfig, GatewayConfig
 from alertgateway.delivery.forwarder import Forwarder
 from alertgateway.delivery.queue import MemoryQueue
 from alertgateway.delivery.sinks import BytesProducer, FileSink, HTTPSink, Sink
-from alertgateway.guards.addresses import AddressFilter
-from alertgateway.guards.auth import BearerAuthenticator
+from alertgateway.guards.addresses import AddressFilter, ClientAddress
+from alertgateway.guards.auth import make_authenticator
+from alertgateway.guards.ratelimit import RateLimiter
+from alertgateway.guards.signatures import ReplayCache
 from alertgateway.logs import make_observer
 from alertgateway.metrics import GatewayMetrics
 from alertgateway.sources import PARSERS
+from alertgateway.tls import ReloadingServerTLS, TLSFilesError
 from alertgateway.web.health import HealthResource, LiveResource, Readiness, ReadyResource
 from alertgateway.web.resources import Branch, MetricsResource, mount
 from alertgateway.web.site import GatewaySite
-from alertgateway.web.webhook import WebhookResource
+from alertgateway.web.webhook import Guards, WebhookResource
 
 __all__ = ["GatewayService"]
 
@@ -68,7 +74,23 @@ class GatewayService(Service):
             max_in_flight=config.alert_processor.max_in_flight,
             max_retries=config.alert_processor.max_retries,
         )
+        self.replays = ReplayCache(reactor, ttl=_replay_window(config))
+        self.limiter = _make_limiter(config, reactor)
+        self.address_filters: list[AddressFilter] = []
+        self._timers: list[LoopingCall] = []
+        self.tls: ReloadingServerTLS | None = None
+        self._tls_problem: str | None = None
+        tls_files = config.security.tls_files()
+        if tls_files is not None and not config.service.listen:
+            try:
+                self.tls = ReloadingServerTLS(tls_files)
+            except TLSFilesError as e:
+                # Reported when starting, through the same path as a port
+                # that cannot be bound: a log line and a non-zero exit, not
+                # a traceback out of twistd.
+                self._tls_problem = str(e)
         self.site = self._make_site(self._webhook_tree())
+        self.probe_site = self._make_site(self._probe_tree())
         self.metrics_site = self._make_site(self._metrics_tree())
         self.ports: list[IListeningPort] = []
         self.metrics_ports: list[IListeningPort] = []
@@ -99,20 +121,46 @@ class GatewayService(Service):
             metrics=self.metrics,
             max_body_bytes=self.config.service.max_body_bytes,
             idle_timeout=self.config.service.idle_timeout,
+            gzip_min_bytes=self.config.service.gzip_min_bytes,
         )
+
+    def _guards_for(self, endpoint: EndpointConfig, addresses: AddressFilter, clients: ClientAddress) -> Guards:
+        config = self.config
+        auth = config.webhook.auth_for(endpoint)
+        authenticator = (
+            make_authenticator(auth, clock=self._reactor, replays=self.replays) if endpoint.auth_required else None
+        )
+        endpoint_addresses = AddressFilter(endpoint.allowed_ips)
+        self.address_filters.append(endpoint_addresses)
+        return Guards(
+            addresses=addresses,
+            endpoint_addresses=endpoint_addresses,
+            clients=clients,
+            limiter=self.limiter,
+            reject_status=endpoint.reject_status or config.rate_limiting.reject_status,
+            authenticator=authenticator,
+            max_concurrent=config.service.max_concurrent_requests,
+            limits=config.limits,
+            forward_headers=config.webhook.forward_headers,
+            add_headers=endpoint.add_headers,
+        )
+
+    def _add_health(self, root: Resource) -> None:
+        mount(root, "/health", HealthResource(self.config.service.name, self.readiness))
+        mount(root, "/health/live", LiveResource())
+        mount(root, "/health/ready", ReadyResource(self.readiness, self._ready_details))
 
     def _webhook_tree(self) -> Resource:
         config = self.config
         root = Branch()
-        tokens = config.webhook.auth.credentials
-        authenticator = BearerAuthenticator(tokens) if config.webhook.auth.type == "bearer" else None
         addresses = AddressFilter(config.security.allowed_ips)
+        self.address_filters.append(addresses)
+        clients = ClientAddress(config.security.trusted_proxies)
         for endpoint in config.webhook.endpoints:
             resource = WebhookResource(
                 endpoint,
                 parser=PARSERS[endpoint.source or ""],
-                authenticator=authenticator if endpoint.auth_required else None,
-                addresses=addresses,
+                guards=self._guards_for(endpoint, addresses, clients),
                 submit=self.forwarder.submit,
                 readiness=self.readiness,
                 metrics=self.metrics,
@@ -120,12 +168,15 @@ class GatewayService(Service):
             )
             for path in endpoint.served_paths():
                 mount(root, path, resource)
-        mount(root, "/health", HealthResource(config.service.name, self.readiness))
-        mount(root, "/health/live", LiveResource())
-        mount(root, "/health/ready", ReadyResource(self.readiness, self._ready_details))
+        self._add_health(root)
         if config.metrics_on_webhook_port():
             mount(root, config.metrics.path, MetricsResource(self.metrics, config.metrics.path))
         self.metrics.declare_endpoints(e.path for e in config.webhook.endpoints)
+        return root
+
+    def _probe_tree(self) -> Resource:
+        root = Branch()
+        self._add_health(root)
         return root
 
     def _metrics_tree(self) -> Resource:
@@ -141,17 +192,61 @@ class GatewayService(Service):
         # A service may be started again after a stop (not under twistd,
         # but by anything that embeds it).
         self.readiness.state = "starting"
+        if self._tls_problem is not None:
+            self._fail(f"TLS: {self._tls_problem}")
+            return
         self.forwarder.start()
+        self.replays.start()
+        if self.limiter is not None:
+            self.limiter.start()
+        if any(f.hostnames for f in self.address_filters):
+            self._timers.append(self._every(self.config.security.resolve_interval, self._resolve_hostnames, now=True))
+        if self.tls is not None:
+            self._timers.append(self._every(self.config.security.cert_reload_interval, self._reload_tls, now=False))
         listening: list[Deferred[None]] = []
-        for description in self.config.webhook_listeners():
-            listening.append(self._listen(description, self.site, self.ports, "webhook"))
+        service = self.config.service
+        if self.tls is not None:
+            endpoint = SSL4ServerEndpoint(self._reactor, service.port, self.tls, interface=service.host)
+            description = f"ssl:{service.port}:interface={service.host}"
+            listening.append(self._listen(endpoint, description, self.site, self.ports, "webhook"))
+        else:
+            for description in self.config.webhook_listeners():
+                server = serverFromString(self._reactor, description)
+                listening.append(self._listen(server, description, self.site, self.ports, "webhook"))
+        for description in service.probe_listen:
+            server = serverFromString(self._reactor, description)
+            listening.append(self._listen(server, description, self.probe_site, self.metrics_ports, "probe"))
         for description in self.config.metrics_listeners():
-            listening.append(self._listen(description, self.metrics_site, self.metrics_ports, "metrics"))
+            server = serverFromString(self._reactor, description)
+            listening.append(self._listen(server, description, self.metrics_site, self.metrics_ports, "metrics"))
         DeferredList(listening, fireOnOneErrback=True, consumeErrors=True).addCallbacks(
             self._listening, self._cannot_listen
         )
 
-    def _listen(self, description: str, site: GatewaySite, ports: list[IListeningPort], role: str) -> Deferred[None]:
+    def _every(self, interval: float, call: Callable[[], object], *, now: bool) -> LoopingCall:
+        timer = LoopingCall(call)
+        timer.clock = self._reactor
+        timer.start(interval, now=now).addErrback(lambda f: self.log.failure("Periodic task failed", failure=f))
+        return timer
+
+    def _resolve_hostnames(self) -> Deferred[None]:
+        resolver = self._reactor.nameResolver
+        return DeferredList([f.refresh(resolver) for f in self.address_filters if f.hostnames]).addCallback(
+            lambda _: None
+        )
+
+    def _reload_tls(self) -> None:
+        if self.tls is not None and self.tls.refresh():
+            self.metrics.tls_reloads.inc()
+
+    def _listen(
+        self,
+        endpoint: IStreamServerEndpoint,
+        description: str,
+        site: GatewaySite,
+        ports: list[IListeningPort],
+        role: str,
+    ) -> Deferred[None]:
         def _bound(port: IListeningPort) -> None:
             ports.append(port)
             address = port.getHost()
@@ -163,7 +258,7 @@ class GatewayService(Service):
                 listener=description,
             )
 
-        d: Deferred[None] = serverFromString(self._reactor, description).listen(site).addCallback(_bound)
+        d: Deferred[None] = endpoint.listen(site).addCallback(_bound)
         return d
 
     def _listening(self, _: object) -> None:
@@ -174,11 +269,20 @@ class GatewayService(Service):
 
     def _cannot_listen(self, failure: Any) -> None:
         reason = failure.value.subFailure if hasattr(failure.value, "subFailure") else failure
-        self.log.critical("Cannot listen: {reason}", reason=str(reason.value))
+        self._fail(str(reason.value))
+
+    def _fail(self, reason: str) -> None:
+        self.log.critical("Cannot listen: {reason}", reason=reason)
         # Make the process exit non-zero instead of running without a
         # listener; the supervisor sees the failure.
         self._reactor.addSystemEventTrigger("after", "shutdown", _exit_nonzero)
-        self._reactor.stop()
+        try:
+            self._reactor.stop()
+        except ReactorNotRunning:
+            # twistd starts the service before running the reactor, and
+            # endpoints bind synchronously: stopping must wait until it runs
+            # or the process would hang without a listener.
+            self._reactor.callWhenRunning(self._reactor.stop)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
@@ -196,10 +300,20 @@ class GatewayService(Service):
         d.addCallback(lambda _: self.forwarder.stop(remaining()))
         d.addCallback(lambda _: self.sink.close())
         d.addCallback(lambda _: self._pool.closeCachedConnections() if self._pool is not None else None)
+        d.addCallback(lambda _: self._stop_timers())
         d.addCallback(lambda _: _stop_ports(self.metrics_ports))
         d.addErrback(lambda f: self.log.failure("Error during shutdown", failure=f))
         d.addCallback(self._stopped)
         return d
+
+    def _stop_timers(self) -> None:
+        for timer in self._timers:
+            if timer.running:
+                timer.stop()
+        self._timers.clear()
+        self.replays.stop()
+        if self.limiter is not None:
+            self.limiter.stop()
 
     def _stopped(self, _: object) -> None:
         self.log.info("Stopped")
@@ -208,6 +322,28 @@ class GatewayService(Service):
         # and what supervisors expect from a graceful stop.
         if getattr(self._reactor, "_exitSignal", None) == signal.SIGTERM:
             self._reactor._exitSignal = None
+
+
+def _replay_window(config: GatewayConfig) -> float:
+    """
+    How long signatures are remembered: the widest timestamp tolerance.
+    """
+    auths = [config.webhook.auth] + [e.auth for e in config.webhook.endpoints if e.auth is not None]
+    return max(a.tolerance for a in auths)
+
+
+def _make_limiter(config: GatewayConfig, clock: Any) -> RateLimiter | None:
+    limits = config.rate_limiting
+    if not limits.enabled:
+        return None
+    return RateLimiter(
+        clock,
+        global_limit=limits.global_limit,
+        burst=limits.burst_size,
+        endpoint_limits={e.path: e.rate_limit for e in config.webhook.endpoints if e.rate_limit is not None},
+        per_client_limit=limits.per_client_limit,
+        max_clients=limits.max_tracked_clients,
+    )
 
 
 def _stop_ports(ports: list[IListeningPort]) -> Deferred[None]:

@@ -30,6 +30,8 @@ class Envelope:
 
     alert: Alert
     request_id: str
+    # Headers to send with the alert (webhook.forward_headers, add_headers).
+    headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:

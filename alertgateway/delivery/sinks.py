@@ -23,9 +23,19 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IBodyProducer, IResponse
 from zope.interface import implementer
 
+from alertgateway.config import HOP_BY_HOP
 from alertgateway.delivery.queue import Envelope
 
-__all__ = ["BytesProducer", "FileSink", "HTTPSink", "PostingClient", "Rejected", "Retryable", "Sink"]
+__all__ = [
+    "BytesProducer",
+    "FileSink",
+    "HTTPSink",
+    "PostingClient",
+    "Rejected",
+    "Retryable",
+    "Sink",
+    "outgoing_headers",
+]
 
 _ERROR_BODY_LIMIT = 4096
 
@@ -172,6 +182,28 @@ def _is_cancellation(error: Exception) -> bool:
     return any(isinstance(reason, Failure) and reason.check(CancelledError) for reason in reasons)
 
 
+def outgoing_headers(envelope: Envelope) -> dict[bytes | str, list[bytes | str]]:
+    """
+    The headers of the request that delivers C{envelope}.
+
+    The envelope's own headers (copied from the webhook, then the
+    endpoint's static ones) come first; a later one replaces an earlier one
+    of the same name in any case, so a static header outweighs what a
+    sender sent.  Hop-by-hop headers and those the gateway sets itself are
+    dropped whatever configuration let through: names differing only in
+    case would otherwise reach the wire twice.
+    """
+    chosen: dict[str, tuple[str, str]] = {}
+    for name, value in envelope.headers:
+        if name.lower() not in HOP_BY_HOP:
+            chosen[name.lower()] = (name, value)
+    headers: dict[bytes | str, list[bytes | str]] = {name: [value] for name, value in chosen.values()}
+    headers["Content-Type"] = ["application/json"]
+    headers["X-Request-ID"] = [envelope.request_id]
+    headers["Idempotency-Key"] = [envelope.alert.idempotency_key]
+    return headers
+
+
 class HTTPSink:
     """
     POST each alert as JSON to C{<endpoint>/api/v1/alerts}.
@@ -188,11 +220,7 @@ class HTTPSink:
 
     async def _deliver(self, envelope: Envelope) -> None:
         body = json.dumps(envelope.alert.to_json(), separators=(",", ":")).encode("utf-8")
-        headers: dict[bytes | str, list[bytes | str]] = {
-            "Content-Type": ["application/json"],
-            "X-Request-ID": [envelope.request_id],
-            "Idempotency-Key": [envelope.alert.idempotency_key],
-        }
+        headers = outgoing_headers(envelope)
         # The timeout covers the whole attempt and runs on our clock (treq's
         # own would schedule on the global reactor).  Any other cancellation
         # comes from outside (a stopping worker) and must not be mistaken
@@ -249,6 +277,8 @@ class FileSink:
             "requestId": envelope.request_id,
             "idempotencyKey": envelope.alert.idempotency_key,
         }
+        if envelope.headers:
+            record["headers"] = dict(envelope.headers)
         try:
             if self._file is None:
                 self.open()

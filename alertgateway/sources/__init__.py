@@ -8,14 +8,18 @@ on its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
+from alertgateway.config import LimitsConfig
 from alertgateway.sources import alertmanager, grafana
 from alertgateway.sources._common import FieldError, ParseResult, PayloadError, Rejection
 
 __all__ = ["PARSERS", "FieldError", "ParseResult", "Parser", "PayloadError", "Rejection"]
 
-Parser = Callable[[object, str], ParseResult]
+
+class Parser(Protocol):
+    def __call__(self, payload: object, received_at: str, limits: LimitsConfig = ..., /) -> ParseResult: ...
+
 
 PARSERS: dict[str, Parser] = {
     "alertmanager": alertmanager.parse,

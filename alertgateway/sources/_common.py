@@ -6,13 +6,16 @@ record a JSON pointer for everything they refuse.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 import attrs
 
+from alertgateway.config import LimitsConfig
 from alertgateway.model import FIRING, RESOLVED, Alert, fingerprint
+
+DEFAULT_LIMITS = LimitsConfig()
 
 __all__ = ["FieldError", "ParseResult", "PayloadError", "Rejection", "is_text", "read_alert"]
 
@@ -113,9 +116,53 @@ def read_timestamp(value: object, pointer: str, errors: list[FieldError]) -> str
     return None
 
 
-def read_string_map(value: object, pointer: str, errors: list[FieldError], *, required: bool) -> dict[str, str]:
+# Prometheus's (pre-UTF-8) label name syntax, which Alertmanager 0.25 sends.
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# Control characters are stripped from values; annotations keep tab and
+# newline, which descriptions use for layout.
+_LABEL_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_ANNOTATION_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def clean_label_value(value: str) -> str:
     """
-    Accept a JSON object of non-empty string names to string values.
+    A label value without its control characters.
+    """
+    return _LABEL_CONTROLS.sub("", value)
+
+
+def clean_annotation(value: str) -> str:
+    """
+    An annotation value without its control characters other than tab,
+    line feed and carriage return.
+    """
+    return _ANNOTATION_CONTROLS.sub("", value)
+
+
+def annotation_size(name: str, value: str) -> int:
+    """
+    What an annotation counts against C{limits.max_annotation_bytes}.
+    """
+    return len(name.encode("utf-8")) + len(value.encode("utf-8"))
+
+
+def read_string_map(
+    value: object,
+    pointer: str,
+    errors: list[FieldError],
+    *,
+    required: bool,
+    limits: LimitsConfig = DEFAULT_LIMITS,
+    labels: bool = False,
+    rename: Callable[[str], str] | None = None,
+) -> dict[str, str]:
+    """
+    Accept a JSON object of names to string values: labels (Prometheus
+    name syntax, count and length limits) or annotations (total size
+    limit).  Control characters are stripped from values.
+
+    @param rename: Turns each name into the one kept (and checked); the
+        pointers still name the key as it is in the body.
     """
     if value is None and not required:
         return {}
@@ -124,17 +171,36 @@ def read_string_map(value: object, pointer: str, errors: list[FieldError], *, re
         return {}
     if required and not value:
         errors.append(FieldError(pointer, "must not be empty"))
+    if labels and len(value) > limits.max_labels_per_alert:
+        errors.append(
+            FieldError(pointer, f"has {len(value)} labels; at most {limits.max_labels_per_alert} are allowed")
+        )
+        return {}
     result = {}
-    for name, item in value.items():
-        where = f"{pointer}/{escape_pointer(name)}"
+    size = 0
+    for given, item in value.items():
+        where = f"{pointer}/{escape_pointer(given)}"
+        name = given if rename is None else rename(given)
         if not name.strip():
             errors.append(FieldError(where, "label and annotation names must not be empty"))
         elif not isinstance(item, str):
             errors.append(FieldError(where, "must be a string"))
         elif not (is_text(name) and is_text(item)):
             errors.append(FieldError(where, _NOT_TEXT))
+        elif labels and not LABEL_NAME.match(name):
+            errors.append(FieldError(where, "label names must match [a-zA-Z_][a-zA-Z0-9_]*"))
+        elif not labels and _LABEL_CONTROLS.search(name):
+            errors.append(FieldError(where, "annotation names must not contain control characters"))
+        elif labels and len(name) > limits.max_label_name_length:
+            errors.append(FieldError(where, f"label names are at most {limits.max_label_name_length} characters"))
+        elif labels and len(item) > limits.max_label_value_length:
+            errors.append(FieldError(where, f"label values are at most {limits.max_label_value_length} characters"))
         else:
-            result[name] = item
+            clean = clean_label_value(item) if labels else clean_annotation(item)
+            size += annotation_size(name, clean)
+            result[name] = clean
+    if not labels and size > limits.max_annotation_bytes:
+        errors.append(FieldError(pointer, f"annotations total {size} bytes; at most {limits.max_annotation_bytes}"))
     return result
 
 
@@ -161,6 +227,7 @@ def read_alert(
     received_at: str,
     default_status: object,
     group: Mapping[str, Any],
+    limits: LimitsConfig = DEFAULT_LIMITS,
 ) -> Alert | Rejection:
     """
     Read one Alertmanager-shaped alert object (Alertmanager v4 and Grafana
@@ -172,8 +239,10 @@ def read_alert(
     status = item.get("status", default_status)
     if status not in _STATUSES:
         errors.append(FieldError(f"{pointer}/status", "must be firing or resolved"))
-    labels = read_string_map(item.get("labels"), f"{pointer}/labels", errors, required=True)
-    annotations = read_string_map(item.get("annotations"), f"{pointer}/annotations", errors, required=False)
+    labels = read_string_map(item.get("labels"), f"{pointer}/labels", errors, required=True, limits=limits, labels=True)
+    annotations = read_string_map(
+        item.get("annotations"), f"{pointer}/annotations", errors, required=False, limits=limits
+    )
     starts_at = read_timestamp(item.get("startsAt"), f"{pointer}/startsAt", errors)
     ends_at = read_timestamp(item.get("endsAt"), f"{pointer}/endsAt", errors)
     generator_url = read_optional_string(item.get("generatorURL"), f"{pointer}/generatorURL", errors)
@@ -197,6 +266,42 @@ def read_alert(
         received_at=received_at,
         extras=extras,
     )
+
+
+def read_alerts(
+    body: Mapping[str, Any],
+    *,
+    source: str,
+    received_at: str,
+    group_keys: tuple[str, ...],
+    limits: LimitsConfig,
+) -> ParseResult:
+    """
+    Read every alert of an Alertmanager-shaped body, each on its own; those
+    past C{limits.max_alerts_per_request} are rejected.
+    """
+    alerts = read_alert_list(body)
+    group = {key: body[key] for key in group_keys if key in body}
+    outcomes: list[Alert | Rejection] = []
+    for index, item in enumerate(alerts):
+        pointer = f"/alerts/{index}"
+        if index >= limits.max_alerts_per_request:
+            outcomes.append(
+                Rejection((FieldError(pointer, f"at most {limits.max_alerts_per_request} alerts per request"),))
+            )
+            continue
+        outcomes.append(
+            read_alert(
+                item,
+                pointer,
+                source=source,
+                received_at=received_at,
+                default_status=body.get("status"),
+                group=group,
+                limits=limits,
+            )
+        )
+    return ParseResult(tuple(outcomes))
 
 
 def read_alert_list(payload: Mapping[str, Any]) -> list[Any]:

@@ -4,12 +4,13 @@ Prometheus Alertmanager's webhook payload, version 4.
 
 from __future__ import annotations
 
+from alertgateway.config import LimitsConfig
 from alertgateway.sources._common import (
+    DEFAULT_LIMITS,
     FieldError,
     ParseResult,
     PayloadError,
-    read_alert,
-    read_alert_list,
+    read_alerts,
     require_object,
 )
 
@@ -18,7 +19,7 @@ __all__ = ["parse"]
 _GROUP_KEYS = ("receiver", "groupKey", "externalURL", "groupLabels")
 
 
-def parse(payload: object, received_at: str) -> ParseResult:
+def parse(payload: object, received_at: str, limits: LimitsConfig = DEFAULT_LIMITS) -> ParseResult:
     """
     Turn a decoded Alertmanager webhook body into alerts.
 
@@ -28,18 +29,4 @@ def parse(payload: object, received_at: str) -> ParseResult:
     version = body.get("version")
     if version is not None and version != "4":
         raise PayloadError([FieldError("/version", f'unsupported webhook version {version!r}; expected "4"')])
-    alerts = read_alert_list(body)
-    group = {key: body[key] for key in _GROUP_KEYS if key in body}
-    return ParseResult(
-        tuple(
-            read_alert(
-                item,
-                f"/alerts/{index}",
-                source="alertmanager",
-                received_at=received_at,
-                default_status=body.get("status"),
-                group=group,
-            )
-            for index, item in enumerate(alerts)
-        )
-    )
+    return read_alerts(body, source="alertmanager", received_at=received_at, group_keys=_GROUP_KEYS, limits=limits)

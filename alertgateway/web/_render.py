@@ -11,6 +11,7 @@ connection.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
@@ -141,7 +142,14 @@ def _write(response: Response, request: GatewayRequest, lost: list[Failure]) -> 
         body = _INTERNAL_ERROR_BODY
     request.setResponseCode(response.status)
     request.setHeader(b"Content-Type", response.content_type.encode("ascii"))
-    request.setHeader(b"Cache-Control", b"no-store")
+    for header, header_value in SECURITY_HEADERS:
+        request.setHeader(header, header_value)
+    if len(body) >= request.gateway_site.gzip_min_bytes:
+        # The answer depends on Accept-Encoding from this size on (BR-WH-013).
+        request.setHeader(b"Vary", b"Accept-Encoding")
+        if _accepts_gzip(request):
+            body = gzip.compress(body, compresslevel=6, mtime=0)
+            request.setHeader(b"Content-Encoding", b"gzip")
     for name, value in response.headers.items():
         request.setHeader(name.encode("ascii"), value.encode("latin-1"))
         if name.lower() == "connection" and value.lower() == "close":
@@ -151,6 +159,47 @@ def _write(response: Response, request: GatewayRequest, lost: list[Failure]) -> 
     request.setHeader(b"Content-Length", str(len(body)).encode("ascii"))
     request.write(body)
     request.finish()
+
+
+# On every answer: nothing here is for a browser to sniff, frame, cache or
+# follow, and the server does not advertise its version.
+SECURITY_HEADERS = (
+    (b"X-Content-Type-Options", b"nosniff"),
+    (b"Cache-Control", b"no-store"),
+    (b"X-Frame-Options", b"DENY"),
+    (b"Content-Security-Policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"Referrer-Policy", b"no-referrer"),
+    (b"Server", b"alertgateway"),
+)
+
+
+def _accepts_gzip(request: GatewayRequest) -> bool:
+    """
+    Whether C{Accept-Encoding} allows gzip: named with a non-zero weight,
+    or not named and C{*} has one.  C{q=0} refuses; a coding named outright
+    outweighs C{*} wherever it stands.
+    """
+    weights: dict[str, float] = {}
+    for line in request.requestHeaders.getRawHeaders(b"accept-encoding", []):
+        for item in line.decode("latin-1").split(","):
+            coding, _, params = item.partition(";")
+            weights[coding.strip().lower()] = _weight(params)
+    for coding in ("gzip", "x-gzip", "*"):
+        if coding in weights:
+            return weights[coding] > 0
+    return False
+
+
+def _weight(params: str) -> float:
+    for param in params.split(";"):
+        name, _, value = param.strip().partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value.strip())
+            except ValueError:
+                # An unreadable weight is not consent.
+                return 0.0
+    return 1.0
 
 
 # Written when a response cannot be encoded: built once, ASCII only.

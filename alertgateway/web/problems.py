@@ -9,6 +9,7 @@ way and C{docs/openapi.yaml} can list every C{type}.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -23,12 +24,16 @@ __all__ = [
     "not_found",
     "payload_too_large",
     "queue_full",
+    "rate_limited",
     "shutting_down",
+    "too_busy",
     "unauthorized",
+    "unsupported_encoding",
     "unsupported_media_type",
 ]
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+ACCEPTED_TYPES = ("application/json", "application/x-www-form-urlencoded", "application/xml", "text/xml")
 _TYPE_PREFIX = "urn:alertgateway:problem:"
 
 
@@ -40,6 +45,7 @@ class Problem(Exception):
     @ivar headers: Extra response headers (C{Allow}, C{WWW-Authenticate},
         C{Retry-After}).
     @ivar errors: RFC 6901 pointers into the request body with messages.
+    @ivar reason: For security refusals, what kind they are.
     """
 
     def __init__(
@@ -52,6 +58,7 @@ class Problem(Exception):
         headers: Mapping[str, str] | None = None,
         errors: Iterable[Mapping[str, str]] = (),
         extensions: Mapping[str, Any] | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -61,6 +68,9 @@ class Problem(Exception):
         self.headers = dict(headers or {})
         self.errors = [dict(e) for e in errors]
         self.extensions = dict(extensions or {})
+        # Set on refusals that the security log records (auth, signature,
+        # address, rate, concurrency, size, content).
+        self.reason = reason
 
     @property
     def type(self) -> str:
@@ -96,15 +106,59 @@ def method_not_allowed(method: str, allowed: Iterable[str]) -> Problem:
     )
 
 
-def unauthorized(detail: str, *, error: str | None = None) -> Problem:
-    challenge = 'Bearer realm="alertgateway"'
-    if error is not None:
-        challenge += f', error="{error}"'
-    return Problem(401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": challenge})
+def unauthorized(detail: str, *, error: str | None = None, challenge: str | None = None) -> Problem:
+    """
+    401 with the challenge of the endpoint's scheme (Bearer by default).
+    """
+    if challenge is None:
+        challenge = 'Bearer realm="alertgateway"'
+        if error is not None:
+            challenge += f', error="{error}"'
+    reason = "signature" if challenge.startswith("Signature") else "auth"
+    return Problem(401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": challenge}, reason=reason)
 
 
 def forbidden(detail: str) -> Problem:
-    return Problem(403, "forbidden", "Forbidden", detail)
+    return Problem(403, "forbidden", "Forbidden", detail, reason="address")
+
+
+def rate_limited(status: int, retry_after: float, scope: str, headers: Mapping[str, str]) -> Problem:
+    """
+    429 (or 503, for senders such as Alertmanager that drop a notification
+    answered with any 4xx) when a rate limit is reached.
+    """
+    wait = max(1, math.ceil(retry_after))
+    return Problem(
+        status,
+        "rate-limited",
+        "Too Many Requests" if status == 429 else "Service Unavailable",
+        f"The {scope} rate limit is reached; retry in {wait} s.",
+        headers={**headers, "Retry-After": str(wait)},
+        extensions={"scope": scope},
+        reason="rate",
+    )
+
+
+def too_busy(limit: int) -> Problem:
+    return Problem(
+        503,
+        "too-busy",
+        "Too Busy",
+        f"More than {limit} requests are in progress (service.max_concurrent_requests); retry shortly.",
+        headers={"Retry-After": "1"},
+        reason="concurrency",
+    )
+
+
+def unsupported_encoding(given: str) -> Problem:
+    return Problem(
+        415,
+        "unsupported-encoding",
+        "Unsupported Content Encoding",
+        f"Content-Encoding {given!r} is not supported; send gzip or identity.",
+        headers={"Accept-Encoding": "gzip"},
+        reason="content",
+    )
 
 
 def payload_too_large(limit: int) -> Problem:
@@ -117,6 +171,7 @@ def payload_too_large(limit: int) -> Problem:
         # connection.
         headers={"Connection": "close"},
         extensions={"limit": limit},
+        reason="size",
     )
 
 
@@ -125,13 +180,16 @@ def unsupported_media_type(given: str) -> Problem:
         415,
         "unsupported-media-type",
         "Unsupported Media Type",
-        f"Content-Type {given!r} is not supported; send application/json.",
-        headers={"Accept-Post": "application/json"},
+        f"Content-Type {given!r} is not supported; send {', '.join(ACCEPTED_TYPES)}.",
+        headers={"Accept-Post": ", ".join(ACCEPTED_TYPES)},
+        reason="content",
     )
 
 
 def malformed_body(detail: str) -> Problem:
-    return Problem(400, "malformed-body", "Malformed Body", detail, errors=[{"pointer": "", "message": detail}])
+    return Problem(
+        400, "malformed-body", "Malformed Body", detail, errors=[{"pointer": "", "message": detail}], reason="content"
+    )
 
 
 def invalid_payload(detail: str, errors: Iterable[Mapping[str, str]]) -> Problem:

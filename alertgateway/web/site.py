@@ -136,11 +136,13 @@ class GatewaySite(server.Site):
         metrics: GatewayMetrics,
         max_body_bytes: int,
         idle_timeout: float,
+        gzip_min_bytes: int = 1024,
     ) -> None:
         super().__init__(resource, timeout=idle_timeout, reactor=clock, parsePOSTFormSubmission=False)
         self.clock = clock
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.gzip_min_bytes = gzip_min_bytes
         self.abort_after_bytes = max(max_body_bytes * _ABORT_FACTOR, _ABORT_FLOOR)
         self._in_flight = 0
         self._idle_waiters: list[Deferred[None]] = []
@@ -166,6 +168,13 @@ class GatewaySite(server.Site):
             waiters, self._idle_waiters = self._idle_waiters, []
             for waiter in waiters:
                 waiter.callback(None)
+
+    @property
+    def in_flight(self) -> int:
+        """
+        Requests being received or handled now.
+        """
+        return self._in_flight
 
     def when_idle(self) -> Deferred[None]:
         """

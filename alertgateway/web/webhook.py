@@ -2,60 +2,92 @@
 The webhook endpoint: from an HTTP POST to alerts queued for delivery.
 
 Checks run cheapest first and nothing is parsed that will be refused:
-shutdown, source address, authentication, body size, content type, JSON,
-then each alert on its own.  Valid alerts of a batch are accepted even when
-others are not (207); the answer lists one result per alert in body order.
+shutdown, requests in flight, source address, body size, credentials, rate
+limits, content encoding, signature, content type, then each alert on its
+own.  Valid alerts of a batch are accepted even when others are not (207);
+the answer lists one result per alert in body order.
+
+Every security refusal (address, rate, concurrency, auth, signature, size,
+content) is one structured warning event with its reason and the client
+address, and is counted in C{gateway_security_rejections_total}.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
-from alertgateway.config import EndpointConfig
+from alertgateway.config import EndpointConfig, LimitsConfig
 from alertgateway.delivery.queue import Envelope, QueueFull
-from alertgateway.guards.addresses import AddressFilter
-from alertgateway.guards.auth import BearerAuthenticator
+from alertgateway.guards.addresses import AddressFilter, ClientAddress
+from alertgateway.guards.auth import Authenticator
+from alertgateway.guards.ratelimit import Decision, RateLimiter
+from alertgateway.guards.signatures import ReplayCache
 from alertgateway.metrics import GatewayMetrics
 from alertgateway.model import Alert
 from alertgateway.sources import Parser, PayloadError, Rejection
 from alertgateway.web import problems
 from alertgateway.web._render import HandlerResource, Response
+from alertgateway.web.bodies import check_depth, decode_body, inflate
 from alertgateway.web.health import Readiness
 from alertgateway.web.site import GatewayRequest
 
-__all__ = ["WebhookResource"]
+__all__ = ["Guards", "WebhookResource"]
 
-_JSON_TYPES = ("application/json",)
 _QUEUE_FULL_RETRY_AFTER = 5
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    # 1e999 is valid JSON but becomes infinity, which json.dumps would
-    # forward as the non-JSON token Infinity.
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of range")
-    return value
-
-
-def _is_json(content_type: str) -> bool:
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
+_security_log = Logger(namespace="alertgateway.security")
 
 
 def _timestamp(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def rate_limit_headers(decision: Decision) -> dict[str, str]:
+    """
+    The IETF draft (httpapi-ratelimit-headers) fields for a decision.
+    """
+    return {
+        "RateLimit-Policy": f'"{decision.scope}";q={decision.limit};w={decision.window}',
+        # Rounded up: a client told t=0 with r=0 would retry at once.
+        "RateLimit": f'"{decision.scope}";r={decision.remaining};t={max(0, math.ceil(decision.reset))}',
+    }
+
+
+@attrs.frozen
+class Guards:
+    """
+    What a request to one endpoint must pass before its body is parsed.
+
+    @ivar addresses: C{security.allowed_ips}.
+    @ivar endpoint_addresses: The endpoint's own C{allowed_ips}.
+    @ivar forward_headers: Inbound headers copied onto forwarded alerts.
+    @ivar add_headers: Static headers added to forwarded alerts.
+    """
+
+    addresses: AddressFilter = attrs.field(factory=lambda: AddressFilter(()))
+    endpoint_addresses: AddressFilter = attrs.field(factory=lambda: AddressFilter(()))
+    clients: ClientAddress = attrs.field(factory=lambda: ClientAddress(()))
+    limiter: RateLimiter | None = None
+    reject_status: int = 429
+    authenticator: Authenticator | None = None
+    max_concurrent: int = 1000
+    limits: LimitsConfig = attrs.field(factory=LimitsConfig)
+    forward_headers: tuple[str, ...] = ()
+    add_headers: Mapping[str, str] = attrs.field(factory=dict)
+    # Where signature replay keys are remembered, so that a request refused
+    # after its signature was checked can be retried by its sender.
+    replays: ReplayCache | None = None
+
+    def forget(self, replay_key: str | None) -> None:
+        if replay_key is not None and self.replays is not None:
+            self.replays.forget(replay_key)
 
 
 class WebhookResource(HandlerResource):
@@ -68,8 +100,7 @@ class WebhookResource(HandlerResource):
         endpoint: EndpointConfig,
         *,
         parser: Parser,
-        authenticator: BearerAuthenticator | None,
-        addresses: AddressFilter,
+        guards: Guards,
         submit: Callable[[list[Envelope]], Deferred[None]],
         readiness: Readiness,
         metrics: GatewayMetrics,
@@ -79,8 +110,7 @@ class WebhookResource(HandlerResource):
         self.endpoint = endpoint.path
         self.source = endpoint.source or ""
         self._parser = parser
-        self._authenticator = authenticator
-        self._addresses = addresses
+        self._guards = guards
         self._submit = submit
         self._readiness = readiness
         self._metrics = metrics
@@ -89,21 +119,37 @@ class WebhookResource(HandlerResource):
     async def handle_POST(self, request: GatewayRequest) -> Response:
         if not self._readiness.accepts(request.started):
             raise problems.shutting_down()
-        peer = request.getClientAddress()
-        host = str(getattr(peer, "host", ""))
-        if not self._addresses.allows(host):
-            raise problems.forbidden(f"Address {host} is not in security.allowed_ips.")
-        if self._authenticator is not None:
-            self._authenticator.check(request.getHeader(b"authorization"))
-        if request.body_too_large:
-            raise problems.payload_too_large(request.max_body_bytes)
-        content_type = request.getHeader(b"content-type")
-        if content_type is not None and not _is_json(content_type.decode("latin-1")):
-            raise problems.unsupported_media_type(content_type.decode("latin-1"))
-        payload = self._decode(request.body.read())
+        # Several lines of one header are one comma-separated list (RFC
+        # 9110 5.3).  Keeping only the first would let a client's forged
+        # X-Forwarded-For line win over the one its proxy added after it.
+        headers = {
+            name.decode("latin-1").lower(): ", ".join(v.decode("latin-1") for v in values)
+            for name, values in request.requestHeaders.getAllRawHeaders()
+        }
+        peer = str(getattr(request.getClientAddress(), "host", ""))
+        client = self._guards.clients.of(peer, headers)
+        try:
+            rate_headers = self._admit(request, client, headers)
+            payload, replay_key = self._read(request, headers)
+        except problems.Problem as problem:
+            if problem.reason is not None:
+                self._refused(request, client, problem)
+            raise
+        try:
+            answer = await self._accept(request, payload, headers)
+        except BaseException:
+            # Not accepted: the sender will retry with the same signature.
+            self._guards.forget(replay_key)
+            raise
+        return attrs.evolve(answer, headers={**answer.headers, **rate_headers})
+
+    async def _accept(self, request: GatewayRequest, payload: object, headers: Mapping[str, str]) -> Response:
+        """
+        Parse the payload, each alert on its own, and queue the valid ones.
+        """
         received_at = _timestamp(self._clock.seconds())
         try:
-            result = self._parser(payload, received_at)
+            result = self._parser(payload, received_at, self._guards.limits)
         except PayloadError as e:
             self._metrics.alerts_received.labels(source=self.source, status="invalid").inc()
             raise problems.invalid_payload(
@@ -118,24 +164,79 @@ class WebhookResource(HandlerResource):
                 "No alert in the body is valid.",
                 [err.to_json() for o in result.outcomes if isinstance(o, Rejection) for err in o.errors],
             )
+        forwarded = self._forwarded_headers(headers)
         try:
-            await self._submit([Envelope(alert, request.request_id) for alert in accepted])
+            await self._submit([Envelope(alert, request.request_id, forwarded) for alert in accepted])
         except QueueFull:
             raise problems.queue_full(_QUEUE_FULL_RETRY_AFTER) from None
         return self._answer(request.request_id, result.outcomes)
 
-    @staticmethod
-    def _decode(raw: bytes) -> object:
-        if not raw.strip():
-            raise problems.malformed_body("The request body is empty; expected a JSON object.")
+    def _admit(self, request: GatewayRequest, client: str, headers: Mapping[str, str]) -> dict[str, str]:
+        """
+        The checks that need no parsing, cheapest first: concurrency,
+        address, size, credentials, rate.  Credentials come before the rate
+        buckets so that requests without them cannot use up a real sender's
+        budget (Alertmanager drops a notification refused with 429).
+
+        @return: Rate-limit headers for the answer.
+        """
+        guards = self._guards
+        # This request is one of those in flight.
+        if request.gateway_site.in_flight > guards.max_concurrent:
+            raise problems.too_busy(guards.max_concurrent)
+        if not guards.addresses.allows(client):
+            raise problems.forbidden(f"Address {client} is not in security.allowed_ips.")
+        if not guards.endpoint_addresses.allows(client):
+            raise problems.forbidden(f"Address {client} may not post to {self.endpoint}.")
+        if request.body_too_large:
+            raise problems.payload_too_large(request.max_body_bytes)
+        if guards.authenticator is not None and not guards.authenticator.needs_body:
+            guards.authenticator.check(headers, None)
+        rate_headers: dict[str, str] = {}
+        if guards.limiter is not None:
+            decision = guards.limiter.check(self.endpoint, client)
+            rate_headers = rate_limit_headers(decision)
+            if not decision.allowed:
+                self._metrics.rate_limited.labels(endpoint=self.endpoint, scope=decision.scope).inc()
+                raise problems.rate_limited(guards.reject_status, decision.retry_after, decision.scope, rate_headers)
+        return rate_headers
+
+    def _read(self, request: GatewayRequest, headers: Mapping[str, str]) -> tuple[object, str | None]:
+        """
+        The checks on the body: encoding, signature, type, depth.
+
+        @return: The decoded document, and the signature's replay key.
+        """
+        guards = self._guards
+        raw = inflate(request.body.read(), headers.get("content-encoding"), request.max_body_bytes)
+        replay_key = None
+        if guards.authenticator is not None and guards.authenticator.needs_body:
+            replay_key = guards.authenticator.check(headers, raw)
         try:
-            return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
-        except UnicodeDecodeError:
-            raise problems.malformed_body("The request body is not valid UTF-8.") from None
-        except RecursionError:
-            raise problems.malformed_body("The request body is nested too deeply.") from None
-        except ValueError as e:
-            raise problems.malformed_body(f"The request body is not valid JSON: {e}") from None
+            payload = decode_body(headers.get("content-type"), raw)
+            check_depth(payload, guards.limits.max_json_depth)
+        except problems.Problem:
+            guards.forget(replay_key)
+            raise
+        return payload, replay_key
+
+    def _refused(self, request: GatewayRequest, client: str, problem: problems.Problem) -> None:
+        self._metrics.security_rejections.labels(endpoint=self.endpoint, reason=problem.reason).inc()
+        _security_log.warn(
+            "Refused {method} {path} from {client}: {reason} ({status})",
+            method=request.method.decode("latin-1"),
+            path=request.path.decode("latin-1"),
+            client=client,
+            reason=problem.reason,
+            status=problem.status,
+            detail=problem.detail,
+            requestId=request.request_id,
+            endpoint=self.endpoint,
+        )
+
+    def _forwarded_headers(self, headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+        copied = [(name, headers[name.lower()]) for name in self._guards.forward_headers if name.lower() in headers]
+        return tuple(copied) + tuple(self._guards.add_headers.items())
 
     @staticmethod
     def _answer(request_id: str, outcomes: tuple[Alert | Rejection, ...]) -> Response:

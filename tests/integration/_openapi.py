@@ -8,11 +8,20 @@ ones present, every documented one valid against its schema), its media
 type and its body (JSON validated with C{jsonschema_rs} against the schema,
 C{$ref}s resolved inside the document).  It returns a list of
 disagreements, empty when the answer is what the document says.
+
+L{exchange} talks to the gateway with a bare twisted.web C{Agent} (treq
+would ask for gzip on every request and hide whether the answer was
+compressed); it undoes C{Content-Encoding: gzip} itself, keeping the bytes
+as sent in L{Exchange.wire_body}, so bodies are checked as a client reads
+them.
 """
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,8 +29,11 @@ from typing import Any
 import attrs
 import jsonschema_rs
 import yaml
+from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent
 
-from tests.integration.harness import REPO, http_client
+from tests.integration.harness import REPO, reactor
 
 __all__ = ["DOCUMENT_PATH", "APIDocument", "Exchange", "exchange", "load_document"]
 
@@ -53,6 +65,9 @@ class Exchange:
 
     @ivar listener: C{webhook} or C{metrics}: the listener that answered.
     @ivar headers: Response headers, names lower-cased.
+    @ivar body: The body as the client reads it (inflated when the answer
+        was gzipped).
+    @ivar wire_body: The body as it was sent, when it differs from C{body}.
     """
 
     listener: str
@@ -62,6 +77,7 @@ class Exchange:
     headers: Mapping[str, Sequence[str]]
     body: bytes
     request_id: str | None = None
+    wire_body: bytes | None = None
 
     def header(self, name: str) -> str | None:
         values = self.headers.get(name.lower())
@@ -82,20 +98,31 @@ async def exchange(
     *,
     body: bytes | None = None,
     headers: Mapping[str, str] | None = None,
-    client: Any = None,
+    agent: IAgent | None = None,
 ) -> Exchange:
     """
-    Send one request with treq and collect the answer.
+    Send one request and collect the answer.
+
+    @param agent: The agent to send with; by default one without
+        persistent connections, so no pool outlives the test.
     """
-    raw: dict[bytes | str, list[bytes | str]] = {
-        k.encode("latin-1"): [v.encode("latin-1")] for k, v in (headers or {}).items()
-    }
-    response = await (client or http_client()).request(method, base_url + path, data=body, headers=raw)
-    content: bytes = await response.content()
+    if agent is None:
+        agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+    raw = Headers({k.encode("latin-1"): [v.encode("latin-1")] for k, v in (headers or {}).items()})
+    producer = FileBodyProducer(io.BytesIO(body)) if body is not None else None
+    response = await agent.request(method.encode("ascii"), (base_url + path).encode("ascii"), raw, producer)
+    content: bytes = await readBody(response)
     received = {
         name.decode("latin-1").lower(): [v.decode("latin-1") for v in values]
         for name, values in response.headers.getAllRawHeaders()
     }
+    wire: bytes | None = None
+    if content and received.get("content-encoding", [""])[0].lower() == "gzip":
+        wire = content
+        try:
+            content = gzip.decompress(content)
+        except (OSError, EOFError, zlib.error) as e:
+            content = f"<not valid gzip: {e}>".encode()
     return Exchange(
         listener,
         method,
@@ -104,6 +131,7 @@ async def exchange(
         received,
         content,
         (headers or {}).get("X-Request-ID"),
+        wire,
     )
 
 
@@ -240,10 +268,15 @@ class APIDocument:
                 if header.get("required", False):
                     problems.append(f"header {name} is required and missing")
                 continue
-            problems += self._header_value_errors(name, value, header, header_location)
+            problems += self.header_value_errors(name, value, header, header_location)
         return problems
 
-    def _header_value_errors(self, name: str, value: str, header: dict[str, Any], location: str) -> list[str]:
+    def header_value_errors(self, name: str, value: str, header: dict[str, Any], location: str) -> list[str]:
+        """
+        Check one header value against its definition (a header object or
+        parameter, or a C{$ref} to one) found at C{location}.
+        """
+        header, location = self.deref(header, location)
         schema, _ = self.deref(header.get("schema", {}), f"{location}/schema")
         instance: Any = value
         if schema.get("type") == "integer":
@@ -272,7 +305,7 @@ class APIDocument:
                 if parameter.get("required", False):
                     problems.append(f"outbound header {parameter['name']} is required and missing")
                 continue
-            problems += self._header_value_errors(parameter["name"], value, parameter, parameter_location)
+            problems += self.header_value_errors(parameter["name"], value, parameter, parameter_location)
         body_location = f"{location}/requestBody"
         request_body, body_location = self.deref(self.at(body_location), body_location)
         media = headers.get("content-type", "").split(";", 1)[0].strip().lower()

@@ -28,6 +28,7 @@ from typing import Any
 
 import attrs
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from treq.client import HTTPClient
 from twisted.internet import reactor as _global_reactor
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
@@ -532,7 +533,7 @@ class GatewayProcess(ManagedProcess):
             event = None
         if isinstance(event, dict):
             self.lines.append(event)
-            if event.get("role") in ("webhook", "metrics") and "port" in event:
+            if event.get("role") in ("webhook", "metrics", "probe") and "port" in event:
                 self.ports[event["role"]] = int(event["port"])
             if event.get("message") == "Ready" and not self._ready.called:
                 self._ready.callback(None)
@@ -560,6 +561,34 @@ class GatewayProcess(ManagedProcess):
     @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['metrics']}/metrics"
+
+    @property
+    def https_url(self) -> str:
+        """
+        The webhook listener's base URL when C{security.tls_enabled}.
+        """
+        return f"https://127.0.0.1:{self.ports['webhook']}"
+
+    @property
+    def probe_url(self) -> str:
+        """
+        The (last) C{service.probe_listen} listener's base URL.
+        """
+        return f"http://127.0.0.1:{self.ports['probe']}"
+
+    async def sample(self, name: str, **labels: str) -> float | None:
+        """
+        The value of one sample on C{/metrics} (e.g.
+        C{gateway_security_rejections_total} with its labels), or C{None}
+        if it is not exposed.
+        """
+        response = await http_client().get(self.metrics_url)
+        text = (await response.content()).decode()
+        for family in text_string_to_metric_families(text):
+            for found in family.samples:
+                if found.name == name and found.labels == labels:
+                    return float(found.value)
+        return None
 
     def access_log(self) -> Iterator[dict[str, Any]]:
         return (line for line in self.lines if line.get("type") == "access")

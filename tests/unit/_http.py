@@ -5,6 +5,11 @@ A L{Connection} builds the site's real protocol on a C{StringTransport}, so
 requests go through twisted.web's own parser, the resource tree, our
 handlers and the site's logging exactly as on a socket; tests read the raw
 bytes that would have gone back to the client.
+
+An L{Edge} is a site of webhook endpoints with chosen guards, and checks
+what every refusal at the edge must do: the problem shape, the security
+response headers, one security log event and one count in
+C{gateway_security_rejections_total}.
 """
 
 from __future__ import annotations
@@ -22,14 +27,13 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IProtocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from alertgateway.config import EndpointConfig, GatewayConfig, parse_config
 from alertgateway.delivery.queue import Envelope
-from alertgateway.guards.addresses import AddressFilter
 from alertgateway.guards.auth import BearerAuthenticator
 from alertgateway.metrics import GatewayMetrics
 from alertgateway.service import GatewayService
@@ -37,13 +41,24 @@ from alertgateway.sources import PARSERS, Parser
 from alertgateway.web.health import Readiness
 from alertgateway.web.resources import Branch, mount
 from alertgateway.web.site import GatewaySite
-from alertgateway.web.webhook import WebhookResource
+from alertgateway.web.webhook import Guards, WebhookResource
 
 __all__ = [
+    "AUTH",
     "FIXTURES",
+    "GRAFANA",
+    "NOW",
+    "PROMETHEUS",
+    "SECURITY_HEADERS",
     "TOKEN",
     "Connection",
+    "Edge",
     "HTTPResponse",
+    "alert",
+    "assert_problem",
+    "assert_security_headers",
+    "bearer",
+    "body",
     "capture_events",
     "fixture",
     "make_config",
@@ -56,6 +71,7 @@ FIXTURES = Path(__file__).parent.parent / "fixtures"
 TOKEN = "s3cret-token"
 
 Address = IPv4Address | IPv6Address
+Peer = Address
 
 
 def fixture(name: str) -> bytes:
@@ -245,26 +261,37 @@ def webhook_site(
     submit: Callable[[list[Envelope]], Deferred[None]] = lambda envelopes: succeed(None),
     clock: Clock | None = None,
     metrics: GatewayMetrics | None = None,
+    guards: Guards | None = None,
+    readiness: Readiness | None = None,
+    max_body_bytes: int = 10_000,
+    gzip_min_bytes: int = 1024,
 ) -> GatewaySite:
     """
-    A site serving only C{/webhook/prometheus} (bearer L{TOKEN}), with the
-    parser and the submission chosen by the test.
+    A site serving only C{/webhook/prometheus}, guarded by C{guards}
+    (by default: bearer L{TOKEN} and nothing else), with the parser and the
+    submission chosen by the test.
     """
     clock = clock if clock is not None else Clock()
     metrics = metrics if metrics is not None else GatewayMetrics()
     resource = WebhookResource(
         EndpointConfig(path="/webhook/prometheus", source="alertmanager"),
         parser=parser,
-        authenticator=BearerAuthenticator([TOKEN]),
-        addresses=AddressFilter([]),
+        guards=guards if guards is not None else Guards(authenticator=BearerAuthenticator([TOKEN])),
         submit=submit,
-        readiness=Readiness(),
+        readiness=readiness if readiness is not None else Readiness(),
         metrics=metrics,
         clock=clock,
     )
     root = Branch()
     mount(root, "/webhook/prometheus", resource)
-    return GatewaySite(root, clock=clock, metrics=metrics, max_body_bytes=10_000, idle_timeout=60)
+    return GatewaySite(
+        root,
+        clock=clock,
+        metrics=metrics,
+        max_body_bytes=max_body_bytes,
+        idle_timeout=60,
+        gzip_min_bytes=gzip_min_bytes,
+    )
 
 
 def capture_events(case: SynchronousTestCase, predicate: Callable[[LogEvent], bool] = lambda e: True) -> list[LogEvent]:
@@ -283,3 +310,198 @@ def capture_events(case: SynchronousTestCase, predicate: Callable[[LogEvent], bo
     globalLogPublisher.addObserver(observer)
     case.addCleanup(globalLogPublisher.removeObserver, observer)
     return events
+
+
+PROMETHEUS = "/webhook/prometheus"
+GRAFANA = "/webhook/grafana"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# Thu, 26 Nov 2026 03:50:00 GMT: signature timestamps need a real time.
+NOW = 1795665000.0
+
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-store",
+    "x-frame-options": "DENY",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    "referrer-policy": "no-referrer",
+    "server": "alertgateway",
+}
+
+
+def alert(name: str, status: str = "firing") -> dict[str, Any]:
+    return {"status": status, "labels": {"alertname": name}, "startsAt": "2026-11-26T03:49:49Z"}
+
+
+def body(*alerts: object, **extra: object) -> bytes:
+    return json.dumps({"version": "4", "status": "firing", "alerts": list(alerts), **extra}).encode("utf-8")
+
+
+def bearer() -> Guards:
+    return Guards(authenticator=BearerAuthenticator([TOKEN]))
+
+
+def assert_problem(case: SynchronousTestCase, response: HTTPResponse, status: int, slug: str) -> dict[str, Any]:
+    """
+    Check the RFC 9457 shape every refusal shares and return its body.
+    """
+    case.assertEqual(response.status, status, response.body)
+    case.assertEqual(response.header("content-type"), "application/problem+json")
+    problem: dict[str, Any] = response.json()
+    case.assertEqual(problem["type"], f"urn:alertgateway:problem:{slug}")
+    case.assertEqual(problem["status"], status)
+    case.assertIsInstance(problem["title"], str)
+    case.assertIsInstance(problem["detail"], str)
+    case.assertEqual(problem["requestId"], response.header("x-request-id"))
+    return problem
+
+
+def assert_security_headers(case: SynchronousTestCase, response: HTTPResponse, what: object = None) -> None:
+    """
+    Every answer carries the security headers, each once, and a Server
+    header that names no version.
+    """
+    for name, value in SECURITY_HEADERS.items():
+        case.assertEqual(response.headers.get(name), [value], (name, what))
+
+
+def is_security(event: LogEvent) -> bool:
+    return event.get("log_namespace") == "alertgateway.security"
+
+
+class Edge:
+    """
+    Webhook endpoints (alertmanager's parser) on a real site, one
+    L{Guards} each, with the security log captured.
+    """
+
+    def __init__(
+        self,
+        case: SynchronousTestCase,
+        guards: Guards | None = None,
+        *,
+        clock: Clock | None = None,
+        more: Mapping[str, Guards] | None = None,
+        parser: Parser = PARSERS["alertmanager"],
+        submit: Callable[[list[Envelope]], Deferred[None]] | None = None,
+        readiness: Readiness | None = None,
+        max_body_bytes: int = 10_000,
+        gzip_min_bytes: int = 1024,
+    ) -> None:
+        self.case = case
+        if clock is None:
+            clock = Clock()
+            clock.advance(NOW)
+        self.clock = clock
+        self.metrics = GatewayMetrics()
+        self.submitted: list[Envelope] = []
+        self.readiness = readiness if readiness is not None else Readiness()
+        root = Branch()
+        endpoints = {PROMETHEUS: guards if guards is not None else bearer(), **(more or {})}
+        for path, endpoint_guards in endpoints.items():
+            resource = WebhookResource(
+                EndpointConfig(path=path, source="alertmanager"),
+                parser=parser,
+                guards=endpoint_guards,
+                submit=submit if submit is not None else self._submit,
+                readiness=self.readiness,
+                metrics=self.metrics,
+                clock=clock,
+            )
+            mount(root, path, resource)
+        self.site = GatewaySite(
+            root,
+            clock=clock,
+            metrics=self.metrics,
+            max_body_bytes=max_body_bytes,
+            idle_timeout=60,
+            gzip_min_bytes=gzip_min_bytes,
+        )
+        self.security = capture_events(case, is_security)
+        self._seen = 0
+        self._before: dict[tuple[str, str], float] = {}
+
+    def _submit(self, envelopes: list[Envelope]) -> Deferred[None]:
+        self.submitted.extend(envelopes)
+        return succeed(None)
+
+    def rejections(self) -> dict[tuple[str, str], float]:
+        """
+        C{gateway_security_rejections_total} by (endpoint, reason).
+        """
+        found: dict[tuple[str, str], float] = {}
+        for family in self.metrics.registry.collect():
+            for sample in family.samples:
+                if sample.name == "gateway_security_rejections_total":
+                    found[(sample.labels["endpoint"], sample.labels["reason"])] = sample.value
+        return found
+
+    def sample(self, name: str, labels: Mapping[str, str]) -> float | None:
+        value: float | None = self.metrics.registry.get_sample_value(name, dict(labels))
+        return value
+
+    def post(
+        self,
+        raw: bytes | None = None,
+        *,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] = AUTH,
+        peer: Peer | None = None,
+        path: str = PROMETHEUS,
+        connection: Connection | None = None,
+    ) -> HTTPResponse:
+        """
+        POST C{raw} (one valid alert by default) on a new connection.
+        """
+        self._before = self.rejections()
+        connection = connection if connection is not None else Connection(self.site, peer)
+        return connection.request("POST", path, headers=headers, body=body(alert("A")) if raw is None else raw)
+
+    def new_events(self) -> list[LogEvent]:
+        events = self.security[self._seen :]
+        self._seen = len(self.security)
+        return events
+
+    def refused(
+        self,
+        response: HTTPResponse,
+        status: int,
+        slug: str,
+        reason: str,
+        *,
+        client: str = "127.0.0.1",
+        path: str = PROMETHEUS,
+    ) -> dict[str, Any]:
+        """
+        Check a security refusal end to end and return its problem body.
+        """
+        problem = assert_problem(self.case, response, status, slug)
+        assert_security_headers(self.case, response, slug)
+        [event] = self.new_events()
+        self.case.assertEqual(event["log_level"], LogLevel.warn)
+        self.case.assertEqual(
+            {k: event[k] for k in ("reason", "client", "requestId", "status", "endpoint", "method", "path")},
+            {
+                "reason": reason,
+                "client": client,
+                "requestId": response.header("x-request-id"),
+                "status": status,
+                "endpoint": PROMETHEUS if path == PROMETHEUS else path,
+                "method": "POST",
+                "path": path,
+            },
+        )
+        after = self.rejections()
+        key = (path, reason)
+        self.case.assertEqual(after.get(key, 0.0) - self._before.get(key, 0.0), 1.0, key)
+        self.case.assertEqual(sum(after.values()) - sum(self._before.values()), 1.0)
+        return problem
+
+    def accepted(self, response: HTTPResponse, status: int = 202) -> dict[str, Any]:
+        """
+        Check an accepted webhook: no security event, nothing counted.
+        """
+        self.case.assertEqual(response.status, status, response.body)
+        assert_security_headers(self.case, response, status)
+        self.case.assertEqual(self.new_events(), [])
+        self.case.assertEqual(self.rejections(), self._before)
+        answer: dict[str, Any] = response.json()
+        return answer

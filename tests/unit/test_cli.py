@@ -9,7 +9,7 @@ import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from treq.client import HTTPClient
 from treq.testing import StubTreq
@@ -24,6 +24,7 @@ from twisted.web.client import URI, Agent
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from alertgateway import cli
 from alertgateway.cli import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -232,8 +233,8 @@ class CheckConfigTests(SynchronousTestCase):
             [
                 f"{path}: OK",
                 "  webhook listeners: tcp:8080:interface=0.0.0.0",
-                "  endpoint /webhook/prometheus (and /v1/webhook/prometheus): alertmanager, auth required",
-                "  endpoint /webhook/grafana (and /v1/webhook/grafana): grafana, auth required",
+                "  endpoint /webhook/prometheus (and /v1/webhook/prometheus): alertmanager, auth required (bearer)",
+                "  endpoint /webhook/grafana (and /v1/webhook/grafana): grafana, auth required (bearer)",
                 "  alert processor: http://alert-processor:8081",
                 "  metrics: /metrics on tcp:9090:interface=0.0.0.0",
                 "  warning: /webhook/prometheus, /webhook/grafana require authentication but no token is configured"
@@ -272,6 +273,34 @@ class CheckConfigTests(SynchronousTestCase):
         self.assertFalse(any("warning" in line for line in out), out)
         _code, out, _err = self._check(self._write("metrics: {enabled: false}"))
         self.assertFalse(any(line.startswith("  metrics:") for line in out), out)
+        self.assertFalse(any(line.startswith("  probe listeners:") for line in out), out)
+
+    def test_summary_edge(self) -> None:
+        """
+        The summary names the kind of authentication each endpoint uses
+        (its own, or webhook.auth) and the plaintext probe listeners.
+        """
+        path = self._write(
+            """
+service: {probe_listen: ['tcp:8081', 'tcp:8082']}
+webhook:
+  auth: {type: api_key, tokens: [k]}
+  endpoints:
+    - {path: /webhook/prometheus, auth: {type: basic, username: am, password: pw}}
+    - {path: /webhook/grafana}
+"""
+        )
+        code, out, _err = self._check(path)
+        self.assertEqual(code, EXIT_OK)
+        self.assertEqual(
+            out[1:5],
+            [
+                "  webhook listeners: tcp:8080:interface=0.0.0.0",
+                "  probe listeners: tcp:8081, tcp:8082",
+                "  endpoint /webhook/prometheus (and /v1/webhook/prometheus): alertmanager, auth required (basic)",
+                "  endpoint /webhook/grafana (and /v1/webhook/grafana): grafana, auth required (api_key)",
+            ],
+        )
 
     def test_invalid(self) -> None:
         """
@@ -293,7 +322,8 @@ webhook:
         self.assertEqual(
             err,
             [
-                "webhook.endpoints[1].sorce: unknown key (known keys: auth_required, path, rate_limit, source)",
+                "webhook.endpoints[1].sorce: unknown key (known keys: add_headers, allowed_ips, auth, auth_required,"
+                " path, rate_limit, reject_status, source)",
                 "webhook.endpoints[1].path: must start with /",
             ],
         )
@@ -352,3 +382,22 @@ class MainTests(SynchronousTestCase):
         )
         args = build_parser().parse_args(["send-test", URL, "--source", "grafana", "--token", "t", "--timeout", "2.5"])
         self.assertEqual((args.source, args.token, args.timeout), ("grafana", "t", 2.5))
+
+    def test_send_test_dispatch(self) -> None:
+        """
+        C{alertgateway send-test} hands its options to L{send_test} and
+        returns its exit code; the console script exits with it.
+        """
+        calls: list[tuple[str, str, str | None, float]] = []
+
+        def fake_send_test(url: str, source: str, token: str | None, timeout: float, out: IO[str]) -> int:
+            calls.append((url, source, token, timeout))
+            return EXIT_FAILED
+
+        self.patch(cli, "send_test", fake_send_test)
+        out = io.StringIO()
+        self.assertEqual(main(["send-test", URL, "--token", "t"], out=out, err=io.StringIO()), EXIT_FAILED)
+        self.assertEqual(calls, [(URL, "alertmanager", "t", 10.0)])
+        self.patch(cli, "main", lambda: EXIT_INVALID)
+        error = self.assertRaises(SystemExit, cli.entry_point)
+        self.assertEqual(error.code, EXIT_INVALID)

@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.config import (
@@ -15,13 +16,18 @@ from alertgateway.config import (
     ConfigError,
     EndpointConfig,
     GatewayConfig,
+    LimitsConfig,
     MetricsConfig,
+    RateLimitingConfig,
     SecurityConfig,
     ServiceConfig,
+    WebhookConfig,
     load_config,
     parse_config,
     warnings_for,
 )
+from alertgateway.tls import TLSFiles
+from tests.integration._certs import Authority, write_pem
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 PLAN_CONFIG = FIXTURES / "plan-config.yaml"
@@ -105,12 +111,8 @@ class PlanConfigTests(SynchronousTestCase):
 
 class TLSTests(SynchronousTestCase):
     def _files(self) -> tuple[str, str]:
-        folder = Path(self.mktemp())
-        folder.mkdir()
-        cert, key = folder / "tls:1.crt", folder / "tls=1.key"
-        cert.write_text("cert")
-        key.write_text("key")
-        return str(cert), str(key)
+        cert, key = _tls_files(self, "tls:1.crt", "tls=1.key")
+        return cert, key
 
     def test_files_present(self) -> None:
         """
@@ -183,7 +185,8 @@ webhook:
         )
         self.assertEqual(
             problems[0],
-            "webhook.endpoints[1].sorce: unknown key (known keys: auth_required, path, rate_limit, source)",
+            "webhook.endpoints[1].sorce: unknown key (known keys: add_headers, allowed_ips, auth, auth_required, path,"
+            " rate_limit, reject_status, source)",
         )
 
     def test_unknown_section(self) -> None:
@@ -240,7 +243,7 @@ service: {port: 99999}
 webhook:
   endpoints:
     - path: /custom
-  auth: {type: basic}
+  auth: {type: digest}
 security: {tls_enabled: true, cert_file: /nonexistent/c, key_file: /nonexistent/k}
 logging: {lvel: debug}
 """
@@ -249,7 +252,7 @@ logging: {lvel: debug}
             problems,
             [
                 "service.port: must be a port number between 0 and 65535",
-                "webhook.auth.type: must be one of bearer, none",
+                "webhook.auth.type: must be one of bearer, basic, api_key, hmac, none",
                 "logging.lvel: unknown key (known keys: format, level)",
             ],
         )
@@ -458,7 +461,7 @@ metrics: {enabled: 1}
                 """
 service: {max_body_bytes: 0}
 webhook: {endpoints: [{path: /webhook/grafana, rate_limit: 0}]}
-security: {allowed_ips: [10.0.0.0/8, not-an-ip]}
+security: {allowed_ips: [10.0.0.0/8, 10.0.0.0/33]}
 alert_processor: {endpoint: "ftp://x", max_retries: -1}
 metrics: {path: metrics}
 logging: {level: verbose, format: xml}
@@ -467,7 +470,7 @@ logging: {level: verbose, format: xml}
             [
                 "service.max_body_bytes: must be greater than 0",
                 "webhook.endpoints[0].rate_limit: must be greater than 0",
-                "security.allowed_ips: 'not-an-ip' is not an IP address or CIDR network",
+                "security.allowed_ips: '10.0.0.0/33' is not an IP address, CIDR network or host name",
                 "alert_processor.endpoint: must be an http:// or https:// URL, or file:PATH",
                 "alert_processor.max_retries: must not be negative",
                 "metrics.path: must start with /",
@@ -493,10 +496,11 @@ logging: {level: verbose, format: xml}
 
     def test_allowed_ips(self) -> None:
         """
-        Addresses and networks of both families are accepted.
+        Addresses and networks of both families, and host names, are
+        accepted.
         """
-        config = _valid("security: {allowed_ips: [10.0.0.1, 192.168.0.0/16, '::1', 'fd00::/8']}")
-        self.assertEqual(config.security.allowed_ips, ("10.0.0.1", "192.168.0.0/16", "::1", "fd00::/8"))
+        config = _valid("security: {allowed_ips: [10.0.0.1, 192.168.0.0/16, '::1', 'fd00::/8', am.example]}")
+        self.assertEqual(config.security.allowed_ips, ("10.0.0.1", "192.168.0.0/16", "::1", "fd00::/8", "am.example"))
 
 
 class EnvironmentTests(SynchronousTestCase):
@@ -845,3 +849,811 @@ class LoadConfigTests(SynchronousTestCase):
             _valid("").service,
             ServiceConfig(name="alertgateway", host="0.0.0.0", port=8080, max_body_bytes=1024 * 1024),
         )
+
+
+def _tls_files(case: SynchronousTestCase, *names: str) -> list[str]:
+    """
+    Write usable TLS material (the configuration loads it as the listener
+    would) and return the paths: a name with "key" gets the server key, one
+    with "ca" or "chain" the authority's certificate, any other the server
+    certificate.
+    """
+    folder = Path(case.mktemp())
+    folder.mkdir()
+    authority = Authority("test-ca")
+    server = authority.server()
+    paths = []
+    contents = [server.cert_pem, server.key_pem]
+    for index, name in enumerate(names):
+        content = contents[index] if index < len(contents) else authority.cert_pem
+        paths.append(str(write_pem(folder / name, content)))
+    return paths
+
+
+def _secret_file(case: SynchronousTestCase, text: str) -> str:
+    path = Path(case.mktemp())
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+class EdgeKeysTests(SynchronousTestCase):
+    """
+    The keys issue 3 adds: each loads, and each has its documented default.
+    """
+
+    def test_every_key(self) -> None:
+        """
+        A file using every new key loads, each value where it belongs.
+        """
+        cert, key, chain, ca = _tls_files(self, "tls.crt", "tls.key", "chain.pem", "ca.pem")
+        config = _valid(
+            f"""
+service:
+  max_concurrent_requests: 50
+  probe_listen: ['tcp:8081:interface=127.0.0.1']
+  gzip_min_bytes: 0
+webhook:
+  forward_headers: [X-Scope-OrgID, traceparent]
+  auth:
+    type: hmac
+    scheme: grafana
+    secrets: [s1]
+    signature_header: X-Sig
+    timestamp_header: X-Time
+    tolerance: 2m
+  endpoints:
+    - path: /webhook/prometheus
+      reject_status: 503
+      allowed_ips: [192.0.2.0/24, am.example]
+      add_headers: {{X-Tenant: team-a}}
+      auth:
+        type: basic
+        username: am
+        password: pw
+        users: [{{username: am2, password: pw2}}]
+    - path: /webhook/grafana
+      auth: {{type: api_key, header: X-Key, tokens: [k1]}}
+    - path: /hooks/svix
+      source: grafana
+      auth: {{type: hmac, scheme: standard, secret: {STANDARD_SECRET}}}
+security:
+  tls_enabled: true
+  cert_file: {cert}
+  key_file: {key}
+  chain_file: {chain}
+  client_ca_file: {ca}
+  require_client_cert: true
+  allowed_client_names: [alertmanager.monitoring.svc, 'spiffe://cluster/ns/monitoring/sa/am']
+  cert_reload_interval: 1m
+  allowed_ips: [10.0.0.0/8, grafana.example]
+  trusted_proxies: [10.1.0.0/16, 'fd00::/8']
+  resolve_interval: 10m
+rate_limiting:
+  enabled: false
+  per_client_limit: 30
+  reject_status: 503
+  max_tracked_clients: 500
+limits:
+  max_alerts_per_request: 10
+  max_labels_per_alert: 20
+  max_label_name_length: 30
+  max_label_value_length: 40
+  max_annotation_bytes: 50
+  max_json_depth: 6
+"""
+        )
+        service = config.service
+        self.assertEqual(
+            (service.max_concurrent_requests, service.probe_listen, service.gzip_min_bytes),
+            (50, ("tcp:8081:interface=127.0.0.1",), 0),
+        )
+        webhook = config.webhook
+        self.assertEqual(webhook.forward_headers, ("X-Scope-OrgID", "traceparent"))
+        self.assertEqual(
+            webhook.auth,
+            AuthConfig(
+                type="hmac",
+                scheme="grafana",
+                secrets=("s1",),
+                signature_header="X-Sig",
+                timestamp_header="X-Time",
+                tolerance=120.0,
+            ),
+        )
+        prometheus, grafana, svix = webhook.endpoints
+        self.assertEqual(prometheus.reject_status, 503)
+        self.assertEqual(prometheus.allowed_ips, ("192.0.2.0/24", "am.example"))
+        self.assertEqual(prometheus.add_headers, {"X-Tenant": "team-a"})
+        assert prometheus.auth is not None
+        self.assertEqual(prometheus.auth.basic_users, (("am", "pw"), ("am2", "pw2")))
+        self.assertEqual(grafana.auth, AuthConfig(type="api_key", header="X-Key", tokens=("k1",)))
+        assert svix.auth is not None
+        self.assertEqual((svix.auth.scheme, svix.auth.signing_secrets), ("standard", (STANDARD_SECRET,)))
+        security = config.security
+        self.assertEqual(
+            security,
+            SecurityConfig(
+                tls_enabled=True,
+                cert_file=cert,
+                key_file=key,
+                chain_file=chain,
+                client_ca_file=ca,
+                require_client_cert=True,
+                allowed_client_names=("alertmanager.monitoring.svc", "spiffe://cluster/ns/monitoring/sa/am"),
+                cert_reload_interval=60.0,
+                allowed_ips=("10.0.0.0/8", "grafana.example"),
+                trusted_proxies=("10.1.0.0/16", "fd00::/8"),
+                resolve_interval=600.0,
+            ),
+        )
+        self.assertEqual(
+            config.rate_limiting,
+            RateLimitingConfig(enabled=False, per_client_limit=30, reject_status=503, max_tracked_clients=500),
+        )
+        self.assertEqual(config.limits, LimitsConfig(10, 20, 30, 40, 50, 6))
+        self.assertEqual(warnings_for(config), [])
+
+    def test_defaults(self) -> None:
+        """
+        Without the new keys, every one has its documented default: no
+        extra listeners, headers, proxies or client limit; 429; the
+        sanitisation limits of the README.
+        """
+        config = _valid("")
+        service = config.service
+        self.assertEqual(
+            (service.max_concurrent_requests, service.probe_listen, service.gzip_min_bytes), (1000, (), 1024)
+        )
+        self.assertEqual(config.webhook.forward_headers, ())
+        self.assertEqual(
+            config.webhook.auth,
+            AuthConfig(
+                type="bearer",
+                header="X-API-Key",
+                scheme="grafana",
+                signature_header="X-Grafana-Alerting-Signature",
+                timestamp_header=None,
+                tolerance=300.0,
+            ),
+        )
+        for endpoint in config.webhook.endpoints:
+            self.assertEqual(
+                (endpoint.auth, endpoint.allowed_ips, endpoint.reject_status, endpoint.add_headers),
+                (None, (), None, {}),
+            )
+        self.assertEqual(
+            config.security,
+            SecurityConfig(
+                chain_file=None,
+                client_ca_file=None,
+                require_client_cert=False,
+                allowed_client_names=(),
+                cert_reload_interval=30.0,
+                allowed_ips=(),
+                trusted_proxies=(),
+                resolve_interval=300.0,
+            ),
+        )
+        self.assertEqual(
+            config.rate_limiting,
+            RateLimitingConfig(
+                enabled=True,
+                global_limit=10000,
+                burst_size=100,
+                per_client_limit=None,
+                reject_status=429,
+                max_tracked_clients=100_000,
+            ),
+        )
+        self.assertEqual(config.limits, LimitsConfig(1000, 128, 256, 4096, 65536, 32))
+
+    def test_auth_for(self) -> None:
+        """
+        An endpoint's own auth replaces webhook.auth entirely (nothing is
+        merged from it); an endpoint without one uses webhook.auth.
+        """
+        config = _valid(
+            """
+webhook:
+  auth: {tokens: [t1]}
+  endpoints:
+    - {path: /webhook/prometheus, auth: {type: api_key, tokens: [k1]}}
+    - {path: /webhook/grafana}
+"""
+        )
+        own, shared = config.webhook.endpoints
+        self.assertEqual(config.webhook.auth_for(own), AuthConfig(type="api_key", tokens=("k1",)))
+        self.assertIs(config.webhook.auth_for(shared), config.webhook.auth)
+        self.assertEqual(WebhookConfig().auth_for(EndpointConfig(path="/x")), AuthConfig())
+
+    def test_hashable(self) -> None:
+        """
+        Configuration objects stay hashable although an endpoint holds a
+        mapping of headers.
+        """
+        endpoint = _valid("webhook: {endpoints: [{path: /webhook/grafana, add_headers: {X-A: b}}]}").webhook.endpoints[
+            0
+        ]
+        self.assertEqual(hash(endpoint), hash(attrs.evolve(endpoint, add_headers={"X-A": "b"})))
+        self.assertIsInstance(hash(_valid("")), int)
+
+    def test_tls_files(self) -> None:
+        """
+        The TLS files and mutual TLS settings are handed on together when
+        TLS is on, and not at all when it is off.
+        """
+        cert, key, ca = _tls_files(self, "c.pem", "k.pem", "ca.pem")
+        text = (
+            f"security: {{tls_enabled: true, cert_file: {cert}, key_file: {key}, client_ca_file: {ca},"
+            " allowed_client_names: [am.example], require_client_cert: true}"
+        )
+        self.assertEqual(
+            _valid(text).security.tls_files(),
+            TLSFiles(
+                cert_file=cert,
+                key_file=key,
+                chain_file=None,
+                client_ca_file=ca,
+                require_client_cert=True,
+                allowed_client_names=("am.example",),
+            ),
+        )
+        self.assertIsNone(_valid("").security.tls_files())
+        self.assertIsNone(SecurityConfig(tls_enabled=True, cert_file=cert).tls_files())
+
+
+class EdgeValidationTests(SynchronousTestCase):
+    """
+    The checks on the new keys, each message naming its key.
+    """
+
+    def test_reject_status(self) -> None:
+        """
+        Only 429 and 503 may answer a request over a rate limit, globally
+        or per endpoint.
+        """
+        self.assertEqual(
+            _problems(
+                "rate_limiting: {reject_status: 500}\n"
+                "webhook: {endpoints: [{path: /webhook/grafana, reject_status: 404}]}"
+            ),
+            [
+                "webhook.endpoints[0].reject_status: must be 429 or 503",
+                "rate_limiting.reject_status: must be 429 or 503",
+            ],
+        )
+        self.assertEqual(
+            _valid("webhook: {endpoints: [{path: /webhook/prometheus, reject_status: 503}]}")
+            .webhook.endpoints[0]
+            .reject_status,
+            503,
+        )
+
+    def test_forward_headers_refused(self) -> None:
+        """
+        The sender's credentials, hop-by-hop headers, those the gateway
+        sets itself and malformed names are never forwarded.
+        """
+        credential = "carries the sender's credentials and is never forwarded"
+        hop = "is hop-by-hop or set by the gateway itself and is never forwarded"
+        cases = {
+            "Authorization": f"Authorization {credential}",
+            "cookie": f"cookie {credential}",
+            "X-API-Key": f"X-API-Key {credential}",
+            "Connection": f"Connection {hop}",
+            "Transfer-Encoding": f"Transfer-Encoding {hop}",
+            "Proxy-Authorization": f"Proxy-Authorization {hop}",
+            "Host": f"Host {hop}",
+            "X-Request-ID": f"X-Request-ID {hop}",
+            "X Scope": "'X Scope' is not a valid header name",
+            "": "'' is not a valid header name",
+        }
+        for name, message in cases.items():
+            with self.subTest(name=name):
+                self.assertEqual(
+                    _problems(f"webhook: {{forward_headers: [X-Scope-OrgID, '{name}']}}"),
+                    [f"webhook.forward_headers: {message}"],
+                )
+
+    def test_forward_api_key_header(self) -> None:
+        """
+        The header an api_key endpoint reads its key from is a credential
+        too, whatever it is called, for webhook.auth and endpoints alike.
+        """
+        self.assertEqual(
+            _problems(
+                """
+webhook:
+  auth: {type: api_key, header: X-Token, tokens: [k]}
+  forward_headers: [traceparent, x-token, X-Other]
+  endpoints:
+    - {path: /webhook/grafana, auth: {type: api_key, header: X-Other, tokens: [k]}}
+"""
+            ),
+            [
+                "webhook.forward_headers[1]: x-token carries the sender's credentials (webhook.auth.header)"
+                " and is never forwarded",
+                "webhook.forward_headers[2]: X-Other carries the sender's credentials"
+                " (webhook.endpoints[0].auth.header) and is never forwarded",
+            ],
+        )
+        self.assertEqual(
+            _valid("webhook: {forward_headers: [X-Token], auth: {tokens: [t]}}").webhook.forward_headers, ("X-Token",)
+        )
+
+    def test_add_headers(self) -> None:
+        """
+        Static headers must have valid names that are not hop-by-hop, and
+        one-line string values.
+        """
+        where = "webhook.endpoints[0].add_headers"
+        never = "is hop-by-hop or set by the gateway itself and is never forwarded"
+        cases = {
+            "{Connection: close}": f"{where}: Connection {never}",
+            "{Content-Length: '1'}": f"{where}: Content-Length {never}",
+            "{'X Bad': v}": f"{where}: 'X Bad' is not a valid header name",
+            '{X-Multi: "a\\r\\nX-Injected: b"}': f"{where}: the value of X-Multi must be one line",
+            "{X-Count: 3}": f"{where}.X-Count: must be a string",
+            "{1: a}": f"{where}.1: must be named by a string (quote the name)",
+            "[X-A]": f"{where}: must be a mapping of strings",
+        }
+        for value, message in cases.items():
+            with self.subTest(value=value):
+                self.assertEqual(
+                    _problems(f"webhook: {{endpoints: [{{path: /webhook/grafana, add_headers: {value}}}]}}"), [message]
+                )
+
+    def test_allowed_ips_hostnames(self) -> None:
+        """
+        Host names are accepted in allow lists (global and per endpoint);
+        things that are neither an address nor a name are refused, a
+        mistyped dotted quad included.
+        """
+        config = _valid(
+            "security: {allowed_ips: [am.example., a-b.c0.example, localhost]}\n"
+            "webhook: {endpoints: [{path: /webhook/grafana, allowed_ips: [10.0.0.1, grafana.example]}]}"
+        )
+        self.assertEqual(config.security.allowed_ips, ("am.example.", "a-b.c0.example", "localhost"))
+        self.assertEqual(config.webhook.endpoints[0].allowed_ips, ("10.0.0.1", "grafana.example"))
+        for value in ("10.0.0.256", "1.2.3", "-a.example", "a-.example", "under_score.example", "a..example", "x" * 64):
+            with self.subTest(value=value):
+                self.assertEqual(
+                    _problems(f"security: {{allowed_ips: ['{value}']}}"),
+                    [f"security.allowed_ips: '{value}' is not an IP address, CIDR network or host name"],
+                )
+        self.assertEqual(
+            _problems("webhook: {endpoints: [{path: /webhook/grafana, allowed_ips: ['a b']}]}"),
+            ["webhook.endpoints[0].allowed_ips: 'a b' is not an IP address, CIDR network or host name"],
+        )
+
+    def test_trusted_proxies(self) -> None:
+        """
+        Trusted proxies must be addresses or networks: a name could be made
+        to resolve to anyone.
+        """
+        self.assertEqual(
+            _valid("security: {trusted_proxies: [10.0.0.1, 'fd00::/8']}").security.trusted_proxies,
+            ("10.0.0.1", "fd00::/8"),
+        )
+        self.assertEqual(
+            _problems("security: {trusted_proxies: [10.0.0.0/8, proxy.example]}"),
+            ["security.trusted_proxies: 'proxy.example' is not an IP address or CIDR network"],
+        )
+
+    def test_auth_choices(self) -> None:
+        """
+        The auth type and signature scheme are among those offered, and
+        header names are header names.
+        """
+        self.assertEqual(
+            _problems("webhook: {auth: {type: digest, scheme: svix, header: 'X Key', signature_header: ''}}"),
+            [
+                "webhook.auth.type: must be one of bearer, basic, api_key, hmac, none",
+                "webhook.auth.header: 'X Key' is not a valid header name",
+                "webhook.auth.scheme: must be one of grafana, standard",
+                "webhook.auth.signature_header: '' is not a valid header name",
+            ],
+        )
+        self.assertEqual(
+            _problems("webhook: {auth: {timestamp_header: 'X:Time', tolerance: 0}}"),
+            [
+                "webhook.auth.timestamp_header: 'X:Time' is not a valid header name",
+                "webhook.auth.tolerance: must be greater than 0",
+            ],
+        )
+
+    def test_unknown_auth_key(self) -> None:
+        """
+        A misspelt auth key is refused with the auth keys listed.
+        """
+        (problem,) = _problems("webhook: {auth: {tokne: x}}")
+        self.assertEqual(
+            problem,
+            "webhook.auth.tokne: unknown key (known keys: header, password, password_env, password_file, scheme,"
+            " secret, secret_env, secret_file, secrets, signature_header, timestamp_header, token, token_env,"
+            " token_file, tokens, tolerance, type, username, users)",
+        )
+
+    def test_standard_secrets(self) -> None:
+        """
+        Standard Webhooks secrets must be C{whsec_} and base64 of a
+        non-empty key, reported at the key they came from and never quoted;
+        Grafana secrets may be any text.
+        """
+        message = "a Standard Webhooks secret is 'whsec_' followed by base64"
+        bad_file = _secret_file(self, f"{STANDARD_SECRET}\nwhsec_???\n")
+        cases = {
+            "secret: MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw": "secret",
+            "secret: whsec_": "secret",
+            f"secrets: [{STANDARD_SECRET}, 'whsec_not base64']": "secrets",
+            f"secret_file: {bad_file}": "secret_file",
+            "secret_env: GW_SECRET": "secret_env",
+        }
+        for text, key in cases.items():
+            with self.subTest(text=text):
+                problems = _problems(
+                    f"webhook: {{auth: {{type: hmac, scheme: standard, {text}}}}}", {"GW_SECRET": "plain-text"}
+                )
+                self.assertEqual(problems, [f"webhook.auth.{key}: {message}"])
+                for secret in ("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "not base64", "???", "plain-text"):
+                    self.assertNotIn(secret, problems[0])
+        config = _valid(f"webhook: {{auth: {{type: hmac, scheme: standard, secrets: [{STANDARD_SECRET}]}}}}")
+        self.assertEqual(config.webhook.auth.signing_secrets, (STANDARD_SECRET,))
+        config = _valid("webhook: {auth: {type: hmac, secret: 'any text at all'}}")
+        self.assertEqual(config.webhook.auth.signing_secrets, ("any text at all",))
+
+    def test_mutual_tls_needs_ca(self) -> None:
+        """
+        Requiring or naming client certificates needs a CA to verify them.
+        """
+        cert, key = _tls_files(self, "c.pem", "k.pem")
+        base = f"security: {{tls_enabled: true, cert_file: {cert}, key_file: {key}, "
+        self.assertEqual(
+            _problems(base + "require_client_cert: true}"),
+            ["security.require_client_cert: needs security.client_ca_file to verify client certificates"],
+        )
+        self.assertEqual(
+            _problems(base + "allowed_client_names: [am.example]}"),
+            ["security.allowed_client_names: needs security.client_ca_file to verify client certificates"],
+        )
+
+    def test_tls_files_exist(self) -> None:
+        """
+        The chain and client CA files, when given, must exist.
+        """
+        cert, key = _tls_files(self, "c.pem", "k.pem")
+        self.assertEqual(
+            _problems(
+                f"security: {{tls_enabled: true, cert_file: {cert}, key_file: {key},"
+                " chain_file: /nonexistent/chain.pem, client_ca_file: /nonexistent/ca.pem}"
+            ),
+            [
+                "security.chain_file: file not found: /nonexistent/chain.pem",
+                "security.client_ca_file: file not found: /nonexistent/ca.pem",
+            ],
+        )
+
+    def test_probe_listen(self) -> None:
+        """
+        Probe listeners are checked like the webhook's.
+        """
+        (problem,) = _problems("service: {probe_listen: ['tcp:8081', 'tcp:http']}")
+        self.assertTrue(
+            problem.startswith("service.probe_listen[1]: 'tcp:http' is not a valid Twisted endpoint description ("),
+            problem,
+        )
+
+    def test_numbers(self) -> None:
+        """
+        Counts and limits must be positive (the gzip threshold may be 0),
+        intervals positive durations.
+        """
+        self.assertEqual(
+            _problems(
+                """
+service: {max_concurrent_requests: 0, gzip_min_bytes: -1}
+security: {cert_reload_interval: 0, resolve_interval: 0s}
+rate_limiting: {per_client_limit: 0, max_tracked_clients: 0}
+limits:
+  max_alerts_per_request: 0
+  max_labels_per_alert: 0
+  max_label_name_length: 0
+  max_label_value_length: 0
+  max_annotation_bytes: 0
+  max_json_depth: 0
+"""
+            ),
+            [
+                "service.max_concurrent_requests: must be greater than 0",
+                "service.gzip_min_bytes: must not be negative",
+                "security.cert_reload_interval: must be greater than 0",
+                "security.resolve_interval: must be greater than 0",
+                "rate_limiting.per_client_limit: must be greater than 0",
+                "rate_limiting.max_tracked_clients: must be greater than 0",
+                "limits.max_alerts_per_request: must be greater than 0",
+                "limits.max_labels_per_alert: must be greater than 0",
+                "limits.max_label_name_length: must be greater than 0",
+                "limits.max_label_value_length: must be greater than 0",
+                "limits.max_annotation_bytes: must be greater than 0",
+                "limits.max_json_depth: must be greater than 0",
+            ],
+        )
+
+
+class SecretSourceTests(SynchronousTestCase):
+    """
+    Secrets read from files (one per line) and from the environment given
+    to L{parse_config}, merged into the lists; failures named by key.
+    """
+
+    def test_token_file_and_env(self) -> None:
+        """
+        Tokens from C{token_file} (blank lines and surrounding blanks
+        ignored) and C{token_env} join C{token} and C{tokens}, in that
+        order.
+        """
+        path = _secret_file(self, "\n  t-file-1  \n\nt-file-2\n")
+        config = _valid(
+            f"webhook: {{auth: {{token: t0, tokens: [t1], token_file: {path}, token_env: GW_TOKEN}}}}",
+            {"GW_TOKEN": " t-env \n"},
+        )
+        self.assertEqual(config.webhook.auth.credentials, ("t0", "t1", "t-file-1", "t-file-2", "t-env"))
+
+    def test_api_key_from_file(self) -> None:
+        """
+        API keys come from the same keys as bearer tokens.
+        """
+        path = _secret_file(self, "k-file\n")
+        config = _valid(f"webhook: {{auth: {{type: api_key, token_file: {path}}}}}")
+        self.assertEqual(config.webhook.auth.credentials, ("k-file",))
+
+    def test_secret_file_rotation(self) -> None:
+        """
+        A secret file holding the old and the new secret yields both.
+        """
+        path = _secret_file(self, "old\nnew\n")
+        config = _valid(
+            f"webhook: {{auth: {{type: hmac, secret: s0, secret_file: {path}, secret_env: GW_HMAC}}}}",
+            {"GW_HMAC": "from-env"},
+        )
+        self.assertEqual(config.webhook.auth.signing_secrets, ("s0", "old", "new", "from-env"))
+
+    def test_passwords(self) -> None:
+        """
+        A password from C{password_file} (its first line) or
+        C{password_env}, for the main user and each of C{users}.
+        """
+        path = _secret_file(self, "pw-file\nignored\n")
+        config = _valid(
+            f"""
+webhook:
+  auth:
+    type: basic
+    username: am
+    password_file: {path}
+    users:
+      - {{username: a, password_env: GW_A}}
+      - {{username: b, password_file: {path}}}
+      - {{username: c, password: inline}}
+""",
+            {"GW_A": "pw-env"},
+        )
+        self.assertEqual(
+            config.webhook.auth.basic_users, (("am", "pw-file"), ("a", "pw-env"), ("b", "pw-file"), ("c", "inline"))
+        )
+        config = _valid("webhook: {auth: {type: basic, username: am, password_env: GW_P}}", {"GW_P": "p"})
+        self.assertEqual(config.webhook.auth.basic_users, (("am", "p"),))
+
+    def test_missing_sources(self) -> None:
+        """
+        A file that cannot be read, a file without a secret, or a variable
+        that is unset or empty is one problem at its key; the password it
+        should have given is not reported again.
+        """
+        empty = _secret_file(self, "\n \n")
+        problems = _problems(
+            f"""
+webhook:
+  auth:
+    type: basic
+    username: am
+    password_file: /nonexistent/pw
+    token_file: {empty}
+    token_env: GW_UNSET
+    secret_env: GW_EMPTY
+    users: [{{username: a, password_env: GW_UNSET}}]
+  endpoints:
+    - path: /webhook/grafana
+      auth: {{secret_file: /nonexistent/hmac}}
+""",
+            {"GW_EMPTY": ""},
+        )
+        self.assertEqual(
+            problems,
+            [
+                f"webhook.auth.token_file: {empty} holds no secret",
+                "webhook.auth.token_env: environment variable GW_UNSET is not set",
+                "webhook.auth.secret_env: environment variable GW_EMPTY is not set",
+                "webhook.auth.password_file: cannot read /nonexistent/pw: FileNotFoundError",
+                "webhook.auth.users[0].password_env: environment variable GW_UNSET is not set",
+                "webhook.endpoints[0].auth.secret_file: cannot read /nonexistent/hmac: FileNotFoundError",
+            ],
+        )
+
+    def test_not_utf8(self) -> None:
+        """
+        A secret file that is not UTF-8 is reported by the error's name,
+        without its content.
+        """
+        path = Path(self.mktemp())
+        path.write_bytes(b"s3cret\xff\n")
+        self.assertEqual(
+            _problems(f"webhook: {{auth: {{token_file: {path}}}}}"),
+            [f"webhook.auth.token_file: cannot read {path}: UnicodeDecodeError"],
+        )
+
+    def test_passwords_required(self) -> None:
+        """
+        A user without any password source is refused.
+        """
+        self.assertEqual(
+            _problems(
+                "webhook: {auth: {type: basic, username: am, users: [{username: a}, {username: b, password: p}]}}"
+            ),
+            [
+                "webhook.auth.users[0].password: is required (or password_file, password_env)",
+                "webhook.auth.password: is required with username (or password_file, password_env)",
+            ],
+        )
+
+    def test_endpoint_index(self) -> None:
+        """
+        An endpoint's secret problem names its index in the file, even when
+        an earlier endpoint is itself refused.
+        """
+        self.assertEqual(
+            _problems(
+                "webhook: {endpoints: [{path: /custom}, {path: /webhook/grafana, auth: {token_file: /nonexistent}}]}"
+            ),
+            [
+                "webhook.endpoints[1].auth.token_file: cannot read /nonexistent: FileNotFoundError",
+                "webhook.endpoints[0].source: is required for /custom (one of alertmanager, grafana)",
+            ],
+        )
+
+    def test_process_environment(self) -> None:
+        """
+        Without an explicit environment, C{*_env} reads the process's.
+        """
+        self.patch(os, "environ", {"GW_TOKEN": "from-process"})
+        self.assertEqual(
+            parse_config("webhook: {auth: {token_env: GW_TOKEN}}").webhook.auth.credentials, ("from-process",)
+        )
+
+
+class EdgeWarningTests(SynchronousTestCase):
+    """
+    L{warnings_for} on authentication per endpoint and mutual TLS.
+    """
+
+    def test_endpoint_auth_replaces_shared(self) -> None:
+        """
+        An endpoint with its own credentials is not warned about for
+        webhook.auth having none.
+        """
+        config = _valid(
+            "webhook: {endpoints: [{path: /webhook/grafana, auth: {tokens: [t]}}, {path: /webhook/prometheus}]}"
+        )
+        self.assertEqual(
+            warnings_for(config),
+            [
+                "/webhook/prometheus require authentication but no token is configured"
+                " (webhook.auth.token, webhook.auth.tokens or WEBHOOK_AUTH_TOKEN): every request will get 401"
+            ],
+        )
+
+    def test_no_credentials_of_other_kinds(self) -> None:
+        """
+        Basic without users, api_key without keys and hmac without secrets
+        are warned about, shared or per endpoint.
+        """
+        for kind in ("basic", "api_key", "hmac"):
+            with self.subTest(kind=kind):
+                config = _valid(
+                    f"webhook: {{auth: {{type: {kind}}}, endpoints: [{{path: /webhook/prometheus}},"
+                    f" {{path: /webhook/grafana, auth: {{type: {kind}}}}}]}}"
+                )
+                self.assertEqual(
+                    warnings_for(config),
+                    [
+                        f"/webhook/prometheus require authentication but webhook.auth ({kind}) has no credentials:"
+                        " every request will get 401",
+                        f"webhook.endpoints[1].auth ({kind}) has no credentials: every request to /webhook/grafana"
+                        " will get 401",
+                    ],
+                )
+
+    def test_endpoint_auth_none(self) -> None:
+        """
+        An endpoint switching authentication off while requiring it is
+        warned about; one not requiring it is not.
+        """
+        config = _valid(
+            "webhook: {auth: {tokens: [t]}, endpoints: [{path: /webhook/grafana, auth: {type: none}},"
+            " {path: /webhook/prometheus, auth_required: false, auth: {type: basic}}]}"
+        )
+        self.assertEqual(
+            warnings_for(config),
+            [
+                "webhook.endpoints[0].auth.type is none, so /webhook/grafana accepts requests without authentication"
+                " although auth_required is true"
+            ],
+        )
+
+    def test_configured_credentials(self) -> None:
+        """
+        Credentials of every kind silence the warnings.
+        """
+        config = _valid(
+            "webhook: {auth: {type: hmac, secret: s}, endpoints: ["
+            "{path: /webhook/grafana, auth: {type: basic, username: u, password: p}},"
+            " {path: /webhook/prometheus, auth: {type: api_key, tokens: [k]}}, {path: /webhook/alertmanager}]}"
+        )
+        self.assertEqual(warnings_for(config), [])
+
+    def test_mutual_tls_without_tls(self) -> None:
+        """
+        Client certificate settings without TLS do nothing, and say so.
+        """
+        config = _valid("webhook: {auth: {tokens: [t]}}\nsecurity: {require_client_cert: true}")
+        self.assertEqual(
+            warnings_for(config),
+            ["security.tls_enabled is false, so no client certificate is asked for (mutual TLS is off)"],
+        )
+
+    def test_names_without_requiring(self) -> None:
+        """
+        Allowed client names alone make a certificate required (tls.py asks
+        for one), so there is nothing to warn about.
+        """
+        cert, key, ca = _tls_files(self, "c.pem", "k.pem", "ca.pem")
+        config = _valid(
+            "webhook: {auth: {tokens: [t]}}\n"
+            f"security: {{tls_enabled: true, cert_file: {cert}, key_file: {key}, client_ca_file: {ca},"
+            " allowed_client_names: [am.example]}"
+        )
+        self.assertEqual(warnings_for(config), [])
+
+
+class ForwardedCredentialTests(SynchronousTestCase):
+    def test_signature_headers_never_forwarded(self) -> None:
+        """
+        Naming a signature or timestamp header (Grafana's, or Standard
+        Webhooks') in forward_headers is refused by path: it is the sender's
+        credential.
+        """
+        for auth, header in (
+            ("{type: hmac, scheme: grafana, secret: s, timestamp_header: X-Ts}", "X-Ts"),
+            ("{type: hmac, scheme: grafana, secret: s}", "X-Grafana-Alerting-Signature"),
+            ("{type: hmac, scheme: standard, secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}", "webhook-signature"),
+        ):
+            with self.assertRaises(ConfigError) as caught:
+                parse_config(f"webhook:\n  auth: {auth}\n  forward_headers: [traceparent, {header}]\n", {})
+            self.assertEqual([str(p).split(":")[0] for p in caught.exception.problems], ["webhook.forward_headers[1]"])
+
+
+class UnusableTLSFilesTests(SynchronousTestCase):
+    def test_certificate_that_does_not_load(self) -> None:
+        """
+        A certificate file that exists but is not a certificate is refused at
+        load time (as check-config would show), naming the key and file.
+        """
+        cert, key = _tls_files(self, "tls.crt", "tls.key")
+        Path(cert).write_text("not a certificate")
+        with self.assertRaises(ConfigError) as caught:
+            parse_config(f"security: {{tls_enabled: true, cert_file: '{cert}', key_file: '{key}'}}", {})
+        (problem,) = caught.exception.problems
+        self.assertTrue(str(problem).startswith(f"security.cert_file {cert}"), str(problem))

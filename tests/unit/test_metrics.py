@@ -38,6 +38,8 @@ class GatewayMetricsTests(SynchronousTestCase):
         metrics.alerts_received.labels(source="alertmanager", status="firing").inc(2)
         metrics.alerts_forwarded.labels(outcome="delivered").inc()
         metrics.forward_duration.observe(0.2)
+        metrics.rate_limited.labels(endpoint="/webhook/prometheus", scope="client").inc()
+        metrics.security_rejections.labels(endpoint="/webhook/prometheus", reason="auth").inc(3)
         families = {f.name: f for f in text_string_to_metric_families(metrics.exposition().decode("utf-8"))}
         expected = {
             "gateway_requests": "counter",
@@ -46,6 +48,9 @@ class GatewayMetricsTests(SynchronousTestCase):
             "gateway_alerts_forwarded": "counter",
             "gateway_forward_duration_seconds": "histogram",
             "gateway_forward_retries": "counter",
+            "gateway_rate_limited": "counter",
+            "gateway_security_rejections": "counter",
+            "gateway_tls_reloads": "counter",
             "gateway_queue_depth": "gauge",
             "gateway_ready": "gauge",
         }
@@ -57,6 +62,14 @@ class GatewayMetricsTests(SynchronousTestCase):
         )
         self.assertEqual(samples[("gateway_alerts_forwarded_total", (("outcome", "delivered"),))], 1)
         self.assertEqual(samples[("gateway_forward_duration_seconds_count", ())], 1)
+        self.assertEqual(
+            samples[("gateway_rate_limited_total", (("endpoint", "/webhook/prometheus"), ("scope", "client")))], 1
+        )
+        self.assertEqual(
+            samples[("gateway_security_rejections_total", (("endpoint", "/webhook/prometheus"), ("reason", "auth")))],
+            3,
+        )
+        self.assertEqual(samples[("gateway_tls_reloads_total", ())], 0)
 
     def test_buckets(self) -> None:
         """

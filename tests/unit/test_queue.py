@@ -39,6 +39,18 @@ class MemoryQueueTests(SynchronousTestCase):
         e = envelope("A")
         self.assertEqual(e.key, fingerprint({"alertname": "A"}))
 
+    def test_envelope_headers(self) -> None:
+        """
+        An envelope carries no headers unless given some, and they take no
+        part in its key: alerts of one fingerprint stay in one order
+        whatever headers came with them.
+        """
+        plain = envelope("A")
+        with_headers = Envelope(plain.alert, "r2", (("X-Env", "prod"),))
+        self.assertEqual(plain.headers, ())
+        self.assertEqual(with_headers.headers, (("X-Env", "prod"),))
+        self.assertEqual(plain.key, with_headers.key)
+
     def test_take_waits_for_put(self) -> None:
         """
         A take before anything is queued fires when something is.

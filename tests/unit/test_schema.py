@@ -317,3 +317,73 @@ class ReadFieldsTests(SynchronousTestCase):
         problems: list[Problem] = []
         self.assertEqual(read_fields(Outer, 3, "x", problems), {})
         self.assertEqual([str(p) for p in problems], ["x: must be a mapping"])
+
+
+@attrs.frozen
+class WithMapping:
+    headers: dict[str, str] = attrs.field(factory=dict)
+    optional: dict[str, str] | None = None
+
+
+class MappingTests(SynchronousTestCase):
+    """
+    C{dict[str, str]} fields: a YAML mapping of strings to strings.
+    """
+
+    def _build(self, data: object) -> tuple[WithMapping | None, list[str]]:
+        problems: list[Problem] = []
+        result = build(WithMapping, data, "top", problems)
+        return result, [str(p) for p in problems]
+
+    def test_read(self) -> None:
+        """
+        A mapping of strings is read as a dict, order kept; absent, it
+        takes a fresh empty dict for each instance.
+        """
+        result, problems = self._build({"headers": {"X-B": "2", "X-A": "1"}, "optional": {}})
+        self.assertEqual(problems, [])
+        self.assertEqual(result, WithMapping(headers={"X-B": "2", "X-A": "1"}, optional={}))
+        assert result is not None
+        self.assertEqual(list(result.headers), ["X-B", "X-A"])
+        first, _ = self._build({})
+        second, _ = self._build({})
+        assert first is not None and second is not None
+        self.assertEqual(first.headers, {})
+        self.assertIsNot(first.headers, second.headers)
+
+    def test_null(self) -> None:
+        """
+        null on an optional mapping means "not set".
+        """
+        result, problems = self._build({"optional": None})
+        self.assertEqual(problems, [])
+        assert result is not None
+        self.assertIsNone(result.optional)
+
+    def test_not_a_mapping(self) -> None:
+        """
+        A list, a string or null (where a mapping is required) is refused at
+        the field.
+        """
+        for value in (["X-A"], "X-A: 1", None):
+            with self.subTest(value=value):
+                result, problems = self._build({"headers": value})
+                self.assertIsNone(result)
+                self.assertEqual(problems, ["top.headers: must be a mapping of strings"])
+
+    def test_items(self) -> None:
+        """
+        Each value that is not a string is refused at its own key, and each
+        key that YAML read as something else than a string is refused with
+        a hint to quote it; the good items do not hide the bad ones.
+        """
+        _result, problems = self._build({"headers": {"X-A": "1", "X-B": 2, 3: "c", True: "d", "X-E": None}})
+        self.assertEqual(
+            problems,
+            [
+                "top.headers.X-B: must be a string",
+                "top.headers.3: must be named by a string (quote the name)",
+                "top.headers.True: must be named by a string (quote the name)",
+                "top.headers.X-E: must be a string",
+            ],
+        )

@@ -15,7 +15,7 @@ from twisted.application.service import Application
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IHostnameResolver, IHostResolution, IListeningPort, IResolutionReceiver
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import ILogObserver, LogLevel
 from twisted.test import iosim
@@ -28,8 +28,22 @@ from alertgateway.config import parse_config
 from alertgateway.service import GatewayService, _exit_nonzero
 from alertgateway.web._render import HandlerResource, Response
 from alertgateway.web.site import GatewayRequest
-from tests.unit._http import TOKEN, Connection, capture_events, fixture, make_config, make_service, request_bytes
+from tests.unit._http import (
+    AUTH,
+    PROMETHEUS,
+    TOKEN,
+    Connection,
+    alert,
+    body,
+    capture_events,
+    fixture,
+    make_config,
+    make_service,
+    request_bytes,
+)
 from tests.unit._processor import Answer, Processor
+
+BODY = body(alert("A"))
 
 
 @implementer(IListeningPort)
@@ -325,6 +339,128 @@ class StopTests(SynchronousTestCase):
         reactor._exitSignal = signal.SIGINT
         self.successResultOf(service.stopService())
         self.assertEqual(reactor._exitSignal, signal.SIGINT)
+
+
+@implementer(IHostnameResolver)
+class TableResolver:
+    """
+    Resolve names from a table (a missing name resolves to nothing) and
+    count the lookups.
+    """
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+        self.lookups: list[str] = []
+
+    def resolveHostName(
+        self,
+        resolutionReceiver: IResolutionReceiver,
+        hostName: str,
+        portNumber: int = 0,
+        addressTypes: Any = None,
+        transportSemantics: str = "TCP",
+    ) -> IHostResolution:
+        self.lookups.append(hostName)
+        resolution = HostResolution(hostName)
+        resolutionReceiver.resolutionBegan(resolution)
+        for address in self.table.get(hostName, []):
+            resolutionReceiver.addressResolved(IPv4Address("TCP", address, portNumber))
+        resolutionReceiver.resolutionComplete()
+        return resolution
+
+
+@implementer(IHostResolution)
+class HostResolution:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def cancel(self) -> None:
+        pass
+
+
+class EdgeLifecycleTests(SynchronousTestCase):
+    """
+    What the edge keeps running between start and stop: host name
+    resolution for allowed_ips, the rate limiter's pruning, the probe
+    listener.
+    """
+
+    def test_host_names_resolved(self) -> None:
+        """
+        Host names in allowed_ips are resolved through the reactor's
+        resolver at start (until then they allow nothing) and again every
+        resolve_interval; a name that stops resolving keeps its addresses.
+        """
+        reactor = RecordingReactor()
+        resolver = TableResolver({"sender.test": ["192.0.2.10"]})
+        reactor.nameResolver = resolver
+        config = make_config("security:\n  allowed_ips: [sender.test]\n  resolve_interval: 60s\n")
+        service, _, _ = make_service(config, reactor)
+        peer = IPv4Address("TCP", "192.0.2.10", 5000)
+
+        def post(address: IPv4Address) -> int:
+            return Connection(service.site, address).request("POST", PROMETHEUS, headers=AUTH, body=BODY).status
+
+        self.assertEqual(post(peer), 403)
+        service.startService()
+        self.assertEqual(resolver.lookups, ["sender.test"])
+        self.assertEqual(post(peer), 202)
+        resolver.table = {"sender.test": ["192.0.2.20"]}
+        reactor.advance(60)
+        self.assertEqual(resolver.lookups, ["sender.test"] * 2)
+        self.assertEqual(post(IPv4Address("TCP", "192.0.2.20", 5000)), 202)
+        self.assertEqual(post(peer), 403)
+        resolver.table = {}
+        reactor.advance(60)
+        self.assertEqual(post(IPv4Address("TCP", "192.0.2.20", 5000)), 202)
+        self.successResultOf(service.stopService())
+        reactor.advance(600)
+        self.assertEqual(len(resolver.lookups), 3)
+
+    def test_limiter_runs_with_service(self) -> None:
+        """
+        The rate limiter forgets idle clients while the service runs, and
+        leaves nothing scheduled once it stops.
+        """
+        reactor = RecordingReactor()
+        config = make_config("rate_limiting:\n  per_client_limit: 60\n  burst_size: 5\n")
+        service, _, _ = make_service(config, reactor)
+        service.startService()
+        connection = Connection(service.site)
+        connection.request("POST", PROMETHEUS, headers=AUTH, body=BODY)
+        connection.lose()
+        assert service.limiter is not None
+        self.assertEqual(service.limiter.tracked_clients, 1)
+        reactor.advance(120)
+        self.assertEqual(service.limiter.tracked_clients, 0)
+        self.successResultOf(service.stopService())
+        self.assertEqual([c for c in reactor.getDelayedCalls() if "TimeoutMixin" not in repr(c)], [])
+
+    def test_rate_limiting_disabled(self) -> None:
+        """
+        rate_limiting.enabled false: no limiter, no RateLimit headers.
+        """
+        service, _, _ = make_service(make_config("rate_limiting:\n  enabled: false\n"))
+        self.assertIsNone(service.limiter)
+        response = Connection(service.site).request("POST", PROMETHEUS, headers=AUTH, body=BODY)
+        self.assertEqual(response.status, 202)
+        self.assertIsNone(response.header("ratelimit"))
+
+    def test_probe_listener(self) -> None:
+        """
+        service.probe_listen serves the health checks, and only them, on a
+        listener of its own.
+        """
+        reactor = RecordingReactor()
+        service, _, _ = make_service(make_config("service:\n  probe_listen: ['tcp:8081']\n"), reactor)
+        service.startService()
+        self.assertIn((8081, service.probe_site), [(port, factory) for port, factory, *_ in reactor.tcpServers])
+        self.assertEqual(Connection(service.probe_site).request("GET", "/health/ready").status, 200)
+        self.assertEqual(Connection(service.probe_site).request("GET", "/health/live").status, 200)
+        self.assertEqual(
+            Connection(service.probe_site).request("POST", PROMETHEUS, headers=AUTH, body=BODY).status, 404
+        )
+        self.assertEqual(Connection(service.probe_site).request("GET", "/metrics").status, 404)
 
 
 class HTTPProcessorTests(SynchronousTestCase):

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import cast
 
+import attrs
 from treq.client import HTTPClient
 from treq.testing import StubTreq
 from twisted.internet.defer import CancelledError
@@ -26,6 +27,7 @@ from alertgateway.delivery.sinks import (
     PostingClient,
     Rejected,
     Retryable,
+    outgoing_headers,
     parse_retry_after,
 )
 from tests.unit._processor import HANG, RESET, STALL, Answer, Processor
@@ -60,6 +62,48 @@ class HTTPSinkTests(SynchronousTestCase):
         self.assertEqual(received.header("content-type"), "application/json")
         self.assertEqual(received.header("x-request-id"), "req-7")
         self.assertEqual(received.header("idempotency-key"), e.alert.idempotency_key)
+        self.assertEqual(json.loads(received.body), e.alert.to_json())
+
+    def test_envelope_headers(self) -> None:
+        """
+        The envelope's headers (forwarded and static) go with the alert.
+        """
+        sink, processor = self.sink(Answer(202))
+        e = attrs.evolve(envelope("A"), headers=(("X-Scope-OrgID", "tenant-1"), ("traceparent", "00-ab-cd-01")))
+        self.successResultOf(sink.deliver(e))
+        [received] = processor.received
+        self.assertEqual(received.headers["x-scope-orgid"], ["tenant-1"])
+        self.assertEqual(received.headers["traceparent"], ["00-ab-cd-01"])
+
+    def test_own_headers_kept(self) -> None:
+        """
+        Whatever an envelope carries, in whatever case, the request id,
+        idempotency key, content type and length are the gateway's, once
+        each, and hop-by-hop headers are not sent.
+        """
+        sink, processor = self.sink(Answer(202))
+        e = attrs.evolve(
+            envelope("A", request_id="req-9"),
+            headers=(
+                ("x-request-id", "forged"),
+                ("IDEMPOTENCY-KEY", "forged"),
+                ("content-type", "text/plain"),
+                ("Content-Length", "1"),
+                ("Connection", "close"),
+                ("Transfer-Encoding", "chunked"),
+                ("Host", "elsewhere.test"),
+                ("Upgrade", "h2c"),
+            ),
+        )
+        self.successResultOf(sink.deliver(e))
+        [received] = processor.received
+        self.assertEqual(received.headers["x-request-id"], ["req-9"])
+        self.assertEqual(received.headers["idempotency-key"], [e.alert.idempotency_key])
+        self.assertEqual(received.headers["content-type"], ["application/json"])
+        self.assertEqual(received.headers["content-length"], [str(len(received.body))])
+        self.assertEqual(received.headers["host"], ["processor.test:8081"])
+        self.assertNotIn("upgrade", received.headers)
+        self.assertNotIn("transfer-encoding", received.headers)
         self.assertEqual(json.loads(received.body), e.alert.to_json())
 
     def test_2xx(self) -> None:
@@ -196,6 +240,39 @@ class HTTPSinkTests(SynchronousTestCase):
         self.successResultOf(sink.close())
 
 
+class OutgoingHeadersTests(SynchronousTestCase):
+    """
+    The headers of a delivery, as built before they reach treq.
+    """
+
+    def test_later_replaces_earlier(self) -> None:
+        """
+        Of two headers whose names differ only in case the later one is
+        sent, under its own spelling: a static header outweighs the
+        sender's.
+        """
+        e = attrs.evolve(envelope("A"), headers=(("X-Scope-OrgID", "sender"), ("x-scope-orgid", "static")))
+        headers = outgoing_headers(e)
+        self.assertEqual(headers["x-scope-orgid"], ["static"])
+        self.assertNotIn("X-Scope-OrgID", headers)
+
+    def test_exact(self) -> None:
+        """
+        Nothing but the envelope's (allowed) headers and the gateway's own
+        three.
+        """
+        e = attrs.evolve(envelope("A", request_id="r1"), headers=(("X-Env", "prod"), ("TE", "trailers")))
+        self.assertEqual(
+            outgoing_headers(e),
+            {
+                "X-Env": ["prod"],
+                "Content-Type": ["application/json"],
+                "X-Request-ID": ["r1"],
+                "Idempotency-Key": [e.alert.idempotency_key],
+            },
+        )
+
+
 class ParseRetryAfterTests(SynchronousTestCase):
     """
     Reading Retry-After.
@@ -267,6 +344,20 @@ class FileSinkTests(SynchronousTestCase):
         )
         self.assertEqual(records[1]["status"], "resolved")
         self.assertEqual(records[2]["requestId"], "r1")
+
+    def test_headers_recorded(self) -> None:
+        """
+        An envelope's headers are recorded with its line; one without
+        headers has no headers key.
+        """
+        path = Path(self.mktemp())
+        sink = FileSink(str(path))
+        self.successResultOf(sink.deliver(attrs.evolve(envelope("A"), headers=(("X-Env", "prod"),))))
+        self.successResultOf(sink.deliver(envelope("B")))
+        self.successResultOf(sink.close())
+        first, second = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines())
+        self.assertEqual(first["headers"], {"X-Env": "prod"})
+        self.assertNotIn("headers", second)
 
     def test_fsync_on_close(self) -> None:
         """

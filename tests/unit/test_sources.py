@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from alertgateway.config import LimitsConfig
 from alertgateway.model import Alert, fingerprint
 from alertgateway.sources import PARSERS, FieldError, ParseResult, PayloadError, Rejection, alertmanager, grafana
 
@@ -573,4 +574,262 @@ class PayloadErrorTests(SynchronousTestCase):
         self.assertEqual(
             FieldError("/alerts/1/labels", "must not be empty").to_json(),
             {"pointer": "/alerts/1/labels", "message": "must not be empty"},
+        )
+
+
+def _outcome_of(alert: object, limits: LimitsConfig | None = None) -> Alert | Rejection:
+    body = _alertmanager_body(alert)
+    result = alertmanager.parse(body, RECEIVED) if limits is None else alertmanager.parse(body, RECEIVED, limits)
+    (outcome,) = result.outcomes
+    return outcome
+
+
+class LabelSanitisationTests(SynchronousTestCase):
+    """
+    Labels follow Prometheus's name syntax and the configured limits; their
+    values lose control characters.
+    """
+
+    def test_label_names(self) -> None:
+        """
+        Names matching C{[a-zA-Z_][a-zA-Z0-9_]*} are accepted; any other is
+        refused at its own pointer.
+        """
+        (alert,) = _accepted(
+            alertmanager.parse(_alertmanager_body(_good_alert(labels={"_x": "1", "a1": "2", "A_b": "3"})), RECEIVED)
+        )
+        self.assertEqual(set(alert.labels), {"_x", "a1", "A_b"})
+        message = "label names must match [a-zA-Z_][a-zA-Z0-9_]*"
+        for name in ("1a", "a-b", "a.b", "\u00e4", "a b", "a/b"):
+            with self.subTest(name=name):
+                self.assertEqual(
+                    _outcome_of(_good_alert(labels={"alertname": "A", name: "v"})),
+                    Rejection((FieldError(f"/alerts/0/labels/{name.replace('/', '~1')}", message),)),
+                )
+
+    def test_label_count(self) -> None:
+        """
+        More labels than C{max_labels_per_alert} refuses the alert at its
+        labels; exactly as many is fine.
+        """
+        limits = LimitsConfig(max_labels_per_alert=2)
+        self.assertIsInstance(_outcome_of(_good_alert(labels={"a": "1", "b": "2"}), limits), Alert)
+        self.assertEqual(
+            _outcome_of(_good_alert(labels={"a": "1", "b": "2", "c": "3"}), limits),
+            Rejection((FieldError("/alerts/0/labels", "has 3 labels; at most 2 are allowed"),)),
+        )
+
+    def test_default_limits(self) -> None:
+        """
+        Without limits given, the documented defaults apply: 128 labels.
+        """
+        labels = {f"l{i}": "v" for i in range(128)}
+        self.assertIsInstance(_outcome_of(_good_alert(labels=labels)), Alert)
+        labels["l128"] = "v"
+        self.assertIsInstance(_outcome_of(_good_alert(labels=labels)), Rejection)
+
+    def test_name_and_value_length(self) -> None:
+        """
+        Names and values longer than their limits (in characters) are
+        refused at their pointer.
+        """
+        limits = LimitsConfig(max_label_name_length=5, max_label_value_length=3)
+        self.assertIsInstance(_outcome_of(_good_alert(labels={"abcde": "\u00e4\u00f6\u00fc"}), limits), Alert)
+        self.assertEqual(
+            _outcome_of(_good_alert(labels={"abcdef": "v", "ok": "abcd"}), limits),
+            Rejection(
+                (
+                    FieldError("/alerts/0/labels/abcdef", "label names are at most 5 characters"),
+                    FieldError("/alerts/0/labels/ok", "label values are at most 3 characters"),
+                )
+            ),
+        )
+
+    def test_control_characters(self) -> None:
+        """
+        Every control character (C0, DEL and C1, tab and newline included)
+        is stripped from label values, and the fingerprint is that of the
+        clean labels.
+        """
+        outcome = _outcome_of(_good_alert(labels={"alertname": "Disk\x00Full\n", "x": "a\tb\r\x1b[1m\x7f\x85c"}))
+        assert isinstance(outcome, Alert)
+        self.assertEqual(dict(outcome.labels), {"alertname": "DiskFull", "x": "ab[1mc"})
+        self.assertEqual(outcome.fingerprint, fingerprint({"alertname": "DiskFull", "x": "ab[1mc"}))
+
+
+class AnnotationSanitisationTests(SynchronousTestCase):
+    def test_control_characters(self) -> None:
+        """
+        Annotation values keep tab, newline and carriage return (used for
+        layout) and lose every other control character.
+        """
+        outcome = _outcome_of(_good_alert(annotations={"description": "line 1\r\nline 2\tend\x00\x1b[31m\x9b"}))
+        assert isinstance(outcome, Alert)
+        self.assertEqual(dict(outcome.annotations), {"description": "line 1\r\nline 2\tend[31m"})
+
+    def test_control_characters_in_names(self) -> None:
+        """
+        An annotation name with a control character is refused at its
+        pointer; other names are free text.
+        """
+        self.assertEqual(
+            _outcome_of(_good_alert(annotations={"sum\nmary": "x", "runbook url": "y"})),
+            Rejection(
+                (FieldError("/alerts/0/annotations/sum\nmary", "annotation names must not contain control characters"),)
+            ),
+        )
+        outcome = _outcome_of(_good_alert(annotations={"runbook url": "y", "__dashboardUid__": "z"}))
+        self.assertIsInstance(outcome, Alert)
+
+    def test_size(self) -> None:
+        """
+        Names and values together, in UTF-8 bytes after cleaning, may not
+        exceed C{max_annotation_bytes}.
+        """
+        limits = LimitsConfig(max_annotation_bytes=10)
+        for given in ({"s": "123456789"}, {"s": "\u00e4\u00e4\u00e4\u00e4"}, {"s": "12345678\x00\x01\x02"}):
+            with self.subTest(given=given):
+                self.assertIsInstance(_outcome_of(_good_alert(annotations=given), limits), Alert)
+        for given, size in (
+            ({"s": "1234567890"}, 11),
+            ({"s": "123456", "t": "xyz"}, 7 + 4),
+            ({"s": "\u00e4" * 5}, 11),
+        ):
+            with self.subTest(given=given):
+                self.assertEqual(
+                    _outcome_of(_good_alert(annotations=given), limits),
+                    Rejection((FieldError("/alerts/0/annotations", f"annotations total {size} bytes; at most 10"),)),
+                )
+
+
+class BatchLimitTests(SynchronousTestCase):
+    def test_max_alerts(self) -> None:
+        """
+        Alerts past C{max_alerts_per_request} are each rejected at their own
+        pointer; the alerts before them are judged as usual and the valid
+        ones accepted.
+        """
+        limits = LimitsConfig(max_alerts_per_request=2)
+        body = _alertmanager_body(_good_alert(), _good_alert(labels={}), _good_alert(), _good_alert())
+        result = alertmanager.parse(body, RECEIVED, limits)
+        self.assertEqual(
+            result.outcomes[1:],
+            (
+                Rejection((FieldError("/alerts/1/labels", "must not be empty"),)),
+                Rejection((FieldError("/alerts/2", "at most 2 alerts per request"),)),
+                Rejection((FieldError("/alerts/3", "at most 2 alerts per request"),)),
+            ),
+        )
+        self.assertEqual(len(result.accepted), 1)
+
+    def test_grafana_unified(self) -> None:
+        """
+        Grafana's unified bodies get the same limits through the registry.
+        """
+        body = _fixture("grafana-unified.json")
+        body["alerts"] = body["alerts"] * 3
+        result = PARSERS["grafana"](body, RECEIVED, LimitsConfig(max_alerts_per_request=1, max_labels_per_alert=64))
+        self.assertEqual([type(o) for o in result.outcomes], [Alert, Rejection, Rejection])
+        self.assertEqual(result.outcomes[2], Rejection((FieldError("/alerts/2", "at most 1 alerts per request"),)))
+        result = PARSERS["grafana"](body, RECEIVED, LimitsConfig(max_labels_per_alert=1))
+        self.assertEqual(result.accepted, ())
+
+    def test_limits_through_registry(self) -> None:
+        """
+        The registered Alertmanager parser takes limits as its third
+        argument.
+        """
+        body = _alertmanager_body(_good_alert(), _good_alert())
+        result = PARSERS["alertmanager"](body, RECEIVED, LimitsConfig(max_alerts_per_request=1))
+        self.assertEqual([type(o) for o in result.outcomes], [Alert, Rejection])
+
+
+class LegacySanitisationTests(SynchronousTestCase):
+    """
+    Legacy Grafana alerts: free-text tags made label names, the rule name
+    and texts cleaned and limited like any label and annotation.
+    """
+
+    def _one(self, limits: LimitsConfig | None = None, **changes: object) -> Alert | Rejection:
+        body: dict[str, Any] = _fixture("grafana-legacy.json")
+        body.update(changes)
+        result = grafana.parse(body, RECEIVED) if limits is None else grafana.parse(body, RECEIVED, limits)
+        (outcome,) = result.outcomes
+        return outcome
+
+    def test_tag_names(self) -> None:
+        """
+        Characters a label name may not hold become C{_}, a leading digit
+        gets a C{_} before it, and a blank name is dropped.
+        """
+        outcome = self._one(tags={"service name": "a", "1st": "b", "team-a.b": "c", "ok_name": "d", " ": "e"})
+        assert isinstance(outcome, Alert)
+        self.assertEqual(
+            dict(outcome.labels),
+            {"service_name": "a", "_1st": "b", "team_a_b": "c", "ok_name": "d", "alertname": "Disk usage high"},
+        )
+
+    def test_tag_pointers(self) -> None:
+        """
+        A refused tag is pointed at by its name in the body, not the label
+        name it would have become.
+        """
+        outcome = self._one(LimitsConfig(max_label_name_length=5), tags={"service name": 1, "long name": "x"})
+        self.assertEqual(
+            outcome,
+            Rejection(
+                (
+                    FieldError("/tags/service name", "must be a string"),
+                    FieldError("/tags/long name", "label names are at most 5 characters"),
+                )
+            ),
+        )
+
+    def test_tag_count(self) -> None:
+        """
+        The tags with C{alertname} added may not exceed the label limit.
+        """
+        self.assertIsInstance(self._one(LimitsConfig(max_labels_per_alert=3), tags={"a": "1", "b": "2"}), Alert)
+        self.assertIsInstance(self._one(LimitsConfig(max_labels_per_alert=2), tags={"a": "1", "alertname": "x"}), Alert)
+        self.assertEqual(
+            self._one(LimitsConfig(max_labels_per_alert=2), tags={"a": "1", "b": "2"}),
+            Rejection((FieldError("/tags", "with alertname makes more than 2 labels"),)),
+        )
+
+    def test_rule_name(self) -> None:
+        """
+        The rule name, as the alertname label's value, loses its control
+        characters and is held to the value length; one made only of
+        control characters is empty.
+        """
+        outcome = self._one(ruleName="Disk\x00 usage\n", tags={})
+        assert isinstance(outcome, Alert)
+        self.assertEqual(dict(outcome.labels), {"alertname": "Disk usage"})
+        self.assertEqual(outcome.fingerprint, fingerprint({"alertname": "Disk usage"}))
+        self.assertEqual(
+            self._one(ruleName="\x07\x1b"), Rejection((FieldError("/ruleName", "must be a non-empty string"),))
+        )
+        self.assertEqual(
+            self._one(LimitsConfig(max_label_value_length=4), ruleName="Disk usage", tags={}),
+            Rejection((FieldError("/ruleName", "is a label value; those are at most 4 characters"),)),
+        )
+
+    def test_texts(self) -> None:
+        """
+        Title and message lose control characters other than tab and line
+        breaks, and together may not exceed the annotation bytes; the
+        pointer is the text that went over.
+        """
+        outcome = self._one(title="T\x1b[1m", message="a\n\tb\x00")
+        assert isinstance(outcome, Alert)
+        self.assertEqual(dict(outcome.annotations), {"title": "T[1m", "message": "a\n\tb"})
+        limits = LimitsConfig(max_annotation_bytes=20)
+        self.assertIsInstance(self._one(limits, title="0123456789abcde", message=None), Alert)
+        self.assertEqual(
+            self._one(limits, title="0123456789", message="0123"),
+            Rejection((FieldError("/message", "annotations total 26 bytes; at most 20"),)),
+        )
+        self.assertEqual(
+            self._one(limits, title="0123456789abcdef", message="x"),
+            Rejection((FieldError("/title", "annotations total 21 bytes; at most 20"),)),
         )

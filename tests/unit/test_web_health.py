@@ -9,7 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from alertgateway import __version__
 from alertgateway.metrics import CONTENT_TYPE_LATEST
 from alertgateway.web.health import Readiness
-from tests.unit._http import Connection, make_config, make_service
+from tests.unit._http import Connection, assert_security_headers, make_config, make_service
 from tests.unit.test_web_webhook import assert_problem
 
 
@@ -59,6 +59,16 @@ class HealthTests(SynchronousTestCase):
             self.assertEqual(answer["state"], state)
             self.assertEqual(answer["status"], "ready" if code == 200 else "not ready")
             self.assertEqual(answer["queue"], {"depth": 0, "capacity": 7})
+
+    def test_security_headers(self) -> None:
+        """
+        Probe answers, 503 included, carry the security headers: a probe
+        path is as reachable as any other.
+        """
+        for state in ("ready", "stopping"):
+            self.service.readiness.state = state
+            for path in ("/health", "/health/live", "/health/ready"):
+                assert_security_headers(self, Connection(self.service.site).request("GET", path), (state, path))
 
     def test_not_on_v1(self) -> None:
         """

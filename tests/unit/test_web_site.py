@@ -17,12 +17,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import HTTPChannel
 
 from alertgateway.metrics import GatewayMetrics
+from alertgateway.web._render import HandlerResource, Response
 from alertgateway.web.health import HealthResource, LiveResource, Readiness
 from alertgateway.web.resources import Branch, mount
 from alertgateway.web.site import GatewayRequest, GatewaySite
 from tests.unit._http import (
     TOKEN,
     Connection,
+    assert_security_headers,
     capture_events,
     make_config,
     make_service,
@@ -99,6 +101,44 @@ class RoutingTests(SynchronousTestCase):
         """
         for path in ("/health", "/nope"):
             self.assertEqual(Connection(self.service.site).request("GET", path).header("cache-control"), "no-store")
+
+
+class Unencodable(HandlerResource):
+    """
+    A resource whose answer cannot be written as JSON.
+    """
+
+    endpoint = "/odd"
+
+    async def handle_GET(self, request: GatewayRequest) -> Response:
+        return Response(200, {"value": object()}, headers={"X-Odd": "yes"})
+
+
+class EncodingFailureTests(SynchronousTestCase):
+    """
+    An answer that cannot be encoded.
+    """
+
+    def test_generic_500(self) -> None:
+        """
+        It becomes the generic 500 problem (without a request id, the body
+        being built once for all), with the security headers, and the
+        failure is logged.
+        """
+        root = Branch()
+        mount(root, "/odd", Unencodable())
+        site = GatewaySite(root, clock=Clock(), metrics=GatewayMetrics(), max_body_bytes=100, idle_timeout=60)
+        failures = capture_events(self, lambda e: "log_failure" in e)
+        response = Connection(site).request("GET", "/odd")
+        self.assertEqual(response.status, 500)
+        self.assertEqual(response.header("content-type"), "application/problem+json")
+        self.assertEqual(response.json()["type"], "urn:alertgateway:problem:internal-error")
+        self.assertNotIn("requestId", response.json())
+        self.assertIsNotNone(response.header("x-request-id"))
+        self.assertIsNone(response.header("x-odd"))
+        assert_security_headers(self, response)
+        self.assertEqual(len(failures), 1)
+        self.assertEqual(len(self.flushLoggedErrors(TypeError)), 1)
 
 
 class MountTests(SynchronousTestCase):

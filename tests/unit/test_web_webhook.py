@@ -11,7 +11,7 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.config import parse_config
+from alertgateway.config import LimitsConfig, parse_config
 from alertgateway.delivery.queue import Envelope
 from alertgateway.sources import ParseResult
 from tests.unit._http import (
@@ -265,16 +265,20 @@ class RefusalTests(SynchronousTestCase):
 
     def test_unsupported_media_type(self) -> None:
         """
-        A body declared as something other than JSON is 415 naming what is
-        accepted, and is not parsed.
+        A body declared as something the gateway does not read is 415
+        naming it and listing, also in Accept-Post, every type that is
+        read; it is not parsed.
         """
-        for content_type in ("text/plain", "application/x-www-form-urlencoded", "application/jsonp"):
+        for content_type in ("text/plain", "application/jsonp", "multipart/form-data; boundary=x", "xml"):
             response = self.connection.request(
                 "POST", PROMETHEUS, headers={**AUTH, "Content-Type": content_type}, body=body(alert("A"))
             )
             problem = assert_problem(self, response, 415, "unsupported-media-type")
             self.assertIn(content_type, problem["detail"])
-            self.assertEqual(response.header("accept-post"), "application/json")
+            self.assertEqual(
+                response.header("accept-post"),
+                "application/json, application/x-www-form-urlencoded, application/xml, text/xml",
+            )
         self.assertEqual(len(self.service.queue), 0)
 
     def test_too_large_with_length(self) -> None:
@@ -484,7 +488,10 @@ class UnavailableTests(SynchronousTestCase):
         self.assertEqual(len(service.queue), 1)
 
 
-def _failing_parser(payload: object, received_at: str) -> ParseResult:
+_LIMITS = LimitsConfig()
+
+
+def _failing_parser(payload: object, received_at: str, limits: LimitsConfig = _LIMITS, /) -> ParseResult:
     raise RuntimeError("secret internal detail")
 
 

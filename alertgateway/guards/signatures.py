@@ -1,0 +1,258 @@
+"""
+Webhook signature verification (BR-WH-005): Grafana's HMAC header and the
+Standard Webhooks scheme, with timestamp tolerance and replay protection.
+
+Grafana: header C{X-Grafana-Alerting-Signature} (name configurable) carries
+the hex HMAC-SHA256 of the body, or of C{"<timestamp>:<body>"} when a
+timestamp header is configured.
+
+Standard Webhooks (standardwebhooks.com): C{webhook-id},
+C{webhook-timestamp} and C{webhook-signature}, the latter a space-separated
+list of C{v1,<base64 HMAC-SHA256>} over C{"<id>.<timestamp>.<body>"}, keyed
+with the base64 secret after its C{whsec_} prefix.  Several signatures and
+several secrets may be in use at once while a secret is rotated.
+
+Every comparison is constant-time.  A message id (or a Grafana signature)
+seen before within the tolerance is a replay.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+
+__all__ = [
+    "GrafanaVerifier",
+    "ReplayCache",
+    "SignatureError",
+    "StandardWebhooksVerifier",
+    "decode_standard_secret",
+]
+
+
+class SignatureError(Exception):
+    """
+    The signature is missing, malformed, wrong, stale or replayed; the
+    message says which, for the 401 problem's detail.
+    """
+
+
+def _hmac(key: bytes, message: bytes) -> bytes:
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def _any_equal(given: bytes, candidates: Sequence[bytes]) -> bool:
+    # Compare against every candidate so the time taken does not tell
+    # which one matched.
+    matched = False
+    for candidate in candidates:
+        matched |= hmac.compare_digest(given, candidate)
+    return matched
+
+
+class ReplayCache:
+    """
+    Remember message ids (or signatures) while a replay of them would still
+    be acceptable; a LoopingCall forgets the expired ones.  Bounded: past
+    C{max_entries} the least recently remembered are forgotten first.
+
+    @param ttl: How long a key is remembered when the caller cannot say
+        until when its message stays acceptable (a Grafana signature
+        without a timestamp).
+    """
+
+    def __init__(self, clock: IReactorTime, ttl: float, max_entries: int = 100_000) -> None:
+        self._clock = clock
+        self._ttl = ttl
+        self._max = max_entries
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._pruner = LoopingCall(self.prune)
+        self._pruner.clock = clock
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def start(self, interval: float = 30.0) -> None:
+        self._pruner.start(interval, now=False)
+
+    def stop(self) -> None:
+        if self._pruner.running:
+            self._pruner.stop()
+
+    def check_and_remember(self, key: str, until: float | None = None) -> bool:
+        """
+        @param until: The last moment at which the message would still be
+            accepted (its timestamp plus the tolerance); C{ttl} from now if
+            not given.
+        @return: C{True} if C{key} is new (and now remembered), C{False} if
+            it is remembered.
+        """
+        now = self._clock.seconds()
+        expires = self._seen.get(key)
+        # Inclusive: a message is still acceptable at exactly its last moment.
+        if expires is not None and expires >= now:
+            return False
+        self._seen[key] = now + self._ttl if until is None else until
+        self._seen.move_to_end(key)
+        while len(self._seen) > self._max:
+            self._seen.popitem(last=False)
+        return True
+
+    def forget(self, key: str) -> None:
+        """
+        Forget C{key}: its request was not accepted after all, and the
+        sender's retry (with the same id, as senders must) is no replay.
+        """
+        self._seen.pop(key, None)
+
+    def prune(self) -> None:
+        """
+        Forget the keys whose messages can no longer be accepted anyway.
+        """
+        now = self._clock.seconds()
+        # Expiry follows each message's own timestamp, not insertion order,
+        # so every entry is looked at.
+        for key in [key for key, expires in self._seen.items() if expires < now]:
+            del self._seen[key]
+
+
+# Unix seconds in ASCII digits; int() alone would also take signs,
+# underscores and other scripts' digits, which no sender means.
+_TIMESTAMP = re.compile(r"[0-9]{1,15}")
+
+
+def _check_timestamp(raw: str | None, clock: IReactorTime, tolerance: float) -> tuple[str, int]:
+    """
+    @return: The timestamp as sent (it is part of the signed message) and
+        its value.
+    """
+    if raw is None:
+        raise SignatureError("the timestamp header is missing")
+    text = raw.strip()
+    if not _TIMESTAMP.fullmatch(text):
+        raise SignatureError("the timestamp header is not an integer number of seconds")
+    timestamp = int(text)
+    if abs(clock.seconds() - timestamp) > tolerance:
+        raise SignatureError("the timestamp is outside the allowed tolerance")
+    return text, timestamp
+
+
+class GrafanaVerifier:
+    """
+    Verify Grafana's C{X-Grafana-Alerting-Signature}.
+    """
+
+    def __init__(
+        self,
+        secrets: Sequence[str],
+        *,
+        clock: IReactorTime,
+        replays: ReplayCache,
+        header: str = "X-Grafana-Alerting-Signature",
+        timestamp_header: str | None = None,
+        tolerance: float = 300.0,
+    ) -> None:
+        self._secrets = [s.encode("utf-8") for s in secrets]
+        self._clock = clock
+        self._replays = replays
+        self.header = header
+        self.timestamp_header = timestamp_header
+        self._tolerance = tolerance
+
+    def verify(self, headers: dict[str, str], body: bytes) -> str:
+        """
+        @param headers: Request headers with lower-cased names.
+        @raise SignatureError: If the body is not signed by a configured secret.
+        """
+        given = headers.get(self.header.lower())
+        if not given:
+            raise SignatureError(f"the {self.header} header is missing")
+        try:
+            signature = bytes.fromhex(given.strip())
+        except ValueError:
+            raise SignatureError(f"the {self.header} header is not hex") from None
+        message = body
+        until = None
+        if self.timestamp_header is not None:
+            text, timestamp = _check_timestamp(headers.get(self.timestamp_header.lower()), self._clock, self._tolerance)
+            message = f"{text}:".encode() + body
+            until = timestamp + self._tolerance
+        if not _any_equal(signature, [_hmac(secret, message) for secret in self._secrets]):
+            raise SignatureError("the signature does not match")
+        # Keyed on the bytes: fromhex takes either case and spaces between
+        # bytes, so the header's spelling could otherwise dodge the cache.
+        key = "grafana:" + signature.hex()
+        if not self._replays.check_and_remember(key, until):
+            raise SignatureError("this signature was already used (replay)")
+        return key
+
+
+def decode_standard_secret(secret: str) -> bytes:
+    """
+    Decode a Standard Webhooks secret (C{whsec_<base64>}).
+
+    @raise ValueError: If it is not one, or holds an empty key (an HMAC
+        anyone can compute).
+    """
+    message = "a Standard Webhooks secret is 'whsec_' followed by base64"
+    if not secret.startswith("whsec_"):
+        raise ValueError(message)
+    try:
+        key = base64.b64decode(secret[len("whsec_") :], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(message) from None
+    if not key:
+        raise ValueError(message)
+    return key
+
+
+class StandardWebhooksVerifier:
+    """
+    Verify the Standard Webhooks C{webhook-signature} header.
+    """
+
+    def __init__(
+        self, secrets: Sequence[str], *, clock: IReactorTime, replays: ReplayCache, tolerance: float = 300.0
+    ) -> None:
+        self._keys = [decode_standard_secret(s) for s in secrets]
+        self._clock = clock
+        self._replays = replays
+        self._tolerance = tolerance
+
+    def verify(self, headers: dict[str, str], body: bytes) -> str:
+        """
+        @param headers: Request headers with lower-cased names.
+        @raise SignatureError: If no listed signature is valid for a
+            configured secret, or the message is stale or replayed.
+        """
+        message_id = headers.get("webhook-id")
+        raw_signatures = headers.get("webhook-signature")
+        if not message_id or not raw_signatures:
+            raise SignatureError("the webhook-id and webhook-signature headers are required")
+        text, timestamp = _check_timestamp(headers.get("webhook-timestamp"), self._clock, self._tolerance)
+        signed = f"{message_id}.{text}.".encode() + body
+        expected = [_hmac(key, signed) for key in self._keys]
+        matched = False
+        for item in raw_signatures.split():
+            version, _, value = item.partition(",")
+            if version != "v1":
+                continue
+            try:
+                given = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                continue
+            matched |= _any_equal(given, expected)
+        if not matched:
+            raise SignatureError("no valid v1 signature for a configured secret")
+        key = "std:" + message_id
+        if not self._replays.check_and_remember(key, timestamp + self._tolerance):
+            raise SignatureError("this webhook-id was already delivered (replay)")
+        return key

@@ -1,0 +1,323 @@
+"""
+Tests for L{alertgateway.guards.ratelimit}: token buckets global, per
+endpoint and per client, refilled and pruned on a L{Clock}.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from alertgateway.guards.ratelimit import Decision, RateLimiter, TokenBucket
+
+
+def limiter(
+    clock: Clock,
+    *,
+    global_limit: int = 6000,
+    burst: int = 100,
+    endpoints: dict[str, int] | None = None,
+    per_client: int | None = None,
+    max_clients: int = 100_000,
+    prune_interval: float = 60.0,
+) -> RateLimiter:
+    return RateLimiter(
+        clock,
+        global_limit=global_limit,
+        burst=burst,
+        endpoint_limits=endpoints or {},
+        per_client_limit=per_client,
+        max_clients=max_clients,
+        prune_interval=prune_interval,
+    )
+
+
+class TokenBucketTests(SynchronousTestCase):
+    """
+    One L{TokenBucket}: full at first, refilled with time up to its
+    capacity.
+    """
+
+    def test_refill(self) -> None:
+        """
+        Tokens come back at the per-minute rate, never beyond the capacity,
+        and time going backwards adds none.
+        """
+        bucket = TokenBucket(60, 5, now=0.0)
+        self.assertEqual(bucket.tokens, 5)
+        self.assertTrue(bucket.full)
+        bucket.tokens = 0
+        bucket.refill(2.5)
+        self.assertEqual(bucket.tokens, 2.5)
+        self.assertFalse(bucket.full)
+        bucket.refill(1.0)
+        self.assertEqual(bucket.tokens, 2.5)
+        bucket.refill(100.0)
+        self.assertEqual(bucket.tokens, 5)
+        self.assertTrue(bucket.full)
+
+    def test_times(self) -> None:
+        """
+        The wait is until one whole token, the reset until the bucket is
+        full.
+        """
+        bucket = TokenBucket(120, 4, now=0.0)
+        self.assertEqual((bucket.wait_time(), bucket.reset_time()), (0.0, 0.0))
+        bucket.tokens = 0.5
+        self.assertEqual(bucket.wait_time(), 0.25)
+        self.assertEqual(bucket.reset_time(), 1.75)
+        bucket.tokens = 1.0
+        self.assertEqual(bucket.wait_time(), 0.0)
+
+
+class GlobalLimitTests(SynchronousTestCase):
+    """
+    The global bucket: C{burst} requests at once, then the per-minute rate.
+    """
+
+    def test_burst_then_refused(self) -> None:
+        """
+        A burst is allowed at once, counting down; the next request is
+        refused with the time until a token is back, and allowed once it
+        is.
+        """
+        clock = Clock()
+        limits = limiter(clock, global_limit=60, burst=3)
+        decisions = [limits.check("/a", "192.0.2.1") for _ in range(3)]
+        self.assertEqual(
+            decisions,
+            [
+                Decision(True, "global", 60, 60, 2, 0.0, 1.0),
+                Decision(True, "global", 60, 60, 1, 0.0, 2.0),
+                Decision(True, "global", 60, 60, 0, 0.0, 3.0),
+            ],
+        )
+        self.assertEqual(limits.check("/a", "192.0.2.1"), Decision(False, "global", 60, 60, 0, 1.0, 3.0))
+        clock.advance(0.5)
+        refused = limits.check("/b", "192.0.2.2")
+        self.assertFalse(refused.allowed)
+        self.assertEqual(refused.retry_after, 0.5)
+        clock.advance(0.5)
+        self.assertTrue(limits.check("/a", "192.0.2.1").allowed)
+        self.assertFalse(limits.check("/a", "192.0.2.1").allowed)
+
+    def test_refill_capped_by_burst(self) -> None:
+        """
+        However long the gateway was idle, no more than the burst is
+        allowed at once.
+        """
+        clock = Clock()
+        limits = limiter(clock, global_limit=60, burst=3)
+        clock.advance(3600)
+        self.assertEqual([limits.check("/a", "c").allowed for _ in range(4)], [True, True, True, False])
+
+    def test_rate(self) -> None:
+        """
+        Once the burst is used, requests are allowed at the per-minute
+        rate: 120 a minute is one each half second.
+        """
+        clock = Clock()
+        limits = limiter(clock, global_limit=120, burst=1)
+        allowed = 0
+        # Quarter seconds add up exactly in binary floating point.
+        for _ in range(240):
+            allowed += limits.check("/a", "c").allowed
+            clock.advance(0.25)
+        self.assertEqual(allowed, 120)
+
+
+class EndpointLimitTests(SynchronousTestCase):
+    def test_endpoint(self) -> None:
+        """
+        An endpoint with C{rate_limit} is refused on its own bucket (scope
+        endpoint, its own limit) while other endpoints carry on.
+        """
+        clock = Clock()
+        limits = limiter(clock, endpoints={"/a": 2})
+        self.assertTrue(limits.check("/a", "c").allowed)
+        self.assertTrue(limits.check("/a", "c").allowed)
+        refused = limits.check("/a", "c")
+        self.assertEqual((refused.allowed, refused.scope, refused.limit), (False, "endpoint", 2))
+        self.assertAlmostEqual(refused.retry_after, 30.0)
+        self.assertAlmostEqual(refused.reset, 60.0)
+        self.assertTrue(limits.check("/b", "c").allowed)
+
+    def test_burst_capped(self) -> None:
+        """
+        An endpoint's burst is its minute's worth, but never more than the
+        global burst.
+        """
+        clock = Clock()
+        limits = limiter(clock, burst=3, endpoints={"/a": 10})
+        self.assertEqual([limits.check("/a", "c").allowed for _ in range(4)], [True, True, True, False])
+        self.assertEqual(limits.check("/a", "c").scope, "endpoint")
+
+    def test_tightest_reported(self) -> None:
+        """
+        An allowed request reports the bucket with the fewest tokens left,
+        for the RateLimit headers.
+        """
+        clock = Clock()
+        limits = limiter(clock, endpoints={"/a": 10})
+        decision = limits.check("/a", "c")
+        self.assertEqual((decision.scope, decision.limit, decision.remaining), ("endpoint", 10, 9))
+        self.assertAlmostEqual(decision.reset, 6.0)
+        decision = limits.check("/b", "c")
+        self.assertEqual((decision.scope, decision.limit, decision.remaining), ("global", 6000, 98))
+
+    def test_longest_wait(self) -> None:
+        """
+        When several buckets are empty, the answer is the one with the
+        longest wait: retrying sooner would be refused again.
+        """
+        clock = Clock()
+        limits = limiter(clock, global_limit=60, burst=1, endpoints={"/a": 1})
+        limits.check("/a", "c")
+        refused = limits.check("/a", "c")
+        self.assertEqual((refused.scope, refused.retry_after), ("endpoint", 60.0))
+
+
+class IndependenceTests(SynchronousTestCase):
+    """
+    A request takes a token from every bucket that applies only when all
+    of them have one.
+    """
+
+    def test_endpoint_refusal_spares_global(self) -> None:
+        """
+        Requests refused by their endpoint's bucket do not use up the
+        global budget: another endpoint still gets all of what is left.
+        """
+        clock = Clock()
+        limits = limiter(clock, global_limit=60, burst=3, endpoints={"/a": 1})
+        self.assertTrue(limits.check("/a", "c").allowed)
+        for _ in range(5):
+            self.assertEqual(limits.check("/a", "c").scope, "endpoint")
+        self.assertEqual([limits.check("/b", "c").allowed for _ in range(3)], [True, True, False])
+
+    def test_global_refusal_spares_endpoint(self) -> None:
+        """
+        Requests refused by the global bucket do not use up their
+        endpoint's or client's budget.
+        """
+        clock = Clock()
+        limits = limiter(clock, global_limit=60, burst=2, endpoints={"/a": 2}, per_client=2)
+        self.assertTrue(limits.check("/b", "other").allowed)
+        self.assertTrue(limits.check("/b", "other").allowed)
+        for _ in range(5):
+            self.assertEqual(limits.check("/a", "c").scope, "global")
+        for _ in range(2):
+            clock.advance(1)
+            self.assertTrue(limits.check("/a", "c").allowed)
+
+    def test_client_refusal_spares_others(self) -> None:
+        """
+        A client over its own limit uses up neither the global nor its
+        endpoint's budget.
+        """
+        clock = Clock()
+        limits = limiter(clock, global_limit=60, burst=3, endpoints={"/a": 3}, per_client=1)
+        self.assertTrue(limits.check("/a", "noisy").allowed)
+        for _ in range(5):
+            self.assertEqual(limits.check("/a", "noisy").scope, "client")
+        self.assertTrue(limits.check("/a", "quiet-1").allowed)
+        self.assertTrue(limits.check("/a", "quiet-2").allowed)
+
+
+class ClientLimitTests(SynchronousTestCase):
+    def test_per_client(self) -> None:
+        """
+        With C{per_client_limit} each client address has its own bucket:
+        one client over it is refused (scope client) while another is not.
+        """
+        clock = Clock()
+        limits = limiter(clock, per_client=2)
+        self.assertTrue(limits.check("/a", "192.0.2.1").allowed)
+        self.assertTrue(limits.check("/b", "192.0.2.1").allowed)
+        refused = limits.check("/a", "192.0.2.1")
+        self.assertEqual((refused.allowed, refused.scope, refused.limit), (False, "client", 2))
+        self.assertAlmostEqual(refused.retry_after, 30.0)
+        self.assertTrue(limits.check("/a", "192.0.2.2").allowed)
+        self.assertEqual(limits.tracked_clients, 2)
+
+    def test_no_client_limit(self) -> None:
+        """
+        Without C{per_client_limit} no client is tracked.
+        """
+        limits = limiter(Clock())
+        for client in ("a", "b", "c"):
+            limits.check("/a", client)
+        self.assertEqual(limits.tracked_clients, 0)
+
+    def test_pruned(self) -> None:
+        """
+        Once started, the LoopingCall forgets the buckets of clients that
+        have refilled completely (idle ones) and keeps the others, until it
+        is stopped.
+        """
+        clock = Clock()
+        limits = limiter(clock, per_client=60, prune_interval=5.0)
+        limits.start()
+        limits.check("/a", "light")
+        for _ in range(20):
+            limits.check("/a", "heavy")
+        self.assertEqual(limits.tracked_clients, 2)
+        clock.advance(5)
+        self.assertEqual(limits.tracked_clients, 1)
+        clock.advance(15)
+        self.assertEqual(limits.tracked_clients, 0)
+        limits.check("/a", "light")
+        limits.stop()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        clock.advance(60)
+        self.assertEqual(limits.tracked_clients, 1)
+
+    def test_pruned_client_starts_full(self) -> None:
+        """
+        A pruned client had a full bucket, and gets a full one back: pruning
+        changes no decision.
+        """
+        clock = Clock()
+        limits = limiter(clock, burst=2, per_client=60)
+        limits.check("/a", "c")
+        clock.advance(60)
+        limits.prune()
+        self.assertEqual(limits.tracked_clients, 0)
+        self.assertEqual([limits.check("/a", "c").allowed for _ in range(3)], [True, True, False])
+
+    def test_max_clients(self) -> None:
+        """
+        Past C{max_clients} the least recently seen client is forgotten
+        (and starts again with a full bucket); the others keep theirs.
+        """
+        clock = Clock()
+        limits = limiter(clock, per_client=1, max_clients=2)
+        self.assertTrue(limits.check("/a", "a").allowed)
+        self.assertTrue(limits.check("/a", "b").allowed)
+        self.assertFalse(limits.check("/a", "a").allowed)
+        self.assertTrue(limits.check("/a", "c").allowed)
+        self.assertEqual(limits.tracked_clients, 2)
+        self.assertFalse(limits.check("/a", "a").allowed)
+        self.assertTrue(limits.check("/a", "b").allowed)
+        self.assertEqual(limits.tracked_clients, 2)
+
+
+class LifecycleTests(SynchronousTestCase):
+    def test_start_stop(self) -> None:
+        """
+        Starting schedules the pruning on the given clock at the configured
+        interval (not at once); stopping cancels it, and stopping again or
+        without starting does nothing.
+        """
+        clock = Clock()
+        limits = limiter(clock, prune_interval=7.0)
+        limits.stop()
+        limits.start()
+        (call,) = clock.getDelayedCalls()
+        self.assertEqual(call.getTime(), 7.0)
+        limits.stop()
+        limits.stop()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        limits.start()
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        limits.stop()
