@@ -13,6 +13,7 @@ A field's type annotation says how a value is read:
       (an C{int} is accepted where a C{float} is expected, never a C{bool});
     - C{tuple[X, ...]}: a YAML sequence of X;
     - C{dict[str, str]}: a YAML mapping of strings to strings;
+    - C{dict[str, X]} with X an attrs class: a mapping of names to X;
     - an attrs class: a nested mapping, read recursively;
     - C{X | None}: X, or null.
 
@@ -128,6 +129,19 @@ def _read(kind: Any, meta: Mapping[str, Any], value: Any, path: str, problems: l
             return None
         items = [_read(item_kind, {}, item, f"{path}[{i}]", problems) for i, item in enumerate(value)]
         return tuple(items)
+    if origin is dict and attrs.has(get_args(kind)[1]):
+        if not isinstance(value, Mapping):
+            problems.append(Problem(path, "must be a mapping"))
+            return None
+        entries = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                problems.append(Problem(_join(path, str(key)), "must be named by a string (quote the name)"))
+                continue
+            built = build(get_args(kind)[1], item, _join(path, key), problems)
+            if built is not None:
+                entries[key] = built
+        return entries
     if origin is dict:
         if not isinstance(value, Mapping):
             problems.append(Problem(path, "must be a mapping of strings"))

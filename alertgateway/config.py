@@ -431,6 +431,62 @@ class LoggingConfig:
 
 
 @attrs.frozen
+class DedupConfig:
+    """
+    Deduplication (BR-WH-008): one forward per alert episode.
+    """
+
+    enabled: bool = True
+    # A repeat within this time of the last sighting is a duplicate.
+    window: float = duration(300.0, _positive)
+    # Labels left out of the dedup key, e.g. replica labels of an HA pair.
+    ignore_labels: tuple[str, ...] = ()
+    max_tracked: int = attrs.field(default=100_000, metadata={"check": _positive})
+    # How often lapsed episodes are forgotten and storms flushed.
+    expire_interval: float = duration(5.0, _positive)
+
+
+@attrs.frozen
+class EnvironmentConfig:
+    """
+    An environment's namespaces and escalation rule; unset numbers take the
+    plan's values for production, staging and development.
+    """
+
+    namespaces: tuple[str, ...] = ()
+    level: str | None = None
+    total: int | None = attrs.field(default=None, metadata={"check": _positive})
+    within: int | None = attrs.field(default=None, metadata={"check": _positive})
+    window: float | None = attrs.field(default=None, metadata={"duration": True, "check": _positive})
+
+
+@attrs.frozen
+class EscalationConfig:
+    enabled: bool = True
+    environment_labels: tuple[str, ...] = ("environment", "env")
+    default_environment: str = "production"
+    environments: dict[str, EnvironmentConfig] = attrs.field(factory=dict, hash=False)
+
+
+@attrs.frozen
+class CorrelationConfig:
+    group_by: tuple[str, ...] = ("alertname", "namespace")
+    use_sender_group: bool = False
+
+
+@attrs.frozen
+class StormConfig:
+    enabled: bool = True
+    # More than this many distinct new fingerprints of one group within the
+    # window make a storm.
+    threshold: int = attrs.field(default=10, metadata={"check": _positive})
+    window: float = duration(60.0, _positive)
+    flush_interval: float = duration(30.0, _positive)
+    quiet_period: float = duration(300.0, _positive)
+    max_members_listed: int = attrs.field(default=100, metadata={"check": _positive})
+
+
+@attrs.frozen
 class GatewayConfig:
     """
     The whole configuration; every section has defaults.
@@ -444,6 +500,10 @@ class GatewayConfig:
     alert_processor: AlertProcessorConfig = attrs.field(factory=AlertProcessorConfig)
     queue: QueueConfig = attrs.field(factory=QueueConfig)
     limits: LimitsConfig = attrs.field(factory=LimitsConfig)
+    dedup: DedupConfig = attrs.field(factory=DedupConfig)
+    escalation: EscalationConfig = attrs.field(factory=EscalationConfig)
+    correlation: CorrelationConfig = attrs.field(factory=CorrelationConfig)
+    storm: StormConfig = attrs.field(factory=StormConfig)
     metrics: MetricsConfig = attrs.field(factory=MetricsConfig)
     logging: LoggingConfig = attrs.field(factory=LoggingConfig)
 

@@ -72,6 +72,26 @@ class GatewayMetrics:
             registry=r,
         )
         self.tls_reloads = Counter("gateway_tls_reloads", "TLS certificate reloads after a rotation", registry=r)
+        self.alerts_deduplicated = Counter(
+            "gateway_alerts_deduplicated",
+            "Alerts recognised as duplicates and not forwarded, by source",
+            ["source"],
+            registry=r,
+        )
+        self.dedup_tracked = Gauge("gateway_dedup_tracked", "Dedup episodes tracked in memory", registry=r)
+        self.dedup_evictions = Counter(
+            "gateway_dedup_evictions", "Dedup episodes dropped to respect dedup.max_tracked", registry=r
+        )
+        self.escalations = Counter(
+            "gateway_escalations",
+            "Escalations forwarded for repeat offenders, by environment and level",
+            ["environment", "level"],
+            registry=r,
+        )
+        self.storms_active = Gauge("gateway_storms_active", "Correlation groups currently in a storm", registry=r)
+        self.storm_alerts_aggregated = Counter(
+            "gateway_storm_alerts_aggregated", "New alerts folded into a storm instead of forwarded alone", registry=r
+        )
         self.queue_depth = Gauge("gateway_queue_depth", "Alerts accepted and not yet delivered", registry=r)
         self.ready = Gauge("gateway_ready", "1 while the gateway accepts webhooks, 0 otherwise", registry=r)
 

@@ -29,6 +29,8 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
 
 from alertgateway.config import EndpointConfig, GatewayConfig
+from alertgateway.decide.engine import Decider, settings_from_config, storms_from_config
+from alertgateway.decide.episodes import MemoryEpisodes
 from alertgateway.delivery.forwarder import Forwarder
 from alertgateway.delivery.queue import MemoryQueue
 from alertgateway.delivery.sinks import BytesProducer, FileSink, HTTPSink, Sink
@@ -36,6 +38,7 @@ from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import make_authenticator
 from alertgateway.guards.ratelimit import RateLimiter
 from alertgateway.guards.signatures import ReplayCache
+from alertgateway.intake import Intake
 from alertgateway.logs import make_observer
 from alertgateway.metrics import GatewayMetrics
 from alertgateway.sources import PARSERS
@@ -43,6 +46,7 @@ from alertgateway.tls import ReloadingServerTLS, TLSFilesError
 from alertgateway.web.health import HealthResource, LiveResource, Readiness, ReadyResource
 from alertgateway.web.resources import Branch, MetricsResource, mount
 from alertgateway.web.site import GatewaySite
+from alertgateway.web.status import AlertsResource
 from alertgateway.web.webhook import Guards, WebhookResource
 
 __all__ = ["GatewayService"]
@@ -74,6 +78,11 @@ class GatewayService(Service):
             max_in_flight=config.alert_processor.max_in_flight,
             max_retries=config.alert_processor.max_retries,
         )
+        self.decider = Decider(
+            reactor, MemoryEpisodes(config.dedup.max_tracked), settings_from_config(config), storms_from_config(config)
+        )
+        self.intake = Intake(self.decider, self.forwarder.submit, self.forwarder.room, self.metrics)
+        self.forwarder.on_outcome = self.intake.delivered
         self.replays = ReplayCache(reactor, ttl=_replay_window(config))
         self.limiter = _make_limiter(config, reactor)
         self.address_filters: list[AddressFilter] = []
@@ -143,6 +152,7 @@ class GatewayService(Service):
             limits=config.limits,
             forward_headers=config.webhook.forward_headers,
             add_headers=endpoint.add_headers,
+            replays=self.replays,
         )
 
     def _add_health(self, root: Resource) -> None:
@@ -161,7 +171,7 @@ class GatewayService(Service):
                 endpoint,
                 parser=PARSERS[endpoint.source or ""],
                 guards=self._guards_for(endpoint, addresses, clients),
-                submit=self.forwarder.submit,
+                intake=self.intake,
                 readiness=self.readiness,
                 metrics=self.metrics,
                 clock=self._reactor,
@@ -169,6 +179,14 @@ class GatewayService(Service):
             for path in endpoint.served_paths():
                 mount(root, path, resource)
         self._add_health(root)
+        # Authenticated like the webhooks: with webhook.auth, unless no
+        # webhook endpoint asks for authentication at all.
+        status_auth = (
+            make_authenticator(config.webhook.auth, clock=self._reactor, replays=self.replays)
+            if any(e.auth_required for e in config.webhook.endpoints)
+            else None
+        )
+        mount(root, "/v1/alerts", AlertsResource(self.decider.episodes, status_auth))
         if config.metrics_on_webhook_port():
             mount(root, config.metrics.path, MetricsResource(self.metrics, config.metrics.path))
         self.metrics.declare_endpoints(e.path for e in config.webhook.endpoints)
@@ -197,6 +215,7 @@ class GatewayService(Service):
             return
         self.forwarder.start()
         self.replays.start()
+        self._timers.append(self._every(self.config.dedup.expire_interval, self.intake.tick, now=False))
         if self.limiter is not None:
             self.limiter.start()
         if any(f.hostnames for f in self.address_filters):

@@ -77,6 +77,7 @@ class Forwarder:
         max_in_flight: int,
         max_retries: int,
         backoff: Backoff | None = None,
+        on_outcome: Callable[[Envelope, str], None] = lambda envelope, outcome: None,
     ) -> None:
         self.queue = queue
         self.sink = sink
@@ -85,6 +86,9 @@ class Forwarder:
         self._max_in_flight = max_in_flight
         self._max_retries = max_retries
         self._backoff = backoff or Backoff()
+        # Told how each envelope ended (delivered, rejected, failed), so the
+        # alert status API can say it.
+        self.on_outcome = on_outcome
         self._workers: list[Deferred[None]] = []
         # Set when the workers are told to stop: a worker that is running
         # (not waiting) when it is cancelled cannot be interrupted, so it
@@ -100,6 +104,12 @@ class Forwarder:
         d = self.queue.put(envelopes)
         self._metrics.queue_depth.set(len(self.queue))
         return d
+
+    def room(self) -> int:
+        """
+        How many more envelopes the queue takes now.
+        """
+        return self.queue.max_items - len(self.queue)
 
     def start(self) -> None:
         self._stopping = False
@@ -130,9 +140,10 @@ class Forwarder:
                     raise CancelledError() from e
                 if attempt >= self._max_retries:
                     self._metrics.alerts_forwarded.labels(outcome="failed").inc()
+                    self.on_outcome(envelope, "failed")
                     self.log.error(
-                        "Giving up on alert {fingerprint} after {attempts} attempts: {reason}",
-                        fingerprint=envelope.alert.fingerprint,
+                        "Giving up on alert {key} after {attempts} attempts: {reason}",
+                        key=envelope.key,
                         attempts=attempt + 1,
                         reason=str(e),
                         requestId=envelope.request_id,
@@ -142,8 +153,8 @@ class Forwarder:
                 attempt += 1
                 self._metrics.forward_retries.inc()
                 self.log.warn(
-                    "Delivery of {fingerprint} failed ({reason}); retry {attempt} in {delay:.2f}s",
-                    fingerprint=envelope.alert.fingerprint,
+                    "Delivery of {key} failed ({reason}); retry {attempt} in {delay:.2f}s",
+                    key=envelope.key,
                     reason=str(e),
                     attempt=attempt,
                     delay=delay,
@@ -153,9 +164,10 @@ class Forwarder:
             except Rejected as e:
                 self._metrics.forward_duration.observe(self._clock.seconds() - started)
                 self._metrics.alerts_forwarded.labels(outcome="rejected").inc()
+                self.on_outcome(envelope, "rejected")
                 self.log.error(
-                    "Alert Processor rejected alert {fingerprint}: {reason}",
-                    fingerprint=envelope.alert.fingerprint,
+                    "Alert Processor rejected alert {key}: {reason}",
+                    key=envelope.key,
                     reason=str(e),
                     requestId=envelope.request_id,
                 )
@@ -163,6 +175,7 @@ class Forwarder:
             else:
                 self._metrics.forward_duration.observe(self._clock.seconds() - started)
                 self._metrics.alerts_forwarded.labels(outcome="delivered").inc()
+                self.on_outcome(envelope, "delivered")
                 return
 
     def stop(self, grace: float) -> Deferred[None]:

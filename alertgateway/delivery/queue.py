@@ -12,7 +12,8 @@ This is the in-memory queue; a durable one offers the same methods.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
@@ -25,17 +26,26 @@ __all__ = ["Envelope", "MemoryQueue", "QueueFull"]
 @attrs.frozen
 class Envelope:
     """
-    An alert on its way to the processor, with the request that brought it.
+    One thing on its way to the processor (an alert, an escalation, a storm
+    event), with the request that brought it.
+
+    @ivar key: Envelopes of one key are delivered in order, one at a time:
+        an alert's fingerprint, or C{storm:<groupId>}.
+    @ivar body: The JSON object to send.
+    @ivar idempotency_key: The same for every delivery of this thing.
+    @ivar headers: Headers to send with it (webhook.forward_headers,
+        add_headers).
     """
 
-    alert: Alert
+    key: str
+    body: Mapping[str, Any]
+    idempotency_key: str
     request_id: str
-    # Headers to send with the alert (webhook.forward_headers, add_headers).
     headers: tuple[tuple[str, str], ...] = ()
 
-    @property
-    def key(self) -> str:
-        return self.alert.fingerprint
+    @classmethod
+    def for_alert(cls, alert: Alert, request_id: str, headers: tuple[tuple[str, str], ...] = ()) -> Envelope:
+        return cls(alert.fingerprint, alert.to_json(), alert.idempotency_key, request_id, headers)
 
 
 class QueueFull(Exception):

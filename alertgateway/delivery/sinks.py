@@ -200,7 +200,7 @@ def outgoing_headers(envelope: Envelope) -> dict[bytes | str, list[bytes | str]]
     headers: dict[bytes | str, list[bytes | str]] = {name: [value] for name, value in chosen.values()}
     headers["Content-Type"] = ["application/json"]
     headers["X-Request-ID"] = [envelope.request_id]
-    headers["Idempotency-Key"] = [envelope.alert.idempotency_key]
+    headers["Idempotency-Key"] = [envelope.idempotency_key]
     return headers
 
 
@@ -219,7 +219,7 @@ class HTTPSink:
         return ensureDeferred(self._deliver(envelope))
 
     async def _deliver(self, envelope: Envelope) -> None:
-        body = json.dumps(envelope.alert.to_json(), separators=(",", ":")).encode("utf-8")
+        body = json.dumps(envelope.body, separators=(",", ":")).encode("utf-8")
         headers = outgoing_headers(envelope)
         # The timeout covers the whole attempt and runs on our clock (treq's
         # own would schedule on the global reactor).  Any other cancellation
@@ -273,9 +273,9 @@ class FileSink:
 
     def deliver(self, envelope: Envelope) -> Deferred[None]:
         record = {
-            **envelope.alert.to_json(),
+            **envelope.body,
             "requestId": envelope.request_id,
-            "idempotencyKey": envelope.alert.idempotency_key,
+            "idempotencyKey": envelope.idempotency_key,
         }
         if envelope.headers:
             record["headers"] = dict(envelope.headers)

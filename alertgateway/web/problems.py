@@ -19,6 +19,7 @@ __all__ = [
     "forbidden",
     "internal_error",
     "invalid_payload",
+    "invalid_query",
     "malformed_body",
     "method_not_allowed",
     "not_found",
@@ -194,6 +195,16 @@ def malformed_body(detail: str) -> Problem:
 
 def invalid_payload(detail: str, errors: Iterable[Mapping[str, str]]) -> Problem:
     return Problem(400, "invalid-payload", "Invalid Payload", detail, errors=errors)
+
+
+def invalid_query(parameter: str, message: str) -> Problem:
+    return Problem(
+        400,
+        "invalid-query",
+        "Invalid Query",
+        f"Query parameter {parameter!r} {message}.",
+        extensions={"parameter": parameter},
+    )
 
 
 def queue_full(retry_after: int) -> Problem:

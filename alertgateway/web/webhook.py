@@ -15,21 +15,22 @@ address, and is counted in C{gateway_security_rejections_total}.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from alertgateway.config import EndpointConfig, LimitsConfig
-from alertgateway.delivery.queue import Envelope, QueueFull
+from alertgateway.decide.engine import Verdict
+from alertgateway.delivery.queue import QueueFull
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import Authenticator
 from alertgateway.guards.ratelimit import Decision, RateLimiter
 from alertgateway.guards.signatures import ReplayCache
+from alertgateway.intake import Intake
 from alertgateway.metrics import GatewayMetrics
 from alertgateway.model import Alert
 from alertgateway.sources import Parser, PayloadError, Rejection
@@ -101,7 +102,7 @@ class WebhookResource(HandlerResource):
         *,
         parser: Parser,
         guards: Guards,
-        submit: Callable[[list[Envelope]], Deferred[None]],
+        intake: Intake,
         readiness: Readiness,
         metrics: GatewayMetrics,
         clock: IReactorTime,
@@ -111,7 +112,7 @@ class WebhookResource(HandlerResource):
         self.source = endpoint.source or ""
         self._parser = parser
         self._guards = guards
-        self._submit = submit
+        self._intake = intake
         self._readiness = readiness
         self._metrics = metrics
         self._clock = clock
@@ -166,10 +167,10 @@ class WebhookResource(HandlerResource):
             )
         forwarded = self._forwarded_headers(headers)
         try:
-            await self._submit([Envelope(alert, request.request_id, forwarded) for alert in accepted])
+            verdicts = await self._intake.accept(accepted, request.request_id, forwarded)
         except QueueFull:
             raise problems.queue_full(_QUEUE_FULL_RETRY_AFTER) from None
-        return self._answer(request.request_id, result.outcomes)
+        return self._answer(request.request_id, result.outcomes, verdicts)
 
     def _admit(self, request: GatewayRequest, client: str, headers: Mapping[str, str]) -> dict[str, str]:
         """
@@ -239,18 +240,12 @@ class WebhookResource(HandlerResource):
         return tuple(copied) + tuple(self._guards.add_headers.items())
 
     @staticmethod
-    def _answer(request_id: str, outcomes: tuple[Alert | Rejection, ...]) -> Response:
+    def _answer(request_id: str, outcomes: tuple[Alert | Rejection, ...], verdicts: Sequence[Verdict]) -> Response:
         results: list[dict[str, Any]] = []
+        decided = iter(verdicts)
         for index, outcome in enumerate(outcomes):
             if isinstance(outcome, Alert):
-                results.append(
-                    {
-                        "index": index,
-                        "fingerprint": outcome.fingerprint,
-                        "status": "accepted",
-                        "alertStatus": outcome.status,
-                    }
-                )
+                results.append({"index": index, **next(decided).to_json()})
             else:
                 results.append(
                     {"index": index, "status": "rejected", "errors": [err.to_json() for err in outcome.errors]}

@@ -33,8 +33,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from alertgateway.config import EndpointConfig, GatewayConfig, parse_config
+from alertgateway.decide.engine import Decider, DeciderSettings
+from alertgateway.decide.episodes import MemoryEpisodes
 from alertgateway.delivery.queue import Envelope
 from alertgateway.guards.auth import BearerAuthenticator
+from alertgateway.intake import Intake
 from alertgateway.metrics import GatewayMetrics
 from alertgateway.service import GatewayService
 from alertgateway.sources import PARSERS, Parser
@@ -255,6 +258,17 @@ class Connection:
         return bool(self.transport.disconnecting or getattr(self.transport, "disconnected", False))
 
 
+def pass_through_intake(
+    submit: Callable[[list[Envelope]], Deferred[None]], clock: Clock, metrics: GatewayMetrics
+) -> Intake:
+    """
+    An intake that forwards every alert (no deduplication, escalation or
+    storms), for tests of the HTTP layer; the deciders have their own.
+    """
+    decider = Decider(clock, MemoryEpisodes(10_000), DeciderSettings(dedup=False, escalate=False))
+    return Intake(decider, submit, lambda: 1_000_000, metrics)
+
+
 def webhook_site(
     *,
     parser: Parser = PARSERS["alertmanager"],
@@ -277,7 +291,7 @@ def webhook_site(
         EndpointConfig(path="/webhook/prometheus", source="alertmanager"),
         parser=parser,
         guards=guards if guards is not None else Guards(authenticator=BearerAuthenticator([TOKEN])),
-        submit=submit,
+        intake=pass_through_intake(submit, clock, metrics),
         readiness=readiness if readiness is not None else Readiness(),
         metrics=metrics,
         clock=clock,
@@ -402,7 +416,7 @@ class Edge:
                 EndpointConfig(path=path, source="alertmanager"),
                 parser=parser,
                 guards=endpoint_guards,
-                submit=submit if submit is not None else self._submit,
+                intake=pass_through_intake(submit if submit is not None else self._submit, clock, self.metrics),
                 readiness=self.readiness,
                 metrics=self.metrics,
                 clock=clock,

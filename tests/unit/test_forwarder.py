@@ -234,7 +234,7 @@ class ForwarderTests(SynchronousTestCase):
         forwarder.start()
         forwarder.submit([envelope("A"), envelope("B")])
         clock.pump([0.25, 0.5])
-        self.assertEqual([e.alert.labels["alertname"] for e in calls], ["A", "A", "A", "B"])
+        self.assertEqual([e.body["labels"]["alertname"] for e in calls], ["A", "A", "A", "B"])
         self.assertEqual(
             metrics.registry.get_sample_value("gateway_alerts_forwarded_total", {"outcome": "delivered"}), 2.0
         )

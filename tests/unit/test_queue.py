@@ -4,6 +4,7 @@ The in-memory delivery queue.
 
 from __future__ import annotations
 
+import attrs
 from twisted.internet.defer import CancelledError
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -24,7 +25,7 @@ def envelope(name: str, status: str = "firing", request_id: str = "r") -> Envelo
         generator_url="",
         received_at="2026-11-26T03:50:00.000Z",
     )
-    return Envelope(alert, request_id)
+    return Envelope.for_alert(alert, request_id)
 
 
 class MemoryQueueTests(SynchronousTestCase):
@@ -46,7 +47,7 @@ class MemoryQueueTests(SynchronousTestCase):
         whatever headers came with them.
         """
         plain = envelope("A")
-        with_headers = Envelope(plain.alert, "r2", (("X-Env", "prod"),))
+        with_headers = attrs.evolve(plain, request_id="r2", headers=(("X-Env", "prod"),))
         self.assertEqual(plain.headers, ())
         self.assertEqual(with_headers.headers, (("X-Env", "prod"),))
         self.assertEqual(plain.key, with_headers.key)

@@ -61,8 +61,8 @@ class HTTPSinkTests(SynchronousTestCase):
         self.assertEqual((received.method, received.path), ("POST", "/api/v1/alerts"))
         self.assertEqual(received.header("content-type"), "application/json")
         self.assertEqual(received.header("x-request-id"), "req-7")
-        self.assertEqual(received.header("idempotency-key"), e.alert.idempotency_key)
-        self.assertEqual(json.loads(received.body), e.alert.to_json())
+        self.assertEqual(received.header("idempotency-key"), e.idempotency_key)
+        self.assertEqual(json.loads(received.body), dict(e.body))
 
     def test_envelope_headers(self) -> None:
         """
@@ -98,13 +98,13 @@ class HTTPSinkTests(SynchronousTestCase):
         self.successResultOf(sink.deliver(e))
         [received] = processor.received
         self.assertEqual(received.headers["x-request-id"], ["req-9"])
-        self.assertEqual(received.headers["idempotency-key"], [e.alert.idempotency_key])
+        self.assertEqual(received.headers["idempotency-key"], [e.idempotency_key])
         self.assertEqual(received.headers["content-type"], ["application/json"])
         self.assertEqual(received.headers["content-length"], [str(len(received.body))])
         self.assertEqual(received.headers["host"], ["processor.test:8081"])
         self.assertNotIn("upgrade", received.headers)
         self.assertNotIn("transfer-encoding", received.headers)
-        self.assertEqual(json.loads(received.body), e.alert.to_json())
+        self.assertEqual(json.loads(received.body), dict(e.body))
 
     def test_2xx(self) -> None:
         """
@@ -268,7 +268,7 @@ class OutgoingHeadersTests(SynchronousTestCase):
                 "X-Env": ["prod"],
                 "Content-Type": ["application/json"],
                 "X-Request-ID": ["r1"],
-                "Idempotency-Key": [e.alert.idempotency_key],
+                "Idempotency-Key": [e.idempotency_key],
             },
         )
 
@@ -340,7 +340,7 @@ class FileSinkTests(SynchronousTestCase):
         records = [json.loads(line) for line in lines]
         self.assertEqual(len(records), 3)
         self.assertEqual(
-            records[0], {**a.alert.to_json(), "requestId": "r1", "idempotencyKey": a.alert.idempotency_key}
+            records[0], {**a.body, "requestId": "r1", "idempotencyKey": a.idempotency_key}
         )
         self.assertEqual(records[1]["status"], "resolved")
         self.assertEqual(records[2]["requestId"], "r1")

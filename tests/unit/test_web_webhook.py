@@ -84,10 +84,10 @@ class AcceptedTests(SynchronousTestCase):
         self.assertEqual(answer["requestId"], response.header("x-request-id"))
         self.assertEqual(
             [(a["fingerprint"], a["status"], a["alertStatus"]) for a in answer["alerts"]],
-            [("704fae8241e05a07", "accepted", "firing"), ("995194533ae82003", "accepted", "firing")],
+            [("704fae8241e05a07", "new", "firing"), ("995194533ae82003", "new", "firing")],
         )
         queued = self.queued()
-        self.assertEqual([e.alert.fingerprint for e in queued], ["704fae8241e05a07", "995194533ae82003"])
+        self.assertEqual([e.key for e in queued], ["704fae8241e05a07", "995194533ae82003"])
         self.assertEqual({e.request_id for e in queued}, {answer["requestId"]})
 
     def test_grafana_unified_and_legacy(self) -> None:
@@ -147,12 +147,12 @@ class AcceptedTests(SynchronousTestCase):
         answer = response.json()
         self.assertEqual(answer["status"], "partial")
         self.assertEqual((answer["accepted"], answer["rejected"]), (2, 1))
-        self.assertEqual([a["status"] for a in answer["alerts"]], ["accepted", "rejected", "accepted"])
+        self.assertEqual([a["status"] for a in answer["alerts"]], ["new", "rejected", "new"])
         self.assertEqual([a["index"] for a in answer["alerts"]], [0, 1, 2])
         self.assertEqual(
             answer["alerts"][1]["errors"], [{"pointer": "/alerts/1/labels", "message": "must not be empty"}]
         )
-        self.assertEqual([e.alert.labels["alertname"] for e in self.queued()], ["A", "C"])
+        self.assertEqual([e.body["labels"]["alertname"] for e in self.queued()], ["A", "C"])
 
     def test_sane_request_id_forwarded(self) -> None:
         """

@@ -1,0 +1,118 @@
+"""
+The deduplication state: one episode per dedup key, bounded and expiring.
+
+An episode starts with a firing (or an unknown resolved) alert and lasts
+while sightings keep coming within the window; a resolved alert closes it
+but it is remembered until the window lapses, so a repeated resolved is
+still a duplicate.  L{MemoryEpisodes} is the in-memory store: least
+recently seen first out when C{max_tracked} is reached.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from typing import Protocol
+
+import attrs
+
+__all__ = ["Episode", "EpisodeStore", "MemoryEpisodes"]
+
+
+@attrs.define
+class Episode:
+    """
+    What the gateway knows of one dedup key.
+
+    @ivar duplicates: Sightings after the first, in this episode.
+    @ivar recent: Times of recent duplicates, for rules "N within W".
+    @ivar escalation: The escalation level, once escalated in this episode.
+    """
+
+    key: str
+    fingerprint: str
+    status: str
+    first_seen: float
+    last_seen: float
+    group_id: str
+    environment: str
+    source: str
+    duplicates: int = 0
+    recent: deque[float] = attrs.field(factory=deque)
+    escalation: str | None = None
+    storm_id: str | None = None
+    delivery: str = "queued"
+
+
+class EpisodeStore(Protocol):
+    """
+    Where episodes live: memory here, shared storage for replicas later.
+    """
+
+    def get(self, key: str) -> Episode | None: ...
+
+    def put(self, episode: Episode) -> None: ...
+
+    def expire(self, older_than: float) -> int: ...
+
+    def by_fingerprint(self, fingerprint: str) -> Episode | None: ...
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Episode]: ...
+
+
+class MemoryEpisodes:
+    """
+    Episodes in memory, ordered by last sighting.
+
+    @ivar evictions: Episodes dropped to respect C{max_tracked}.
+    """
+
+    def __init__(self, max_tracked: int) -> None:
+        self.max_tracked = max_tracked
+        self._episodes: OrderedDict[str, Episode] = OrderedDict()
+        self._by_fingerprint: dict[str, str] = {}
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._episodes)
+
+    def __iter__(self) -> Iterator[Episode]:
+        return iter(list(self._episodes.values()))
+
+    def get(self, key: str) -> Episode | None:
+        return self._episodes.get(key)
+
+    def by_fingerprint(self, fingerprint: str) -> Episode | None:
+        key = self._by_fingerprint.get(fingerprint)
+        return self._episodes.get(key) if key is not None else None
+
+    def put(self, episode: Episode) -> None:
+        self._episodes[episode.key] = episode
+        self._episodes.move_to_end(episode.key)
+        self._by_fingerprint[episode.fingerprint] = episode.key
+        while len(self._episodes) > self.max_tracked:
+            _, evicted = self._episodes.popitem(last=False)
+            self._forget(evicted)
+            self.evictions += 1
+
+    def _forget(self, episode: Episode) -> None:
+        if self._by_fingerprint.get(episode.fingerprint) == episode.key:
+            del self._by_fingerprint[episode.fingerprint]
+
+    def expire(self, older_than: float) -> int:
+        """
+        Forget episodes last seen before C{older_than}.
+
+        @return: How many were forgotten.
+        """
+        expired = 0
+        while self._episodes:
+            key, episode = next(iter(self._episodes.items()))
+            if episode.last_seen >= older_than:
+                break
+            del self._episodes[key]
+            self._forget(episode)
+            expired += 1
+        return expired

@@ -1,0 +1,64 @@
+"""
+The keys an alert is decided by: its dedup key, its correlation group and
+its environment.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+
+from alertgateway.model import Alert, fingerprint
+
+__all__ = ["dedup_key", "environment_of", "group_id"]
+
+
+def dedup_key(alert: Alert, ignore_labels: Iterable[str]) -> str:
+    """
+    The fingerprint, or, when some labels are to be ignored (the C{replica}
+    label an HA Prometheus pair adds), the same hash over the others.
+    """
+    ignored = set(ignore_labels)
+    if not ignored.intersection(alert.labels):
+        return alert.fingerprint
+    return fingerprint({k: v for k, v in alert.labels.items() if k not in ignored})
+
+
+def group_id(alert: Alert, group_by: Sequence[str], use_sender_group: bool) -> str:
+    """
+    A stable id for the alert's correlation group: the sender's C{groupKey}
+    when asked for and present, else the values of the C{group_by} labels.
+    """
+    group = alert.extras.get("group")
+    if use_sender_group and isinstance(group, Mapping) and isinstance(group.get("groupKey"), str):
+        seed = "sender\x00" + group["groupKey"]
+    else:
+        seed = "labels\x00" + "\x00".join(f"{name}={alert.labels.get(name, '')}" for name in group_by)
+    return hashlib.sha256(seed.encode("utf-8")).hexdigest()[:16]
+
+
+def group_labels(alert: Alert, group_by: Sequence[str]) -> dict[str, str]:
+    return {name: alert.labels[name] for name in group_by if name in alert.labels}
+
+
+def environment_of(
+    alert: Alert,
+    labels: Sequence[str],
+    namespaces: Mapping[str, Sequence[str]],
+    default: str,
+) -> str:
+    """
+    The first present label of C{labels}; else the environment whose
+    namespace patterns match the alert's C{namespace}; else C{default}.
+    """
+    for name in labels:
+        value = alert.labels.get(name)
+        if value:
+            return value.lower()
+    namespace = alert.labels.get("namespace")
+    if namespace:
+        for environment, patterns in namespaces.items():
+            if any(fnmatch.fnmatchcase(namespace, pattern) for pattern in patterns):
+                return environment
+    return default

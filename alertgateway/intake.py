@@ -1,0 +1,107 @@
+"""
+From accepted alerts to queued envelopes: decide, then queue.
+
+Deciding changes the deduplication state, so it happens only once the queue
+is known to have room for everything the batch can produce (each alert
+yields at most one envelope: itself, its escalation, its resolution or the
+storm it starts).  A batch that does not fit is refused whole with nothing
+decided, and the sender's retry finds the state unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from alertgateway.decide.engine import AGGREGATED, DUPLICATE, ESCALATED, Decider, Outgoing, Verdict
+from alertgateway.delivery.queue import Envelope, QueueFull
+from alertgateway.metrics import GatewayMetrics
+from alertgateway.model import Alert
+
+__all__ = ["Intake"]
+
+_log = Logger()
+
+
+class Intake:
+    """
+    Decide on accepted alerts and queue what is to be forwarded.
+
+    @param submit: Queues envelopes (L{alertgateway.delivery.forwarder.Forwarder.submit}).
+    @param room: How many more envelopes the queue can take now.
+    """
+
+    def __init__(
+        self,
+        decider: Decider,
+        submit: Callable[[list[Envelope]], Deferred[None]],
+        room: Callable[[], int],
+        metrics: GatewayMetrics,
+    ) -> None:
+        self.decider = decider
+        self._submit = submit
+        self._room = room
+        self._metrics = metrics
+        self._pending: list[Outgoing] = []
+        self._evictions_counted = 0
+
+    def accept(
+        self, alerts: Sequence[Alert], request_id: str, headers: tuple[tuple[str, str], ...] = ()
+    ) -> Deferred[list[Verdict]]:
+        """
+        Decide on C{alerts} and queue their envelopes.
+
+        @raise QueueFull: Before deciding anything, if they might not fit.
+        """
+        if self._room() < len(alerts):
+            raise QueueFull(f"no room for {len(alerts)} alerts")
+        verdicts, outgoing = self.decider.decide(alerts)
+        self._count(verdicts)
+        envelopes = [Envelope(o.key, o.body, o.idempotency_key, request_id, headers) for o in outgoing]
+        return self._submit(envelopes).addCallback(lambda _: verdicts)
+
+    def _count(self, verdicts: Sequence[Verdict]) -> None:
+        metrics = self._metrics
+        for verdict in verdicts:
+            if verdict.result == DUPLICATE:
+                metrics.alerts_deduplicated.labels(source=verdict.alert.source).inc()
+            elif verdict.result == ESCALATED:
+                metrics.escalations.labels(environment=verdict.environment, level=verdict.escalation or "").inc()
+            elif verdict.result == AGGREGATED:
+                metrics.storm_alerts_aggregated.inc()
+        self._gauges()
+
+    def _gauges(self) -> None:
+        self._metrics.dedup_tracked.set(len(self.decider.episodes))
+        evictions = getattr(self.decider.episodes, "evictions", 0)
+        if evictions > self._evictions_counted:
+            self._metrics.dedup_evictions.inc(evictions - self._evictions_counted)
+            self._evictions_counted = evictions
+        storms = self.decider.storms
+        self._metrics.storms_active.set(len(storms.storms) if storms is not None else 0)
+
+    def delivered(self, envelope: Envelope, outcome: str) -> None:
+        """
+        Record how the delivery of an alert ended, for the status API.
+        """
+        episode = self.decider.episodes.by_fingerprint(envelope.key)
+        if episode is not None:
+            episode.delivery = outcome
+
+    def tick(self) -> None:
+        """
+        Periodic work: expire episodes, flush storm updates and queue them
+        (holding them for the next tick while the queue is full).
+        """
+        self._pending.extend(self.decider.tick())
+        self._gauges()
+        if not self._pending:
+            return
+        room = self._room()
+        ready, self._pending = self._pending[:room], self._pending[room:]
+        if self._pending:
+            _log.warn("Queue full: {count} storm events wait for the next tick", count=len(self._pending))
+        if ready:
+            self._submit([Envelope(o.key, o.body, o.idempotency_key, "storm") for o in ready])
