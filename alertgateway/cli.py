@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import sys
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -67,7 +68,14 @@ def sample_payload(source: str, now: datetime | None = None) -> dict[str, Any]:
     started = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     alert = {
         "status": "firing",
-        "labels": {"alertname": "AlertGatewayTest", "severity": "info", "namespace": "alertgateway"},
+        # A label of its own per run: with deduplication, a second test
+        # within the window would otherwise be a duplicate and go nowhere.
+        "labels": {
+            "alertname": "AlertGatewayTest",
+            "severity": "info",
+            "namespace": "alertgateway",
+            "test_id": uuid.uuid4().hex[:12],
+        },
         "annotations": {"summary": "Test alert sent by alertgateway send-test"},
         "startsAt": started,
         "endsAt": "0001-01-01T00:00:00Z",

@@ -460,12 +460,24 @@ class EnvironmentConfig:
     window: float | None = attrs.field(default=None, metadata={"duration": True, "check": _positive})
 
 
+def _distinct_environments(environments: Mapping[str, EnvironmentConfig]) -> str | None:
+    # Environment labels are read in lower case, so names are compared so.
+    seen: dict[str, str] = {}
+    for name in environments:
+        if name.lower() in seen:
+            return f"{seen[name.lower()]!r} and {name!r} are the same environment (names ignore case)"
+        seen[name.lower()] = name
+    return None
+
+
 @attrs.frozen
 class EscalationConfig:
     enabled: bool = True
     environment_labels: tuple[str, ...] = ("environment", "env")
     default_environment: str = "production"
-    environments: dict[str, EnvironmentConfig] = attrs.field(factory=dict, hash=False)
+    environments: dict[str, EnvironmentConfig] = attrs.field(
+        factory=dict, hash=False, metadata={"check": _distinct_environments}
+    )
 
 
 @attrs.frozen
@@ -552,6 +564,9 @@ def _escape(value: str) -> str:
 
 # Served by the gateway itself on the webhook listener.
 _RESERVED_PATHS = ("/health", "/health/live", "/health/ready")
+# The alert status API (GET /v1/alerts): an endpoint at /alerts would lose
+# its /v1 alias to it, one at /v1/alerts every POST.
+_STATUS_PATH = "/v1/alerts"
 
 
 class ConfigError(Exception):
@@ -807,6 +822,8 @@ def _resolve_endpoints(webhook: WebhookConfig, problems: list[Problem]) -> Webho
             problems.append(Problem(f"{where}.path", f"{endpoint.path} is configured twice (counting /v1 aliases)"))
         elif path in _RESERVED_PATHS:
             problems.append(Problem(f"{where}.path", f"{endpoint.path} is reserved for the health checks"))
+        elif _STATUS_PATH in served:
+            problems.append(Problem(f"{where}.path", f"{endpoint.path} is reserved for the alert status API"))
         seen.update(served)
         source = endpoint.source or _WELL_KNOWN_PATHS.get(path)
         if source is None:
@@ -829,6 +846,8 @@ def _check_metrics_path(
         problems.append(Problem("metrics.path", f"{metrics.path} is also a webhook path"))
     elif path in _RESERVED_PATHS:
         problems.append(Problem("metrics.path", f"{metrics.path} is reserved for the health checks"))
+    elif path == _STATUS_PATH:
+        problems.append(Problem("metrics.path", f"{metrics.path} is reserved for the alert status API"))
 
 
 def _check_files(security: SecurityConfig, service: ServiceConfig, problems: list[Problem]) -> None:

@@ -6,6 +6,11 @@ is known to have room for everything the batch can produce (each alert
 yields at most one envelope: itself, its escalation, its resolution or the
 storm it starts).  A batch that does not fit is refused whole with nothing
 decided, and the sender's retry finds the state unchanged.
+
+Storm updates found by the periodic tick wait here while the queue is full;
+they are queued before anything decided later, so that the events of one
+storm key (an update, the closing summary, the next storm's start) reach
+the processor in the order they happened.
 """
 
 from __future__ import annotations
@@ -53,14 +58,20 @@ class Intake:
         """
         Decide on C{alerts} and queue their envelopes.
 
-        @raise QueueFull: Before deciding anything, if they might not fit.
+        @raise QueueFull: Before deciding anything, if they might not fit
+            (behind the storm events waiting for room).
         """
-        if self._room() < len(alerts):
-            raise QueueFull(f"no room for {len(alerts)} alerts")
+        if self._room() < len(self._pending) + len(alerts):
+            raise QueueFull(f"no room for {len(alerts)} alerts behind {len(self._pending)} storm events")
+        held, self._pending = self._storm_envelopes(self._pending), []
         verdicts, outgoing = self.decider.decide(alerts)
         self._count(verdicts)
         envelopes = [Envelope(o.key, o.body, o.idempotency_key, request_id, headers) for o in outgoing]
-        return self._submit(envelopes).addCallback(lambda _: verdicts)
+        return self._submit(held + envelopes).addCallback(lambda _: verdicts)
+
+    @staticmethod
+    def _storm_envelopes(outgoing: Sequence[Outgoing]) -> list[Envelope]:
+        return [Envelope(o.key, o.body, o.idempotency_key, "storm") for o in outgoing]
 
     def _count(self, verdicts: Sequence[Verdict]) -> None:
         metrics = self._metrics
@@ -68,7 +79,13 @@ class Intake:
             if verdict.result == DUPLICATE:
                 metrics.alerts_deduplicated.labels(source=verdict.alert.source).inc()
             elif verdict.result == ESCALATED:
-                metrics.escalations.labels(environment=verdict.environment, level=verdict.escalation or "").inc()
+                # Only configured environments become label values: senders
+                # choose the environment label, and must not choose series.
+                rules = self.decider.settings.rules
+                environment = (
+                    verdict.environment if verdict.environment in rules else self.decider.settings.default_environment
+                )
+                metrics.escalations.labels(environment=environment, level=verdict.escalation or "").inc()
             elif verdict.result == AGGREGATED:
                 metrics.storm_alerts_aggregated.inc()
         self._gauges()
@@ -84,10 +101,11 @@ class Intake:
 
     def delivered(self, envelope: Envelope, outcome: str) -> None:
         """
-        Record how the delivery of an alert ended, for the status API.
+        Record how the delivery of an alert ended, for the status API: on
+        its episode, if that is still the one it was forwarded for.
         """
-        episode = self.decider.episodes.by_fingerprint(envelope.key)
-        if episode is not None:
+        episode = self.decider.episodes.get(envelope.key)
+        if episode is not None and episode.forwarded == envelope.idempotency_key:
             episode.delivery = outcome
 
     def tick(self) -> None:
@@ -104,4 +122,4 @@ class Intake:
         if self._pending:
             _log.warn("Queue full: {count} storm events wait for the next tick", count=len(self._pending))
         if ready:
-            self._submit([Envelope(o.key, o.body, o.idempotency_key, "storm") for o in ready])
+            self._submit(self._storm_envelopes(ready))

@@ -179,14 +179,17 @@ class GatewayService(Service):
             for path in endpoint.served_paths():
                 mount(root, path, resource)
         self._add_health(root)
-        # Authenticated like the webhooks: with webhook.auth, unless no
-        # webhook endpoint asks for authentication at all.
+        # Guarded like the webhooks: security.allowed_ips, and webhook.auth
+        # unless no webhook endpoint asks for authentication at all.
         status_auth = (
             make_authenticator(config.webhook.auth, clock=self._reactor, replays=self.replays)
             if any(e.auth_required for e in config.webhook.endpoints)
             else None
         )
-        mount(root, "/v1/alerts", AlertsResource(self.decider.episodes, status_auth))
+        status = AlertsResource(
+            self.decider.episodes, status_auth, addresses=addresses, clients=clients, metrics=self.metrics
+        )
+        mount(root, "/v1/alerts", status)
         if config.metrics_on_webhook_port():
             mount(root, config.metrics.path, MetricsResource(self.metrics, config.metrics.path))
         self.metrics.declare_endpoints(e.path for e in config.webhook.endpoints)

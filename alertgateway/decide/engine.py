@@ -14,6 +14,7 @@ events instead of being forwarded on its own.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from alertgateway.config import GatewayConfig
+from alertgateway.config import EnvironmentConfig, GatewayConfig
 from alertgateway.decide.episodes import Episode, EpisodeStore
 from alertgateway.decide.escalation import DEFAULT_RULES, EscalationRule, check_escalation
 from alertgateway.decide.keys import dedup_key, environment_of, group_id, group_labels
@@ -82,7 +83,9 @@ class Outgoing:
     One thing to forward: an alert (new, resolved or escalated) or a storm
     event.
 
-    @ivar key: Events of one key are delivered in order, one at a time.
+    @ivar key: Events of one key are delivered in order, one at a time: an
+        alert's dedup key (its fingerprint unless labels are ignored, so
+        that the replicas of one alert stay in order), or C{storm:<groupId>}.
     """
 
     key: str
@@ -110,23 +113,47 @@ class DeciderSettings:
     rules: Mapping[str, EscalationRule] = attrs.field(factory=lambda: dict(DEFAULT_RULES))
 
 
+def _override(start: EscalationRule, env: EnvironmentConfig) -> EscalationRule:
+    return EscalationRule(
+        level=env.level or start.level,
+        total=env.total or start.total,
+        within=env.within or start.within,
+        window=env.window or start.window,
+    )
+
+
+def occurrence_key(alert: Alert, episode_started: float) -> str:
+    """
+    The idempotency key of an alert forwarded in the episode that started
+    at C{episode_started}.
+    """
+    seed = f"{alert.idempotency_key}\x00{episode_started!r}"
+    return hashlib.sha256(seed.encode("utf-8")).hexdigest()[:32]
+
+
 def settings_from_config(config: GatewayConfig) -> DeciderSettings:
     """
     The decider's settings from the configuration: escalation rules are the
     plan's defaults, overridden field by field by C{escalation.environments};
-    an added environment starts from the default environment's rule.
+    an added environment starts from the default environment's rule, as
+    configured.
+
+    Environment names are compared in lower case, as environment labels are
+    read: C{env: QA} must find the rule of an environment configured as
+    C{QA}.
     """
     escalation = config.escalation
+    environments = {name.lower(): env for name, env in escalation.environments.items()}
+    default = escalation.default_environment.lower()
     rules = dict(DEFAULT_RULES)
-    base = rules.get(escalation.default_environment, DEFAULT_RULES["production"])
-    for name, env in escalation.environments.items():
-        start = rules.get(name, base)
-        rules[name] = EscalationRule(
-            level=env.level or start.level,
-            total=env.total or start.total,
-            within=env.within or start.within,
-            window=env.window or start.window,
-        )
+    # The default environment's rule first, whatever the order of the
+    # file: the added environments start from it.
+    base = rules.get(default, DEFAULT_RULES["production"])
+    if default in environments:
+        base = rules[default] = _override(base, environments[default])
+    for name, env in environments.items():
+        if name != default:
+            rules[name] = _override(rules.get(name, base), env)
     return DeciderSettings(
         dedup=config.dedup.enabled,
         window=config.dedup.window,
@@ -135,8 +162,8 @@ def settings_from_config(config: GatewayConfig) -> DeciderSettings:
         use_sender_group=config.correlation.use_sender_group,
         escalate=escalation.enabled,
         environment_labels=escalation.environment_labels,
-        environment_namespaces={n: e.namespaces for n, e in escalation.environments.items() if e.namespaces},
-        default_environment=escalation.default_environment,
+        environment_namespaces={n: e.namespaces for n, e in environments.items() if e.namespaces},
+        default_environment=default,
         rules=rules,
     )
 
@@ -209,13 +236,17 @@ class Decider:
             self.episodes.put(episode)
             return self._forward(alert, episode, RESOLVED_RESULT)
         episode.duplicates += 1
-        episode.recent.append(now)
         escalation = None
-        if s.escalate and alert.status == FIRING:
+        # Sightings are kept only while they can still escalate the episode
+        # (check_escalation trims them to the rule's window): otherwise an
+        # alert re-sent within the window for weeks would keep them all.
+        if s.escalate and alert.status == FIRING and episode.escalation is None:
+            episode.recent.append(now)
             escalation = check_escalation(self._rule(episode.environment), episode, now)
         self.episodes.put(episode)
         if escalation is not None:
             episode.escalation = escalation["level"]
+            episode.recent.clear()
             return self._forward(alert, episode, ESCALATED, escalation=escalation)
         return self._verdict(alert, episode, DUPLICATE), []
 
@@ -225,7 +256,8 @@ class Decider:
         episode = Episode(key, alert.fingerprint, FIRING, now, now, group, environment, alert.source)
         self.episodes.put(episode)
         if self.storms is not None:
-            folded, events = self.storms.new_member(alert, group, group_labels(alert, s.group_by), now)
+            labels = group_labels(alert, s.group_by, s.use_sender_group)
+            folded, events = self.storms.new_member(alert, group, labels, now)
             if folded:
                 storm = self.storms.storm_of(group)
                 episode.storm_id = storm.id if storm is not None else None
@@ -250,18 +282,28 @@ class Decider:
             firstSeen=rfc3339(episode.first_seen),
             lastSeen=rfc3339(episode.last_seen),
         )
-        idempotency_key = alert.idempotency_key
+        # The occurrence (fingerprint, start, status) within this episode:
+        # redeliveries share it, but a reminder forwarded as new after the
+        # window lapsed (same startsAt, hours later) must not be dropped by
+        # the processor as a redelivery of the first episode.
+        # Without deduplication every occurrence is forwarded and the
+        # processor's idempotency is what drops repeats: key by occurrence.
+        dedup = self.settings.dedup
+        idempotency_key = occurrence_key(alert, episode.first_seen) if dedup else alert.idempotency_key
         if escalation is not None:
             body["escalation"] = escalation
             # A different thing from the alert it escalates: the processor
             # must not drop it as a redelivery of the first one.
             idempotency_key = f"{idempotency_key}-escalation"
-        return self._verdict(alert, episode, result), [Outgoing(alert.fingerprint, body, idempotency_key)]
+        episode.forwarded = idempotency_key
+        episode.delivery = "queued"
+        return self._verdict(alert, episode, result), [Outgoing(episode.key, body, idempotency_key)]
 
     def storm_outgoing(self, event: Mapping[str, Any]) -> Outgoing:
         body = dict(event)
         body["firstSeen"] = rfc3339(body["firstSeen"])
         body["lastSeen"] = rfc3339(body["lastSeen"])
+        body["members"] = [{**member, "seenAt": rfc3339(member["seenAt"])} for member in body["members"]]
         return Outgoing(f"storm:{body['groupId']}", body, f"{body['stormId']}-{body['sequence']}")
 
     def tick(self) -> list[Outgoing]:

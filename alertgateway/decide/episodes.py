@@ -27,6 +27,12 @@ class Episode:
     @ivar duplicates: Sightings after the first, in this episode.
     @ivar recent: Times of recent duplicates, for rules "N within W".
     @ivar escalation: The escalation level, once escalated in this episode.
+    @ivar delivery: How the delivery of what was last forwarded for it
+        went: C{queued}, then the forwarder's outcome.  One folded into a
+        storm stays C{queued}: storm events are not followed per member.
+    @ivar forwarded: The idempotency key of what was last forwarded for it,
+        so that the outcome of an earlier envelope (of this key's previous
+        episode, say) is not taken for the latest one's.
     """
 
     key: str
@@ -42,6 +48,7 @@ class Episode:
     escalation: str | None = None
     storm_id: str | None = None
     delivery: str = "queued"
+    forwarded: str | None = None
 
 
 class EpisodeStore(Protocol):
@@ -89,6 +96,12 @@ class MemoryEpisodes:
         return self._episodes.get(key) if key is not None else None
 
     def put(self, episode: Episode) -> None:
+        replaced = self._episodes.get(episode.key)
+        if replaced is not None and replaced.fingerprint != episode.fingerprint:
+            # A new episode of the key seen first under another fingerprint
+            # (another replica): the old one's entry would otherwise outlive
+            # the key and grow without bound.
+            self._forget(replaced)
         self._episodes[episode.key] = episode
         self._episodes.move_to_end(episode.key)
         self._by_fingerprint[episode.fingerprint] = episode.key

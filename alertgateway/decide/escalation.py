@@ -48,7 +48,9 @@ def check_escalation(rule: EscalationRule, episode: Episode, now: float) -> dict
 
     @return: The C{escalation} object to forward, or C{None}.
     """
-    while episode.recent and episode.recent[0] <= now - rule.window:
+    # "Within" as for the dedup window: a duplicate exactly one window ago
+    # still counts.
+    while episode.recent and episode.recent[0] < now - rule.window:
         episode.recent.popleft()
     if episode.escalation is not None:
         return None

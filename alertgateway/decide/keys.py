@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from alertgateway.model import Alert, fingerprint
 
-__all__ = ["dedup_key", "environment_of", "group_id"]
+__all__ = ["dedup_key", "environment_of", "group_id", "group_labels"]
 
 
 def dedup_key(alert: Alert, ignore_labels: Iterable[str]) -> str:
@@ -25,20 +25,38 @@ def dedup_key(alert: Alert, ignore_labels: Iterable[str]) -> str:
     return fingerprint({k: v for k, v in alert.labels.items() if k not in ignored})
 
 
+def _sender_group(alert: Alert, use_sender_group: bool) -> Mapping[str, object] | None:
+    group = alert.extras.get("group")
+    if use_sender_group and isinstance(group, Mapping) and isinstance(group.get("groupKey"), str):
+        return group
+    return None
+
+
 def group_id(alert: Alert, group_by: Sequence[str], use_sender_group: bool) -> str:
     """
     A stable id for the alert's correlation group: the sender's C{groupKey}
     when asked for and present, else the values of the C{group_by} labels.
     """
-    group = alert.extras.get("group")
-    if use_sender_group and isinstance(group, Mapping) and isinstance(group.get("groupKey"), str):
-        seed = "sender\x00" + group["groupKey"]
+    sender = _sender_group(alert, use_sender_group)
+    if sender is not None:
+        seed = f"sender\x00{sender['groupKey']}"
     else:
         seed = "labels\x00" + "\x00".join(f"{name}={alert.labels.get(name, '')}" for name in group_by)
     return hashlib.sha256(seed.encode("utf-8")).hexdigest()[:16]
 
 
-def group_labels(alert: Alert, group_by: Sequence[str]) -> dict[str, str]:
+def group_labels(alert: Alert, group_by: Sequence[str], use_sender_group: bool = False) -> dict[str, str]:
+    """
+    The labels the group is known by: the sender's C{groupLabels} when the
+    group is the sender's, else the C{group_by} labels the alert has.
+    """
+    sender = _sender_group(alert, use_sender_group)
+    if sender is not None:
+        # The sender grouped by these: with another group_by, storm events
+        # would name the group by labels its members need not share.
+        labels = sender.get("groupLabels")
+        if isinstance(labels, Mapping):
+            return {str(k): str(v) for k, v in labels.items()}
     return {name: alert.labels[name] for name in group_by if name in alert.labels}
 
 

@@ -7,7 +7,11 @@ forwarded at once as one event listing the members so far; later new members
 are folded into it and sent as updates at most every C{flush_interval}; after
 C{quiet_period} without a new member a closing summary ends it.  Every member
 is listed in some event (a member beyond C{max_members_listed} waits for the
-next one); the count is always complete.
+next one, and a quiet storm is closed only once the rest fit in one event);
+the count is always complete.  Memory is bounded: a storm keeps at most
+C{max_pending} members waiting (beyond, a member is only counted, and the
+events say how many were never listed), and at most C{max_groups} groups are
+watched for a storm.
 """
 
 from __future__ import annotations
@@ -29,6 +33,14 @@ _MAX_GROUPS = 10_000
 
 @attrs.define
 class Storm:
+    """
+    One group's storm.
+
+    @ivar members: Every member folded into it, listed or not.
+    @ivar listed: Members listed in an event so far.
+    @ivar pending: Members waiting to be listed, oldest first.
+    """
+
     id: str
     group_id: str
     group_labels: dict[str, str]
@@ -36,11 +48,13 @@ class Storm:
     last_seen: float
     last_flush: float
     members: int = 0
+    listed: int = 0
     pending: deque[dict[str, Any]] = attrs.field(factory=deque)
     sequence: int = 0
 
     def event(self, state: str, limit: int) -> dict[str, Any]:
         listed = [self.pending.popleft() for _ in range(min(limit, len(self.pending)))]
+        self.listed += len(listed)
         self.sequence += 1
         return {
             "type": "storm",
@@ -51,7 +65,11 @@ class Storm:
             "groupLabels": dict(self.group_labels),
             "memberCount": self.members,
             "members": listed,
-            "unlistedMembers": len(self.pending),
+            # Still to be listed in a later event, or (past the memory
+            # bound) never: the closing event says how many were not.
+            "unlistedMembers": self.members - self.listed,
+            "firstSeen": self.first_seen,
+            "lastSeen": self.last_seen,
         }
 
 
@@ -67,6 +85,9 @@ def _member(alert: Alert, group_labels: Mapping[str, str], seen: float) -> dict[
 class StormTracker:
     """
     Watch new fingerprints per group and fold storms.
+
+    @ivar max_pending: Members of one storm kept waiting to be listed; past
+        it a member is only counted.
     """
 
     def __init__(
@@ -78,6 +99,7 @@ class StormTracker:
         quiet_period: float,
         max_members_listed: int,
         max_pending: int = 10_000,
+        max_groups: int = _MAX_GROUPS,
     ) -> None:
         self.threshold = threshold
         self.window = window
@@ -85,12 +107,21 @@ class StormTracker:
         self.quiet_period = quiet_period
         self.max_members_listed = max_members_listed
         self.max_pending = max_pending
-        self._recent: OrderedDict[str, deque[tuple[float, Alert]]] = OrderedDict()
+        self.max_groups = max_groups
+        # Per group, the distinct new fingerprints within the window, as the
+        # members they would be (not whole alerts: annotations can be big).
+        self._recent: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
         self.storms: dict[str, Storm] = {}
         self.aggregated = 0
 
     def storm_of(self, group_id: str) -> Storm | None:
         return self.storms.get(group_id)
+
+    def watched(self) -> int:
+        """
+        How many groups are watched for a storm (for tests of the bound).
+        """
+        return len(self._recent)
 
     def new_member(
         self, alert: Alert, group_id: str, group_labels: Mapping[str, str], now: float
@@ -108,13 +139,15 @@ class StormTracker:
         recent = self._recent.get(group_id)
         if recent is None:
             recent = self._recent[group_id] = deque()
-            while len(self._recent) > _MAX_GROUPS:
+            while len(self._recent) > self.max_groups:
                 self._recent.popitem(last=False)
         self._recent.move_to_end(group_id)
-        while recent and recent[0][0] <= now - self.window:
+        # "Within" as for the dedup window: a fingerprint seen exactly one
+        # window ago still counts.
+        while recent and recent[0]["seenAt"] < now - self.window:
             recent.popleft()
-        if alert.fingerprint not in {a.fingerprint for _, a in recent}:
-            recent.append((now, alert))
+        if all(member["fingerprint"] != alert.fingerprint for member in recent):
+            recent.append(_member(alert, group_labels, now))
         if len(recent) <= self.threshold:
             return False, []
         seed = f"{group_id}\x00{now}"
@@ -122,17 +155,16 @@ class StormTracker:
             id=hashlib.sha256(seed.encode()).hexdigest()[:16],
             group_id=group_id,
             group_labels=dict(group_labels),
-            first_seen=recent[0][0],
+            first_seen=recent[0]["seenAt"],
             last_seen=now,
             last_flush=now,
+            members=len(recent),
+            pending=recent,
         )
         self.storms[group_id] = storm
-        for seen, member in recent:
-            storm.members += 1
-            storm.pending.append(_member(member, group_labels, seen))
         del self._recent[group_id]
         self.aggregated += 1
-        return True, [self._stamp(storm.event("started", self.max_members_listed), storm)]
+        return True, [storm.event("started", self.max_members_listed)]
 
     def _fold(self, storm: Storm, alert: Alert, group_labels: Mapping[str, str], now: float) -> None:
         storm.members += 1
@@ -141,23 +173,22 @@ class StormTracker:
             storm.pending.append(_member(alert, group_labels, now))
         self.aggregated += 1
 
-    def _stamp(self, event: dict[str, Any], storm: Storm) -> dict[str, Any]:
-        event["firstSeen"] = storm.first_seen
-        event["lastSeen"] = storm.last_seen
-        return event
-
     def tick(self, now: float) -> list[dict[str, Any]]:
         """
         Flush storm updates that are due and close quiet storms.
+
+        A quiet storm with more members waiting than one event lists keeps
+        sending updates at the flush interval until the rest fit in its
+        closing event: updates never come faster, and no member is left out.
         """
         events = []
+        limit = self.max_members_listed
         for group_id, storm in list(self.storms.items()):
-            if now - storm.last_seen >= self.quiet_period:
-                while len(storm.pending) > self.max_members_listed:
-                    events.append(self._stamp(storm.event("update", self.max_members_listed), storm))
-                events.append(self._stamp(storm.event("closed", self.max_members_listed), storm))
-                del self.storms[group_id]
-            elif storm.pending and now - storm.last_flush >= self.flush_interval:
+            due = now - storm.last_flush >= self.flush_interval
+            if storm.pending and due and (len(storm.pending) > limit or now - storm.last_seen < self.quiet_period):
                 storm.last_flush = now
-                events.append(self._stamp(storm.event("update", self.max_members_listed), storm))
+                events.append(storm.event("update", limit))
+            if now - storm.last_seen >= self.quiet_period and len(storm.pending) <= limit:
+                events.append(storm.event("closed", limit))
+                del self.storms[group_id]
         return events

@@ -2,22 +2,28 @@
 What the gateway knows of an alert (BR-WH-015): C{GET /v1/alerts/{fingerprint}}
 and C{GET /v1/alerts?status=firing&limit=100&cursor=…}.
 
-Both are authenticated like the webhooks.  The list is ordered by dedup key;
-its cursor is the last key of the previous page, so a page never repeats or
-skips an alert that stays tracked between requests.
+Both are guarded like the webhooks: C{security.allowed_ips} (through the
+trusted proxies) and the webhooks' authentication, each refusal logged and
+counted as the webhooks' are.  The list is ordered by dedup key; its cursor
+is the last key of the previous page, so a page never repeats or skips an
+alert that stays tracked between requests.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 
+from twisted.logger import Logger
 from twisted.web.resource import Resource
 
 from alertgateway.decide.engine import rfc3339
 from alertgateway.decide.episodes import Episode, EpisodeStore
+from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import Authenticator
+from alertgateway.metrics import GatewayMetrics
 from alertgateway.web import problems
 from alertgateway.web._render import HandlerResource, Response
 from alertgateway.web.site import GatewayRequest
@@ -25,7 +31,12 @@ from alertgateway.web.site import GatewayRequest
 __all__ = ["AlertResource", "AlertsResource", "episode_json"]
 
 _MAX_LIMIT = 1000
+_DEFAULT_LIMIT = 100
 _STATUSES = ("firing", "resolved")
+# ASCII digits only, and few: str.isdigit() admits "²" and int() refuses
+# it, and int() refuses thousands of digits; both would be a 500.
+_LIMIT = re.compile(r"[0-9]{1,4}")
+_security_log = Logger(namespace="alertgateway.security")
 
 
 def episode_json(episode: Episode) -> dict[str, Any]:
@@ -46,34 +57,79 @@ def episode_json(episode: Episode) -> dict[str, Any]:
 
 
 def _headers(request: GatewayRequest) -> dict[str, str]:
+    # As the webhooks read them: several lines of a header are one list.
     return {
-        name.decode("latin-1").lower(): values[0].decode("latin-1")
+        name.decode("latin-1").lower(): ", ".join(v.decode("latin-1") for v in values)
         for name, values in request.requestHeaders.getAllRawHeaders()
     }
 
 
-class _Authenticated(HandlerResource):
-    def __init__(self, episodes: EpisodeStore, authenticator: Authenticator | None) -> None:
+class _Guarded(HandlerResource):
+    endpoint = "/v1/alerts"
+
+    def __init__(
+        self,
+        episodes: EpisodeStore,
+        authenticator: Authenticator | None,
+        *,
+        addresses: AddressFilter | None = None,
+        clients: ClientAddress | None = None,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
         super().__init__()
         self._episodes = episodes
         self._authenticator = authenticator
+        self._addresses = addresses if addresses is not None else AddressFilter(())
+        self._clients = clients if clients is not None else ClientAddress(())
+        self._metrics = metrics
 
-    def _authenticate(self, request: GatewayRequest) -> None:
-        if self._authenticator is not None:
-            # Signature schemes sign a body; a GET has an empty one.
-            self._authenticator.check(_headers(request), b"")
+    def _admit(self, request: GatewayRequest) -> None:
+        headers = _headers(request)
+        client = self._clients.of(str(getattr(request.getClientAddress(), "host", "")), headers)
+        try:
+            if not self._addresses.allows(client):
+                raise problems.forbidden(f"Address {client} is not in security.allowed_ips.")
+            if self._authenticator is not None:
+                # Signature schemes sign a body; a GET has an empty one.
+                self._authenticator.check(headers, b"")
+        except problems.Problem as problem:
+            self._refused(request, client, problem)
+            raise
+
+    def _refused(self, request: GatewayRequest, client: str, problem: problems.Problem) -> None:
+        if self._metrics is not None:
+            self._metrics.security_rejections.labels(endpoint=self.endpoint, reason=problem.reason).inc()
+        _security_log.warn(
+            "Refused {method} {path} from {client}: {reason} ({status})",
+            method=request.method.decode("latin-1"),
+            path=request.path.decode("latin-1"),
+            client=client,
+            reason=problem.reason,
+            status=problem.status,
+            detail=problem.detail,
+            requestId=request.request_id,
+            endpoint=self.endpoint,
+        )
 
 
-class AlertResource(_Authenticated):
+class AlertResource(_Guarded):
     endpoint = "/v1/alerts/{fingerprint}"
-    isLeaf = True
 
-    def __init__(self, episodes: EpisodeStore, authenticator: Authenticator | None, fingerprint: str) -> None:
-        super().__init__(episodes, authenticator)
+    def __init__(
+        self,
+        episodes: EpisodeStore,
+        authenticator: Authenticator | None,
+        fingerprint: str,
+        *,
+        addresses: AddressFilter | None = None,
+        clients: ClientAddress | None = None,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
+        super().__init__(episodes, authenticator, addresses=addresses, clients=clients, metrics=metrics)
         self._fingerprint = fingerprint
 
     async def handle_GET(self, request: GatewayRequest) -> Response:
-        self._authenticate(request)
+        self._admit(request)
         episode = self._episodes.by_fingerprint(self._fingerprint)
         if episode is None:
             raise problems.not_found(request.path.decode("latin-1"))
@@ -85,29 +141,43 @@ def _encode_cursor(key: str) -> str:
 
 
 def _decode_cursor(cursor: str) -> str:
+    invalid = problems.invalid_query("cursor", "is not a cursor this service returned")
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        key = raw.decode("utf-8")
     except (binascii.Error, ValueError):
-        raise problems.invalid_query("cursor", "is not a cursor this service returned") from None
+        raise invalid from None
+    # Only what encoding a key gives back: lenient base64 would read any
+    # string as some cursor and silently start a listing elsewhere.
+    if _encode_cursor(key) != cursor:
+        raise invalid
+    return key
 
 
-class AlertsResource(_Authenticated):
-    endpoint = "/v1/alerts"
-
+class AlertsResource(_Guarded):
     def getChild(self, path: bytes, request: Any) -> Resource:
         if path == b"":
             return self
-        return AlertResource(self._episodes, self._authenticator, path.decode("latin-1"))
+        return AlertResource(
+            self._episodes,
+            self._authenticator,
+            path.decode("utf-8", "replace"),
+            addresses=self._addresses,
+            clients=self._clients,
+            metrics=self._metrics,
+        )
 
     async def handle_GET(self, request: GatewayRequest) -> Response:
-        self._authenticate(request)
+        self._admit(request)
         status = _arg(request, "status")
         if status is not None and status not in _STATUSES:
             raise problems.invalid_query("status", "must be firing or resolved")
-        raw_limit = _arg(request, "limit") or "100"
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= _MAX_LIMIT:
-            raise problems.invalid_query("limit", f"must be an integer from 1 to {_MAX_LIMIT}")
-        limit = int(raw_limit)
+        raw_limit = _arg(request, "limit")
+        limit = _DEFAULT_LIMIT
+        if raw_limit is not None:
+            if not _LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= _MAX_LIMIT:
+                raise problems.invalid_query("limit", f"must be an integer from 1 to {_MAX_LIMIT}")
+            limit = int(raw_limit)
         cursor = _arg(request, "cursor")
         after = _decode_cursor(cursor) if cursor else None
         chosen = sorted(

@@ -171,6 +171,29 @@ class APIDocument:
             node = self.at(location)
         raise ValueError(f"{location}: reference loop")
 
+    def template_of(self, path: str) -> str:
+        """
+        The document's path that C{path} is: itself when listed, else the
+        first templated path (C{/v1/alerts/{fingerprint}}) whose
+        C{{parameters}} each match one non-empty segment; else C{path}.
+        """
+        paths: dict[str, Any] = self.document["paths"]
+        if path in paths:
+            return path
+        segments = path.split("/")
+        for template in paths:
+            parts = template.split("/")
+            if (
+                "{" in template
+                and len(parts) == len(segments)
+                and all(
+                    (part.startswith("{") and part.endswith("}") and segment) or part == segment
+                    for part, segment in zip(parts, segments, strict=True)
+                )
+            ):
+                return template
+        return path
+
     def methods(self, path: str) -> list[str]:
         """
         The methods the document gives C{path}, upper-case.
@@ -200,7 +223,7 @@ class APIDocument:
         Everything in which C{answer} disagrees with the document.
         """
         paths: dict[str, Any] = self.document["paths"]
-        path = answer.path.split("?", 1)[0]
+        path = self.template_of(answer.path.split("?", 1)[0])
         item = paths.get(path)
         # A path item with its own servers is on the metrics listener.
         if item is None or ("servers" in item) != (answer.listener == "metrics"):

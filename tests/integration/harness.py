@@ -66,6 +66,47 @@ def fixture_json(name: str) -> dict[str, Any]:
     return value
 
 
+def distinct_json(name: str, tag: str, label: str = "itest_copy") -> dict[str, Any]:
+    """
+    A payload fixture whose every alert carries one more label, C{label}
+    set to C{tag}: other alerts than the fixture's (other fingerprints, so
+    the gateway's deduplication sees them as new), the same shape and
+    correlation group.  An Alertmanager alert's own C{fingerprint} is
+    recomputed, as Alertmanager would have written it; a legacy Grafana
+    body gets the label as a tag.
+    """
+    body = fixture_json(name)
+    if "alerts" not in body:
+        body["tags"] = {**(body.get("tags") or {}), label: tag}
+        return body
+    for alert in body["alerts"]:
+        alert["labels"] = {**alert["labels"], label: tag}
+        if "fingerprint" in alert:
+            alert["fingerprint"] = am_fingerprint(alert["labels"])
+    return body
+
+
+def distinct(name: str, tag: str, label: str = "itest_copy") -> bytes:
+    """
+    The bytes of L{distinct_json}.
+    """
+    return json.dumps(distinct_json(name, tag, label)).encode()
+
+
+def resolved_json(body: Mapping[str, Any], ends_at: str = "2026-11-26T04:20:00Z") -> dict[str, Any]:
+    """
+    An Alertmanager-shaped body (C{alerts} with C{labels}) whose every
+    alert, and the group, is resolved at C{ends_at}: what Alertmanager
+    sends once the alerts stop firing.
+    """
+    copy: dict[str, Any] = json.loads(json.dumps(body))
+    copy["status"] = "resolved"
+    for alert in copy["alerts"]:
+        alert["status"] = "resolved"
+        alert["endsAt"] = ends_at
+    return copy
+
+
 def venv_script(name: str) -> str:
     """
     A console script of the virtualenv running the tests (C{twistd},

@@ -35,11 +35,20 @@ class SendTestTests(TestCase):
         exits 0, prints the 202 answer with its request id, and its sample
         alert reaches the processor; Grafana format too.  With a wrong
         token it prints the 401 and exits non-zero.
+
+        Both formats' samples carry the same labels, so deduplication is
+        off: each send-test is to reach the processor.
         """
         stub = StubProcessor()
         url = await stub.start()
         self.addCleanup(stub.stop)
-        gateway = GatewayProcess({"alert_processor": {"endpoint": url}, "webhook": {"auth": {"token": TOKEN}}})
+        gateway = GatewayProcess(
+            {
+                "alert_processor": {"endpoint": url},
+                "webhook": {"auth": {"token": TOKEN}},
+                "dedup": {"enabled": False},
+            }
+        )
         await gateway.start()
         self.addCleanup(gateway.stop)
         command = venv_script("alertgateway")
@@ -51,6 +60,7 @@ class SendTestTests(TestCase):
         self.assertIn("202", sent.out)
         answer = json.loads(sent.out[sent.out.index("{") :])
         self.assertEqual(answer["status"], "accepted")
+        self.assertEqual([a["status"] for a in answer["alerts"]], ["new"])
         await stub.wait_for(1)
         self.assertEqual(stub.received[0].headers["x-request-id"], answer["requestId"])
         self.assertEqual(stub.received[0].body["source"], "alertmanager")

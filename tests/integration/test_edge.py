@@ -29,6 +29,7 @@ from twisted.web.http_headers import Headers
 from tests.integration.harness import (
     GatewayProcess,
     StubProcessor,
+    distinct,
     fixture,
     fixture_json,
     http_client,
@@ -127,8 +128,9 @@ class AuthenticationTests(_EdgeTestCase):
     async def test_basic_auth_with_rotated_users(self) -> None:
         """
         An endpoint with auth type basic accepts every configured user with
-        its password and answers 401 with a Basic challenge to a wrong
-        password, no credentials, or the global bearer token.
+        its password (each user's alerts reach the processor) and answers
+        401 with a Basic challenge to a wrong password, no credentials, or
+        the global bearer token.
         """
         users = [{"username": name, "password": password} for name, password in BASIC_USERS.items()]
         gateway, stub = await self.start({}, [_endpoint("/webhook/basic", auth={"type": "basic", "users": users})])
@@ -136,7 +138,8 @@ class AuthenticationTests(_EdgeTestCase):
         body = fixture("alertmanager-firing.json")
         for name, password in BASIC_USERS.items():
             credentials = base64.b64encode(f"{name}:{password}".encode()).decode()
-            response, answer = await self.post(url, body, headers_of(Authorization=f"Basic {credentials}"))
+            mine = distinct("alertmanager-firing.json", name)
+            response, answer = await self.post(url, mine, headers_of(Authorization=f"Basic {credentials}"))
             self.assertEqual(response.code, 202, (name, answer))
         wrong = base64.b64encode(b"alertmanager:basic-pass-2e").decode()
         for authorization in (f"Basic {wrong}", None, f"Bearer {TOKEN}"):
@@ -145,11 +148,13 @@ class AuthenticationTests(_EdgeTestCase):
             self.assert_refused(response, problem, 401, "unauthorized")
             self.assertTrue(response.headers.getRawHeaders(b"WWW-Authenticate")[0].startswith(b"Basic "))
         await stub.wait_for(4)
+        self.assertEqual({r.body["labels"]["itest_copy"] for r in stub.received}, set(BASIC_USERS))
 
     async def test_api_key(self) -> None:
         """
-        An api_key endpoint accepts each configured key in X-API-Key and
-        refuses a wrong key, a missing one and a key sent as a bearer token.
+        An api_key endpoint accepts each configured key in X-API-Key (the
+        alerts sent with each reach the processor) and refuses a wrong key,
+        a missing one and a key sent as a bearer token.
         """
         gateway, stub = await self.start(
             {}, [_endpoint("/webhook/keyed", auth={"type": "api_key", "tokens": list(API_KEYS)})]
@@ -157,7 +162,9 @@ class AuthenticationTests(_EdgeTestCase):
         url = gateway.url + "/webhook/keyed"
         body = fixture("alertmanager-firing.json")
         for key in API_KEYS:
-            response, answer = await self.post(url, body, headers_of(X_API_Key=key))
+            response, answer = await self.post(
+                url, distinct("alertmanager-firing.json", key), headers_of(X_API_Key=key)
+            )
             self.assertEqual(response.code, 202, (key, answer))
         for headers in (
             headers_of(X_API_Key="api-key-wrong-53"),
@@ -167,6 +174,7 @@ class AuthenticationTests(_EdgeTestCase):
             response, problem = await self.post(url, body, headers)
             self.assert_refused(response, problem, 401, "unauthorized")
         await stub.wait_for(4)
+        self.assertEqual({r.body["labels"]["itest_copy"] for r in stub.received}, set(API_KEYS))
 
     async def test_grafana_hmac_with_timestamp(self) -> None:
         """
@@ -221,9 +229,10 @@ class AuthenticationTests(_EdgeTestCase):
     async def test_standard_webhooks(self) -> None:
         """
         A Standard Webhooks signature is accepted, also when listed after
-        others (rotation) or made with the older of two configured secrets;
-        the same webhook-id again is a replay (401), and a wrong signature,
-        a stale timestamp or missing headers are 401.
+        others (rotation) or made with the older of two configured secrets
+        (each message's alerts reach the processor); the same webhook-id
+        again is a replay (401), and a wrong signature, a stale timestamp
+        or missing headers are 401.
         """
         gateway, stub = await self.start(
             {},
@@ -242,15 +251,17 @@ class AuthenticationTests(_EdgeTestCase):
         def signed(message_id: str, signature: str, timestamp: int = now) -> dict[bytes | str, list[bytes | str]]:
             return headers_of(webhook_id=message_id, webhook_timestamp=str(timestamp), webhook_signature=signature)
 
+        # A message of its own alerts each, so that each is forwarded.
+        messages = {m: distinct("alertmanager-firing.json", m) for m in ("msg_1", "msg_2", "msg_3")}
         accepted = [
-            signed("msg_1", standard_signature("msg_1", now, body)),
-            signed("msg_2", "v1,Zm9vYmFy " + standard_signature("msg_2", now, body)),
-            signed("msg_3", standard_signature("msg_3", now, body, old_key)),
+            (messages["msg_1"], signed("msg_1", standard_signature("msg_1", now, messages["msg_1"]))),
+            (messages["msg_2"], signed("msg_2", "v1,Zm9vYmFy " + standard_signature("msg_2", now, messages["msg_2"]))),
+            (messages["msg_3"], signed("msg_3", standard_signature("msg_3", now, messages["msg_3"], old_key))),
         ]
-        for headers in accepted:
-            response, answer = await self.post(url, body, headers)
+        for message, headers in accepted:
+            response, answer = await self.post(url, message, headers)
             self.assertEqual(response.code, 202, answer)
-        response, problem = await self.post(url, body, accepted[0])
+        response, problem = await self.post(url, *accepted[0])
         self.assert_refused(response, problem, 401, "unauthorized")
         self.assertIn("replay", problem["detail"])
         stale = now - 600
@@ -263,6 +274,7 @@ class AuthenticationTests(_EdgeTestCase):
             response, problem = await self.post(url, body, headers)
             self.assert_refused(response, problem, 401, "unauthorized")
         await stub.wait_for(6)
+        self.assertEqual({r.body["labels"]["itest_copy"] for r in stub.received}, set(messages))
 
     async def test_replay_refused_for_the_whole_tolerance_window(self) -> None:
         """
@@ -397,8 +409,12 @@ class RateLimitTests(_EdgeTestCase):
         )
         body = fixture("alertmanager-firing.json")
         prometheus = gateway.url + "/webhook/prometheus"
-        for _ in range(2):
-            response, answer = await self.post(prometheus, body, json_headers(TOKEN))
+        # Alerts of their own for each accepted request, so that all six
+        # are forwarded.
+        for number in range(2):
+            response, answer = await self.post(
+                prometheus, distinct("alertmanager-firing.json", f"limited-{number}"), json_headers(TOKEN)
+            )
             self.assertEqual(response.code, 202, answer)
             self.assertTrue(response.headers.getRawHeaders(b"RateLimit"), "no RateLimit header on an accepted request")
         for url in (prometheus, gateway.url + "/v1/webhook/prometheus"):
@@ -474,7 +490,9 @@ class ContentTests(_EdgeTestCase):
 
         form = json_headers(TOKEN, "form-body")
         form[b"Content-Type"] = [b"application/x-www-form-urlencoded"]
-        encoded = urllib.parse.urlencode({"payload": firing.decode()}).encode()
+        # Not the alerts of the gzip body, which would be duplicates.
+        other = distinct("alertmanager-firing.json", "form")
+        encoded = urllib.parse.urlencode({"payload": other.decode()}).encode()
         response, answer = await self.post(url, encoded, form)
         self.assertEqual((response.code, answer["accepted"]), (202, 2), answer)
 

@@ -30,7 +30,17 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from alertgateway.web import problems
 from tests.integration._openapi import DOCUMENT_PATH, APIDocument, Exchange, escape, exchange, load_document
-from tests.integration.harness import GatewayProcess, StubProcessor, am_fingerprint, fixture, reactor, run, sleep
+from tests.integration.harness import (
+    GatewayProcess,
+    StubProcessor,
+    am_fingerprint,
+    distinct,
+    fixture,
+    reactor,
+    resolved_json,
+    run,
+    sleep,
+)
 
 TOKEN = "openapi-token-5c2e"
 FIXTURES = {
@@ -98,6 +108,8 @@ class DocumentTests(TestCase):
                 "/health/live": ["GET", "HEAD"],
                 "/health/ready": ["GET", "HEAD"],
                 "/metrics": ["GET", "HEAD"],
+                "/v1/alerts": ["GET", "HEAD"],
+                "/v1/alerts/{fingerprint}": ["GET", "HEAD"],
             },
         )
         schemes = self.document["components"]["securitySchemes"]
@@ -114,6 +126,11 @@ class DocumentTests(TestCase):
             },
         )
         for path, item in self.document["paths"].items():
+            if path.startswith("/v1/alerts"):
+                # The status API is authenticated like the webhooks.
+                for method in ("get", "head"):
+                    alternatives = [sorted(requirement) for requirement in item[method]["security"]]
+                    self.assertEqual(sorted(name for names in alternatives for name in names), sorted(schemes), path)
             if path.startswith(("/webhook/", "/v1/webhook/")):
                 alternatives = [sorted(requirement) for requirement in item["post"]["security"]]
                 self.assertEqual(len(alternatives), 5, path)
@@ -165,6 +182,7 @@ class DocumentTests(TestCase):
             "unsupported_media_type": [problems.unsupported_media_type("text/plain")],
             "unsupported_encoding": [problems.unsupported_encoding("br")],
             "malformed_body": [problems.malformed_body("Not JSON.")],
+            "invalid_query": [problems.invalid_query("limit", "must be an integer from 1 to 1000")],
             "invalid_payload": [
                 problems.invalid_payload("Bad.", [{"pointer": "/alerts/0/labels", "message": "empty"}])
             ],
@@ -374,7 +392,8 @@ class _RunningGatewayTestCase(TestCase):
         self.assertEqual(answer.header("content-type"), "application/problem+json", answer.describe())
         body: dict[str, Any] = answer.json()
         self.assertEqual(body["type"], f"urn:alertgateway:problem:{slug}", answer.describe())
-        self.assertEqual(body["instance"], answer.path)
+        # The path, without the query.
+        self.assertEqual(body["instance"], answer.path.split("?", 1)[0])
         return body
 
 
@@ -393,7 +412,9 @@ class WebhookAnswersTests(_RunningGatewayTestCase):
         Every fixture, posted to its endpoint and to the same endpoint under
         C{/v1}, is answered 202 as documented; every alert reaches the
         processor as the documented C{ProcessorAlert} with the webhook's
-        C{X-Request-ID} and a documented C{Idempotency-Key}.
+        C{X-Request-ID} and a documented C{Idempotency-Key}.  Each post
+        carries alerts of its own (a label more), so none is a duplicate
+        and all twelve are forwarded.
         """
         stub = StubProcessor()
         url = await stub.start()
@@ -408,10 +429,14 @@ class WebhookAnswersTests(_RunningGatewayTestCase):
                     gateway,
                     "POST",
                     prefix + path,
-                    body=fixture(name),
+                    body=distinct(name, request_id),
                     headers=_headers(**{"X-Request-ID": request_id}),
                 )
                 self.assertEqual(answer.status, 202, answer.describe())
+                self.assertEqual(
+                    [a["status"] for a in answer.json()["alerts"]],
+                    ["new" if a["alertStatus"] == "firing" else "resolved" for a in answer.json()["alerts"]],
+                )
                 accepted += answer.json()["accepted"]
                 sent.add(request_id)
         self.assertEqual(accepted, 12)
@@ -462,7 +487,7 @@ class WebhookAnswersTests(_RunningGatewayTestCase):
         answer = await self.request(gateway, "POST", "/v1/webhook/prometheus", body=partial, headers=_headers())
         self.assertEqual(answer.status, 207, answer.describe())
         result = answer.json()
-        self.assertEqual([a["status"] for a in result["alerts"]], ["accepted"] + ["rejected"] * 4)
+        self.assertEqual([a["status"] for a in result["alerts"]], ["new"] + ["rejected"] * 4)
         self.assertEqual(
             [[e["pointer"] for e in a["errors"]] for a in result["alerts"][1:]],
             [["/alerts/1/startsAt"], ["/alerts/2/labels"], ["/alerts/3/labels/pod-name"], ["/alerts/4"]],
@@ -661,6 +686,117 @@ class WebhookAnswersTests(_RunningGatewayTestCase):
         self.assertProblem(answer, 503, "shutting-down")
         self.assertEqual(answer.header("retry-after"), "1")
         await stopping
+
+
+class StatusAnswersTests(_RunningGatewayTestCase):
+    """
+    The decisions in webhook answers, what they make the gateway send to
+    the processor (escalations and storm events included) and the status
+    API, each checked against the document.
+    """
+
+    async def test_decisions_and_status_api_are_documented(self) -> None:
+        """
+        Answers saying new, duplicate, escalated, resolved and aggregated
+        are the documented 202; the escalations, resolutions and storm
+        events reach the processor as the documented outbound request.
+        GET and HEAD of C{/v1/alerts} (pages joined by C{nextCursor}, the
+        status filter) and of C{/v1/alerts/{fingerprint}} answer as
+        documented; an unknown fingerprint is the documented 404, a bad
+        query the documented 400 C{invalid-query} naming the parameter,
+        a request without the token the documented 401, another method
+        the documented 405, and a client outside C{security.allowed_ips}
+        the documented 403.
+        """
+        stub = StubProcessor()
+        url = await stub.start()
+        self.addCleanup(stub.stop)
+        gateway = await self.start_gateway(
+            {
+                "alert_processor": {"endpoint": url},
+                "storm": {"threshold": 2, "quiet_period": "0.5s"},
+                "dedup": {"expire_interval": "0.2s"},
+            }
+        )
+        firing = json.loads(fixture("alertmanager-firing.json"))
+        decided: list[str] = []
+        for body in [firing] * 4 + [resolved_json(firing)]:
+            answer = await self.request(
+                gateway, "POST", "/webhook/prometheus", body=json.dumps(body).encode(), headers=_headers()
+            )
+            self.assertEqual(answer.status, 202, answer.describe())
+            decided += [a["status"] for a in answer.json()["alerts"]]
+        pods = [{"alertname": "DocStorm", "namespace": "docs", "pod": f"pod-{n}"} for n in range(4)]
+        storm = {"alerts": [{"status": "firing", "labels": labels} for labels in pods]}
+        answer = await self.request(
+            gateway, "POST", "/v1/webhook/prometheus", body=json.dumps(storm).encode(), headers=_headers()
+        )
+        decided += [a["status"] for a in answer.json()["alerts"]]
+        self.assertEqual(
+            decided,
+            ["new"] * 2 + ["duplicate"] * 4 + ["escalated"] * 2 + ["resolved"] * 2 + ["new"] * 2 + ["aggregated"] * 2,
+        )
+        # Two alerts new, escalated and resolved; two alone and two storm events.
+        await stub.wait_until(lambda: any(r.body.get("state") == "closed" for r in stub.received))
+        self.assertEqual(len(stub.received), 10, [r.body for r in stub.received])
+        for received in stub.received:
+            self.assertEqual(self.api.check_outbound(received.headers, received.body), [], received.body)
+        kinds = sorted(r.body.get("decision") or r.body["state"] for r in stub.received)
+        self.assertEqual(kinds, sorted(["new"] * 4 + ["escalated"] * 2 + ["resolved"] * 2 + ["started", "closed"]))
+
+        everything = await self.request(gateway, "GET", "/v1/alerts", headers=_headers())
+        self.assertEqual((everything.status, everything.json()["count"]), (200, 6), everything.describe())
+        listed: list[str] = []
+        query = "limit=4"
+        while True:
+            page = await self.request(gateway, "GET", f"/v1/alerts?{query}", headers=_headers())
+            self.assertEqual(page.status, 200, page.describe())
+            listed += [a["dedupKey"] for a in page.json()["alerts"]]
+            cursor = page.json()["nextCursor"]
+            if cursor is None:
+                break
+            query = urlencode({"limit": "4", "cursor": cursor})
+        self.assertEqual(listed, [a["dedupKey"] for a in everything.json()["alerts"]])
+        for status, count in (("firing", 4), ("resolved", 2)):
+            page = await self.request(gateway, "GET", f"/v1/alerts?status={status}", headers=_headers())
+            self.assertEqual(page.json()["count"], count, page.describe())
+        example = self.api.at("/components/parameters/FingerprintPath/example")
+        for method in ("GET", "HEAD"):
+            state = await self.request(gateway, method, f"/v1/alerts/{example}", headers=_headers())
+            self.assertEqual(state.status, 200, state.describe())
+        self.assertEqual((state.body, state.header("content-type")), (b"", "application/json"))
+        state = await self.request(gateway, "GET", f"/v1/alerts/{example}", headers=_headers())
+        self.assertEqual(
+            (state.json()["status"], state.json()["escalation"], state.json()["duplicateCount"]),
+            ("resolved", "immediate", 3),
+        )
+        for method in ("GET", "HEAD"):
+            unknown = await self.request(gateway, method, "/v1/alerts/0000000000000000", headers=_headers())
+            self.assertEqual(unknown.status, 404, unknown.describe())
+        unknown = await self.request(gateway, "GET", "/v1/alerts/nothing", headers=_headers())
+        self.assertProblem(unknown, 404, "not-found")
+        for query, parameter in [
+            ("status=pending", "status"),
+            ("limit=0", "limit"),
+            ("limit=1001", "limit"),
+            ("limit=ten", "limit"),
+            ("cursor=%21%21", "cursor"),
+        ]:
+            refused = await self.request(gateway, "GET", f"/v1/alerts?{query}", headers=_headers())
+            self.assertEqual(self.assertProblem(refused, 400, "invalid-query")["parameter"], parameter, query)
+            head = await self.request(gateway, "HEAD", f"/v1/alerts?{query}", headers=_headers())
+            self.assertEqual(head.status, 400, head.describe())
+        for method, path in (("GET", "/v1/alerts"), ("HEAD", "/v1/alerts"), ("GET", f"/v1/alerts/{example}")):
+            refused = await self.request(gateway, method, path, headers=_headers(token=None))
+            self.assertEqual(refused.status, 401, refused.describe())
+            self.assertTrue((refused.header("www-authenticate") or "").startswith("Bearer "), refused.describe())
+        for method, path in (("POST", "/v1/alerts"), ("DELETE", f"/v1/alerts/{example}")):
+            refused = await self.request(gateway, method, path, headers=_headers())
+            self.assertProblem(refused, 405, "method-not-allowed")
+        fenced = await self.start_gateway({"security": {"allowed_ips": ["192.0.2.0/24"]}})
+        for path in ("/v1/alerts", f"/v1/alerts/{example}"):
+            refused = await self.request(fenced, "GET", path, headers=_headers())
+            self.assertProblem(refused, 403, "forbidden")
 
 
 class EdgeAnswersTests(_RunningGatewayTestCase):
@@ -1086,17 +1222,39 @@ class SchemathesisTests(_RunningGatewayTestCase):
         against the running plugin finds no 5xx, no undocumented status,
         media type, header or body, that unsupported methods are 405 with a
         correct C{Allow} and that requests without the token are refused:
-        on the webhook listener, and for C{/metrics} on the metrics listener.
-        Its HTTP client accepts gzip, so compressed answers are checked too.
+        on the webhook listener (the status API included), and for
+        C{/metrics} on the metrics listener.  Its HTTP client accepts gzip,
+        so compressed answers are checked too.
         """
         # Rate limits high enough that the generated requests reach the
         # parsers instead of the 429 (which EdgeAnswersTests checks).
         gateway = await self.start_gateway({"rate_limiting": {"global_limit": 1_000_000, "burst_size": 100_000}})
+        # The alert of the document's example fingerprint is tracked, so
+        # the examples phase gets a 200 from GET /v1/alerts/{fingerprint}.
+        answer = await self.request(
+            gateway, "POST", "/webhook/prometheus", body=fixture("alertmanager-firing.json"), headers=_headers()
+        )
+        self.assertEqual(answer.status, 202, answer.describe())
+        example = self.api.at("/components/parameters/FingerprintPath/example")
+        self.assertIn(example, [a["fingerprint"] for a in answer.json()["alerts"]])
         paths = self.api.document["paths"]
         webhook_operations = sum(len(self.api.methods(p)) for p in paths if "servers" not in paths[p])
         code, output = await self.schemathesis(gateway.url, "--exclude-path", "/metrics")
         self.assertEqual(code, 0, output)
         self.assertEqual(_tested(output), webhook_operations, output)
+        # The status API was among them, and answered what it has: a page,
+        # the example alert, an unknown one and refused queries.
+        self.assertEqual(len(self.api.methods("/v1/alerts") + self.api.methods("/v1/alerts/{fingerprint}")), 4)
+        answered = {(line["method"], line["path"].split("?")[0], line["status"]) for line in gateway.access_log()}
+        for seen in [
+            ("GET", "/v1/alerts", 200),
+            ("GET", "/v1/alerts", 400),
+            ("GET", "/v1/alerts", 401),
+            ("GET", f"/v1/alerts/{example}", 200),
+            ("HEAD", f"/v1/alerts/{example}", 200),
+        ]:
+            self.assertIn(seen, answered)
+        self.assertTrue(any(p.startswith("/v1/alerts/") and c == 404 for _, p, c in answered), answered)
         metrics_url = f"http://127.0.0.1:{gateway.ports['metrics']}"
         code, output = await self.schemathesis(metrics_url, "--include-path", "/metrics")
         self.assertEqual(code, 0, output)

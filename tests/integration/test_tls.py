@@ -24,7 +24,16 @@ from twisted.web.client import ResponseNeverReceived
 from zope.interface import implementer
 
 from tests.integration._certs import Authority, Issued, client_creator, https_client, write_pem
-from tests.integration.harness import GatewayProcess, StubProcessor, fixture, http_client, json_headers, reactor, sleep
+from tests.integration.harness import (
+    GatewayProcess,
+    StubProcessor,
+    distinct,
+    fixture,
+    http_client,
+    json_headers,
+    reactor,
+    sleep,
+)
 
 TOKEN = "tls-itest-token-61c0"
 AM_NAME = "alertmanager.monitoring.svc"
@@ -228,7 +237,7 @@ class MutualTLSTests(_TLSGatewayTestCase):
         allowed identity is refused at the TLS layer (the last with a
         security log event naming the reason and client address); clients
         whose certificate names the allowed DNS name or the allowed SPIFFE
-        ID post webhooks.
+        ID post webhooks, whose alerts reach the processor.
         """
         gateway, stub = await self.start(
             {
@@ -265,8 +274,11 @@ class MutualTLSTests(_TLSGatewayTestCase):
                 self.ca.issue("am-spiffe", uris=[SPIFFE_ID], client=True),
             ]
         ):
+            # Alerts of each client's own, so that both are forwarded.
             response = await self.https(listed).post(
-                url, data=fixture("alertmanager-firing.json"), headers=json_headers(TOKEN, f"mtls-{number}")
+                url,
+                data=distinct("alertmanager-firing.json", f"mtls-{number}"),
+                headers=json_headers(TOKEN, f"mtls-{number}"),
             )
             await response.content()
             self.assertEqual(response.code, 202, listed.certificate.subject)

@@ -20,6 +20,7 @@ from tests.integration.harness import (
     GatewayProcess,
     StubProcessor,
     am_fingerprint,
+    distinct,
     fixture,
     fixture_json,
     http_client,
@@ -87,13 +88,17 @@ class FixtureDeliveryTests(_GatewayTestCase):
     async def test_every_fixture_reaches_the_processor(self) -> None:
         """
         Each of the four fixtures, posted to its endpoint and to the same
-        endpoint under /v1, answers 202 with one result per alert; every
-        alert reaches the processor at /api/v1/alerts with the source, the
-        status and Alertmanager's fingerprint, carrying the client's
-        X-Request-ID and an Idempotency-Key that is the same for the same
-        occurrence and differs between firing and resolved.
+        endpoint under /v1, answers 202 with one result per alert (new when
+        firing, resolved when resolved); every alert reaches the processor
+        at /api/v1/alerts with the source, the status and Alertmanager's
+        fingerprint, carrying the client's X-Request-ID and an
+        Idempotency-Key that is the same for the same occurrence and
+        differs between firing and resolved.
+
+        The same occurrences are delivered more than once here, so
+        deduplication is off (tests/integration/test_dedup.py covers it).
         """
-        gateway, stub = await self.start()
+        gateway, stub = await self.start({"dedup": {"enabled": False}})
         client = http_client()
         posts = [
             ("/webhook/prometheus", "alertmanager-firing.json", "alertmanager"),
@@ -114,6 +119,10 @@ class FixtureDeliveryTests(_GatewayTestCase):
                 self.assertEqual(body["status"], "accepted")
                 self.assertEqual(body["requestId"], request_id)
                 self.assertEqual([(a["fingerprint"], a["alertStatus"]) for a in body["alerts"]], expected)
+                self.assertEqual(
+                    [a["status"] for a in body["alerts"]],
+                    ["new" if status == "firing" else "resolved" for _, status in expected],
+                )
                 expected_by_request[request_id] = (source, expected)
 
         total = sum(len(alerts) for _, alerts in expected_by_request.values())
@@ -147,17 +156,20 @@ class FixtureDeliveryTests(_GatewayTestCase):
     async def test_request_id_generated_when_missing_or_insane(self) -> None:
         """
         Without an X-Request-ID, or with one that is not a sane token, the
-        gateway makes one, echoes it and forwards that same id.
+        gateway makes one, echoes it and forwards that same id (two
+        different alerts, so that both are forwarded).
         """
         gateway, stub = await self.start()
         client = http_client()
-        response, body = await self.post(client, gateway.url + "/webhook/grafana", fixture("grafana-legacy.json"))
+        response, body = await self.post(
+            client, gateway.url + "/webhook/grafana", distinct("grafana-legacy.json", "generated")
+        )
         self.assertEqual(response.code, 202, body)
         generated = response.headers.getRawHeaders(b"X-Request-ID")[0].decode()
         self.assertEqual(body["requestId"], generated)
         insane = "bad id\twith spaces" + "x" * 200
         response, body = await self.post(
-            client, gateway.url + "/webhook/grafana", fixture("grafana-legacy.json"), request_id=insane
+            client, gateway.url + "/webhook/grafana", distinct("grafana-legacy.json", "replaced"), request_id=insane
         )
         self.assertEqual(response.code, 202, body)
         replaced = response.headers.getRawHeaders(b"X-Request-ID")[0].decode()
@@ -247,7 +259,7 @@ class RefusalTests(_GatewayTestCase):
         a GET on a webhook 405 with Allow, a non-JSON content type 415, a
         batch with one bad alert 207 with per-alert results; every refusal
         is application/problem+json with the request id, and only the valid
-        alert of the 207 is forwarded.
+        alert of the 207 is forwarded (its result says new).
         """
         gateway, stub = await self.start()
         client = http_client()
@@ -282,7 +294,7 @@ class RefusalTests(_GatewayTestCase):
         payload["alerts"][1]["labels"] = "not a label set"
         response, body = await self.post(client, url, json.dumps(payload).encode())
         self.assertEqual(response.code, 207, body)
-        self.assertEqual([a["status"] for a in body["alerts"]], ["accepted", "rejected"])
+        self.assertEqual([a["status"] for a in body["alerts"]], ["new", "rejected"])
         await stub.wait_for(1)
         self.assertEqual([r.body["fingerprint"] for r in stub.received], ["704fae8241e05a07"])
 

@@ -14,13 +14,18 @@ from twisted.trial.unittest import SynchronousTestCase
 from alertgateway.config import (
     AuthConfig,
     ConfigError,
+    CorrelationConfig,
+    DedupConfig,
     EndpointConfig,
+    EnvironmentConfig,
+    EscalationConfig,
     GatewayConfig,
     LimitsConfig,
     MetricsConfig,
     RateLimitingConfig,
     SecurityConfig,
     ServiceConfig,
+    StormConfig,
     WebhookConfig,
     load_config,
     parse_config,
@@ -1657,3 +1662,189 @@ class UnusableTLSFilesTests(SynchronousTestCase):
             parse_config(f"security: {{tls_enabled: true, cert_file: '{cert}', key_file: '{key}'}}", {})
         (problem,) = caught.exception.problems
         self.assertTrue(str(problem).startswith(f"security.cert_file {cert}"), str(problem))
+
+
+class DecideConfigTests(SynchronousTestCase):
+    """
+    The dedup, escalation, correlation and storm sections.
+    """
+
+    def test_defaults(self) -> None:
+        """
+        Without the sections: dedup over a 5-minute window, 100000 tracked,
+        expired every 5 s; escalation on, by the environment and env labels,
+        production by default, no environment configured; groups by
+        alertname and namespace; storms of more than 10 in a minute,
+        updated every 30 s, closed after 5 quiet minutes, 100 listed.
+        """
+        config = _valid("")
+        self.assertEqual(
+            config.dedup,
+            DedupConfig(enabled=True, window=300.0, ignore_labels=(), max_tracked=100_000, expire_interval=5.0),
+        )
+        self.assertEqual(
+            config.escalation,
+            EscalationConfig(
+                enabled=True,
+                environment_labels=("environment", "env"),
+                default_environment="production",
+                environments={},
+            ),
+        )
+        self.assertEqual(
+            config.correlation, CorrelationConfig(group_by=("alertname", "namespace"), use_sender_group=False)
+        )
+        self.assertEqual(
+            config.storm,
+            StormConfig(
+                enabled=True, threshold=10, window=60.0, flush_interval=30.0, quiet_period=300.0, max_members_listed=100
+            ),
+        )
+
+    def test_values_and_durations(self) -> None:
+        """
+        Every key is read, durations in any unit.
+        """
+        config = _valid(
+            """
+dedup:
+  enabled: false
+  window: 2m
+  ignore_labels: [replica, prometheus_replica]
+  max_tracked: 50
+  expire_interval: 500ms
+escalation:
+  enabled: false
+  environment_labels: [tier]
+  default_environment: staging
+  environments:
+    production: {total: 7, window: 1h}
+    qa: {namespaces: ["qa-*", qa], level: page, total: 2, within: 1, window: 90}
+correlation: {group_by: [cluster], use_sender_group: true}
+storm: {enabled: false, threshold: 3, window: 30s, flush_interval: 1m, quiet_period: 1h, max_members_listed: 5}
+"""
+        )
+        self.assertEqual(
+            config.dedup,
+            DedupConfig(False, 120.0, ("replica", "prometheus_replica"), max_tracked=50, expire_interval=0.5),
+        )
+        self.assertEqual(
+            config.escalation.environments,
+            {
+                "production": EnvironmentConfig(total=7, window=3600.0),
+                "qa": EnvironmentConfig(namespaces=("qa-*", "qa"), level="page", total=2, within=1, window=90.0),
+            },
+        )
+        self.assertEqual(
+            (config.escalation.enabled, config.escalation.environment_labels, config.escalation.default_environment),
+            (False, ("tier",), "staging"),
+        )
+        self.assertEqual(config.correlation, CorrelationConfig(("cluster",), True))
+        self.assertEqual(config.storm, StormConfig(False, 3, 30.0, 60.0, 3600.0, 5))
+        self.assertIsInstance(hash(config), int)
+
+    def test_validation(self) -> None:
+        """
+        Numbers and durations that must be positive, and values of the wrong
+        type, are refused by key, inside environments too.
+        """
+        self.assertEqual(
+            _problems(
+                """
+dedup: {window: 0, max_tracked: 0, expire_interval: soon, ignore_labels: replica}
+escalation:
+  environment_labels: env
+  environments:
+    production: {total: 0, within: -1, window: 0s, level: 3, namespaces: prod-*}
+correlation: {group_by: [1], use_sender_group: "yes"}
+storm: {threshold: 0, window: -1, flush_interval: 0, quiet_period: 0, max_members_listed: 0}
+"""
+            ),
+            [
+                "dedup.window: must be greater than 0",
+                "dedup.ignore_labels: must be a list",
+                "dedup.max_tracked: must be greater than 0",
+                "dedup.expire_interval: must be a duration like 5s, 250ms or 5m",
+                "escalation.environment_labels: must be a list",
+                "escalation.environments.production.namespaces: must be a list",
+                "escalation.environments.production.level: must be a string",
+                "escalation.environments.production.total: must be greater than 0",
+                "escalation.environments.production.within: must be greater than 0",
+                "escalation.environments.production.window: must be greater than 0",
+                "correlation.group_by[0]: must be a string",
+                "correlation.use_sender_group: must be true or false",
+                "storm.threshold: must be greater than 0",
+                "storm.window: must not be negative",
+                "storm.flush_interval: must be greater than 0",
+                "storm.quiet_period: must be greater than 0",
+                "storm.max_members_listed: must be greater than 0",
+            ],
+        )
+
+    def test_unknown_keys(self) -> None:
+        """
+        A misspelt key is refused wherever it is, in an environment
+        included, naming the keys it could have meant.
+        """
+        self.assertEqual(
+            _problems(
+                """
+dedup: {windw: 5m}
+escalation: {environments: {production: {totl: 3}}}
+correlation: {group: [a]}
+storm: {treshold: 3}
+"""
+            ),
+            [
+                "dedup.windw: unknown key (known keys: enabled, expire_interval, ignore_labels, max_tracked, window)",
+                "escalation.environments.production.totl: unknown key"
+                " (known keys: level, namespaces, total, window, within)",
+                "correlation.group: unknown key (known keys: group_by, use_sender_group)",
+                "storm.treshold: unknown key"
+                " (known keys: enabled, flush_interval, max_members_listed, quiet_period, threshold, window)",
+            ],
+        )
+
+    def test_environments_shape(self) -> None:
+        """
+        environments must map names (strings, distinct ignoring case) to
+        mappings; an empty environment takes every default.
+        """
+        self.assertEqual(
+            _problems("escalation: {environments: [production]}"), ["escalation.environments: must be a mapping"]
+        )
+        self.assertEqual(
+            _problems("escalation: {environments: {qa: 3, 1: {}}}"),
+            [
+                "escalation.environments.qa: must be a mapping",
+                "escalation.environments.1: must be named by a string (quote the name)",
+            ],
+        )
+        self.assertEqual(
+            _problems("escalation: {environments: {QA: {}, qa: {}}}"),
+            ["escalation.environments: 'QA' and 'qa' are the same environment (names ignore case)"],
+        )
+        self.assertEqual(
+            _valid("escalation: {environments: {qa: }}").escalation.environments, {"qa": EnvironmentConfig()}
+        )
+
+    def test_status_path_reserved(self) -> None:
+        """
+        No endpoint or shared metrics path may take /v1/alerts, the alert
+        status API: neither /v1/alerts itself nor /alerts, whose /v1 alias
+        it is.
+        """
+        for path in ("/alerts", "/v1/alerts", "/v1/alerts/"):
+            with self.subTest(path=path):
+                self.assertEqual(
+                    _problems(f"webhook: {{endpoints: [{{path: '{path}', source: grafana}}]}}"),
+                    [f"webhook.endpoints[0].path: {path} is reserved for the alert status API"],
+                )
+        self.assertEqual(
+            _problems("service: {port: 9000}\nmetrics: {port: 9000, path: /v1/alerts}"),
+            ["metrics.path: /v1/alerts is reserved for the alert status API"],
+        )
+        self.assertEqual(
+            _valid("webhook: {endpoints: [{path: /alerts/am, source: alertmanager}]}").webhook.endpoints[0].path,
+            "/alerts/am",
+        )

@@ -100,3 +100,33 @@ class GatewayMetricsTests(SynchronousTestCase):
                 metrics.registry.get_sample_value("gateway_request_duration_seconds_count", {"endpoint": endpoint}),
                 0.0,
             )
+
+    def test_decision_families(self) -> None:
+        """
+        The deduplication, escalation and storm metrics exist with their
+        types and labels, counters exposed with _total.
+        """
+        metrics = GatewayMetrics()
+        metrics.alerts_deduplicated.labels(source="grafana").inc(2)
+        metrics.dedup_tracked.set(7)
+        metrics.dedup_evictions.inc()
+        metrics.escalations.labels(environment="staging", level="normal").inc()
+        metrics.storms_active.set(1)
+        metrics.storm_alerts_aggregated.inc(3)
+        families = {f.name: f for f in text_string_to_metric_families(metrics.exposition().decode("utf-8"))}
+        expected = {
+            "gateway_alerts_deduplicated": "counter",
+            "gateway_dedup_tracked": "gauge",
+            "gateway_dedup_evictions": "counter",
+            "gateway_escalations": "counter",
+            "gateway_storms_active": "gauge",
+            "gateway_storm_alerts_aggregated": "counter",
+        }
+        self.assertEqual({name: families[name].type for name in expected}, expected)
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+        self.assertEqual(samples[("gateway_alerts_deduplicated_total", (("source", "grafana"),))], 2)
+        self.assertEqual(samples[("gateway_dedup_tracked", ())], 7)
+        self.assertEqual(samples[("gateway_dedup_evictions_total", ())], 1)
+        self.assertEqual(samples[("gateway_escalations_total", (("environment", "staging"), ("level", "normal")))], 1)
+        self.assertEqual(samples[("gateway_storms_active", ())], 1)
+        self.assertEqual(samples[("gateway_storm_alerts_aggregated_total", ())], 3)

@@ -387,3 +387,70 @@ class MappingTests(SynchronousTestCase):
                 "top.headers.X-E: must be a string",
             ],
         )
+
+
+@attrs.frozen
+class Named:
+    size: int = attrs.field(default=1, metadata={"check": _even})
+    wait: float | None = attrs.field(default=None, metadata={"duration": True})
+
+
+@attrs.frozen
+class WithNamed:
+    named: dict[str, Named] = attrs.field(factory=dict, hash=False)
+
+
+class NamedMappingTests(SynchronousTestCase):
+    """
+    C{dict[str, X]} fields with X an attrs class: names to nested sections.
+    """
+
+    def _build(self, data: object) -> tuple[WithNamed | None, list[str]]:
+        problems: list[Problem] = []
+        result = build(WithNamed, data, "top", problems)
+        return result, [str(p) for p in problems]
+
+    def test_read(self) -> None:
+        """
+        Each name's mapping is read as the class, defaults filled in and
+        order kept; null is an entry with every default; absent, the field
+        is a fresh empty dict.
+        """
+        result, problems = self._build({"named": {"b": {"size": 4, "wait": "2m"}, "a": None}})
+        self.assertEqual(problems, [])
+        assert result is not None
+        self.assertEqual(result.named, {"b": Named(size=4, wait=120.0), "a": Named()})
+        self.assertEqual(list(result.named), ["b", "a"])
+        first, second = self._build({})[0], self._build({})[0]
+        assert first is not None and second is not None
+        self.assertEqual(first.named, {})
+        self.assertIsNot(first.named, second.named)
+
+    def test_problems_by_name(self) -> None:
+        """
+        Problems inside an entry name it in their path; unknown keys of an
+        entry are refused; the good entries do not hide the bad ones.
+        """
+        result, problems = self._build(
+            {"named": {"ok": {}, "odd": {"size": 3}, "typo": {"sise": 2}, "late": {"wait": "x"}}}
+        )
+        self.assertIsNone(result)
+        self.assertEqual(
+            problems,
+            [
+                "top.named.odd.size: must be even",
+                "top.named.typo.sise: unknown key (known keys: size, wait)",
+                "top.named.late.wait: must be a duration like 5s, 250ms or 5m",
+            ],
+        )
+
+    def test_not_mappings(self) -> None:
+        """
+        The field must be a mapping, each entry a mapping (or null), and
+        each name a string.
+        """
+        self.assertEqual(self._build({"named": ["a"]})[1], ["top.named: must be a mapping"])
+        self.assertEqual(
+            self._build({"named": {"a": 3, 7: {}}})[1],
+            ["top.named.a: must be a mapping", "top.named.7: must be named by a string (quote the name)"],
+        )

@@ -562,3 +562,72 @@ class ExitTests(SynchronousTestCase):
         self.patch(os, "_exit", statuses.append)
         _exit_nonzero()
         self.assertEqual(statuses, [1])
+
+
+class DecideWiringTests(SynchronousTestCase):
+    """
+    The decider inside the service: its periodic tick, and delivery outcomes
+    reaching the status of alerts.
+    """
+
+    def setUp(self) -> None:
+        self.path = Path(self.mktemp())
+        self.reactor = RecordingReactor()
+        config = make_config("dedup: {window: 10s, expire_interval: 3s}\n", sink=f"file:{self.path}")
+        self.service, _, _ = make_service(config, self.reactor)
+
+    def post(self) -> None:
+        response = Connection(self.service.site).request("POST", PROMETHEUS, headers=AUTH, body=BODY)
+        self.assertEqual(response.status, 202, response.body)
+
+    def tracked(self) -> float | None:
+        value: float | None = self.service.metrics.registry.get_sample_value("gateway_dedup_tracked")
+        return value
+
+    def test_tick_every_expire_interval(self) -> None:
+        """
+        The tick runs every dedup.expire_interval: an
+        episode that lapsed at 10.5s is forgotten by the tick at 12s, not
+        before.
+        """
+        self.service.startService()
+        self.reactor.advance(0.5)
+        self.post()
+        self.assertEqual(self.tracked(), 1.0)
+        # In steps, so that each tick runs at its own time.
+        self.reactor.pump([2.5, 3, 3, 2.9])
+        self.assertEqual((len(self.service.decider.episodes), self.tracked()), (1, 1.0))
+        self.reactor.advance(0.1)
+        self.assertEqual((len(self.service.decider.episodes), self.tracked()), (0, 0.0))
+
+    def test_tick_stops_with_service(self) -> None:
+        """
+        stopService stops the tick: nothing is expired any more and nothing
+        of it stays scheduled; a restart runs it again.
+        """
+        self.service.startService()
+        self.post()
+        self.successResultOf(self.service.stopService())
+        self.assertEqual(
+            [c for c in self.reactor.getDelayedCalls() if "tick" in repr(c) or "LoopingCall" in repr(c)], []
+        )
+        self.reactor.advance(60)
+        self.assertEqual(len(self.service.decider.episodes), 1)
+        self.service.startService()
+        self.reactor.advance(3)
+        self.assertEqual(len(self.service.decider.episodes), 0)
+        self.successResultOf(self.service.stopService())
+
+    def test_outcomes_reach_episodes(self) -> None:
+        """
+        The forwarder's outcome of an alert's delivery is what the status
+        API then says of it.
+        """
+        self.service.startService()
+        self.post()
+        [line] = self.path.read_text().splitlines()
+        fingerprint = json.loads(line)["fingerprint"]
+        response = Connection(self.service.site).request("GET", f"/v1/alerts/{fingerprint}", headers=AUTH)
+        self.assertEqual(response.status, 200, response.body)
+        self.assertEqual(response.json()["delivery"], "delivered")
+        self.successResultOf(self.service.stopService())

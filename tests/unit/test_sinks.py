@@ -339,9 +339,7 @@ class FileSinkTests(SynchronousTestCase):
         lines = path.read_text(encoding="utf-8").splitlines()
         records = [json.loads(line) for line in lines]
         self.assertEqual(len(records), 3)
-        self.assertEqual(
-            records[0], {**a.body, "requestId": "r1", "idempotencyKey": a.idempotency_key}
-        )
+        self.assertEqual(records[0], {**a.body, "requestId": "r1", "idempotencyKey": a.idempotency_key})
         self.assertEqual(records[1]["status"], "resolved")
         self.assertEqual(records[2]["requestId"], "r1")
 
