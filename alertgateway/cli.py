@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any
 
+import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from alertgateway.config import ConfigError, GatewayConfig, load_config, warnings_for
@@ -172,7 +173,56 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--source", choices=("alertmanager", "grafana"), default="alertmanager")
     send.add_argument("--token", default=None, help="bearer token")
     send.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer")
+    queue = commands.add_parser("queue", help="show, re-queue and drop dead letters and pending items")
+    actions = queue.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="list queued items (dead letters by default)")
+    listing.add_argument("--state", choices=("dead", "pending", "all"), default="dead")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    retry = actions.add_parser("retry", help="send dead letters again (all, or the given ids)")
+    retry.add_argument("ids", nargs="*", type=int)
+    drop = actions.add_parser("purge", help="drop dead letters (or pending items) for good")
+    drop.add_argument("--state", choices=("dead", "pending"), default="dead")
+    drop.add_argument("ids", nargs="*", type=int)
+    for action in (listing, retry, drop):
+        action.add_argument("--config", "-c", required=True, help="the gateway's configuration file")
     return parser
+
+
+def queue_command(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """
+    C{alertgateway queue list|retry|purge}: work on the queue database the
+    configuration names, also while the gateway runs (a running gateway
+    picks up retried items within a few seconds).
+    """
+    from alertgateway.delivery.journal import list_items, open_database, purge, retry_dead
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(str(problem), file=err)
+        return EXIT_INVALID
+    if config.queue.backend != "sqlite":
+        print(f"queue.backend is {config.queue.backend}: there is no queue database to work on", file=err)
+        return EXIT_FAILED
+    connection = open_database(config.queue.path)
+    try:
+        if args.action == "list":
+            items = list_items(connection, None if args.state == "all" else args.state)
+            for item in items:
+                if args.json:
+                    print(json.dumps(attrs.asdict(item), separators=(",", ":")), file=out)
+                else:
+                    fingerprint = item.body.get("fingerprint", "-")
+                    print(f"{item.id}\t{item.key}\t{fingerprint}\t{item.attempts}\t{item.reason}", file=out)
+            print(f"{len(items)} item(s)", file=err)
+        elif args.action == "retry":
+            print(f"{retry_dead(connection, args.ids)} dead letter(s) marked for another try", file=out)
+        else:
+            print(f"{purge(connection, args.state, args.ids)} {args.state} item(s) dropped", file=out)
+    finally:
+        connection.close()
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
@@ -181,6 +231,8 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[
     err = sys.stderr if err is None else err
     if args.command == "check-config":
         return check_config(args.path, out, err)
+    if args.command == "queue":
+        return queue_command(args, out, err)
     return send_test(args.url, args.source, args.token, args.timeout, out)
 
 

@@ -191,6 +191,8 @@ class ServiceConfig:
     max_body_bytes: int = attrs.field(default=1024 * 1024, metadata={"check": _positive})
     idle_timeout: float = duration(60.0, _positive)
     shutdown_grace: float = duration(10.0, _not_negative)
+    # A request not answered by then gets 503 with Retry-After (BR-WH-009).
+    request_timeout: float = duration(30.0, _positive)
     # Requests being received or handled at once; past it, 503.
     max_concurrent_requests: int = attrs.field(default=1000, metadata={"check": _positive})
     # Plaintext listeners serving only /health, /health/live and
@@ -389,9 +391,12 @@ class LimitsConfig:
 
 @attrs.frozen
 class CircuitBreakerConfig:
+    enabled: bool = True
     failure_threshold: int = attrs.field(default=5, metadata={"check": _positive})
     recovery_timeout: float = duration(30.0, _positive)
     half_open_requests: int = attrs.field(default=3, metadata={"check": _positive})
+    # Each failed probe doubles the recovery timeout, up to this.
+    max_recovery_timeout: float = duration(300.0, _positive)
 
 
 @attrs.frozen
@@ -401,15 +406,35 @@ class AlertProcessorConfig:
     """
 
     endpoint: str = attrs.field(default="file:var/alerts.jsonl", metadata={"check": _processor_endpoint})
+    # Per attempt; with adaptive_timeout, the starting value until enough
+    # latencies are seen.
     timeout: float = duration(5.0, _positive)
     max_retries: int = attrs.field(default=3, metadata={"check": _not_negative})
     max_in_flight: int = attrs.field(default=8, metadata={"check": _positive})
+    # The timeout follows the 99th percentile of recent latencies times 4,
+    # within [timeout_min, timeout_max].
+    adaptive_timeout: bool = True
+    timeout_min: float = duration(0.5, _positive)
+    timeout_max: float = duration(30.0, _positive)
 
 
 @attrs.frozen
 class QueueConfig:
-    # Alerts accepted but not yet delivered; past this webhooks get 503.
+    """
+    Where accepted alerts wait for delivery: C{sqlite} (durable, the
+    default) or C{memory} (lost on a crash).
+    """
+
+    backend: str = attrs.field(default="sqlite", metadata={"choices": ("sqlite", "memory")})
+    path: str = "var/queue.db"
+    # Alerts (and bytes of them) accepted but not yet delivered; past
+    # either, webhooks get 503 with Retry-After.
     max_items: int = attrs.field(default=10000, metadata={"check": _positive})
+    max_bytes: int = attrs.field(default=64 * 1024 * 1024, metadata={"check": _positive})
+    # FULL survives power loss; NORMAL survives process crashes only.
+    synchronous: str = attrs.field(default="full", metadata={"choices": ("full", "normal")})
+    # How often dead letters marked by `alertgateway queue retry` are taken.
+    retry_interval: float = duration(5.0, _positive)
 
 
 @attrs.frozen

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from alertgateway.decide.engine import AGGREGATED, DUPLICATE, ESCALATED, Decider, Outgoing, Verdict
 from alertgateway.delivery.queue import Envelope, QueueFull
@@ -59,19 +60,42 @@ class Intake:
         Decide on C{alerts} and queue their envelopes.
 
         @raise QueueFull: Before deciding anything, if they might not fit
-            (behind the storm events waiting for room).
+            (behind the storm events waiting for room); the Deferred fails
+            with it if the queue refuses the write (its byte bound, a disk
+            error), and then the decision is undone.
         """
         if self._room() < len(self._pending) + len(alerts):
             raise QueueFull(f"no room for {len(alerts)} alerts behind {len(self._pending)} storm events")
+        snapshot = self.decider.snapshot(alerts)
+        waiting = list(self._pending)
         held, self._pending = self._storm_envelopes(self._pending), []
         verdicts, outgoing = self.decider.decide(alerts)
-        self._count(verdicts)
-        envelopes = [Envelope(o.key, o.body, o.idempotency_key, request_id, headers) for o in outgoing]
-        return self._submit(held + envelopes).addCallback(lambda _: verdicts)
+        now = self.decider.clock.seconds()
+        envelopes = [Envelope(o.key, o.body, o.idempotency_key, request_id, headers, accepted_at=now) for o in outgoing]
 
-    @staticmethod
-    def _storm_envelopes(outgoing: Sequence[Outgoing]) -> list[Envelope]:
-        return [Envelope(o.key, o.body, o.idempotency_key, "storm") for o in outgoing]
+        def _undo(failure: Failure) -> Failure:
+            # Nothing of the batch was queued: forget it was decided, so
+            # the sender's retry is decided afresh, and keep the held
+            # storm events for the next chance.
+            self.decider.restore(snapshot)
+            self._pending = waiting + self._pending
+            return failure
+
+        try:
+            d = self._submit(held + envelopes)
+        except QueueFull:
+            _undo(Failure())
+            raise
+
+        def _queued(_: object) -> list[Verdict]:
+            self._count(verdicts)
+            return verdicts
+
+        return d.addCallbacks(_queued, _undo)
+
+    def _storm_envelopes(self, outgoing: Sequence[Outgoing]) -> list[Envelope]:
+        now = self.decider.clock.seconds()
+        return [Envelope(o.key, o.body, o.idempotency_key, "storm", accepted_at=now) for o in outgoing]
 
     def _count(self, verdicts: Sequence[Verdict]) -> None:
         metrics = self._metrics

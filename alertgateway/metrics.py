@@ -92,6 +92,37 @@ class GatewayMetrics:
         self.storm_alerts_aggregated = Counter(
             "gateway_storm_alerts_aggregated", "New alerts folded into a storm instead of forwarded alone", registry=r
         )
+        self.forward_attempts = Counter(
+            "gateway_forward_attempts",
+            "Delivery attempts by outcome (success, retry, reject) and class of result"
+            " (ok, timeout, connect, tls, 4xx, 5xx, 429, io)",
+            ["outcome", "class"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "gateway_dead_letters", "Alerts the processor refused for good, kept as dead letters", registry=r
+        )
+        self.forward_timeout = Gauge(
+            "gateway_forward_timeout_seconds", "The current (adaptive) timeout of one delivery attempt", registry=r
+        )
+        self.forward_failure_ratio = Gauge(
+            "gateway_forward_failure_ratio", "Exponentially weighted ratio of failed delivery attempts", registry=r
+        )
+        self.queue_oldest_age = Gauge(
+            "gateway_queue_oldest_age_seconds", "Age of the oldest alert accepted and not yet delivered", registry=r
+        )
+        self.breaker_state = Gauge(
+            "gateway_circuit_breaker_state",
+            "Circuit breaker state by target: 0 closed, 1 open, 2 half-open",
+            ["target"],
+            registry=r,
+        )
+        self.breaker_transitions = Counter(
+            "gateway_circuit_breaker_transitions",
+            "Circuit breaker state changes by target and new state",
+            ["target", "to"],
+            registry=r,
+        )
         self.queue_depth = Gauge("gateway_queue_depth", "Alerts accepted and not yet delivered", registry=r)
         self.ready = Gauge("gateway_ready", "1 while the gateway accepts webhooks, 0 otherwise", registry=r)
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any
 
 from treq.client import HTTPClient
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
@@ -31,7 +32,12 @@ from twisted.web.resource import Resource
 from alertgateway.config import EndpointConfig, GatewayConfig
 from alertgateway.decide.engine import Decider, settings_from_config, storms_from_config
 from alertgateway.decide.episodes import MemoryEpisodes
-from alertgateway.delivery.forwarder import Forwarder
+from alertgateway.delivery.breaker import STATE_VALUES, CircuitBreaker
+from alertgateway.delivery.durable import DurableQueue
+from alertgateway.delivery.executor import ThreadExecutor
+from alertgateway.delivery.forwarder import DeliveryQueue, Forwarder
+from alertgateway.delivery.journal import Executor, SQLiteJournal
+from alertgateway.delivery.patterns import AdaptiveTimeout
 from alertgateway.delivery.queue import MemoryQueue
 from alertgateway.delivery.sinks import BytesProducer, FileSink, HTTPSink, Sink
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
@@ -61,22 +67,44 @@ class GatewayService(Service):
 
     log = Logger()
 
-    def __init__(self, config: GatewayConfig, reactor: Any, log_stream: IO[str] | None = None) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        reactor: Any,
+        log_stream: IO[str] | None = None,
+        executor: Executor | None = None,
+    ) -> None:
         self.config = config
         self._reactor = reactor
         self.log_observer = make_observer(log_stream or sys.stdout, config.logging.format, config.logging.level)
         self.metrics = GatewayMetrics()
         self.readiness = Readiness()
-        self.queue = MemoryQueue(config.queue.max_items)
+        # SQLite gets a thread of its own, started and stopped with the
+        # service; tests may pass another executor.
+        self._own_executor: ThreadExecutor | None = None
+        if executor is None and config.queue.backend == "sqlite":
+            executor = self._own_executor = ThreadExecutor(reactor)
+        self.executor: Executor | None = executor
+        self.queue = self._make_queue()
         self._pool: HTTPConnectionPool | None = None
+        processor = config.alert_processor
+        self.timeouts = (
+            AdaptiveTimeout(initial=processor.timeout, minimum=processor.timeout_min, maximum=processor.timeout_max)
+            if processor.adaptive_timeout
+            else None
+        )
         self.sink = self._make_sink()
+        self.metrics.forward_timeout.set(processor.timeout)
+        self.breaker = self._make_breaker()
         self.forwarder = Forwarder(
             self.queue,
             self.sink,
             clock=reactor,
             metrics=self.metrics,
-            max_in_flight=config.alert_processor.max_in_flight,
-            max_retries=config.alert_processor.max_retries,
+            max_in_flight=processor.max_in_flight,
+            max_retries=processor.max_retries,
+            breaker=self.breaker,
+            timeouts=self.timeouts,
         )
         self.decider = Decider(
             reactor, MemoryEpisodes(config.dedup.max_tracked), settings_from_config(config), storms_from_config(config)
@@ -112,6 +140,66 @@ class GatewayService(Service):
         if isinstance(parent, Componentized):
             parent.setComponent(ILogObserver, self.log_observer)
 
+    def _make_queue(self) -> DeliveryQueue:
+        queue = self.config.queue
+        if queue.backend == "memory":
+            return MemoryQueue(queue.max_items)
+        assert self.executor is not None
+        journal = SQLiteJournal(
+            queue.path, self.executor, clock_seconds=self._reactor.seconds, synchronous=queue.synchronous
+        )
+        return DurableQueue(journal, max_items=queue.max_items, max_bytes=queue.max_bytes)
+
+    def _make_breaker(self) -> CircuitBreaker | None:
+        settings = self.config.circuit_breaker
+        if not settings.enabled:
+            return None
+        target = self.config.alert_processor.endpoint
+        self.metrics.breaker_state.labels(target=target).set(0)
+
+        def _transition(old: str, new: str) -> None:
+            self.metrics.breaker_state.labels(target=target).set(STATE_VALUES[new])
+            self.metrics.breaker_transitions.labels(target=target, to=new).inc()
+            self.log.info("Circuit breaker for {target}: {old} -> {new}", target=target, old=old, new=new)
+
+        return CircuitBreaker(
+            self._reactor,
+            failure_threshold=settings.failure_threshold,
+            recovery_timeout=settings.recovery_timeout,
+            half_open_requests=settings.half_open_requests,
+            max_recovery_timeout=settings.max_recovery_timeout,
+            on_transition=_transition,
+        )
+
+    def _load_queue(self) -> Deferred[None]:
+        """
+        Replay what the durable queue holds, before anything new is taken.
+        """
+        if self._own_executor is not None:
+            self._own_executor.start()
+        if not isinstance(self.queue, DurableQueue):
+            return succeed(None)
+        queue = self.queue
+        Path(self.config.queue.path).parent.mkdir(parents=True, exist_ok=True)
+
+        def _loaded(count: int) -> None:
+            self.log.info(
+                "Queue {path}: {count} alerts to deliver from before", path=self.config.queue.path, count=count
+            )
+            self._timers.append(self._every(self.config.queue.retry_interval, queue.adopt_retried, now=False))
+
+        return queue.load().addCallback(_loaded)
+
+    def _cannot_load(self, failure: Any) -> None:
+        self.log.critical(
+            "Cannot open the queue {path}: {reason}", path=self.config.queue.path, reason=str(failure.value)
+        )
+        self._reactor.addSystemEventTrigger("after", "shutdown", _exit_nonzero)
+        try:
+            self._reactor.stop()
+        except ReactorNotRunning:
+            self._reactor.callWhenRunning(self._reactor.stop)
+
     def _make_sink(self) -> Sink:
         endpoint = self.config.alert_processor.endpoint
         if endpoint.startswith("file:"):
@@ -121,7 +209,8 @@ class GatewayService(Service):
         self._pool.maxPersistentPerHost = processor.max_in_flight
         agent = Agent(self._reactor, pool=self._pool, connectTimeout=processor.timeout)
         client = HTTPClient(agent, data_to_body_producer=BytesProducer)
-        return HTTPSink(client, endpoint, clock=self._reactor, timeout=processor.timeout)
+        timeout = self.timeouts.current if self.timeouts is not None else processor.timeout
+        return HTTPSink(client, endpoint, clock=self._reactor, timeout=timeout)
 
     def _make_site(self, root: Resource) -> GatewaySite:
         return GatewaySite(
@@ -131,6 +220,7 @@ class GatewayService(Service):
             max_body_bytes=self.config.service.max_body_bytes,
             idle_timeout=self.config.service.idle_timeout,
             gzip_min_bytes=self.config.service.gzip_min_bytes,
+            request_timeout=self.config.service.request_timeout,
         )
 
     def _guards_for(self, endpoint: EndpointConfig, addresses: AddressFilter, clients: ClientAddress) -> Guards:
@@ -206,7 +296,12 @@ class GatewayService(Service):
         return root
 
     def _ready_details(self) -> dict[str, Any]:
-        return {"queue": {"depth": len(self.queue), "capacity": self.queue.max_items}}
+        details: dict[str, Any] = {
+            "queue": {"backend": self.config.queue.backend, "depth": len(self.queue), "capacity": self.queue.max_items}
+        }
+        if self.breaker is not None:
+            details["circuitBreaker"] = {"state": self.breaker.state, "target": self.config.alert_processor.endpoint}
+        return details
 
     def startService(self) -> None:
         super().startService()
@@ -216,15 +311,25 @@ class GatewayService(Service):
         if self._tls_problem is not None:
             self._fail(f"TLS: {self._tls_problem}")
             return
+        loaded = self._load_queue()
         self.forwarder.start()
         self.replays.start()
-        self._timers.append(self._every(self.config.dedup.expire_interval, self.intake.tick, now=False))
+        self._timers.append(self._every(self.config.dedup.expire_interval, self._tick, now=False))
         if self.limiter is not None:
             self.limiter.start()
         if any(f.hostnames for f in self.address_filters):
             self._timers.append(self._every(self.config.security.resolve_interval, self._resolve_hostnames, now=True))
         if self.tls is not None:
             self._timers.append(self._every(self.config.security.cert_reload_interval, self._reload_tls, now=False))
+        # Listen only once the queue is replayed: a new alert must not be
+        # queued ahead of older ones of its key.
+        loaded.addCallbacks(self._start_listening, self._cannot_load)
+
+    def _tick(self) -> None:
+        self.intake.tick()
+        self.forwarder.refresh_age()
+
+    def _start_listening(self, _: object = None) -> None:
         listening: list[Deferred[None]] = []
         service = self.config.service
         if self.tls is not None:
@@ -321,11 +426,27 @@ class GatewayService(Service):
         d.addErrback(lambda f: self.log.warn("In-flight requests still open at the end of the grace period"))
         d.addCallback(lambda _: self.forwarder.stop(remaining()))
         d.addCallback(lambda _: self.sink.close())
+        d.addCallback(lambda _: self._close_queue())
         d.addCallback(lambda _: self._pool.closeCachedConnections() if self._pool is not None else None)
         d.addCallback(lambda _: self._stop_timers())
         d.addCallback(lambda _: _stop_ports(self.metrics_ports))
         d.addErrback(lambda f: self.log.failure("Error during shutdown", failure=f))
         d.addCallback(self._stopped)
+        return d
+
+    def _close_queue(self) -> Deferred[None] | None:
+        if not isinstance(self.queue, DurableQueue):
+            return None
+        d = self.queue.journal.close()
+        d.addErrback(lambda f: self.log.error("Cannot close the queue database: {error}", error=str(f.value)))
+        executor = self._own_executor
+        if executor is not None:
+
+            def _stop_thread(result: object) -> object:
+                executor.stop()
+                return result
+
+            d.addBoth(_stop_thread)
         return d
 
     def _stop_timers(self) -> None:

@@ -14,6 +14,7 @@ events instead of being forwarded on its own.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -91,6 +92,12 @@ class Outgoing:
     key: str
     body: Mapping[str, Any]
     idempotency_key: str
+
+
+@attrs.frozen
+class Snapshot:
+    episodes: Mapping[str, Episode | None]
+    storms: tuple[Any, int] | None
 
 
 @attrs.frozen
@@ -193,7 +200,7 @@ class Decider:
         settings: DeciderSettings,
         storms: StormTracker | None = None,
     ) -> None:
-        self._clock = clock
+        self.clock = clock
         self.episodes = episodes
         self.settings = settings
         self.storms = storms
@@ -202,11 +209,38 @@ class Decider:
         rules = self.settings.rules
         return rules.get(environment) or rules.get(self.settings.default_environment) or DEFAULT_RULES["production"]
 
+    def snapshot(self, alerts: Sequence[Alert]) -> Snapshot:
+        """
+        What deciding C{alerts} may change, copied, so that L{restore} can
+        undo it.
+        """
+        s = self.settings
+        keys = {dedup_key(a, s.ignore_labels) for a in alerts}
+        episodes = {k: copy.deepcopy(self.episodes.get(k)) for k in keys}
+        storms = None
+        if self.storms is not None:
+            groups = [group_id(a, s.group_by, s.use_sender_group) for a in alerts]
+            storms = (self.storms.snapshot(groups), self.storms.aggregated)
+        return Snapshot(episodes, storms)
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """
+        Undo a decision whose forwards could not be queued: the sender's
+        retry must be decided as if the batch had never been seen.
+        """
+        for key, episode in snapshot.episodes.items():
+            if episode is None:
+                self.episodes.discard(key)
+            else:
+                self.episodes.put(episode)
+        if self.storms is not None and snapshot.storms is not None:
+            self.storms.restore(*snapshot.storms)
+
     def decide(self, alerts: Sequence[Alert]) -> tuple[list[Verdict], list[Outgoing]]:
         """
         Decide on a batch, in order; update the state.
         """
-        now = self._clock.seconds()
+        now = self.clock.seconds()
         verdicts: list[Verdict] = []
         outgoing: list[Outgoing] = []
         for alert in alerts:
@@ -310,7 +344,7 @@ class Decider:
         """
         Periodic work: expire lapsed episodes, flush and close storms.
         """
-        now = self._clock.seconds()
+        now = self.clock.seconds()
         self.episodes.expire(now - self.settings.window)
         if self.storms is None:
             return []

@@ -60,6 +60,8 @@ class EpisodeStore(Protocol):
 
     def put(self, episode: Episode) -> None: ...
 
+    def discard(self, key: str) -> None: ...
+
     def expire(self, older_than: float) -> int: ...
 
     def by_fingerprint(self, fingerprint: str) -> Episode | None: ...
@@ -109,6 +111,14 @@ class MemoryEpisodes:
             _, evicted = self._episodes.popitem(last=False)
             self._forget(evicted)
             self.evictions += 1
+
+    def discard(self, key: str) -> None:
+        """
+        Forget the episode of C{key}, if any.
+        """
+        episode = self._episodes.pop(key, None)
+        if episode is not None:
+            self._forget(episode)
 
     def _forget(self, episode: Episode) -> None:
         if self._by_fingerprint.get(episode.fingerprint) == episode.key:

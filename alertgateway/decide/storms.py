@@ -16,9 +16,10 @@ watched for a storm.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -113,6 +114,26 @@ class StormTracker:
         self._recent: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
         self.storms: dict[str, Storm] = {}
         self.aggregated = 0
+
+    def snapshot(self, group_ids: Iterable[str]) -> dict[str, tuple[Any, Any]]:
+        """
+        Copies of what is known of C{group_ids}, for L{restore}.
+        """
+        return {g: (copy.deepcopy(self._recent.get(g)), copy.deepcopy(self.storms.get(g))) for g in set(group_ids)}
+
+    def restore(self, saved: Mapping[str, tuple[Any, Any]], aggregated: int) -> None:
+        """
+        Put back what L{snapshot} saved: a batch whose forwards could not be
+        queued is to be decided again, as if never seen.
+        """
+        for group, (recent, storm) in saved.items():
+            self._recent.pop(group, None)
+            if recent is not None:
+                self._recent[group] = recent
+            self.storms.pop(group, None)
+            if storm is not None:
+                self.storms[group] = storm
+        self.aggregated = aggregated
 
     def storm_of(self, group_id: str) -> Storm | None:
         return self.storms.get(group_id)

@@ -11,7 +11,8 @@ jitter, honouring the receiver's C{Retry-After}.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.defer import TimeoutError as DeferredTimeout
@@ -19,7 +20,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from alertgateway.delivery.queue import Envelope, MemoryQueue
+from alertgateway.delivery.breaker import CircuitBreaker
+from alertgateway.delivery.patterns import AdaptiveTimeout, FailureRatio
+from alertgateway.delivery.queue import Envelope
 from alertgateway.delivery.sinks import Rejected, Retryable, Sink
 from alertgateway.metrics import GatewayMetrics
 
@@ -60,16 +63,51 @@ async def _attempt(sink: Sink, envelope: Envelope) -> None:
         raise Retryable(f"{type(e).__name__}: {e}") from e
 
 
+class DeliveryQueue(Protocol):
+    """
+    What the forwarder needs of a queue (memory or durable).
+    """
+
+    max_items: int
+
+    def __len__(self) -> int: ...
+
+    def put(self, envelopes: Sequence[Envelope]) -> Deferred[None]: ...
+
+    def take(self) -> Deferred[Envelope]: ...
+
+    def done(self, envelope: Envelope) -> None: ...
+
+    def release(self, envelope: Envelope) -> None: ...
+
+    def postpone(self, envelope: Envelope, delay: float, clock: IReactorTime) -> None: ...
+
+    def bury(self, envelope: Envelope, reason: str, attempts: int) -> None: ...
+
+    def oldest(self) -> float | None: ...
+
+    def stop_timers(self) -> None: ...
+
+    def when_empty(self) -> Deferred[None]: ...
+
+
 class Forwarder:
     """
-    Deliver queued envelopes through C{sink}.
+    Deliver queued envelopes through C{sink}, without limit in time.
+
+    Each envelope is tried up to C{1 + max_retries} times in a row, with
+    backoff; after that it goes back to the queue (first of its key, so
+    order holds) and its key waits out the next backoff while other keys are
+    delivered.  Only a 2xx takes it out of the queue; a non-retryable 4xx
+    makes it a dead letter.  The circuit breaker decides when attempts may
+    be made at all.
     """
 
     log = Logger()
 
     def __init__(
         self,
-        queue: MemoryQueue,
+        queue: DeliveryQueue,
         sink: Sink,
         *,
         clock: IReactorTime,
@@ -77,6 +115,9 @@ class Forwarder:
         max_in_flight: int,
         max_retries: int,
         backoff: Backoff | None = None,
+        breaker: CircuitBreaker | None = None,
+        timeouts: AdaptiveTimeout | None = None,
+        failures: FailureRatio | None = None,
         on_outcome: Callable[[Envelope, str], None] = lambda envelope, outcome: None,
     ) -> None:
         self.queue = queue
@@ -85,11 +126,16 @@ class Forwarder:
         self._metrics = metrics
         self._max_in_flight = max_in_flight
         self._max_retries = max_retries
-        self._backoff = backoff or Backoff()
-        # Told how each envelope ended (delivered, rejected, failed), so the
-        # alert status API can say it.
+        self._backoff = backoff or Backoff(cap=300.0)
+        self.breaker = breaker
+        self.timeouts = timeouts
+        self.failures = failures or FailureRatio()
+        # Told how each envelope ended (delivered, rejected), so the alert
+        # status API can say it.
         self.on_outcome = on_outcome
         self._workers: list[Deferred[None]] = []
+        # Attempts so far of envelopes that went back to the queue.
+        self._attempts: dict[tuple[str, str, int | None], int] = {}
         # Set when the workers are told to stop: a worker that is running
         # (not waiting) when it is cancelled cannot be interrupted, so it
         # must see this and leave its loop by itself.
@@ -102,8 +148,13 @@ class Forwarder:
         @raise alertgateway.delivery.queue.QueueFull: If they do not fit.
         """
         d = self.queue.put(envelopes)
-        self._metrics.queue_depth.set(len(self.queue))
+        d.addBoth(self._refresh_depth)
+        self._refresh_depth(None)
         return d
+
+    def _refresh_depth(self, result: object) -> object:
+        self._metrics.queue_depth.set(len(self.queue))
+        return result
 
     def room(self) -> int:
         """
@@ -119,39 +170,59 @@ class Forwarder:
     async def _work(self) -> None:
         while not self._stopping:
             envelope = await self.queue.take()
+            if self._stopping:
+                # Handed over by another worker's release while all are
+                # being stopped: it stays queued.
+                self.queue.release(envelope)
+                return
             try:
                 await self._deliver(envelope)
+            except BaseException:
+                # Interrupted (the service is stopping): it stays queued,
+                # and in the durable queue on disk for the next start.
+                self.queue.release(envelope)
+                raise
             finally:
-                self.queue.done(envelope)
-                self._metrics.queue_depth.set(len(self.queue))
+                self._refresh_depth(None)
+
+    def _id(self, envelope: Envelope) -> tuple[str, str, int | None]:
+        return (envelope.key, envelope.idempotency_key, envelope.id)
 
     async def _deliver(self, envelope: Envelope) -> None:
-        attempt = 0
+        ident = self._id(envelope)
+        attempt = self._attempts.pop(ident, 0)
+        quick = 0
         while True:
+            if self.breaker is not None:
+                await self.breaker.admit()
             started = self._clock.seconds()
             try:
                 await _attempt(self.sink, envelope)
             except Retryable as e:
-                self._metrics.forward_duration.observe(self._clock.seconds() - started)
+                elapsed = self._clock.seconds() - started
+                self._metrics.forward_duration.observe(elapsed)
                 if self._stopping:
                     # The cancellation of a stopping worker may reach us
                     # disguised as a failed attempt; retrying would keep
                     # the worker (and so the shutdown) alive.
                     raise CancelledError() from e
-                if attempt >= self._max_retries:
-                    self._metrics.alerts_forwarded.labels(outcome="failed").inc()
-                    self.on_outcome(envelope, "failed")
-                    self.log.error(
-                        "Giving up on alert {key} after {attempts} attempts: {reason}",
-                        key=envelope.key,
-                        attempts=attempt + 1,
-                        reason=str(e),
-                        requestId=envelope.request_id,
-                    )
-                    return
+                self._failed(e.kind)
                 delay = self._backoff.delay(attempt, e.retry_after)
                 attempt += 1
+                quick += 1
                 self._metrics.forward_retries.inc()
+                if quick > self._max_retries:
+                    self._attempts[ident] = attempt
+                    self.log.warn(
+                        "Delivery of {key} failed {attempts} times ({reason}); it waits {delay:.1f}s in the queue",
+                        key=envelope.key,
+                        reason=str(e),
+                        attempts=attempt,
+                        delay=delay,
+                        requestId=envelope.request_id,
+                    )
+                    self.queue.postpone(envelope, delay, self._clock)
+                    return
                 self.log.warn(
                     "Delivery of {key} failed ({reason}); retry {attempt} in {delay:.2f}s",
                     key=envelope.key,
@@ -163,33 +234,65 @@ class Forwarder:
                 await deferLater(self._clock, delay)
             except Rejected as e:
                 self._metrics.forward_duration.observe(self._clock.seconds() - started)
+                self._succeeded(None, outcome="reject", kind="4xx")
                 self._metrics.alerts_forwarded.labels(outcome="rejected").inc()
+                self._metrics.dead_letters.inc()
                 self.on_outcome(envelope, "rejected")
                 self.log.error(
-                    "Alert Processor rejected alert {key}: {reason}",
+                    "Alert Processor refused {key} for good; kept as a dead letter: {reason}",
                     key=envelope.key,
                     reason=str(e),
                     requestId=envelope.request_id,
                 )
+                self.queue.bury(envelope, str(e), attempt + 1)
                 return
             else:
-                self._metrics.forward_duration.observe(self._clock.seconds() - started)
+                elapsed = self._clock.seconds() - started
+                self._metrics.forward_duration.observe(elapsed)
+                self._succeeded(elapsed, outcome="success", kind="ok")
                 self._metrics.alerts_forwarded.labels(outcome="delivered").inc()
                 self.on_outcome(envelope, "delivered")
+                self.queue.done(envelope)
                 return
+
+    def _failed(self, kind: str) -> None:
+        self._metrics.forward_attempts.labels(outcome="retry", **{"class": kind}).inc()
+        self._metrics.forward_failure_ratio.set(self.failures.record(True, kind))
+        if self.breaker is not None:
+            self.breaker.failure()
+
+    def _succeeded(self, latency: float | None, *, outcome: str, kind: str) -> None:
+        self._metrics.forward_attempts.labels(outcome=outcome, **{"class": kind}).inc()
+        self._metrics.forward_failure_ratio.set(self.failures.record(False))
+        if self.breaker is not None:
+            self.breaker.success()
+        if latency is not None and self.timeouts is not None:
+            self.timeouts.observe(latency)
+            self._metrics.forward_timeout.set(self.timeouts.current())
+
+    def refresh_age(self) -> None:
+        """
+        Export the age of the oldest queued envelope.
+        """
+        oldest = self.queue.oldest()
+        self._metrics.queue_oldest_age.set(max(0.0, self._clock.seconds() - oldest) if oldest is not None else 0.0)
 
     def stop(self, grace: float) -> Deferred[None]:
         """
         Let the workers empty the queue for up to C{grace} seconds, then
-        stop them.  What is still queued after that is logged as lost.
+        stop them; what is left stays queued (on disk, with the durable
+        queue, for the next start).
         """
         drained = self.queue.when_empty()
         drained.addTimeout(grace, self._clock)
 
         def _stop_workers(result: object) -> Deferred[None]:
             self._stopping = True
+            self.queue.stop_timers()
+            if self.breaker is not None:
+                self.breaker.stop()
             if len(self.queue):
-                self.log.error("Shutting down with {count} alerts undelivered", count=len(self.queue))
+                self.log.warn("Stopping with {count} alerts still queued", count=len(self.queue))
             for worker in self._workers:
                 worker.cancel()
             workers, self._workers = self._workers, []

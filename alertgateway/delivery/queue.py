@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from alertgateway.model import Alert
 
@@ -42,6 +43,10 @@ class Envelope:
     idempotency_key: str
     request_id: str
     headers: tuple[tuple[str, str], ...] = ()
+    # The row in the durable queue, once written there.
+    id: int | None = None
+    # When the gateway accepted it (seconds since the epoch).
+    accepted_at: float = 0.0
 
     @classmethod
     def for_alert(cls, alert: Alert, request_id: str, headers: tuple[tuple[str, str], ...] = ()) -> Envelope:
@@ -65,6 +70,7 @@ class MemoryQueue:
         self._ready: deque[str] = deque()
         self._takers: deque[Deferred[Envelope]] = deque()
         self._empty_waiters: list[Deferred[None]] = []
+        self._timers: list[IDelayedCall] = []
         self._size = 0
 
     def __len__(self) -> int:
@@ -116,6 +122,49 @@ class MemoryQueue:
             for waiter in waiters:
                 waiter.callback(None)
         self._dispatch()
+
+    def release(self, envelope: Envelope) -> None:
+        """
+        Put a taken envelope back, first of its key, without removing it
+        (its delivery was interrupted).
+        """
+        self._ready.appendleft(envelope.key)
+        self._dispatch()
+
+    def postpone(self, envelope: Envelope, delay: float, clock: IReactorTime) -> None:
+        """
+        Put a taken envelope back first of its key, but let its key be taken
+        again only after C{delay} seconds: other keys go meanwhile, and the
+        later envelopes of this key still wait behind it.
+        """
+
+        def _due() -> None:
+            self._timers.remove(call)
+            self._ready.append(envelope.key)
+            self._dispatch()
+
+        call = clock.callLater(delay, _due)
+        self._timers.append(call)
+
+    def bury(self, envelope: Envelope, reason: str, attempts: int) -> None:
+        """
+        The receiver refused the envelope for good; in memory there is
+        nowhere to keep it, so it is dropped (and was logged and counted).
+        """
+        self.done(envelope)
+
+    def oldest(self) -> float | None:
+        """
+        When the oldest envelope still queued was accepted.
+        """
+        heads = [pending[0].accepted_at for pending in self._by_key.values() if pending]
+        return min(heads) if heads else None
+
+    def stop_timers(self) -> None:
+        for call in self._timers:
+            if call.active():
+                call.cancel()
+        self._timers.clear()
 
     def when_empty(self) -> Deferred[None]:
         """

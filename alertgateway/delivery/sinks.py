@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -45,11 +46,14 @@ class Retryable(Exception):
     The delivery failed in a way that may succeed later.
 
     @ivar retry_after: Seconds the receiver asked us to wait, if it did.
+    @ivar kind: The class of failure: C{timeout}, C{connect}, C{tls},
+        C{429}, C{5xx}, C{4xx} (408, 425) or C{io}.
     """
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, kind: str = "connect") -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.kind = kind
 
 
 class Rejected(Exception):
@@ -167,7 +171,20 @@ def read_bounded(response: IResponse, limit: int) -> Deferred[bytes]:
 
 
 def _timed_out(result: object, timeout: float) -> NoReturn:
-    raise Retryable(f"no response within {timeout:g}s")
+    raise Retryable(f"no response within {timeout:g}s", kind="timeout")
+
+
+def _failure_kind(error: Exception) -> str:
+    """
+    Classify a failed exchange for the failure-pattern metrics.
+    """
+    reasons = [error] + [r.value for r in getattr(error, "reasons", None) or () if isinstance(r, Failure)]
+    names = " ".join(type(r).__name__ for r in reasons) + " " + " ".join(str(r) for r in reasons)
+    if "SSL" in names or "TLS" in names or "certificate" in names:
+        return "tls"
+    if "Timeout" in names or "timed out" in names:
+        return "timeout"
+    return "connect"
 
 
 def _is_cancellation(error: Exception) -> bool:
@@ -209,11 +226,19 @@ class HTTPSink:
     POST each alert as JSON to C{<endpoint>/api/v1/alerts}.
     """
 
-    def __init__(self, client: PostingClient, endpoint: str, *, clock: IReactorTime, timeout: float) -> None:
+    def __init__(
+        self,
+        client: PostingClient,
+        endpoint: str,
+        *,
+        clock: IReactorTime,
+        timeout: float | Callable[[], float],
+    ) -> None:
         self._client = client
         self.url = endpoint.rstrip("/") + "/api/v1/alerts"
         self._clock = clock
-        self._timeout = timeout
+        # A number, or a function giving the current (adaptive) timeout.
+        self._timeout = timeout if callable(timeout) else (lambda: timeout)
 
     def deliver(self, envelope: Envelope) -> Deferred[None]:
         return ensureDeferred(self._deliver(envelope))
@@ -225,8 +250,9 @@ class HTTPSink:
         # own would schedule on the global reactor).  Any other cancellation
         # comes from outside (a stopping worker) and must not be mistaken
         # for a failed attempt, even when the Agent wraps it.
+        timeout = self._timeout()
         attempt = ensureDeferred(self._exchange(body, headers)).addTimeout(
-            self._timeout, self._clock, onTimeoutCancel=_timed_out
+            timeout, self._clock, onTimeoutCancel=_timed_out
         )
         try:
             response, text = await attempt
@@ -235,7 +261,7 @@ class HTTPSink:
         except Exception as e:
             if _is_cancellation(e):
                 raise CancelledError() from e
-            raise Retryable(f"{type(e).__name__}: {e}") from e
+            raise Retryable(f"{type(e).__name__}: {e}", kind=_failure_kind(e)) from e
         code = response.code
         if 200 <= code < 300:
             return
@@ -243,7 +269,8 @@ class HTTPSink:
         if code in (408, 425, 429) or code >= 500:
             header = response.headers.getRawHeaders(b"retry-after", [None])[0]
             retry_after = parse_retry_after(header.decode("latin-1") if header else None, self._clock.seconds())
-            raise Retryable(detail, retry_after)
+            kind = "429" if code == 429 else "5xx" if code >= 500 else "4xx"
+            raise Retryable(detail, retry_after, kind=kind)
         raise Rejected(detail)
 
     async def _exchange(self, body: bytes, headers: dict[bytes | str, list[bytes | str]]) -> tuple[IResponse, bytes]:
@@ -286,7 +313,7 @@ class FileSink:
             self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
             self._file.flush()
         except OSError as e:
-            return fail(Retryable(f"cannot write {self.path}: {e}"))
+            return fail(Retryable(f"cannot write {self.path}: {e}", kind="io"))
         return succeed(None)
 
     def close(self) -> Deferred[None]:

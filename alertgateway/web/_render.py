@@ -14,7 +14,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, fail
@@ -101,10 +101,19 @@ class HandlerResource(Resource):
             d.cancel()
 
         request.notifyFinish().addErrback(_connection_lost)
+        site = request.gateway_site
+        if site.request_timeout is not None:
+            # A handler that has not answered by the deadline is cancelled
+            # and the sender told to retry, rather than left hanging.
+            d.addTimeout(site.request_timeout, site.clock, onTimeoutCancel=_deadline_passed)
         d.addErrback(_to_problem, request)
         d.addCallback(_write, request, lost)
         d.addErrback(lambda f: _log.failure("Writing a response failed", failure=f))
         return NOT_DONE_YET
+
+
+def _deadline_passed(result: object, timeout: float) -> NoReturn:
+    raise problems.request_timeout(timeout)
 
 
 def _to_problem(failure: Failure, request: GatewayRequest) -> Response:

@@ -26,6 +26,7 @@ __all__ = [
     "payload_too_large",
     "queue_full",
     "rate_limited",
+    "request_timeout",
     "shutting_down",
     "too_busy",
     "unauthorized",
@@ -214,6 +215,16 @@ def queue_full(retry_after: int) -> Problem:
         "Queue Full",
         "The delivery queue is full; retry later.",
         headers={"Retry-After": str(retry_after)},
+    )
+
+
+def request_timeout(timeout: float) -> Problem:
+    return Problem(
+        503,
+        "request-timeout",
+        "Request Timeout",
+        f"The request was not handled within {timeout:g} s (service.request_timeout); retry.",
+        headers={"Retry-After": "1"},
     )
 
 

@@ -137,12 +137,15 @@ class GatewaySite(server.Site):
         max_body_bytes: int,
         idle_timeout: float,
         gzip_min_bytes: int = 1024,
+        request_timeout: float | None = None,
     ) -> None:
         super().__init__(resource, timeout=idle_timeout, reactor=clock, parsePOSTFormSubmission=False)
         self.clock = clock
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.gzip_min_bytes = gzip_min_bytes
+        # Handlers not done by then answer 503 (BR-WH-009).
+        self.request_timeout = request_timeout
         self.abort_after_bytes = max(max_body_bytes * _ABORT_FACTOR, _ABORT_FLOOR)
         self._in_flight = 0
         self._idle_waiters: list[Deferred[None]] = []

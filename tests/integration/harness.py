@@ -430,8 +430,9 @@ class _TrackingSite(Site):
 class StubProcessor(Resource):
     """
     An Alert Processor that records what it receives and answers with the
-    scripted L{answers} (then 200).  With C{hold} set it keeps each request
-    open until L{release}, to stand for a slow processor.
+    scripted L{answers}, then with L{fallback} (200 unless a test makes it,
+    say, a 503 for an outage).  With C{hold} set it keeps each request open
+    until L{release}, to stand for a slow processor.
     """
 
     isLeaf = True
@@ -441,6 +442,7 @@ class StubProcessor(Resource):
         self.received: list[Received] = []
         self.attempts: list[Received] = []
         self.answers: list[Answer] = []
+        self.fallback = Answer(200)
         self.hold = False
         self.held: list[Any] = []
         self.port: IListeningPort | None = None
@@ -458,7 +460,7 @@ class StubProcessor(Resource):
     def render_POST(self, request: Any) -> bytes | int:
         headers = {k.decode().lower(): v[0].decode() for k, v in request.requestHeaders.getAllRawHeaders()}
         body = json.loads(request.content.read())
-        answer = self.answers.pop(0) if self.answers else Answer(200)
+        answer = self.answers.pop(0) if self.answers else self.fallback
         record = Received(request.path.decode(), headers, body, answer.code, reactor.seconds())
         self.attempts.append(record)
         if self.hold:
@@ -545,11 +547,20 @@ class GatewayProcess(ManagedProcess):
     """
     A C{twistd -n alertgateway} subprocess with a configuration of the
     test's choosing (webhook and metrics on ephemeral loopback ports).
+
+    It runs in C{directory} (its working directory, where the configuration
+    is written and relative paths such as the default C{var/queue.db}
+    land): a temporary one removed when the process ends, or the caller's,
+    kept, so that a second gateway can be started where the first one was
+    killed.
     """
 
-    def __init__(self, config: dict[str, Any], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: dict[str, Any], env: dict[str, str] | None = None, directory: Path | None = None
+    ) -> None:
         super().__init__()
-        self.directory = Path(tempfile.mkdtemp(prefix="alertgateway-test-"))
+        self._owns_directory = directory is None
+        self.directory = directory or Path(tempfile.mkdtemp(prefix="alertgateway-test-"))
         base: dict[str, Any] = {
             "service": {"listen": ["tcp:0:interface=127.0.0.1"], "shutdown_grace": "5s"},
             "metrics": {"listen": ["tcp:0:interface=127.0.0.1"]},
@@ -584,7 +595,8 @@ class GatewayProcess(ManagedProcess):
         if not self._ready.called:
             self._ready.errback(RuntimeError(f"gateway exited ({code}) before ready:\n{self.output()}"))
         super().process_ended(code)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if self._owns_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     async def start(self, timeout: float = 20.0) -> None:
         args = [twistd(), "-n", "--pidfile=", "alertgateway", "--config", str(self.config_path)]

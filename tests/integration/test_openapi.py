@@ -193,6 +193,7 @@ class DocumentTests(TestCase):
             "too_busy": [problems.too_busy(10)],
             "queue_full": [problems.queue_full(5)],
             "shutting_down": [problems.shutting_down()],
+            "request_timeout": [problems.request_timeout(30.0)],
             "internal_error": [problems.internal_error()],
         }
         constructors = set(problems.__all__) - {"PROBLEM_CONTENT_TYPE", "Problem"}

@@ -18,11 +18,11 @@ import io
 import json
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IProtocol
 from twisted.internet.task import Clock
@@ -57,6 +57,7 @@ __all__ = [
     "Connection",
     "Edge",
     "HTTPResponse",
+    "InlineExecutor",
     "alert",
     "assert_problem",
     "assert_security_headers",
@@ -69,6 +70,8 @@ __all__ = [
     "request_bytes",
     "webhook_site",
 ]
+
+T = TypeVar("T")
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 TOKEN = "s3cret-token"
@@ -87,18 +90,54 @@ def make_config(extra: str = "", *, token: str = TOKEN, sink: str = "file:unused
     C{extra} is more YAML appended at the top level.
     """
     text = f"webhook:\n  auth:\n    token: {token}\nalert_processor:\n  endpoint: {sink}\n{extra}"
+    if "queue:" not in extra:
+        # The durable queue has tests of its own; here the web layer is the
+        # subject, and memory needs no thread.
+        text += "\nqueue:\n  backend: memory\n"
     return parse_config(text, environ={})
 
 
+class InlineExecutor:
+    """
+    An executor that runs each call at once, on the calling thread: the
+    durable queue on a memory reactor, which runs no threads.
+
+    @ivar calls: How many calls it ran.
+    @ivar broken: While set, every call fails with it instead of running.
+    """
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.broken: Exception | None = None
+
+    def run(self, call: Callable[[], T]) -> Deferred[T]:
+        self.calls += 1
+        if self.broken is not None:
+            return fail(self.broken)
+        try:
+            return succeed(call())
+        except Exception:
+            return fail()
+
+
 def make_service(
-    config: GatewayConfig | None = None, reactor: MemoryReactorClock | None = None
+    config: GatewayConfig | None = None,
+    reactor: MemoryReactorClock | None = None,
+    executor: InlineExecutor | None = None,
 ) -> tuple[GatewayService, MemoryReactorClock, io.StringIO]:
     """
-    A gateway on a memory reactor, its reactor and its log stream.
+    A gateway on a memory reactor, its reactor and its log stream.  A
+    durable queue runs SQLite inline (C{executor}, by default a new
+    L{InlineExecutor}): a memory reactor runs no threads.
     """
     reactor = reactor if reactor is not None else MemoryReactorClock()
     stream = io.StringIO()
-    service = GatewayService(config if config is not None else make_config(), reactor, log_stream=stream)
+    service = GatewayService(
+        config if config is not None else make_config(),
+        reactor,
+        log_stream=stream,
+        executor=executor if executor is not None else InlineExecutor(),
+    )
     return service, reactor, stream
 
 

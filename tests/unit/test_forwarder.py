@@ -5,6 +5,7 @@ a real HTTPSink talking to a stub processor through StubTreq.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 from treq.testing import StubTreq
@@ -13,6 +14,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
+from alertgateway.delivery.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from alertgateway.delivery.forwarder import Backoff, Forwarder
 from alertgateway.delivery.queue import Envelope, MemoryQueue, QueueFull
 from alertgateway.delivery.sinks import HTTPSink, PostingClient, Retryable
@@ -52,17 +54,24 @@ class BackoffTests(SynchronousTestCase):
         self.assertEqual(backoff.delay(0, 10_000.0), 30.0)
 
 
-class ForwarderTests(SynchronousTestCase):
+class Harness(SynchronousTestCase):
     """
-    Delivery outcomes and retries.
+    A forwarder over a stub processor, on a Clock.
     """
 
     def forwarder(
-        self, *answers: Answer, max_retries: int = 3, max_in_flight: int = 1, max_items: int = 100
+        self,
+        *answers: Answer,
+        max_retries: int = 3,
+        max_in_flight: int = 1,
+        max_items: int = 100,
+        default_answer: Answer | None = None,
+        breaker: Callable[[Clock], CircuitBreaker] | None = None,
     ) -> Forwarder:
         self.clock = Clock()
+        self.breaker = breaker(self.clock) if breaker is not None else None
         self.metrics = GatewayMetrics()
-        self.processor = Processor(*answers)
+        self.processor = Processor(*answers, default=default_answer or Answer(202))
         self.stub = StubTreq(self.processor)
         sink = HTTPSink(cast(PostingClient, self.stub), "http://processor.test", clock=self.clock, timeout=5.0)
         forwarder = Forwarder(
@@ -73,6 +82,7 @@ class ForwarderTests(SynchronousTestCase):
             max_in_flight=max_in_flight,
             max_retries=max_retries,
             backoff=Backoff(base=1.0, cap=30.0, rand=lambda: 0.0),
+            breaker=self.breaker,
         )
         forwarder.start()
         return forwarder
@@ -83,6 +93,12 @@ class ForwarderTests(SynchronousTestCase):
 
     def outcome(self, outcome: str) -> float | None:
         return self.sample("gateway_alerts_forwarded_total", {"outcome": outcome})
+
+
+class ForwarderTests(Harness):
+    """
+    Delivery outcomes and retries.
+    """
 
     def test_delivered(self) -> None:
         """
@@ -160,29 +176,117 @@ class ForwarderTests(SynchronousTestCase):
         self.assertEqual(error["requestId"], "req-4")
         self.assertIn("no such team", error["reason"])
 
-    def test_gives_up(self) -> None:
+    def test_postponed_after_quick_retries(self) -> None:
         """
-        After max_retries retries the alert is given up as failed and the
-        worker goes on with the next one.
+        After max_retries quick retries the alert is not given up: it goes
+        back to the queue and its key waits out the next backoff while the
+        worker delivers the next alert; then it is tried again, with the
+        same idempotency key, until it is delivered.
         """
-        forwarder = self.forwarder(Answer(500), Answer(500), Answer(500), Answer(200), max_retries=2)
+        forwarder = self.forwarder(Answer(500), Answer(500), Answer(500), Answer(200), Answer(200), max_retries=2)
         forwarder.submit([envelope("A"), envelope("B")])
         self.clock.advance(0.5)
         self.clock.advance(1.0)
-        self.assertEqual(len(self.processor.received), 4)
-        self.assertEqual(self.outcome("failed"), 1.0)
-        self.assertEqual(self.outcome("delivered"), 1.0)
-        self.assertEqual(self.sample("gateway_forward_retries_total"), 2.0)
+        # A failed three times; B went while A waits 2s in the queue.
+        self.assertEqual([b'"alertname":"B"' in r.body for r in self.processor.received], [False] * 3 + [True])
+        self.assertIsNone(self.outcome("failed"))
+        self.assertEqual(len(forwarder.queue), 1)
+        self.clock.advance(2.0)
+        self.assertEqual(len(self.processor.received), 5)
+        self.assertIn(b'"alertname":"A"', self.processor.received[4].body)
+        self.assertEqual(self.outcome("delivered"), 2.0)
+        self.assertEqual(self.sample("gateway_forward_retries_total"), 3.0)
+        keys = {r.header("idempotency-key") for r in self.processor.received if b'"alertname":"A"' in r.body}
+        self.assertEqual(len(keys), 1)
         self.assertEqual(len(forwarder.queue), 0)
 
     def test_no_retries(self) -> None:
         """
-        With max_retries 0 the first failure is final.
+        With max_retries 0 every failure sends the alert back to the queue
+        at once; it is tried again after the backoff, without limit.
         """
-        self.forwarder(Answer(503), max_retries=0).submit([envelope("A")])
-        self.clock.advance(100)
+        forwarder = self.forwarder(*[Answer(503)] * 6, max_retries=0)
+        forwarder.submit([envelope("A")])
         self.assertEqual(len(self.processor.received), 1)
-        self.assertEqual(self.outcome("failed"), 1.0)
+        self.clock.pump([30.0] * 10)
+        self.assertEqual(len(self.processor.received), 7)
+        self.assertEqual(self.outcome("delivered"), 1.0)
+        self.assertEqual(len(forwarder.queue), 0)
+
+    def test_unlimited_in_time(self) -> None:
+        """
+        An alert is retried for as long as the processor fails (here an
+        hour, backoff capped at 30s) and the postponed key holds back later
+        alerts of the same fingerprint, which follow in order.
+        """
+        forwarder = self.forwarder(default_answer=Answer(503), max_retries=1)
+        forwarder.submit([envelope("A", "firing"), envelope("A", "resolved")])
+        for _ in range(120):
+            self.clock.advance(30)
+        self.assertGreater(len(self.processor.received), 100)
+        self.assertTrue(all(b'"status":"firing"' in r.body for r in self.processor.received))
+        self.processor.default = Answer(200)
+        self.clock.advance(30)
+        self.clock.advance(30)
+        self.assertIn(b'"status":"resolved"', self.processor.received[-1].body)
+        self.assertEqual(self.outcome("delivered"), 2.0)
+
+    def test_dead_letter(self) -> None:
+        """
+        A non-retryable 4xx makes the alert a dead letter: buried in the
+        queue with the reason, counted in gateway_dead_letters_total and as
+        a rejected attempt of class 4xx; the next alert goes on.
+        """
+        buried: list[tuple[str, str, int]] = []
+
+        class Recording(MemoryQueue):
+            def bury(self, e: Envelope, reason: str, attempts: int) -> None:
+                buried.append((e.key, reason, attempts))
+                super().bury(e, reason, attempts)
+
+        self.clock = Clock()
+        self.metrics = GatewayMetrics()
+        self.processor = Processor(Answer(503), Answer(400, body=b"bad labels"), Answer(202))
+        self.stub = StubTreq(self.processor)
+        forwarder = Forwarder(
+            Recording(10),
+            HTTPSink(cast(PostingClient, self.stub), "http://processor.test", clock=self.clock, timeout=5.0),
+            clock=self.clock,
+            metrics=self.metrics,
+            max_in_flight=1,
+            max_retries=3,
+            backoff=Backoff(base=1.0, rand=lambda: 0.0),
+        )
+        forwarder.start()
+        a, b = envelope("A"), envelope("B")
+        forwarder.submit([a, b])
+        self.clock.advance(0.5)
+        [(key, reason, attempts)] = buried
+        self.assertEqual((key, attempts), (a.key, 2))
+        self.assertIn("bad labels", reason)
+        self.assertEqual(self.sample("gateway_dead_letters_total"), 1.0)
+        self.assertEqual(self.sample("gateway_forward_attempts_total", {"outcome": "reject", "class": "4xx"}), 1.0)
+        self.assertEqual(self.sample("gateway_forward_attempts_total", {"outcome": "retry", "class": "5xx"}), 1.0)
+        self.assertEqual(self.sample("gateway_forward_attempts_total", {"outcome": "success", "class": "ok"}), 1.0)
+        self.assertEqual(len(forwarder.queue), 0)
+
+    def test_attempt_classes(self) -> None:
+        """
+        Failed attempts are metered by class (429, 5xx, connect, timeout)
+        and the failure ratio gauge rises with them.
+        """
+        self.forwarder(Answer(429), Answer(500), RESET, HANG, Answer(200), max_retries=10).submit([envelope("A")])
+        for _ in range(6):
+            self.clock.advance(5)
+            self.stub.flush()
+        for kind in ("429", "5xx", "connect", "timeout"):
+            self.assertEqual(
+                self.sample("gateway_forward_attempts_total", {"outcome": "retry", "class": kind}), 1.0, kind
+            )
+        self.assertEqual(self.outcome("delivered"), 1.0)
+        ratio = self.sample("gateway_forward_failure_ratio")
+        assert ratio is not None
+        self.assertGreater(ratio, 0.2)
 
     def test_order_per_fingerprint(self) -> None:
         """
@@ -299,10 +403,10 @@ class StopTests(SynchronousTestCase):
     def test_grace_expires(self) -> None:
         """
         After the grace period, stop cancels deliveries in flight (their
-        connections are dropped), logs what is left undelivered and
-        completes.
+        connections are dropped), logs how many alerts are left and
+        completes; they stay queued, in order, for the next start.
         """
-        errors = capture_events(self, lambda e: e.get("log_level") == LogLevel.error)
+        warnings = capture_events(self, lambda e: e.get("log_level") == LogLevel.warn)
         self.forwarder.submit([envelope("A"), envelope("B"), envelope("C")])
         stopped = self.forwarder.stop(5)
         self.clock.advance(4.9)
@@ -311,7 +415,8 @@ class StopTests(SynchronousTestCase):
         self.successResultOf(stopped)
         self.stub.flush()
         self.assertEqual(len(self.processor.lost), 2)
-        self.assertEqual([e["count"] for e in errors], [3])
+        self.assertEqual([e["count"] for e in warnings if "count" in e], [3])
+        self.assertEqual(len(self.forwarder.queue), 3)
 
     def test_stops_while_backing_off(self) -> None:
         """
@@ -327,6 +432,7 @@ class StopTests(SynchronousTestCase):
         self.successResultOf(stopped)
         self.clock.advance(1000)
         self.assertEqual(len(self.processor.received), 1)
+        self.assertEqual(len(forwarder.queue), 1)
 
     def test_cancellation_disguised_as_failure(self) -> None:
         """
@@ -360,3 +466,66 @@ class StopTests(SynchronousTestCase):
         self.successResultOf(stopped)
         self.clock.advance(100)
         self.assertEqual(len(calls), 1)
+
+
+class BreakerWiringTests(Harness):
+    """
+    The forwarder asks the circuit breaker before every attempt.
+    """
+
+    def test_waits_while_open(self) -> None:
+        """
+        Failures open the breaker; while it is open nothing is sent and the
+        alerts stay queued; the half-open probe's success closes it and the
+        rest is delivered, in order.
+        """
+        forwarder = self.forwarder(
+            Answer(503),
+            Answer(503),
+            max_retries=5,
+            breaker=lambda clock: CircuitBreaker(
+                clock, failure_threshold=2, recovery_timeout=60.0, half_open_requests=1
+            ),
+        )
+        breaker = self.breaker
+        assert breaker is not None
+        forwarder.submit([envelope("A", "firing"), envelope("A", "resolved"), envelope("B")])
+        self.clock.advance(1.0)
+        self.assertEqual(breaker.state, OPEN)
+        self.assertEqual(len(self.processor.received), 2)
+        self.clock.advance(58)
+        self.assertEqual(len(self.processor.received), 2)
+        self.assertEqual(len(forwarder.queue), 3)
+        self.clock.advance(2)
+        self.assertEqual(breaker.state, CLOSED)
+        self.assertEqual(len(self.processor.received), 5)
+        of_a = [r.body for r in self.processor.received[2:] if b'"alertname":"A"' in r.body]
+        self.assertEqual([b'"status":"resolved"' in b for b in of_a], [False, True])
+        self.assertEqual(len(forwarder.queue), 0)
+
+    def test_probe_failure_reopens(self) -> None:
+        """
+        A failed half-open probe opens the breaker again, for twice as
+        long; the stop cancels the breaker's timer.
+        """
+        forwarder = self.forwarder(
+            Answer(503),
+            Answer(503),
+            max_retries=5,
+            breaker=lambda clock: CircuitBreaker(
+                clock, failure_threshold=1, recovery_timeout=10.0, half_open_requests=1
+            ),
+        )
+        breaker = self.breaker
+        assert breaker is not None
+        forwarder.submit([envelope("A")])
+        self.assertEqual(breaker.state, OPEN)
+        self.clock.advance(10)
+        self.assertEqual(len(self.processor.received), 2)
+        self.assertEqual((breaker.state, breaker.recovery_timeout), (OPEN, 20.0))
+        self.assertNotEqual(breaker.state, HALF_OPEN)
+        stopped = forwarder.stop(0)
+        self.clock.advance(0)
+        self.successResultOf(stopped)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(len(forwarder.queue), 1)

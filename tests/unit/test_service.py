@@ -474,7 +474,7 @@ class HTTPProcessorTests(SynchronousTestCase):
         config = parse_config(
             f"webhook:\n  auth:\n    token: {TOKEN}\n"
             "alert_processor:\n  endpoint: http://127.0.0.1:8081/base\n  max_in_flight: 1\n"
-            "service:\n  shutdown_grace: 4s\n",
+            "service:\n  shutdown_grace: 4s\nqueue: {backend: memory}\n",
             environ={},
         )
         self.service, _, _ = make_service(config, self.reactor)
@@ -506,16 +506,17 @@ class HTTPProcessorTests(SynchronousTestCase):
     def test_drain_bounded(self) -> None:
         """
         A processor that cannot be reached holds the stop for the grace
-        period only; what is left is logged as undelivered and nothing
-        stays scheduled on the reactor.
+        period only; what is left is logged as still queued (it stays
+        queued) and nothing stays scheduled on the reactor.
         """
-        errors = capture_events(self, lambda e: e.get("log_level") == LogLevel.error)
+        warnings = capture_events(self, lambda e: e.get("log_level") == LogLevel.warn and "count" in e)
         stopping = self.service.stopService()
         self.reactor.advance(3.9)
         self.assertNoResult(stopping)
         self.reactor.advance(0.1)
         self.successResultOf(stopping)
-        self.assertEqual([e.get("count") for e in errors], [2])
+        self.assertEqual([e.get("count") for e in warnings], [2])
+        self.assertEqual(len(self.service.queue), 2)
         self.assertEqual([call for call in self.reactor.getDelayedCalls() if "TimeoutMixin" not in repr(call)], [])
 
 
@@ -631,3 +632,130 @@ class DecideWiringTests(SynchronousTestCase):
         self.assertEqual(response.status, 200, response.body)
         self.assertEqual(response.json()["delivery"], "delivered")
         self.successResultOf(self.service.stopService())
+
+
+class DurableQueueServiceTests(SynchronousTestCase):
+    """
+    The gateway with the durable (SQLite) queue, run inline on a memory
+    reactor.
+    """
+
+    def config(self, extra: str = "") -> Any:
+        self.db = os.path.join(self.mktemp(), "queue.db")
+        self.sink = Path(self.mktemp())
+        return make_config(f"queue:\n  backend: sqlite\n  path: {self.db}\n{extra}", sink=f"file:{self.sink}")
+
+    def test_replay_before_listening(self) -> None:
+        """
+        What a previous run left in the queue database is loaded before the
+        gateway listens, and delivered; the readiness body names the
+        backend and the breaker.
+        """
+        from alertgateway.delivery.journal import SQLiteJournal
+        from tests.unit._http import InlineExecutor
+        from tests.unit.test_queue import envelope
+
+        config = self.config()
+        Path(self.db).parent.mkdir(parents=True)
+        journal = SQLiteJournal(self.db, InlineExecutor(), clock_seconds=lambda: 1.0)
+        self.successResultOf(journal.open())
+        self.successResultOf(journal.append([envelope("Old")]))
+        self.successResultOf(journal.close())
+        executor = InlineExecutor()
+        reactor = RecordingReactor()
+        service, _, _ = make_service(config, reactor, executor)
+        order: list[str] = []
+        original = reactor.listenTCP
+
+        def listen(port: int, factory: Any, backlog: int = 50, interface: str = "") -> RecordingPort:
+            order.append(f"listen after {executor.calls} queue calls, {len(service.queue)} queued")
+            return original(port, factory, backlog, interface)
+
+        reactor.listenTCP = listen  # type: ignore[method-assign]
+        service.startService()
+        # Opened and replayed (then delivered and removed) before listening.
+        self.assertEqual(order[0], "listen after 2 queue calls, 0 queued")
+        lines = [json.loads(line) for line in self.sink.read_text().splitlines()]
+        self.assertEqual([line["labels"]["alertname"] for line in lines], ["Old"])
+        response = Connection(service.site).request("GET", "/health/ready")
+        answer = response.json()
+        self.assertEqual(answer["queue"]["backend"], "sqlite")
+        self.assertEqual(answer["circuitBreaker"], {"state": "closed", "target": f"file:{self.sink}"})
+        self.successResultOf(service.stopService())
+
+    def test_accepted_is_on_disk(self) -> None:
+        """
+        While the circuit breaker is open webhooks are still accepted, and
+        a 202 is sent once the alerts are in the database: the file holds
+        them as pending, and they stay there after a stop.
+        """
+        from alertgateway.delivery.journal import list_items, open_database
+
+        service, reactor, _ = make_service(self.config("service:\n  shutdown_grace: 1s\n"))
+        service.startService()
+        breaker = service.breaker
+        assert breaker is not None
+        for _ in range(breaker.failure_threshold):
+            breaker.failure()
+        response = Connection(service.site).request(
+            "POST", PROMETHEUS, headers=AUTH, body=fixture("alertmanager-firing.json")
+        )
+        self.assertEqual(response.status, 202)
+        connection = open_database(self.db)
+        self.addCleanup(connection.close)
+        self.assertEqual(len(list_items(connection, "pending")), 2)
+        self.assertFalse(self.sink.exists())
+        stopping = service.stopService()
+        reactor.pump([0.5] * 4)
+        self.successResultOf(stopping)
+        self.assertEqual(len(list_items(connection, "pending")), 2)
+
+    def test_breaker_state_gauge(self) -> None:
+        """
+        gateway_circuit_breaker_state starts at 0 (closed) for the target
+        and follows the breaker's transitions, counted by new state.
+        """
+        service, _, _ = make_service(self.config())
+        target = f"file:{self.sink}"
+        registry = service.metrics.registry
+        self.assertEqual(registry.get_sample_value("gateway_circuit_breaker_state", {"target": target}), 0.0)
+        breaker = service.breaker
+        assert breaker is not None
+        for _ in range(breaker.failure_threshold):
+            breaker.failure()
+        self.assertEqual(registry.get_sample_value("gateway_circuit_breaker_state", {"target": target}), 1.0)
+        self.assertEqual(
+            registry.get_sample_value("gateway_circuit_breaker_transitions_total", {"target": target, "to": "open"}),
+            1.0,
+        )
+        breaker.stop()
+
+    def test_breaker_disabled(self) -> None:
+        """
+        With circuit_breaker.enabled false there is no breaker and the
+        readiness body says nothing of one.
+        """
+        service, _, _ = make_service(self.config("circuit_breaker:\n  enabled: false\n"))
+        self.assertIsNone(service.breaker)
+        service.readiness.state = "ready"
+        answer = Connection(service.site).request("GET", "/health/ready").json()
+        self.assertNotIn("circuitBreaker", answer)
+
+    def test_queue_cannot_open(self) -> None:
+        """
+        When the queue database cannot be opened the gateway never listens,
+        logs why and arranges a non-zero exit.
+        """
+        from tests.unit._http import InlineExecutor
+
+        critical = capture_events(self, lambda e: e.get("log_level") == LogLevel.critical)
+        executor = InlineExecutor()
+        executor.broken = OSError("disk on fire")
+        reactor = RecordingReactor()
+        service, _, _ = make_service(self.config(), reactor, executor)
+        service.startService()
+        self.assertEqual(reactor.tcpServers, [])
+        self.assertIn((_exit_nonzero, (), {}), reactor.triggers["after"]["shutdown"])
+        [event] = critical
+        self.assertIn("disk on fire", event["reason"])
+        self.assertEqual(ready(service), 503)

@@ -1305,6 +1305,7 @@ rate_limiting:
 service:
   max_body_bytes: 5000
 alert_processor: {endpoint: "file:unused.jsonl"}
+queue: {backend: memory}
 """,
             environ={},
         )

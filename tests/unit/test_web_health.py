@@ -19,7 +19,9 @@ class HealthTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.service, _, _ = make_service(make_config("service:\n  name: gw-test\nqueue:\n  max_items: 7\n"))
+        self.service, _, _ = make_service(
+            make_config("service:\n  name: gw-test\nqueue:\n  backend: memory\n  max_items: 7\n")
+        )
 
     def get(self, path: str) -> tuple[int, dict[str, object]]:
         response = Connection(self.service.site).request("GET", path)
@@ -49,7 +51,8 @@ class HealthTests(SynchronousTestCase):
     def test_ready(self) -> None:
         """
         /health/ready is 503 while starting and stopping, 200 only when
-        ready, and reports the queue.
+        ready, and reports the queue (backend, depth, capacity) and the
+        circuit breaker's state.
         """
         expected = {"starting": 503, "ready": 200, "stopping": 503}
         for state, code in expected.items():
@@ -58,7 +61,8 @@ class HealthTests(SynchronousTestCase):
             self.assertEqual(status, code, state)
             self.assertEqual(answer["state"], state)
             self.assertEqual(answer["status"], "ready" if code == 200 else "not ready")
-            self.assertEqual(answer["queue"], {"depth": 0, "capacity": 7})
+            self.assertEqual(answer["queue"], {"backend": "memory", "depth": 0, "capacity": 7})
+            self.assertEqual(answer["circuitBreaker"], {"state": "closed", "target": "file:unused.jsonl"})
 
     def test_security_headers(self) -> None:
         """

@@ -26,6 +26,7 @@ from tests.unit._http import (
     Connection,
     assert_security_headers,
     capture_events,
+    fixture,
     make_config,
     make_service,
     request_bytes,
@@ -419,3 +420,30 @@ class RequestMetricsTests(SynchronousTestCase):
         """
         self.assertEqual(self.sample("gateway_request_duration_seconds_count", {"endpoint": PROMETHEUS}), 0.0)
         self.assertEqual(self.sample("gateway_request_duration_seconds_count", {"endpoint": "/webhook/grafana"}), 0.0)
+
+
+class RequestTimeoutTests(SynchronousTestCase):
+    def test_hanging_handler_answers_503(self) -> None:
+        """
+        A webhook whose handling does not finish within the site's
+        request_timeout is answered 503 request-timeout with Retry-After,
+        instead of hanging.
+        """
+        clock = Clock()
+        site = webhook_site(submit=lambda envelopes: Deferred(), clock=clock)
+        site.request_timeout = 5.0
+        connection = Connection(site)
+        connection.send(
+            b"POST /webhook/prometheus HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + TOKEN.encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(fixture("alertmanager-firing.json"))).encode()
+            + b"\r\n\r\n"
+            + fixture("alertmanager-firing.json")
+        )
+        self.assertEqual(connection.responses(), [])
+        clock.advance(5)
+        [response] = connection.responses()
+        self.assertEqual(response.status, 503)
+        self.assertEqual(response.json()["type"], "urn:alertgateway:problem:request-timeout")
+        self.assertEqual(response.header("retry-after"), "1")

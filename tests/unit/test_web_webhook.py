@@ -411,7 +411,7 @@ class RotationTests(SynchronousTestCase):
         """
         config = parse_config(
             "webhook:\n  auth:\n    token: first\n    tokens: [second, third]\n"
-            "alert_processor:\n  endpoint: file:unused.jsonl\n",
+            "alert_processor:\n  endpoint: file:unused.jsonl\nqueue: {backend: memory}\n",
             environ={},
         )
         service, _, _ = make_service(config)
@@ -427,7 +427,7 @@ class RotationTests(SynchronousTestCase):
         """
         config = parse_config(
             "webhook:\n  endpoints:\n    - {path: /hooks/open, source: alertmanager, auth_required: false}\n"
-            "alert_processor:\n  endpoint: file:unused.jsonl\n",
+            "alert_processor:\n  endpoint: file:unused.jsonl\nqueue: {backend: memory}\n",
             environ={},
         )
         service, _, _ = make_service(config)
@@ -445,7 +445,7 @@ class UnavailableTests(SynchronousTestCase):
         A batch that does not fit is refused whole with Retry-After, nothing
         of it queued; one that fits is still taken.
         """
-        service, _, _ = make_service(make_config("queue:\n  max_items: 2\n"))
+        service, _, _ = make_service(make_config("queue:\n  backend: memory\n  max_items: 2\n"))
         connection = Connection(service.site)
         self.assertEqual(connection.request("POST", PROMETHEUS, headers=JSON, body=body(alert("A"))).status, 202)
         response = connection.request("POST", PROMETHEUS, headers=JSON, body=body(alert("B"), alert("C")))
