@@ -16,7 +16,6 @@ import binascii
 import re
 from typing import Any
 
-from twisted.logger import Logger
 from twisted.web.resource import Resource
 
 from alertgateway.decide.engine import rfc3339
@@ -26,6 +25,7 @@ from alertgateway.guards.auth import Authenticator
 from alertgateway.metrics import GatewayMetrics
 from alertgateway.web import problems
 from alertgateway.web._render import HandlerResource, Response
+from alertgateway.web.refusals import record_refusal
 from alertgateway.web.site import GatewayRequest
 
 __all__ = ["AlertResource", "AlertsResource", "episode_json"]
@@ -36,7 +36,6 @@ _STATUSES = ("firing", "resolved")
 # ASCII digits only, and few: str.isdigit() admits "²" and int() refuses
 # it, and int() refuses thousands of digits; both would be a 500.
 _LIMIT = re.compile(r"[0-9]{1,4}")
-_security_log = Logger(namespace="alertgateway.security")
 
 
 def episode_json(episode: Episode) -> dict[str, Any]:
@@ -97,19 +96,7 @@ class _Guarded(HandlerResource):
             raise
 
     def _refused(self, request: GatewayRequest, client: str, problem: problems.Problem) -> None:
-        if self._metrics is not None:
-            self._metrics.security_rejections.labels(endpoint=self.endpoint, reason=problem.reason).inc()
-        _security_log.warn(
-            "Refused {method} {path} from {client}: {reason} ({status})",
-            method=request.method.decode("latin-1"),
-            path=request.path.decode("latin-1"),
-            client=client,
-            reason=problem.reason,
-            status=problem.status,
-            detail=problem.detail,
-            requestId=request.request_id,
-            endpoint=self.endpoint,
-        )
+        record_refusal(self._metrics, self.endpoint, request, client, problem)
 
 
 class AlertResource(_Guarded):

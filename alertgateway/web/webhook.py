@@ -21,7 +21,6 @@ from typing import Any
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 
 from alertgateway.config import EndpointConfig, LimitsConfig
 from alertgateway.decide.engine import Verdict
@@ -38,12 +37,12 @@ from alertgateway.web import problems
 from alertgateway.web._render import HandlerResource, Response
 from alertgateway.web.bodies import check_depth, decode_body, inflate
 from alertgateway.web.health import Readiness
+from alertgateway.web.refusals import record_refusal
 from alertgateway.web.site import GatewayRequest
 
 __all__ = ["Guards", "WebhookResource"]
 
 _QUEUE_FULL_RETRY_AFTER = 5
-_security_log = Logger(namespace="alertgateway.security")
 
 
 def _timestamp(seconds: float) -> str:
@@ -222,18 +221,7 @@ class WebhookResource(HandlerResource):
         return payload, replay_key
 
     def _refused(self, request: GatewayRequest, client: str, problem: problems.Problem) -> None:
-        self._metrics.security_rejections.labels(endpoint=self.endpoint, reason=problem.reason).inc()
-        _security_log.warn(
-            "Refused {method} {path} from {client}: {reason} ({status})",
-            method=request.method.decode("latin-1"),
-            path=request.path.decode("latin-1"),
-            client=client,
-            reason=problem.reason,
-            status=problem.status,
-            detail=problem.detail,
-            requestId=request.request_id,
-            endpoint=self.endpoint,
-        )
+        record_refusal(self._metrics, self.endpoint, request, client, problem)
 
     def _forwarded_headers(self, headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
         copied = [(name, headers[name.lower()]) for name in self._guards.forward_headers if name.lower() in headers]

@@ -1,0 +1,38 @@
+"""
+The security log (BR-WH-025): every refusal at the edge is one structured
+warning event, with its reason and the client address, and is counted in
+C{gateway_security_rejections_total{endpoint,reason}}.
+"""
+
+from __future__ import annotations
+
+from twisted.logger import Logger
+
+from alertgateway.metrics import GatewayMetrics
+from alertgateway.web.problems import Problem
+from alertgateway.web.site import GatewayRequest
+
+__all__ = ["record_refusal"]
+
+_security_log = Logger(namespace="alertgateway.security")
+
+
+def record_refusal(
+    metrics: GatewayMetrics | None, endpoint: str, request: GatewayRequest, client: str, problem: Problem
+) -> None:
+    """
+    Log and count one refusal; never the credential or the body.
+    """
+    if metrics is not None:
+        metrics.security_rejections.labels(endpoint=endpoint, reason=problem.reason).inc()
+    _security_log.warn(
+        "Refused {method} {path} from {client}: {reason} ({status})",
+        method=request.method.decode("latin-1"),
+        path=request.path.decode("latin-1"),
+        client=client,
+        reason=problem.reason,
+        status=problem.status,
+        detail=problem.detail,
+        requestId=request.request_id,
+        endpoint=endpoint,
+    )
