@@ -296,6 +296,9 @@ class EndpointConfig:
     # Left out of the hash: a dict has none, and the configuration classes
     # are otherwise hashable.
     add_headers: dict[str, str] = attrs.field(factory=dict, hash=False, metadata={"check": _header_names})
+    # async: answer once the alerts are queued (on disk); sync: answer once
+    # the processor has accepted every alert of the request (BR-WH-014).
+    delivery: str = attrs.field(default="async", metadata={"choices": ("async", "sync")})
 
     def served_paths(self) -> tuple[str, ...]:
         """

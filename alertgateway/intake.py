@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -51,6 +51,8 @@ class Intake:
         self._room = room
         self._metrics = metrics
         self._pending: list[Outgoing] = []
+        # Requests waiting for deliveries, by idempotency key (sync mode).
+        self._waiters: dict[str, list[Deferred[str]]] = {}
         self._evictions_counted = 0
 
     def accept(
@@ -125,12 +127,42 @@ class Intake:
 
     def delivered(self, envelope: Envelope, outcome: str) -> None:
         """
-        Record how the delivery of an alert ended, for the status API: on
-        its episode, if that is still the one it was forwarded for.
+        Record how the delivery of an alert ended, for the status API (on
+        its episode, if that is still the one it was forwarded for) and for
+        requests waiting for it (sync delivery).
         """
         episode = self.decider.episodes.get(envelope.key)
         if episode is not None and episode.forwarded == envelope.idempotency_key:
             episode.delivery = outcome
+        for waiter in self._waiters.pop(envelope.idempotency_key, []):
+            waiter.callback(outcome)
+
+    def _wait_for(self, idempotency_key: str) -> Deferred[str]:
+        waiters = self._waiters.setdefault(idempotency_key, [])
+
+        def _cancel(d: Deferred[str]) -> None:
+            # The request gave up (its deadline, or the client left).
+            waiters.remove(d)
+            if not waiters:
+                self._waiters.pop(idempotency_key, None)
+
+        waiter: Deferred[str] = Deferred(_cancel)
+        waiters.append(waiter)
+        return waiter
+
+    def outcomes(self, verdicts: Sequence[Verdict]) -> Deferred[list[str]]:
+        """
+        Wait until what was forwarded for each verdict, or is still pending
+        for its episode (a duplicate of something not yet delivered), has
+        been delivered or refused; fires with the outcomes.
+        """
+        waits: list[Deferred[str]] = []
+        for verdict in verdicts:
+            episode = self.decider.episodes.get(verdict.dedup_key)
+            if episode is None or episode.forwarded is None or episode.delivery != "queued":
+                continue
+            waits.append(self._wait_for(episode.forwarded))
+        return gatherResults(waits, consumeErrors=True).addCallback(list)
 
     def tick(self) -> None:
         """

@@ -24,6 +24,7 @@ __all__ = [
     "method_not_allowed",
     "not_found",
     "payload_too_large",
+    "processor_rejected",
     "queue_full",
     "rate_limited",
     "request_timeout",
@@ -225,6 +226,15 @@ def request_timeout(timeout: float) -> Problem:
         "Request Timeout",
         f"The request was not handled within {timeout:g} s (service.request_timeout); retry.",
         headers={"Retry-After": "1"},
+    )
+
+
+def processor_rejected() -> Problem:
+    return Problem(
+        502,
+        "processor-rejected",
+        "Processor Rejected",
+        "The Alert Processor refused an alert of this request for good; it is kept as a dead letter.",
     )
 
 

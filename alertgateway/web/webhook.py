@@ -109,6 +109,7 @@ class WebhookResource(HandlerResource):
         super().__init__()
         self.endpoint = endpoint.path
         self.source = endpoint.source or ""
+        self.sync = endpoint.delivery == "sync"
         self._parser = parser
         self._guards = guards
         self._intake = intake
@@ -169,6 +170,13 @@ class WebhookResource(HandlerResource):
             verdicts = await self._intake.accept(accepted, request.request_id, forwarded)
         except QueueFull:
             raise problems.queue_full(_QUEUE_FULL_RETRY_AFTER) from None
+        if self.sync:
+            # Answer only once the processor took every alert; past
+            # service.request_timeout the base resource answers 503, and
+            # the alerts stay queued for delivery all the same.
+            outcomes = await self._intake.outcomes(verdicts)
+            if any(outcome != "delivered" for outcome in outcomes):
+                raise problems.processor_rejected()
         return self._answer(request.request_id, result.outcomes, verdicts)
 
     def _admit(self, request: GatewayRequest, client: str, headers: Mapping[str, str]) -> dict[str, str]:

@@ -194,6 +194,7 @@ class DocumentTests(TestCase):
             "queue_full": [problems.queue_full(5)],
             "shutting_down": [problems.shutting_down()],
             "request_timeout": [problems.request_timeout(30.0)],
+            "processor_rejected": [problems.processor_rejected()],
             "internal_error": [problems.internal_error()],
         }
         constructors = set(problems.__all__) - {"PROBLEM_CONTENT_TYPE", "Problem"}

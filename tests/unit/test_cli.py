@@ -323,7 +323,7 @@ webhook:
             err,
             [
                 "webhook.endpoints[1].sorce: unknown key (known keys: add_headers, allowed_ips, auth, auth_required,"
-                " path, rate_limit, reject_status, source)",
+                " delivery, path, rate_limit, reject_status, source)",
                 "webhook.endpoints[1].path: must start with /",
             ],
         )

@@ -190,8 +190,8 @@ webhook:
         )
         self.assertEqual(
             problems[0],
-            "webhook.endpoints[1].sorce: unknown key (known keys: add_headers, allowed_ips, auth, auth_required, path,"
-            " rate_limit, reject_status, source)",
+            "webhook.endpoints[1].sorce: unknown key (known keys: add_headers, allowed_ips, auth, auth_required,"
+            " delivery, path, rate_limit, reject_status, source)",
         )
 
     def test_unknown_section(self) -> None:

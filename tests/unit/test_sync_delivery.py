@@ -1,0 +1,120 @@
+"""
+endpoints[].delivery: sync answers only once the processor took every alert.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from alertgateway.config import EndpointConfig
+from alertgateway.decide.engine import Decider, DeciderSettings
+from alertgateway.decide.episodes import MemoryEpisodes
+from alertgateway.delivery.queue import Envelope
+from alertgateway.guards.auth import BearerAuthenticator
+from alertgateway.intake import Intake
+from alertgateway.metrics import GatewayMetrics
+from alertgateway.sources import PARSERS
+from alertgateway.web.health import Readiness
+from alertgateway.web.resources import Branch, mount
+from alertgateway.web.site import GatewaySite
+from alertgateway.web.webhook import Guards, WebhookResource
+from tests.unit._http import TOKEN, Connection, fixture
+
+
+class SyncDeliveryTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.queued: list[Envelope] = []
+        metrics = GatewayMetrics()
+
+        def submit(envelopes: list[Envelope]) -> Deferred[None]:
+            self.queued.extend(envelopes)
+            return succeed(None)
+
+        decider = Decider(self.clock, MemoryEpisodes(100), DeciderSettings())
+        self.intake = Intake(decider, submit, lambda: 1000, metrics)
+        resource = WebhookResource(
+            EndpointConfig(path="/webhook/prometheus", source="alertmanager", delivery="sync"),
+            parser=PARSERS["alertmanager"],
+            guards=Guards(authenticator=BearerAuthenticator([TOKEN])),
+            intake=self.intake,
+            readiness=Readiness(),
+            metrics=metrics,
+            clock=self.clock,
+        )
+        root = Branch()
+        mount(root, "/webhook/prometheus", resource)
+        self.site = GatewaySite(root, clock=self.clock, metrics=metrics, max_body_bytes=100_000, idle_timeout=60)
+        self.site.request_timeout = 30.0
+
+    def post(self) -> Connection:
+        connection = Connection(self.site)
+        body = fixture("alertmanager-firing.json")
+        connection.send(
+            b"POST /webhook/prometheus HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + TOKEN.encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
+        return connection
+
+    def test_answer_waits_for_every_delivery(self) -> None:
+        """
+        The 202 comes only after the processor accepted both alerts of the
+        request, not when they are queued.
+        """
+        connection = self.post()
+        self.assertEqual(len(self.queued), 2)
+        self.assertEqual(connection.responses(), [])
+        self.intake.delivered(self.queued[0], "delivered")
+        self.assertEqual(connection.responses(), [])
+        self.intake.delivered(self.queued[1], "delivered")
+        [response] = connection.responses()
+        self.assertEqual(response.status, 202)
+
+    def test_refused_alert_is_502(self) -> None:
+        """
+        If the processor refuses an alert for good, the answer is 502
+        processor-rejected.
+        """
+        connection = self.post()
+        self.intake.delivered(self.queued[0], "delivered")
+        self.intake.delivered(self.queued[1], "rejected")
+        [response] = connection.responses()
+        self.assertEqual(response.status, 502)
+        self.assertEqual(response.json()["type"], "urn:alertgateway:problem:processor-rejected")
+
+    def test_retry_of_undelivered_duplicate_waits_too(self) -> None:
+        """
+        A sender's retry after a 503 finds the alerts already queued as
+        duplicates; it still waits for their delivery instead of being
+        answered at once.
+        """
+        first = self.post()
+        self.clock.advance(30)
+        [timed_out] = first.responses()
+        self.assertEqual(timed_out.status, 503)
+        retry = self.post()
+        self.assertEqual(len(self.queued), 2)
+        self.assertEqual(retry.responses(), [])
+        for envelope in self.queued:
+            self.intake.delivered(envelope, "delivered")
+        [response] = retry.responses()
+        self.assertEqual((response.status, [a["status"] for a in response.json()["alerts"]]), (202, ["duplicate"] * 2))
+
+    def test_nothing_forwarded_answers_at_once(self) -> None:
+        """
+        Once delivered, a repeat is a duplicate of a delivered alert: the
+        answer comes at once.
+        """
+        first = self.post()
+        for envelope in self.queued:
+            self.intake.delivered(envelope, "delivered")
+        self.assertEqual(first.responses()[0].status, 202)
+        [response] = self.post().responses()
+        self.assertEqual(response.status, 202)
