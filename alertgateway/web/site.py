@@ -71,6 +71,18 @@ class GatewayRequest(server.Request):
         # a body still being uploaded, not only for requests being handled.
         self.gateway_site.track(self)
 
+    def header_map(self) -> dict[str, str]:
+        """
+        The request headers by lower-cased name.  Several lines of one header
+        are one comma-separated list (RFC 9110 5.3): keeping only the first
+        would let a client's forged X-Forwarded-For line win over the one its
+        proxy added after it.
+        """
+        return {
+            name.decode("latin-1").lower(): ", ".join(v.decode("latin-1") for v in values)
+            for name, values in self.requestHeaders.getAllRawHeaders()
+        }
+
     @property
     def max_body_bytes(self) -> int:
         return self.gateway_site.max_body_bytes

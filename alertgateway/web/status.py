@@ -55,14 +55,6 @@ def episode_json(episode: Episode) -> dict[str, Any]:
     }
 
 
-def _headers(request: GatewayRequest) -> dict[str, str]:
-    # As the webhooks read them: several lines of a header are one list.
-    return {
-        name.decode("latin-1").lower(): ", ".join(v.decode("latin-1") for v in values)
-        for name, values in request.requestHeaders.getAllRawHeaders()
-    }
-
-
 class _Guarded(HandlerResource):
     endpoint = "/v1/alerts"
 
@@ -83,7 +75,7 @@ class _Guarded(HandlerResource):
         self._metrics = metrics
 
     def _admit(self, request: GatewayRequest) -> None:
-        headers = _headers(request)
+        headers = request.header_map()
         client = self._clients.of(str(getattr(request.getClientAddress(), "host", "")), headers)
         try:
             if not self._addresses.allows(client):

@@ -120,13 +120,7 @@ class WebhookResource(HandlerResource):
     async def handle_POST(self, request: GatewayRequest) -> Response:
         if not self._readiness.accepts(request.started):
             raise problems.shutting_down()
-        # Several lines of one header are one comma-separated list (RFC
-        # 9110 5.3).  Keeping only the first would let a client's forged
-        # X-Forwarded-For line win over the one its proxy added after it.
-        headers = {
-            name.decode("latin-1").lower(): ", ".join(v.decode("latin-1") for v in values)
-            for name, values in request.requestHeaders.getAllRawHeaders()
-        }
+        headers = request.header_map()
         peer = str(getattr(request.getClientAddress(), "host", ""))
         client = self._guards.clients.of(peer, headers)
         try:
