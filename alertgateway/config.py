@@ -41,8 +41,11 @@ __all__ = [
     "Problem",
     "QueueConfig",
     "RateLimitingConfig",
+    "RedisConfig",
+    "RedisQueueConfig",
     "SecurityConfig",
     "ServiceConfig",
+    "StateConfig",
     "WebhookConfig",
     "load_config",
     "parse_config",
@@ -168,6 +171,22 @@ def _forwardable(values: tuple[str, ...]) -> str | None:
     return None
 
 
+def _redis_url(value: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises on a bad port
+    except ValueError as e:
+        return f"is not a valid URL ({e})"
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        return "must be redis://host:port/db or rediss://host:port/db"
+    db = parts.path.strip("/")
+    if (db and not db.isascii()) or (db and not db.isdigit()):
+        return f"the database must be a number, got {db!r}"
+    return None
+
+
 def _processor_endpoint(value: str) -> str | None:
     if value.startswith("file:"):
         return None if value[len("file:") :] else "file: needs a path, e.g. file:var/alerts.jsonl"
@@ -200,6 +219,11 @@ class ServiceConfig:
     probe_listen: tuple[str, ...] = ()
     # Responses at least this long are gzipped for clients that accept it.
     gzip_min_bytes: int = attrs.field(default=1024, metadata={"check": _not_negative})
+    # Bind the webhook port with SO_REUSEPORT, so that several gateway
+    # processes on one host share it and the kernel spreads connections
+    # over them (with the Redis backends; see docs/scaling.md).  The
+    # metrics listener stays one per process.
+    reuse_port: bool = False
 
 
 AUTH_TYPES = ("bearer", "basic", "api_key", "hmac", "none")
@@ -428,7 +452,9 @@ class QueueConfig:
     default) or C{memory} (lost on a crash).
     """
 
-    backend: str = attrs.field(default="sqlite", metadata={"choices": ("sqlite", "memory")})
+    backend: str = attrs.field(default="sqlite", metadata={"choices": ("sqlite", "memory", "redis")})
+    # The SQLite queue; with the redis backend, where alerts accepted while
+    # Redis is unreachable wait (state.redis.on_failure: fail_open).
     path: str = "var/queue.db"
     # Alerts (and bytes of them) accepted but not yet delivered; past
     # either, webhooks get 503 with Retry-After.
@@ -438,6 +464,62 @@ class QueueConfig:
     synchronous: str = attrs.field(default="full", metadata={"choices": ("full", "normal")})
     # How often dead letters marked by `alertgateway queue retry` are taken.
     retry_interval: float = duration(5.0, _positive)
+    redis: RedisQueueConfig = attrs.field(factory=lambda: RedisQueueConfig())
+
+
+@attrs.frozen
+class RedisQueueConfig:
+    """
+    The Redis Streams queue: one stream per partition (a dedup key always
+    maps to the same one), each partition leased to one replica at a time.
+    """
+
+    partitions: int = attrs.field(default=16, metadata={"check": _positive})
+    # A replica that has not renewed its leases for this long is taken for
+    # dead: another replica takes over its partitions and claims what it
+    # had not delivered.
+    claim_idle: float = duration(30.0, _positive)
+    # Entries read from Redis at once.
+    read_batch: int = attrs.field(default=100, metadata={"check": _positive})
+
+
+@attrs.frozen
+class RedisConfig:
+    """
+    How to reach Redis: C{redis://[user:password@]host:port/db}, or
+    C{rediss://} for TLS.  Secrets are kept out of C{repr}.
+    """
+
+    url: str = attrs.field(default="redis://127.0.0.1:6379/0", metadata={"check": _redis_url}, repr=False)
+    password: str | None = attrs.field(default=None, repr=False)
+    password_file: str | None = None
+    password_env: str | None = None
+    # Every key the gateway writes starts with it: several gateways (or
+    # other programs) can share one Redis.
+    key_prefix: str = "alertgateway:"
+    # fail_open: decide from local memory and queue locally until Redis is
+    # back (pages keep flowing; a duplicate may get through).  fail_closed:
+    # answer 503 with Retry-After, so the sender retries.
+    on_failure: str = attrs.field(default="fail_open", metadata={"choices": ("fail_open", "fail_closed")})
+    # Each command's answer, and connecting.
+    timeout: float = duration(1.0, _positive)
+    connect_timeout: float = duration(2.0, _positive)
+    pool_size: int = attrs.field(default=4, metadata={"check": _positive})
+    # For rediss://: the CA that signed the server's certificate (the
+    # system's trusted CAs when unset).
+    ca_file: str | None = None
+
+
+@attrs.frozen
+class StateConfig:
+    """
+    Where deduplication, escalation, storm, replay and rate-limit state
+    lives: C{memory} (one process, the default) or C{redis} (shared by
+    every replica).
+    """
+
+    backend: str = attrs.field(default="memory", metadata={"choices": ("memory", "redis")})
+    redis: RedisConfig = attrs.field(factory=lambda: RedisConfig())
 
 
 @attrs.frozen
@@ -539,6 +621,7 @@ class GatewayConfig:
     circuit_breaker: CircuitBreakerConfig = attrs.field(factory=CircuitBreakerConfig)
     alert_processor: AlertProcessorConfig = attrs.field(factory=AlertProcessorConfig)
     queue: QueueConfig = attrs.field(factory=QueueConfig)
+    state: StateConfig = attrs.field(factory=StateConfig)
     limits: LimitsConfig = attrs.field(factory=LimitsConfig)
     dedup: DedupConfig = attrs.field(factory=DedupConfig)
     escalation: EscalationConfig = attrs.field(factory=EscalationConfig)
@@ -935,6 +1018,9 @@ def _check_across(sections: dict[str, Any], environ: Mapping[str, str], problems
             _check_metrics_path(webhook, service, metrics, problems)
     if security is not None and service is not None:
         _check_files(security, service, problems)
+    state: StateConfig | None = sections.get("state")
+    if state is not None:
+        sections["state"] = _resolve_redis(state, environ, problems)
     listeners = [
         ("service.listen", service.listen if service is not None else ()),
         ("service.probe_listen", service.probe_listen if service is not None else ()),
@@ -945,6 +1031,19 @@ def _check_across(sections: dict[str, Any], environ: Mapping[str, str], problems
             message = _check_listener(description)
             if message is not None:
                 problems.append(Problem(f"{key}[{index}]", message))
+
+
+def _resolve_redis(state: StateConfig, environ: Mapping[str, str], problems: list[Problem]) -> StateConfig:
+    redis = state.redis
+    password = redis.password
+    if redis.password_file:
+        password = next(iter(_read_secret_file(redis.password_file, "state.redis.password_file", problems)), password)
+    if redis.password_env:
+        found = _read_secret_env(redis.password_env, "state.redis.password_env", environ, problems)
+        password = next(iter(found), password)
+    if redis.ca_file and not Path(redis.ca_file).is_file():
+        problems.append(Problem("state.redis.ca_file", f"file not found: {redis.ca_file}"))
+    return attrs.evolve(state, redis=attrs.evolve(redis, password=password))
 
 
 def parse_config(text: str, environ: Mapping[str, str] | None = None, origin: str = "<config>") -> GatewayConfig:
@@ -1023,6 +1122,13 @@ def warnings_for(config: GatewayConfig) -> list[str]:
             )
         elif not _has_credentials(own):
             found.append(f"{where} ({own.type}) has no credentials: every request to {endpoint.path} will get 401")
+    if config.queue.backend == "redis" and config.state.backend != "redis":
+        found.append(
+            "queue.backend is redis but state.backend is memory: replicas share the queue but each deduplicates"
+            " alone, so the processor gets duplicates"
+        )
+    if config.state.backend == "redis" and config.queue.backend == "memory":
+        found.append("queue.backend is memory: alerts accepted but not yet delivered are lost with the process")
     security = config.security
     if security.tls_enabled and config.service.listen:
         found.append(

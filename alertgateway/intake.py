@@ -1,6 +1,10 @@
 """
 From accepted alerts to queued envelopes: decide, then queue.
 
+Decisions are taken by L{alertgateway.state.decisions} on this process's
+state or on state shared by the replicas; either way a decision that could
+not be queued is undone.
+
 Deciding changes the deduplication state, so it happens only once the queue
 is known to have room for everything the batch can produce (each alert
 yields at most one envelope: itself, its escalation, its resolution or the
@@ -18,13 +22,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from alertgateway.decide.engine import AGGREGATED, DUPLICATE, ESCALATED, Decider, Outgoing, Verdict
 from alertgateway.delivery.queue import Envelope, QueueFull
 from alertgateway.metrics import GatewayMetrics
 from alertgateway.model import Alert
+from alertgateway.state.decisions import Decisions, MemoryDecisions, StateContended
+from alertgateway.state.failover import StateUnavailable
+from alertgateway.state.redis import RedisUnavailable
 
 __all__ = ["Intake"]
 
@@ -37,23 +44,36 @@ class Intake:
 
     @param submit: Queues envelopes (L{alertgateway.delivery.forwarder.Forwarder.submit}).
     @param room: How many more envelopes the queue can take now.
+    @param poll_interval: With a queue shared by replicas, another replica
+        may deliver what this one accepted: synchronous requests then learn
+        the outcome by reading the shared state this often.  C{None}: this
+        process delivers what it accepts, and is told directly.
     """
 
     def __init__(
         self,
-        decider: Decider,
+        decisions: Decisions | Decider,
         submit: Callable[[list[Envelope]], Deferred[None]],
         room: Callable[[], int],
         metrics: GatewayMetrics,
+        poll_interval: float | None = None,
     ) -> None:
-        self.decider = decider
+        self.decisions: Decisions = MemoryDecisions(decisions) if isinstance(decisions, Decider) else decisions
         self._submit = submit
         self._room = room
         self._metrics = metrics
+        self._poll_interval = poll_interval
         self._pending: list[Outgoing] = []
         # Requests waiting for deliveries, by idempotency key (sync mode).
         self._waiters: dict[str, list[Deferred[str]]] = {}
         self._evictions_counted = 0
+        # Counting what is tracked costs nothing in memory, a round trip in
+        # Redis: there, the periodic tick does it.
+        self._gauges_each_batch = isinstance(self.decisions, MemoryDecisions)
+
+    @property
+    def decider(self) -> Decider:
+        return self.decisions.decider
 
     def accept(
         self, alerts: Sequence[Alert], request_id: str, headers: tuple[tuple[str, str], ...] = ()
@@ -68,32 +88,32 @@ class Intake:
         """
         if self._room() < len(self._pending) + len(alerts):
             raise QueueFull(f"no room for {len(alerts)} alerts behind {len(self._pending)} storm events")
-        snapshot = self.decider.snapshot(alerts)
+        return Deferred.fromCoroutine(self._accept(alerts, request_id, headers))
+
+    async def _accept(
+        self, alerts: Sequence[Alert], request_id: str, headers: tuple[tuple[str, str], ...]
+    ) -> list[Verdict]:
+        decided = await self.decisions.decide(alerts)
+        now = self.decider.clock.seconds()
         waiting = list(self._pending)
         held, self._pending = self._storm_envelopes(self._pending), []
-        verdicts, outgoing = self.decider.decide(alerts)
-        now = self.decider.clock.seconds()
-        envelopes = [Envelope(o.key, o.body, o.idempotency_key, request_id, headers, accepted_at=now) for o in outgoing]
-
-        def _undo(failure: Failure) -> Failure:
+        envelopes = [
+            Envelope(o.key, o.body, o.idempotency_key, request_id, headers, accepted_at=now) for o in decided.outgoing
+        ]
+        try:
+            await self._submit(held + envelopes)
+        except BaseException:
             # Nothing of the batch was queued: forget it was decided, so
             # the sender's retry is decided afresh, and keep the held
             # storm events for the next chance.
-            self.decider.restore(snapshot)
             self._pending = waiting + self._pending
-            return failure
-
-        try:
-            d = self._submit(held + envelopes)
-        except QueueFull:
-            _undo(Failure())
+            try:
+                await decided.undo()
+            except Exception as e:
+                _log.warn("Cannot undo a decision that was not queued: {error}", error=str(e))
             raise
-
-        def _queued(_: object) -> list[Verdict]:
-            self._count(verdicts)
-            return verdicts
-
-        return d.addCallbacks(_queued, _undo)
+        self._count(decided.verdicts)
+        return decided.verdicts
 
     def _storm_envelopes(self, outgoing: Sequence[Outgoing]) -> list[Envelope]:
         now = self.decider.clock.seconds()
@@ -114,16 +134,21 @@ class Intake:
                 metrics.escalations.labels(environment=environment, level=verdict.escalation or "").inc()
             elif verdict.result == AGGREGATED:
                 metrics.storm_alerts_aggregated.inc()
-        self._gauges()
+        if self._gauges_each_batch:
+            self._gauges()
 
-    def _gauges(self) -> None:
-        self._metrics.dedup_tracked.set(len(self.decider.episodes))
-        evictions = getattr(self.decider.episodes, "evictions", 0)
-        if evictions > self._evictions_counted:
-            self._metrics.dedup_evictions.inc(evictions - self._evictions_counted)
-            self._evictions_counted = evictions
-        storms = self.decider.storms
-        self._metrics.storms_active.set(len(storms.storms) if storms is not None else 0)
+    def _gauges(self) -> Deferred[None]:
+        def _set(tracked: object) -> None:
+            from alertgateway.state.decisions import Tracked
+
+            assert isinstance(tracked, Tracked)
+            self._metrics.dedup_tracked.set(tracked.episodes)
+            if tracked.evictions > self._evictions_counted:
+                self._metrics.dedup_evictions.inc(tracked.evictions - self._evictions_counted)
+                self._evictions_counted = tracked.evictions
+            self._metrics.storms_active.set(tracked.storms)
+
+        return self.decisions.tracked().addCallback(_set)
 
     def delivered(self, envelope: Envelope, outcome: str) -> None:
         """
@@ -131,9 +156,9 @@ class Intake:
         its episode, if that is still the one it was forwarded for) and for
         requests waiting for it (sync delivery).
         """
-        episode = self.decider.episodes.get(envelope.key)
-        if episode is not None and episode.forwarded == envelope.idempotency_key:
-            episode.delivery = outcome
+        self.decisions.delivered(envelope.key, envelope.idempotency_key, outcome).addErrback(
+            lambda f: _log.warn("Cannot record the delivery of {key}: {error}", key=envelope.key, error=str(f.value))
+        )
         for waiter in self._waiters.pop(envelope.idempotency_key, []):
             waiter.callback(outcome)
 
@@ -156,21 +181,40 @@ class Intake:
         for its episode (a duplicate of something not yet delivered), has
         been delivered or refused; fires with the outcomes.
         """
-        waits: list[Deferred[str]] = []
-        for verdict in verdicts:
-            episode = self.decider.episodes.get(verdict.dedup_key)
-            if episode is None or episode.forwarded is None or episode.delivery != "queued":
-                continue
-            waits.append(self._wait_for(episode.forwarded))
-        return gatherResults(waits, consumeErrors=True).addCallback(list)
+        waits = [Deferred.fromCoroutine(self._outcome(v.dedup_key)) for v in verdicts]
+        d = gatherResults(waits, consumeErrors=True)
+        return d.addCallback(lambda outcomes: [o for o in outcomes if o is not None])
 
-    def tick(self) -> None:
+    async def _outcome(self, key: str) -> str | None:
+        episode = await self.decisions.episode(key)
+        if episode is None or episode.forwarded is None or episode.delivery != "queued":
+            return None
+        forwarded = episode.forwarded
+        if self._poll_interval is None:
+            return await self._wait_for(forwarded)
+        while True:
+            await deferLater(self.decider.clock, self._poll_interval)
+            episode = await self.decisions.episode(key)
+            if episode is None or episode.forwarded != forwarded:
+                # Its episode ended or moved on: what it forwarded left.
+                return "delivered"
+            if episode.delivery != "queued":
+                return episode.delivery
+
+    def tick(self) -> Deferred[None]:
         """
         Periodic work: expire episodes, flush storm updates and queue them
         (holding them for the next tick while the queue is full).
         """
-        self._pending.extend(self.decider.tick())
-        self._gauges()
+        return Deferred.fromCoroutine(self._tick())
+
+    async def _tick(self) -> None:
+        try:
+            self._pending.extend(await self.decisions.tick())
+            await self._gauges()
+        except (RedisUnavailable, StateUnavailable, StateContended) as e:
+            # The next tick tries again; a failed tick must not stop them.
+            _log.warn("Periodic state work skipped: {error}", error=str(e))
         if not self._pending:
             return
         room = self._room()

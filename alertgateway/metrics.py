@@ -125,6 +125,26 @@ class GatewayMetrics:
         )
         self.queue_depth = Gauge("gateway_queue_depth", "Alerts accepted and not yet delivered", registry=r)
         self.ready = Gauge("gateway_ready", "1 while the gateway accepts webhooks, 0 otherwise", registry=r)
+        self.redis_up = Gauge("gateway_redis_up", "1 while the gateway has a working connection to Redis", registry=r)
+        self.redis_errors = Counter(
+            "gateway_redis_errors",
+            "Redis operations that failed, by operation and reason (unavailable, timeout, error)",
+            ["operation", "reason"],
+            registry=r,
+        )
+        self.redis_latency = Histogram(
+            "gateway_redis_latency_seconds",
+            "Round-trip time of Redis operations, by operation",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.redis_fallbacks = Counter(
+            "gateway_redis_fallbacks",
+            "Decisions taken from local memory because Redis was unreachable (state.redis.on_failure: fail_open)",
+            ["facility"],
+            registry=r,
+        )
 
     def declare_endpoints(self, endpoints: Iterable[str]) -> None:
         """

@@ -22,9 +22,10 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.error import ReactorNotRunning
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.task import LoopingCall
 from twisted.logger import ILogObserver, Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.components import Componentized
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
@@ -42,20 +43,30 @@ from alertgateway.delivery.queue import MemoryQueue
 from alertgateway.delivery.sinks import BytesProducer, FileSink, HTTPSink, Sink
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import make_authenticator
-from alertgateway.guards.ratelimit import RateLimiter
+from alertgateway.guards.ratelimit import Limiter, RateLimiter
 from alertgateway.guards.signatures import ReplayCache
 from alertgateway.intake import Intake
 from alertgateway.logs import make_observer
 from alertgateway.metrics import GatewayMetrics
 from alertgateway.sources import PARSERS
+from alertgateway.state.decisions import Decisions, MemoryDecisions, RedisDecisions
+from alertgateway.state.failover import Failover, FailoverDecisions, FailoverLimiter, SharedReplays
+from alertgateway.state.limits import RedisRateLimiter
+from alertgateway.state.redis import RedisClient
+from alertgateway.state.replays import RedisReplays
 from alertgateway.tls import ReloadingServerTLS, TLSFilesError
 from alertgateway.web.health import HealthResource, LiveResource, Readiness, ReadyResource
 from alertgateway.web.resources import Branch, MetricsResource, mount
+from alertgateway.web.reuseport import endpoint_for
 from alertgateway.web.site import GatewaySite
 from alertgateway.web.status import AlertsResource
 from alertgateway.web.webhook import Guards, WebhookResource
 
 __all__ = ["GatewayService"]
+
+# How often a synchronous request reads whether another replica delivered
+# its alerts (queue.backend: redis).
+_SHARED_QUEUE_POLL = 0.1
 
 
 class GatewayService(Service):
@@ -85,6 +96,12 @@ class GatewayService(Service):
         if executor is None and config.queue.backend == "sqlite":
             executor = self._own_executor = ThreadExecutor(reactor)
         self.executor: Executor | None = executor
+        # One connection pool for everything shared through Redis.
+        uses_redis = config.state.backend == "redis" or config.queue.backend == "redis"
+        self.redis = RedisClient(config.state.redis, reactor, self.metrics) if uses_redis else None
+        self.failover = (
+            Failover(self.redis, config.state.redis.on_failure, self.metrics) if self.redis is not None else None
+        )
         self.queue = self._make_queue()
         self._pool: HTTPConnectionPool | None = None
         processor = config.alert_processor
@@ -106,13 +123,23 @@ class GatewayService(Service):
             breaker=self.breaker,
             timeouts=self.timeouts,
         )
-        self.decider = Decider(
-            reactor, MemoryEpisodes(config.dedup.max_tracked), settings_from_config(config), storms_from_config(config)
+        self.decisions = self._make_decisions()
+        self.decider = self.decisions.decider
+        self.intake = Intake(
+            self.decisions,
+            self.forwarder.submit,
+            self.forwarder.room,
+            self.metrics,
+            poll_interval=_SHARED_QUEUE_POLL if config.queue.backend == "redis" else None,
         )
-        self.intake = Intake(self.decider, self.forwarder.submit, self.forwarder.room, self.metrics)
         self.forwarder.on_outcome = self.intake.delivered
         self.replays = ReplayCache(reactor, ttl=_replay_window(config))
-        self.limiter = _make_limiter(config, reactor)
+        self.shared_replays = (
+            SharedReplays(RedisReplays(self.redis, reactor), self.replays, self.failover)
+            if self.redis is not None and self.failover is not None and config.state.backend == "redis"
+            else None
+        )
+        self.limiter = self._make_limiter()
         self.address_filters: list[AddressFilter] = []
         self._timers: list[LoopingCall] = []
         self.tls: ReloadingServerTLS | None = None
@@ -149,6 +176,34 @@ class GatewayService(Service):
             queue.path, self.executor, clock_seconds=self._reactor.seconds, synchronous=queue.synchronous
         )
         return DurableQueue(journal, max_items=queue.max_items, max_bytes=queue.max_bytes)
+
+    def _make_decisions(self) -> Decisions:
+        config = self.config
+        settings = settings_from_config(config)
+        local = MemoryDecisions(
+            Decider(self._reactor, MemoryEpisodes(config.dedup.max_tracked), settings, storms_from_config(config))
+        )
+        if config.state.backend != "redis" or self.redis is None or self.failover is None:
+            return local
+        shared = RedisDecisions(
+            self.redis, self._reactor, settings, storms_from_config(config), max_tracked=config.dedup.max_tracked
+        )
+        return FailoverDecisions(shared, local, self.failover)
+
+    def _make_limiter(self) -> Limiter | None:
+        local = _make_limiter(self.config, self._reactor)
+        limits = self.config.rate_limiting
+        if local is None or self.redis is None or self.failover is None or self.config.state.backend != "redis":
+            return local
+        shared = RedisRateLimiter(
+            self.redis,
+            self._reactor,
+            global_limit=limits.global_limit,
+            burst=limits.burst_size,
+            endpoint_limits={e.path: e.rate_limit for e in self.config.webhook.endpoints if e.rate_limit is not None},
+            per_client_limit=limits.per_client_limit,
+        )
+        return FailoverLimiter(shared, local, self.failover)
 
     def _make_breaker(self) -> CircuitBreaker | None:
         settings = self.config.circuit_breaker
@@ -243,12 +298,13 @@ class GatewayService(Service):
             forward_headers=config.webhook.forward_headers,
             add_headers=endpoint.add_headers,
             replays=self.replays,
+            shared_replays=self.shared_replays,
         )
 
     def _add_health(self, root: Resource) -> None:
         mount(root, "/health", HealthResource(self.config.service.name, self.readiness))
         mount(root, "/health/live", LiveResource())
-        mount(root, "/health/ready", ReadyResource(self.readiness, self._ready_details))
+        mount(root, "/health/ready", ReadyResource(self.readiness, self._ready_details, self._can_serve))
 
     def _webhook_tree(self) -> Resource:
         config = self.config
@@ -276,9 +332,7 @@ class GatewayService(Service):
             if any(e.auth_required for e in config.webhook.endpoints)
             else None
         )
-        status = AlertsResource(
-            self.decider.episodes, status_auth, addresses=addresses, clients=clients, metrics=self.metrics
-        )
+        status = AlertsResource(self.decisions, status_auth, addresses=addresses, clients=clients, metrics=self.metrics)
         mount(root, "/v1/alerts", status)
         if config.metrics_on_webhook_port():
             mount(root, config.metrics.path, MetricsResource(self.metrics, config.metrics.path))
@@ -301,7 +355,17 @@ class GatewayService(Service):
         }
         if self.breaker is not None:
             details["circuitBreaker"] = {"state": self.breaker.state, "target": self.config.alert_processor.endpoint}
+        if self.redis is not None:
+            details["redis"] = {"up": self.redis.up, "onFailure": self.config.state.redis.on_failure}
         return details
+
+    def _can_serve(self) -> bool:
+        """
+        Whether webhooks can be taken as configured: not while Redis is down
+        and the gateway fails closed (a load balancer should send them to a
+        replica that can).
+        """
+        return self.redis is None or self.redis.up or self.config.state.redis.on_failure == "fail_open"
 
     def startService(self) -> None:
         super().startService()
@@ -311,6 +375,8 @@ class GatewayService(Service):
         if self._tls_problem is not None:
             self._fail(f"TLS: {self._tls_problem}")
             return
+        if self.redis is not None:
+            self.redis.start()
         loaded = self._load_queue()
         self.forwarder.start()
         self.replays.start()
@@ -325,14 +391,24 @@ class GatewayService(Service):
         # queued ahead of older ones of its key.
         loaded.addCallbacks(self._start_listening, self._cannot_load)
 
-    def _tick(self) -> None:
-        self.intake.tick()
+    def _tick(self) -> Deferred[None]:
         self.forwarder.refresh_age()
+        return self.intake.tick()
 
     def _start_listening(self, _: object = None) -> None:
         listening: list[Deferred[None]] = []
         service = self.config.service
-        if self.tls is not None:
+        if service.reuse_port and not service.listen:
+            # Shared with the other gateway processes of this host; TLS, if
+            # on, is layered over the adopted socket.
+            shared = endpoint_for(self._reactor, service.host, service.port)
+            factory: IProtocolFactory = (
+                TLSMemoryBIOFactory(self.tls, False, self.site) if self.tls is not None else self.site
+            )
+            scheme = "ssl" if self.tls is not None else "tcp"
+            description = f"{scheme}:{service.port}:interface={service.host}:reuse_port"
+            listening.append(self._listen(shared, description, factory, self.ports, "webhook"))
+        elif self.tls is not None:
             endpoint = SSL4ServerEndpoint(self._reactor, service.port, self.tls, interface=service.host)
             description = f"ssl:{service.port}:interface={service.host}"
             listening.append(self._listen(endpoint, description, self.site, self.ports, "webhook"))
@@ -370,7 +446,7 @@ class GatewayService(Service):
         self,
         endpoint: IStreamServerEndpoint,
         description: str,
-        site: GatewaySite,
+        site: IProtocolFactory,
         ports: list[IListeningPort],
         role: str,
     ) -> Deferred[None]:
@@ -427,6 +503,7 @@ class GatewayService(Service):
         d.addCallback(lambda _: self.forwarder.stop(remaining()))
         d.addCallback(lambda _: self.sink.close())
         d.addCallback(lambda _: self._close_queue())
+        d.addCallback(lambda _: self.redis.stop() if self.redis is not None else None)
         d.addCallback(lambda _: self._pool.closeCachedConnections() if self._pool is not None else None)
         d.addCallback(lambda _: self._stop_timers())
         d.addCallback(lambda _: _stop_ports(self.metrics_ports))

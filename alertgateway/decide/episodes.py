@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -49,6 +49,16 @@ class Episode:
     storm_id: str | None = None
     delivery: str = "queued"
     forwarded: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """
+        The episode as JSON-ready data, for shared state.
+        """
+        return {**attrs.asdict(self), "recent": list(self.recent)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Episode:
+        return cls(**{**data, "recent": deque(data.get("recent") or ())})
 
 
 class EpisodeStore(Protocol):

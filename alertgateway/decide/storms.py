@@ -135,6 +135,45 @@ class StormTracker:
                 self.storms[group] = storm
         self.aggregated = aggregated
 
+    def fresh(self) -> StormTracker:
+        """
+        An empty tracker with the same settings: the view of a few groups
+        loaded from shared state.
+        """
+        return StormTracker(
+            threshold=self.threshold,
+            window=self.window,
+            flush_interval=self.flush_interval,
+            quiet_period=self.quiet_period,
+            max_members_listed=self.max_members_listed,
+            max_pending=self.max_pending,
+            max_groups=self.max_groups,
+        )
+
+    def export(self, group_id: str) -> dict[str, Any] | None:
+        """
+        What is known of one group, as JSON-ready data (for shared state),
+        or C{None} when nothing is.
+        """
+        recent = self._recent.get(group_id)
+        storm = self.storms.get(group_id)
+        if recent is None and storm is None:
+            return None
+        return {
+            "recent": list(recent) if recent is not None else None,
+            "storm": {**attrs.asdict(storm), "pending": list(storm.pending)} if storm is not None else None,
+        }
+
+    def adopt(self, group_id: str, data: Mapping[str, Any]) -> None:
+        """
+        Take what L{export} gave (by this process or another replica).
+        """
+        if data.get("recent") is not None:
+            self._recent[group_id] = deque(data["recent"])
+        storm = data.get("storm")
+        if storm is not None:
+            self.storms[group_id] = Storm(**{**storm, "pending": deque(storm["pending"])})
+
     def storm_of(self, group_id: str) -> Storm | None:
         return self.storms.get(group_id)
 

@@ -15,12 +15,14 @@ does not use up the global budget.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Protocol
 
 import attrs
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 
-__all__ = ["Decision", "RateLimiter", "TokenBucket"]
+__all__ = ["Decision", "Limiter", "RateLimiter", "TokenBucket"]
 
 
 class TokenBucket:
@@ -76,6 +78,18 @@ class Decision:
     remaining: int
     retry_after: float
     reset: float
+
+
+class Limiter(Protocol):
+    """
+    What the webhook needs of a rate limiter (this process's or shared).
+    """
+
+    def decide(self, endpoint: str, client: str) -> Deferred[Decision]: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class RateLimiter:
@@ -168,6 +182,12 @@ class RateLimiter:
             bucket.tokens -= 1
         scope, limit, tightest = min(buckets, key=lambda b: b[2].tokens)
         return Decision(True, scope, limit, self.WINDOW, int(tightest.tokens), 0.0, tightest.reset_time())
+
+    def decide(self, endpoint: str, client: str) -> Deferred[Decision]:
+        """
+        L{check}, answered through a Deferred as the shared limiter's is.
+        """
+        return succeed(self.check(endpoint, client))
 
     def prune(self) -> None:
         """

@@ -106,6 +106,12 @@ class ReplayCache:
             self._seen.popitem(last=False)
         return True
 
+    def until(self, key: str) -> float | None:
+        """
+        Until when C{key} is remembered, if it is.
+        """
+        return self._seen.get(key)
+
     def forget(self, key: str) -> None:
         """
         Forget C{key}: its request was not accepted after all, and the

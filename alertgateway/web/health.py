@@ -58,15 +58,22 @@ class LiveResource(HandlerResource):
 class ReadyResource(HandlerResource):
     endpoint = "/health/ready"
 
-    def __init__(self, readiness: Readiness, details: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        readiness: Readiness,
+        details: Callable[[], dict[str, Any]],
+        can_serve: Callable[[], bool] = lambda: True,
+    ) -> None:
         super().__init__()
         self._readiness = readiness
         self._details = details
+        self._can_serve = can_serve
 
     async def handle_GET(self, request: GatewayRequest) -> Response:
-        body = {"status": "ready" if self._readiness.ready else "not ready", "state": self._readiness.state}
+        ready = self._readiness.ready and self._can_serve()
+        body = {"status": "ready" if ready else "not ready", "state": self._readiness.state}
         body.update(self._details())
-        return Response(200 if self._readiness.ready else 503, body)
+        return Response(200 if ready else 503, body)
 
 
 class HealthResource(HandlerResource):

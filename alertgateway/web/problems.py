@@ -29,6 +29,7 @@ __all__ = [
     "rate_limited",
     "request_timeout",
     "shutting_down",
+    "state_unavailable",
     "too_busy",
     "unauthorized",
     "unsupported_encoding",
@@ -215,6 +216,16 @@ def queue_full(retry_after: int) -> Problem:
         "queue-full",
         "Queue Full",
         "The delivery queue is full; retry later.",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def state_unavailable(retry_after: int) -> Problem:
+    return Problem(
+        503,
+        "state-unavailable",
+        "Shared State Unavailable",
+        "The shared state (Redis) cannot be reached and state.redis.on_failure is fail_closed; retry later.",
         headers={"Retry-After": str(retry_after)},
     )
 

@@ -14,21 +14,26 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Any
+from typing import Any, TypeVar
 
+from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 
 from alertgateway.decide.engine import rfc3339
-from alertgateway.decide.episodes import Episode, EpisodeStore
+from alertgateway.decide.episodes import Episode
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import Authenticator
 from alertgateway.metrics import GatewayMetrics
+from alertgateway.state.decisions import Decisions, StateContended
+from alertgateway.state.failover import StateUnavailable
 from alertgateway.web import problems
 from alertgateway.web._render import HandlerResource, Response
 from alertgateway.web.refusals import record_refusal
 from alertgateway.web.site import GatewayRequest
 
 __all__ = ["AlertResource", "AlertsResource", "episode_json"]
+
+T = TypeVar("T")
 
 _MAX_LIMIT = 1000
 _DEFAULT_LIMIT = 100
@@ -60,7 +65,7 @@ class _Guarded(HandlerResource):
 
     def __init__(
         self,
-        episodes: EpisodeStore,
+        decisions: Decisions,
         authenticator: Authenticator | None,
         *,
         addresses: AddressFilter | None = None,
@@ -68,7 +73,7 @@ class _Guarded(HandlerResource):
         metrics: GatewayMetrics | None = None,
     ) -> None:
         super().__init__()
-        self._episodes = episodes
+        self._decisions = decisions
         self._authenticator = authenticator
         self._addresses = addresses if addresses is not None else AddressFilter(())
         self._clients = clients if clients is not None else ClientAddress(())
@@ -96,7 +101,7 @@ class AlertResource(_Guarded):
 
     def __init__(
         self,
-        episodes: EpisodeStore,
+        decisions: Decisions,
         authenticator: Authenticator | None,
         fingerprint: str,
         *,
@@ -104,12 +109,12 @@ class AlertResource(_Guarded):
         clients: ClientAddress | None = None,
         metrics: GatewayMetrics | None = None,
     ) -> None:
-        super().__init__(episodes, authenticator, addresses=addresses, clients=clients, metrics=metrics)
+        super().__init__(decisions, authenticator, addresses=addresses, clients=clients, metrics=metrics)
         self._fingerprint = fingerprint
 
     async def handle_GET(self, request: GatewayRequest) -> Response:
         self._admit(request)
-        episode = self._episodes.by_fingerprint(self._fingerprint)
+        episode = await _read(self._decisions.by_fingerprint(self._fingerprint))
         if episode is None:
             raise problems.not_found(request.path.decode("latin-1"))
         return Response(200, episode_json(episode))
@@ -138,7 +143,7 @@ class AlertsResource(_Guarded):
         if path == b"":
             return self
         return AlertResource(
-            self._episodes,
+            self._decisions,
             self._authenticator,
             path.decode("utf-8", "replace"),
             addresses=self._addresses,
@@ -159,14 +164,19 @@ class AlertsResource(_Guarded):
             limit = int(raw_limit)
         cursor = _arg(request, "cursor")
         after = _decode_cursor(cursor) if cursor else None
-        chosen = sorted(
-            (e for e in self._episodes if (status is None or e.status == status) and (after is None or e.key > after)),
-            key=lambda e: e.key,
-        )
+        # One more than asked says whether there is a next page.
+        chosen = await _read(self._decisions.page(status, after, limit + 1))
         page = chosen[:limit]
         body: dict[str, Any] = {"alerts": [episode_json(e) for e in page], "count": len(page)}
         body["nextCursor"] = _encode_cursor(page[-1].key) if len(chosen) > limit else None
         return Response(200, body)
+
+
+async def _read(d: Deferred[T]) -> T:
+    try:
+        return await d
+    except (StateUnavailable, StateContended):
+        raise problems.state_unavailable(5) from None
 
 
 def _arg(request: GatewayRequest, name: str) -> str | None:

@@ -27,12 +27,14 @@ from alertgateway.decide.engine import Verdict
 from alertgateway.delivery.queue import QueueFull
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import Authenticator
-from alertgateway.guards.ratelimit import Decision, RateLimiter
+from alertgateway.guards.ratelimit import Decision, Limiter
 from alertgateway.guards.signatures import ReplayCache
 from alertgateway.intake import Intake
 from alertgateway.metrics import GatewayMetrics
 from alertgateway.model import Alert
 from alertgateway.sources import Parser, PayloadError, Rejection
+from alertgateway.state.decisions import StateContended
+from alertgateway.state.failover import SharedReplays, StateUnavailable
 from alertgateway.web import problems
 from alertgateway.web._render import HandlerResource, Response
 from alertgateway.web.bodies import check_depth, decode_body, inflate
@@ -74,7 +76,7 @@ class Guards:
     addresses: AddressFilter = attrs.field(factory=lambda: AddressFilter(()))
     endpoint_addresses: AddressFilter = attrs.field(factory=lambda: AddressFilter(()))
     clients: ClientAddress = attrs.field(factory=lambda: ClientAddress(()))
-    limiter: RateLimiter | None = None
+    limiter: Limiter | None = None
     reject_status: int = 429
     authenticator: Authenticator | None = None
     max_concurrent: int = 1000
@@ -84,9 +86,15 @@ class Guards:
     # Where signature replay keys are remembered, so that a request refused
     # after its signature was checked can be retried by its sender.
     replays: ReplayCache | None = None
+    # The replicas' shared replay memory (state.backend: redis).
+    shared_replays: SharedReplays | None = None
 
     def forget(self, replay_key: str | None) -> None:
-        if replay_key is not None and self.replays is not None:
+        if replay_key is None:
+            return
+        if self.shared_replays is not None:
+            self.shared_replays.forget(replay_key)
+        elif self.replays is not None:
             self.replays.forget(replay_key)
 
 
@@ -124,12 +132,15 @@ class WebhookResource(HandlerResource):
         peer = str(getattr(request.getClientAddress(), "host", ""))
         client = self._guards.clients.of(peer, headers)
         try:
-            rate_headers = self._admit(request, client, headers)
+            rate_headers = await self._admit(request, client, headers)
             payload, replay_key = self._read(request, headers)
+            await self._claim(replay_key)
         except problems.Problem as problem:
             if problem.reason is not None:
                 self._refused(request, client, problem)
             raise
+        except (StateUnavailable, StateContended):
+            raise problems.state_unavailable(_QUEUE_FULL_RETRY_AFTER) from None
         try:
             answer = await self._accept(request, payload, headers)
         except BaseException:
@@ -164,6 +175,8 @@ class WebhookResource(HandlerResource):
             verdicts = await self._intake.accept(accepted, request.request_id, forwarded)
         except QueueFull:
             raise problems.queue_full(_QUEUE_FULL_RETRY_AFTER) from None
+        except (StateUnavailable, StateContended):
+            raise problems.state_unavailable(_QUEUE_FULL_RETRY_AFTER) from None
         if self.sync:
             # Answer only once the processor took every alert; past
             # service.request_timeout the base resource answers 503, and
@@ -173,7 +186,7 @@ class WebhookResource(HandlerResource):
                 raise problems.processor_rejected()
         return self._answer(request.request_id, result.outcomes, verdicts)
 
-    def _admit(self, request: GatewayRequest, client: str, headers: Mapping[str, str]) -> dict[str, str]:
+    async def _admit(self, request: GatewayRequest, client: str, headers: Mapping[str, str]) -> dict[str, str]:
         """
         The checks that need no parsing, cheapest first: concurrency,
         address, size, credentials, rate.  Credentials come before the rate
@@ -196,12 +209,25 @@ class WebhookResource(HandlerResource):
             guards.authenticator.check(headers, None)
         rate_headers: dict[str, str] = {}
         if guards.limiter is not None:
-            decision = guards.limiter.check(self.endpoint, client)
+            decision = await guards.limiter.decide(self.endpoint, client)
             rate_headers = rate_limit_headers(decision)
             if not decision.allowed:
                 self._metrics.rate_limited.labels(endpoint=self.endpoint, scope=decision.scope).inc()
                 raise problems.rate_limited(guards.reject_status, decision.retry_after, decision.scope, rate_headers)
         return rate_headers
+
+    async def _claim(self, replay_key: str | None) -> None:
+        """
+        Refuse a signed message another replica has already accepted.
+        """
+        shared = self._guards.shared_replays
+        if replay_key is None or shared is None:
+            return
+        if not await shared.claim(replay_key):
+            challenge = getattr(self._guards.authenticator, "challenge", None)
+            raise problems.unauthorized(
+                "Signature verification failed: this message was already accepted (replay).", challenge=challenge
+            )
 
     def _read(self, request: GatewayRequest, headers: Mapping[str, str]) -> tuple[object, str | None]:
         """

@@ -192,6 +192,7 @@ class DocumentTests(TestCase):
             ],
             "too_busy": [problems.too_busy(10)],
             "queue_full": [problems.queue_full(5)],
+            "state_unavailable": [problems.state_unavailable(5)],
             "shutting_down": [problems.shutting_down()],
             "request_timeout": [problems.request_timeout(30.0)],
             "processor_rejected": [problems.processor_rejected()],

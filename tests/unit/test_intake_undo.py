@@ -53,8 +53,7 @@ class UndoTests(SynchronousTestCase):
         """
         queue = RefusingQueue(1, later=False)
         intake = self.make(queue)
-        with self.assertRaises(QueueFull):
-            intake.accept([make_alert()], "r1")
+        self.failureResultOf(intake.accept([make_alert()], "r1"), QueueFull)
         verdicts = self.successResultOf(intake.accept([make_alert()], "r2"))
         self.assertEqual([v.result for v in verdicts], [NEW])
         self.assertEqual([e.request_id for e in queue.accepted], ["r2"])

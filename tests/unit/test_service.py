@@ -25,6 +25,7 @@ from twisted.web.server import Site
 from zope.interface import implementer
 
 from alertgateway.config import parse_config
+from alertgateway.guards.ratelimit import RateLimiter
 from alertgateway.service import GatewayService, _exit_nonzero
 from alertgateway.web._render import HandlerResource, Response
 from alertgateway.web.site import GatewayRequest
@@ -429,7 +430,7 @@ class EdgeLifecycleTests(SynchronousTestCase):
         connection = Connection(service.site)
         connection.request("POST", PROMETHEUS, headers=AUTH, body=BODY)
         connection.lose()
-        assert service.limiter is not None
+        assert isinstance(service.limiter, RateLimiter)
         self.assertEqual(service.limiter.tracked_clients, 1)
         reactor.advance(120)
         self.assertEqual(service.limiter.tracked_clients, 0)

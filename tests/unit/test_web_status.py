@@ -22,6 +22,7 @@ from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import BearerAuthenticator
 from alertgateway.metrics import GatewayMetrics
 from alertgateway.model import Alert
+from alertgateway.state.decisions import MemoryDecisions
 from alertgateway.web.resources import Branch, mount
 from alertgateway.web.site import GatewaySite
 from alertgateway.web.status import AlertsResource
@@ -59,7 +60,7 @@ class StatusSite:
         self.decider = Decider(self.clock, self.episodes, DeciderSettings(), make_storms())
         root = Branch()
         resource = AlertsResource(
-            self.episodes,
+            MemoryDecisions(self.decider),
             BearerAuthenticator([token]) if token is not None else None,
             addresses=AddressFilter(allowed),
             clients=ClientAddress(proxies),
@@ -326,7 +327,13 @@ class GuardTests(SynchronousTestCase):
         it in).
         """
         root = Branch()
-        mount(root, "/v1/alerts", AlertsResource(MemoryEpisodes(10), BearerAuthenticator([TOKEN])))
+        mount(
+            root,
+            "/v1/alerts",
+            AlertsResource(
+                MemoryDecisions(Decider(Clock(), MemoryEpisodes(10), DeciderSettings())), BearerAuthenticator([TOKEN])
+            ),
+        )
         site = GatewaySite(root, clock=Clock(), metrics=GatewayMetrics(), max_body_bytes=100, idle_timeout=60)
         events = capture_events(self, is_security)
         self.assertEqual(Connection(site, OTHER).request("GET", "/v1/alerts", headers=AUTH).status, 200)

@@ -1,0 +1,4 @@
+"""
+Where the gateway's decisions keep their state: in the process (memory) or
+shared by every replica through Redis.
+"""

@@ -1,0 +1,436 @@
+"""
+Deciding on alerts against state kept in this process or shared by every
+replica in Redis.
+
+The decision logic is one, L{alertgateway.decide.engine.Decider}; this
+module gives it the state to decide on.  L{MemoryDecisions} hands it the
+process's own episodes and storms.  L{RedisDecisions} loads the episodes and
+correlation groups a batch touches (one script call), lets a L{Decider}
+decide on that view, and writes back what changed only if no other replica
+wrote any of it meanwhile (one script call, compare-and-set on versions);
+if one did, it loads and decides again.  So two replicas that receive the
+same alert at the same moment take one decision each, in some order: the
+second one sees a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import attrs
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+
+from alertgateway.decide.engine import Decider, DeciderSettings, Outgoing, Verdict
+from alertgateway.decide.episodes import Episode, MemoryEpisodes
+from alertgateway.decide.keys import dedup_key, group_id
+from alertgateway.decide.storms import StormTracker
+from alertgateway.model import Alert
+from alertgateway.state import _lua
+from alertgateway.state.redis import RedisClient
+
+__all__ = ["Decided", "Decisions", "MemoryDecisions", "RedisDecisions", "StateContended", "Tracked"]
+
+# Decisions retried at most this many times when other replicas keep
+# writing the same entries; past it the request is answered 503.
+_MAX_ATTEMPTS = 8
+# Shared entries outlive their window by this much (they are read with the
+# window applied anyway; this only bounds memory in Redis).
+_TTL_MARGIN = 60.0
+
+
+class StateContended(Exception):
+    """
+    Other replicas kept changing the entries a decision needed.
+    """
+
+
+@attrs.frozen
+class Decided:
+    """
+    What deciding on a batch gave, and how to take it back if its forwards
+    cannot be queued.
+    """
+
+    verdicts: list[Verdict]
+    outgoing: list[Outgoing]
+    undo: Callable[[], Deferred[None]]
+
+
+@attrs.frozen
+class Tracked:
+    """
+    Figures for the gauges.
+    """
+
+    episodes: int
+    evictions: int
+    storms: int
+
+
+class Decisions(Protocol):
+    """
+    Where decisions are taken and what the status API reads.
+    """
+
+    decider: Decider
+
+    def decide(self, alerts: Sequence[Alert]) -> Deferred[Decided]: ...
+
+    def tick(self) -> Deferred[list[Outgoing]]: ...
+
+    def delivered(self, key: str, idempotency_key: str, outcome: str) -> Deferred[None]: ...
+
+    def episode(self, key: str) -> Deferred[Episode | None]: ...
+
+    def by_fingerprint(self, fingerprint: str) -> Deferred[Episode | None]: ...
+
+    def page(self, status: str | None, after: str | None, limit: int) -> Deferred[list[Episode]]: ...
+
+    def tracked(self) -> Deferred[Tracked]: ...
+
+
+class MemoryDecisions:
+    """
+    Decisions on this process's own state.
+    """
+
+    def __init__(self, decider: Decider) -> None:
+        self.decider = decider
+
+    @property
+    def episodes(self) -> MemoryEpisodes:
+        episodes = self.decider.episodes
+        assert isinstance(episodes, MemoryEpisodes)
+        return episodes
+
+    def decide(self, alerts: Sequence[Alert]) -> Deferred[Decided]:
+        snapshot = self.decider.snapshot(alerts)
+        verdicts, outgoing = self.decider.decide(alerts)
+
+        def _undo() -> Deferred[None]:
+            self.decider.restore(snapshot)
+            return succeed(None)
+
+        return succeed(Decided(verdicts, outgoing, _undo))
+
+    def tick(self) -> Deferred[list[Outgoing]]:
+        return succeed(self.decider.tick())
+
+    def delivered(self, key: str, idempotency_key: str, outcome: str) -> Deferred[None]:
+        episode = self.decider.episodes.get(key)
+        if episode is not None and episode.forwarded == idempotency_key:
+            episode.delivery = outcome
+        return succeed(None)
+
+    def episode(self, key: str) -> Deferred[Episode | None]:
+        return succeed(self.decider.episodes.get(key))
+
+    def by_fingerprint(self, fingerprint: str) -> Deferred[Episode | None]:
+        return succeed(self.decider.episodes.by_fingerprint(fingerprint))
+
+    def page(self, status: str | None, after: str | None, limit: int) -> Deferred[list[Episode]]:
+        chosen = sorted(
+            (
+                e
+                for e in self.decider.episodes
+                if (status is None or e.status == status) and (after is None or e.key > after)
+            ),
+            key=lambda e: e.key,
+        )
+        return succeed(chosen[:limit])
+
+    def tracked(self) -> Deferred[Tracked]:
+        storms = self.decider.storms
+        return succeed(
+            Tracked(
+                len(self.decider.episodes),
+                getattr(self.decider.episodes, "evictions", 0),
+                len(storms.storms) if storms is not None else 0,
+            )
+        )
+
+
+@attrs.define
+class _Entry:
+    """
+    One shared entry as loaded: its Redis key, name, version and document.
+    """
+
+    redis_key: str
+    name: str
+    kind: str
+    version: str
+    document: str | None
+
+
+class _View:
+    """
+    The entries a batch touches, loaded from Redis, and a decider on them.
+    """
+
+    def __init__(self, decider: Decider, entries: list[_Entry]) -> None:
+        self.decider = decider
+        self.entries = entries
+
+    def documents(self) -> list[str | None]:
+        """
+        Each entry's document as the decider left it.
+        """
+        found: list[str | None] = []
+        for entry in self.entries:
+            found.append(_document(self.decider, entry))
+        return found
+
+
+def _document(decider: Decider, entry: _Entry) -> str | None:
+    if entry.kind == "e":
+        episode = decider.episodes.get(entry.name)
+        return json.dumps(episode.to_json(), separators=(",", ":"), sort_keys=True) if episode is not None else None
+    assert decider.storms is not None
+    group = decider.storms.export(entry.name)
+    return json.dumps(group, separators=(",", ":"), sort_keys=True) if group is not None else None
+
+
+class RedisDecisions:
+    """
+    Decisions on state shared through Redis.
+
+    @param storms: The configured tracker (a template: each decision works
+        on a fresh one holding the groups it loaded), or C{None}.
+    """
+
+    def __init__(
+        self,
+        client: RedisClient,
+        clock: IReactorTime,
+        settings: DeciderSettings,
+        storms: StormTracker | None,
+        *,
+        max_tracked: int,
+    ) -> None:
+        self._client = client
+        self._clock = clock
+        self._storms = storms
+        self._max_tracked = max_tracked
+        # For what reads the settings (metrics by environment); its state
+        # is never used.
+        self.decider = Decider(clock, MemoryEpisodes(1), settings, storms)
+        self._episode_ttl = settings.window + _TTL_MARGIN
+        self._group_ttl = (
+            max(storms.window, storms.quiet_period, storms.flush_interval) + _TTL_MARGIN
+            if storms is not None
+            else _TTL_MARGIN
+        )
+
+    @property
+    def settings(self) -> DeciderSettings:
+        return self.decider.settings
+
+    def _episode_key(self, key: str) -> str:
+        return self._client.key("ep", key)
+
+    def _group_key(self, group: str) -> str:
+        return self._client.key("grp", group)
+
+    def _wanted(self, alerts: Sequence[Alert]) -> list[tuple[str, str, str]]:
+        s = self.settings
+        wanted: dict[str, tuple[str, str, str]] = {}
+        for alert in alerts:
+            key = dedup_key(alert, s.ignore_labels)
+            wanted.setdefault("e" + key, (self._episode_key(key), key, "e"))
+            if self._storms is not None:
+                group = group_id(alert, s.group_by, s.use_sender_group)
+                wanted.setdefault("g" + group, (self._group_key(group), group, "g"))
+        return list(wanted.values())
+
+    async def _load(self, wanted: Sequence[tuple[str, str, str]]) -> _View:
+        raw = await self._client.script(_lua.LOAD, [redis_key for redis_key, _, _ in wanted], [])
+        episodes = MemoryEpisodes(max_tracked=2**62)
+        storms = self._storms.fresh() if self._storms is not None else None
+        entries = []
+        for index, (redis_key, name, kind) in enumerate(wanted):
+            version, document, outcome = raw[3 * index], raw[3 * index + 1], raw[3 * index + 2]
+            entries.append(_Entry(redis_key, name, kind, str(version), document or None))
+            if not document:
+                continue
+            data = json.loads(document)
+            if kind == "e":
+                episode = Episode.from_json(data)
+                _apply_outcome(episode, outcome)
+                episodes.put(episode)
+            elif storms is not None:
+                storms.adopt(name, data)
+        return _View(Decider(self._clock, episodes, self.settings, storms), entries)
+
+    async def _commit(self, entries: Sequence[_Entry], documents: Sequence[str | None]) -> bool:
+        keys: list[str] = []
+        args: list[Any] = [self._client.prefix, self._max_tracked]
+        for entry, document in zip(entries, documents, strict=True):
+            if document == entry.document:
+                continue
+            keys.append(entry.redis_key)
+            args.extend(self._entry_args(entry, document))
+        if not keys:
+            return True
+        written = await self._client.script(_lua.COMMIT, keys, args)
+        return bool(int(written))
+
+    def _entry_args(self, entry: _Entry, document: str | None) -> list[Any]:
+        if entry.kind == "e":
+            ttl = self._episode_ttl
+            data = json.loads(document) if document is not None else {}
+            extra, score = data.get("fingerprint", ""), repr(float(data.get("last_seen", 0.0)))
+        else:
+            ttl = self._group_ttl
+            data = json.loads(document) if document is not None else {}
+            extra, score = ("1" if data.get("storm") else "0"), "0"
+        return [entry.version, document or "", int(ttl * 1000), entry.kind, entry.name, extra, score]
+
+    def decide(self, alerts: Sequence[Alert]) -> Deferred[Decided]:
+        return Deferred.fromCoroutine(self._decide(alerts))
+
+    async def _decide(self, alerts: Sequence[Alert]) -> Decided:
+        wanted = self._wanted(alerts)
+        for _ in range(_MAX_ATTEMPTS):
+            view = await self._load(wanted)
+            verdicts, outgoing = view.decider.decide(alerts)
+            documents = view.documents()
+            if await self._commit(view.entries, documents):
+                return Decided(verdicts, outgoing, self._undoer(view.entries, documents))
+        raise StateContended(f"{len(wanted)} shared entries kept changing")
+
+    def _undoer(self, entries: Sequence[_Entry], written: Sequence[str | None]) -> Callable[[], Deferred[None]]:
+        """
+        Put back what was loaded, unless another replica changed it since
+        (then its decision already builds on ours, and stays).
+        """
+        changed = [(e, d) for e, d in zip(entries, written, strict=True) if d != e.document]
+
+        def _undo() -> Deferred[None]:
+            restores = []
+            for entry, document in changed:
+                # The version our write left: one more than loaded, or 0
+                # when the write deleted the entry.
+                version = str(int(entry.version) + 1) if document is not None else "0"
+                restores.append((attrs.evolve(entry, version=version, document=document), entry.document))
+            keys: list[str] = []
+            args: list[Any] = [self._client.prefix, self._max_tracked]
+            for entry, original in restores:
+                keys.append(entry.redis_key)
+                args.extend(self._entry_args(entry, original))
+            if not keys:
+                return succeed(None)
+            return self._client.script(_lua.COMMIT, keys, args).addCallback(lambda _: None)
+
+        return _undo
+
+    def tick(self) -> Deferred[list[Outgoing]]:
+        return Deferred.fromCoroutine(self._tick())
+
+    async def _tick(self) -> list[Outgoing]:
+        """
+        Forget lapsed episodes, then flush and close due storms: every
+        replica ticks, and the compare-and-set lets one of them emit each
+        event (the others find it already done).
+        """
+        now = self._clock.seconds()
+        await self._client.script(_lua.EXPIRE, [], [self._client.prefix, repr(now - self.settings.window)])
+        if self._storms is None:
+            return []
+        groups = await self._client.command("storm_groups", "SMEMBERS", self._client.key("storms"))
+        if not groups:
+            return []
+        view = await self._load([(self._group_key(g), g, "g") for g in sorted(groups)])
+        assert view.decider.storms is not None
+        events = view.decider.storms.tick(now)
+        if not events:
+            return []
+        if not await self._commit(view.entries, view.documents()):
+            # Another replica ticked the same storms first.
+            return []
+        return [self.decider.storm_outgoing(e) for e in events]
+
+    def delivered(self, key: str, idempotency_key: str, outcome: str) -> Deferred[None]:
+        d = self._client.script(_lua.DELIVERED, [self._episode_key(key)], [idempotency_key, outcome])
+        return d.addCallback(lambda _: None)
+
+    def episode(self, key: str) -> Deferred[Episode | None]:
+        return Deferred.fromCoroutine(self._episode(key))
+
+    async def _episode(self, key: str) -> Episode | None:
+        episodes = await self._episodes([key])
+        return episodes[0] if episodes else None
+
+    async def _episodes(self, keys: Sequence[str]) -> list[Episode]:
+        if not keys:
+            return []
+        raw = await self._client.script(_lua.LOAD, [self._episode_key(k) for k in keys], [])
+        found = []
+        now = self._clock.seconds()
+        for index in range(len(keys)):
+            document, outcome = raw[3 * index + 1], raw[3 * index + 2]
+            if not document:
+                continue
+            episode = Episode.from_json(json.loads(document))
+            # As the decider sees it: past its window, an episode is gone.
+            if episode.last_seen < now - self.settings.window:
+                continue
+            _apply_outcome(episode, outcome)
+            found.append(episode)
+        return found
+
+    def by_fingerprint(self, fingerprint: str) -> Deferred[Episode | None]:
+        return Deferred.fromCoroutine(self._by_fingerprint(fingerprint))
+
+    async def _by_fingerprint(self, fingerprint: str) -> Episode | None:
+        key = await self._client.command("fingerprint", "GET", self._client.key("fp", fingerprint))
+        if not key:
+            return None
+        episode = await self._episode(key)
+        return episode if episode is not None and episode.fingerprint == fingerprint else None
+
+    def page(self, status: str | None, after: str | None, limit: int) -> Deferred[list[Episode]]:
+        return Deferred.fromCoroutine(self._page(status, after, limit))
+
+    async def _page(self, status: str | None, after: str | None, limit: int) -> list[Episode]:
+        chosen: list[Episode] = []
+        start = "(" + after if after is not None else "-"
+        # Keys come in order, a chunk at a time, until the page is full.
+        chunk = max(limit, 100)
+        while len(chosen) < limit:
+            keys = await self._client.command(
+                "list_keys", "ZRANGEBYLEX", self._client.key("keys"), start, "+", "LIMIT", 0, chunk
+            )
+            if not keys:
+                break
+            for episode in await self._episodes(keys):
+                if status is None or episode.status == status:
+                    chosen.append(episode)
+            start = "(" + keys[-1]
+            if len(keys) < chunk:
+                break
+        return chosen[:limit]
+
+    def tracked(self) -> Deferred[Tracked]:
+        return Deferred.fromCoroutine(self._tracked())
+
+    async def _tracked(self) -> Tracked:
+        now = self._clock.seconds()
+        counts = await self._client.script(_lua.EXPIRE, [], [self._client.prefix, repr(now - self.settings.window)])
+        storms = await self._client.command("storm_count", "SCARD", self._client.key("storms"))
+        return Tracked(int(counts[0]), int(counts[1]), int(storms))
+
+
+def _apply_outcome(episode: Episode, outcome: str | None) -> None:
+    """
+    Take the delivery outcome recorded beside an episode, if it is of what
+    the episode last forwarded.
+    """
+    if not outcome:
+        return
+    forwarded, _, result = outcome.partition("\n")
+    if forwarded == episode.forwarded:
+        episode.delivery = result

@@ -1,0 +1,201 @@
+"""
+What the gateway does when Redis cannot answer (C{state.redis.on_failure}).
+
+C{fail_open}: each facility decides from this process's memory for the
+time being (deduplication, storms, rate limits, replays), logs once per
+outage and counts each such decision in C{gateway_redis_fallbacks_total};
+pages keep flowing, and at worst an alert seen by two replicas during the
+outage is forwarded twice.  C{fail_closed}: the request is refused with 503
+and C{Retry-After}, so the sender (Alertmanager) retries until Redis is
+back; nothing is decided without the shared state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from alertgateway.decide.engine import Decider, Outgoing
+from alertgateway.decide.episodes import Episode
+from alertgateway.guards.ratelimit import Decision, RateLimiter
+from alertgateway.guards.signatures import ReplayCache
+from alertgateway.metrics import GatewayMetrics
+from alertgateway.model import Alert
+from alertgateway.state.decisions import Decided, MemoryDecisions, RedisDecisions, Tracked
+from alertgateway.state.limits import RedisRateLimiter
+from alertgateway.state.redis import RedisClient, RedisUnavailable
+from alertgateway.state.replays import RedisReplays
+
+__all__ = ["Failover", "FailoverDecisions", "FailoverLimiter", "SharedReplays", "StateUnavailable"]
+
+T = TypeVar("T")
+
+
+class StateUnavailable(Exception):
+    """
+    Redis cannot answer and C{on_failure} is C{fail_closed}.
+    """
+
+
+class Failover:
+    """
+    Run an operation on Redis, or on local memory when Redis cannot answer
+    and the mode allows it.
+    """
+
+    log = Logger()
+
+    def __init__(self, client: RedisClient, mode: str, metrics: GatewayMetrics) -> None:
+        self.client = client
+        self.mode = mode
+        self._metrics = metrics
+        self._warned = False
+        client.on_state(self._changed)
+
+    @property
+    def fail_open(self) -> bool:
+        return self.mode == "fail_open"
+
+    def _changed(self, up: bool) -> None:
+        if up and self._warned:
+            self.log.info("Redis is back: decisions use the shared state again")
+            self._warned = False
+
+    async def run(self, facility: str, shared: Callable[[], Deferred[T]], local: Callable[[], Deferred[T]]) -> T:
+        try:
+            return await shared()
+        except RedisUnavailable as e:
+            if not self.fail_open:
+                raise StateUnavailable(str(e)) from None
+            self._metrics.redis_fallbacks.labels(facility=facility).inc()
+            if not self._warned:
+                self._warned = True
+                self.log.warn(
+                    "Redis unavailable ({reason}): deciding from local memory until it is back (fail_open)",
+                    reason=str(e),
+                )
+            return await local()
+
+    def call(self, facility: str, shared: Callable[[], Deferred[T]], local: Callable[[], Deferred[T]]) -> Deferred[T]:
+        return Deferred.fromCoroutine(self.run(facility, shared, local))
+
+
+class FailoverDecisions:
+    """
+    Decisions on the shared state, or on local memory during an outage.
+    """
+
+    def __init__(self, shared: RedisDecisions, local: MemoryDecisions, failover: Failover) -> None:
+        self.shared = shared
+        self.local = local
+        self._failover = failover
+        self.decider: Decider = shared.decider
+
+    def decide(self, alerts: Sequence[Alert]) -> Deferred[Decided]:
+        return self._failover.call("dedup", lambda: self.shared.decide(alerts), lambda: self.local.decide(alerts))
+
+    def tick(self) -> Deferred[list[Outgoing]]:
+        return Deferred.fromCoroutine(self._tick())
+
+    async def _tick(self) -> list[Outgoing]:
+        # Both: storms folded locally during an outage still get their
+        # updates and closing summaries.
+        local = await self.local.tick()
+        shared = await self._failover.run("storms", self.shared.tick, _no_events)
+        return local + shared
+
+    def delivered(self, key: str, idempotency_key: str, outcome: str) -> Deferred[None]:
+        self.local.delivered(key, idempotency_key, outcome)
+        return self._failover.call(
+            "status", lambda: self.shared.delivered(key, idempotency_key, outcome), lambda: _nothing()
+        )
+
+    def episode(self, key: str) -> Deferred[Episode | None]:
+        return self._failover.call("status", lambda: self.shared.episode(key), lambda: self.local.episode(key))
+
+    def by_fingerprint(self, fingerprint: str) -> Deferred[Episode | None]:
+        return self._failover.call(
+            "status", lambda: self.shared.by_fingerprint(fingerprint), lambda: self.local.by_fingerprint(fingerprint)
+        )
+
+    def page(self, status: str | None, after: str | None, limit: int) -> Deferred[list[Episode]]:
+        return self._failover.call(
+            "status", lambda: self.shared.page(status, after, limit), lambda: self.local.page(status, after, limit)
+        )
+
+    def tracked(self) -> Deferred[Tracked]:
+        return self._failover.call("status", self.shared.tracked, self.local.tracked)
+
+
+class FailoverLimiter:
+    """
+    Shared token buckets, or this process's during an outage.
+    """
+
+    def __init__(self, shared: RedisRateLimiter, local: RateLimiter, failover: Failover) -> None:
+        self.shared = shared
+        self.local = local
+        self._failover = failover
+
+    def start(self) -> None:
+        self.local.start()
+
+    def stop(self) -> None:
+        self.local.stop()
+
+    def decide(self, endpoint: str, client: str) -> Deferred[Decision]:
+        return self._failover.call(
+            "rate_limit", lambda: self.shared.decide(endpoint, client), lambda: self.local.decide(endpoint, client)
+        )
+
+
+class SharedReplays:
+    """
+    Replay memory across replicas, behind each process's own (which has
+    already accepted the key when this is asked).
+    """
+
+    def __init__(self, shared: RedisReplays, local: ReplayCache, failover: Failover) -> None:
+        self.shared = shared
+        self.local = local
+        self._failover = failover
+
+    def claim(self, key: str) -> Deferred[bool]:
+        """
+        Whether no other replica has accepted C{key}; in C{fail_open}
+        during an outage, the local check (already passed) decides.
+        """
+        until = self.local.until(key)
+        if until is None:
+            return _true()
+
+        def _claimed(fresh: bool) -> bool:
+            if not fresh:
+                # The shared memory decides: should the replica that has
+                # the key forget it (its request failed), the sender's
+                # retry must pass here too.
+                self.local.forget(key)
+            return fresh
+
+        return self._failover.call("replay", lambda: self.shared.claim(key, until).addCallback(_claimed), _true)
+
+    def forget(self, key: str) -> Deferred[None]:
+        self.local.forget(key)
+        d = self.shared.forget(key)
+        # Best effort: the key expires by itself with the message.
+        return d.addErrback(lambda f: f.trap(RedisUnavailable))
+
+
+def _no_events() -> Deferred[list[Outgoing]]:
+    return succeed([])
+
+
+def _true() -> Deferred[bool]:
+    return succeed(True)
+
+
+def _nothing() -> Deferred[None]:
+    return succeed(None)

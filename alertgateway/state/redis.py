@@ -1,0 +1,319 @@
+"""
+The gateway's connection to Redis: a small pool of txredisapi connections,
+kept up with backoff, through which every shared-state operation goes.
+
+Each operation is bounded (C{state.redis.timeout}, counting the wait for a
+connection), timed into C{gateway_redis_latency_seconds} and, when it
+fails, counted in C{gateway_redis_errors_total}.  While no connection is up
+an operation fails at once with L{RedisUnavailable} instead of waiting for
+one: the callers decide what to do then (C{state.redis.on_failure}).
+
+Lua scripts are loaded once per Redis server and called by their SHA1; a
+server that lost them (restarted, C{SCRIPT FLUSH}) gets them again on the
+first C{NOSCRIPT}.
+
+txredisapi drives its reconnections and reply timeouts from the global
+reactor; everything of ours (timeouts, latency) uses the injected one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import attrs
+import txredisapi
+from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.ssl import Certificate, optionsForClientTLS, platformTrust
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from alertgateway.config import RedisConfig
+from alertgateway.metrics import GatewayMetrics
+
+__all__ = ["RedisClient", "RedisUnavailable", "Script"]
+
+# Errors of a server that is there but cannot serve now: as good as down.
+_UNAVAILABLE_REPLIES = ("LOADING", "READONLY", "MASTERDOWN", "BUSY", "OOM", "TRYAGAIN", "CLUSTERDOWN")
+
+
+class RedisUnavailable(Exception):
+    """
+    Redis could not answer: not connected, too slow, or not serving.
+    """
+
+
+@attrs.frozen
+class Script:
+    """
+    A Lua script, called by its SHA1.
+    """
+
+    name: str
+    source: str
+    sha: str = attrs.field(init=False)
+
+    @sha.default
+    def _sha(self) -> str:
+        return hashlib.sha1(self.source.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+@attrs.frozen
+class _Address:
+    host: str
+    port: int
+    db: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+
+def _address(config: RedisConfig) -> _Address:
+    parts = urlsplit(config.url)
+    password = unquote(parts.password) if parts.password else None
+    return _Address(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 6379,
+        db=int(parts.path.strip("/") or 0),
+        tls=parts.scheme == "rediss",
+        username=unquote(parts.username) if parts.username else None,
+        # A password given as a key (file, environment) wins over the URL's.
+        password=config.password or password,
+    )
+
+
+class _UnwrapTLS:
+    """
+    A TLS client endpoint that hands txredisapi its own protocol, not the
+    TLS wrapper around it.
+    """
+
+    def __init__(self, wrapped: IStreamClientEndpoint) -> None:
+        self._wrapped = wrapped
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        d: Deferred[Any] = self._wrapped.connect(factory)
+        return d.addCallback(lambda protocol: getattr(protocol, "wrappedProtocol", protocol))
+
+
+class _Factory(txredisapi.RedisFactory):  # type: ignore[misc]
+    """
+    txredisapi's pool factory, telling us when connections come and go.
+    """
+
+    def __init__(self, on_change: Callable[[int], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._on_change = on_change
+
+    def addConnection(self, conn: Any) -> None:
+        super().addConnection(conn)
+        self._on_change(self.size)
+
+    def delConnection(self, conn: Any) -> None:
+        super().delConnection(conn)
+        self._on_change(self.size)
+
+
+class RedisClient:
+    """
+    Run commands and scripts on Redis, metered and bounded in time.
+
+    @param reactor: Provides IReactorTime and IReactorTCP.
+    @param pool_size: Connections kept open; a client that blocks on reads
+        (the queue's) has one of its own.
+    @param on_state: Called with C{True} when the first connection is up,
+        with C{False} when the last one is lost.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        config: RedisConfig,
+        reactor: Any,
+        metrics: GatewayMetrics,
+        *,
+        pool_size: int | None = None,
+        name: str = "state",
+    ) -> None:
+        self.config = config
+        self.prefix = config.key_prefix
+        self._reactor = reactor
+        self._metrics = metrics
+        self._address = _address(config)
+        self._pool_size = pool_size or config.pool_size
+        self._name = name
+        self._factory: _Factory | None = None
+        self.up = False
+        self._listeners: list[Callable[[bool], None]] = []
+        self._loaded: set[str] = set()
+
+    def key(self, *parts: str) -> str:
+        """
+        A key of ours: the prefix, then C{parts} joined by C{:}.
+        """
+        return self.prefix + ":".join(parts)
+
+    def on_state(self, listener: Callable[[bool], None]) -> None:
+        """
+        Call C{listener} with C{True} or C{False} when Redis comes up or
+        goes away.
+        """
+        self._listeners.append(listener)
+
+    def _endpoint(self) -> IStreamClientEndpoint | _UnwrapTLS:
+        address = self._address
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(
+            self._reactor, address.host, address.port, timeout=self.config.connect_timeout
+        )
+        if address.tls:
+            trust = platformTrust()
+            if self.config.ca_file:
+                with open(self.config.ca_file, "rb") as f:
+                    trust = Certificate.loadPEM(f.read())
+            return _UnwrapTLS(wrapClientTLS(optionsForClientTLS(address.host, trust), endpoint))
+        return endpoint
+
+    def start(self) -> None:
+        """
+        Start connecting, and reconnecting with backoff whenever the
+        connection is lost.
+        """
+        address = self._address
+        self._factory = _Factory(
+            self._changed,
+            uuid=f"{address.host}:{address.port}",
+            dbid=address.db,
+            poolsize=self._pool_size,
+            isLazy=True,
+            handler=txredisapi.ConnectionHandler,
+            charset="utf-8",
+            password=address.password,
+            replyTimeout=self.config.timeout,
+            convertNumbers=False,
+            username=address.username,
+        )
+        # Reconnect quickly at first, then back off to 10 s at most.
+        self._factory.initialDelay = 0.2
+        self._factory.maxDelay = 10
+        self._factory.startConnecting(self._endpoint())
+
+    def stop(self) -> Deferred[None]:
+        """
+        Close every connection and stop reconnecting.
+        """
+        factory, self._factory = self._factory, None
+        if factory is None:
+            return Deferred.fromCoroutine(_nothing())
+        d: Deferred[Any] = factory.disconnect()
+        return d.addBoth(lambda _: None)
+
+    def _changed(self, size: int) -> None:
+        up = size > 0
+        if up == self.up:
+            return
+        self.up = up
+        self._metrics.redis_up.set(1 if up else 0)
+        if up:
+            self.log.info("Connected to Redis ({name})", name=self._name)
+            # A server that restarted lost its scripts.
+            self._loaded.clear()
+        else:
+            self.log.warn("Lost every connection to Redis ({name}); reconnecting", name=self._name)
+        for listener in list(self._listeners):
+            listener(up)
+
+    def command(self, operation: str, *args: Any) -> Deferred[Any]:
+        """
+        Run one command.
+
+        @param operation: Names the operation in the metrics.
+        @raise RedisUnavailable: Through the Deferred, when Redis cannot
+            answer in time.
+        """
+        return self._run(operation, lambda handler: handler.execute_command(*args))
+
+    def pipeline(self, operation: str, commands: Sequence[Sequence[Any]]) -> Deferred[list[Any]]:
+        """
+        Send several commands in one write, and collect their answers.
+        """
+
+        def _send(handler: Any) -> Deferred[list[Any]]:
+            from twisted.internet.defer import gatherResults
+
+            # One connection, so the commands go out back to back.
+            d: Deferred[Any] = handler._factory.getConnection(peek=True)
+
+            def _on(connection: Any) -> Deferred[list[Any]]:
+                return gatherResults([connection.execute_command(*c) for c in commands], consumeErrors=True)
+
+            return d.addCallback(_on)
+
+        return self._run(operation, _send)
+
+    def script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Deferred[Any]:
+        """
+        Run a Lua script by its SHA1, loading it first if the server does
+        not know it.
+        """
+
+        def _evalsha(handler: Any) -> Deferred[Any]:
+            call: Deferred[Any] = handler.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+
+            def _missing(failure: Failure) -> Any:
+                if failure.check(txredisapi.ResponseError) and str(failure.value).startswith("NOSCRIPT"):
+                    load: Deferred[Any] = handler.execute_command("SCRIPT", "LOAD", script.source)
+                    return load.addCallback(
+                        lambda _: handler.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                    )
+                return failure
+
+            return call.addErrback(_missing)
+
+        return self._run(script.name, _evalsha)
+
+    def _run(self, operation: str, call: Callable[[Any], Deferred[Any]]) -> Deferred[Any]:
+        metrics = self._metrics
+        if self._factory is None or not self.up:
+            metrics.redis_errors.labels(operation=operation, reason="unavailable").inc()
+            return fail(RedisUnavailable("not connected to Redis"))
+        started = self._reactor.seconds()
+        try:
+            d = call(self._factory.handler)
+        except Exception as e:  # txredisapi raises when a connection just died
+            metrics.redis_errors.labels(operation=operation, reason="unavailable").inc()
+            return fail(RedisUnavailable(str(e)))
+        d.addTimeout(self.config.timeout, self._reactor)
+
+        def _done(result: Any) -> Any:
+            metrics.redis_latency.labels(operation=operation).observe(self._reactor.seconds() - started)
+            return result
+
+        def _failed(failure: Failure) -> Failure:
+            reason = _classify(failure)
+            metrics.redis_errors.labels(operation=operation, reason=reason).inc()
+            if reason != "error":
+                raise RedisUnavailable(f"{operation}: {failure.getErrorMessage() or repr(failure.value)}")
+            return failure
+
+        return d.addCallbacks(_done, _failed)
+
+
+def _classify(failure: Failure) -> str:
+    if failure.check(DeferredTimeout, CancelledError, txredisapi.TimeoutError):
+        return "timeout"
+    if failure.check(txredisapi.ConnectionError, ConnectError, ConnectionLost, ConnectionDone):
+        return "unavailable"
+    if failure.check(txredisapi.ResponseError) and str(failure.value).startswith(_UNAVAILABLE_REPLIES):
+        return "unavailable"
+    return "error"
+
+
+async def _nothing() -> None:
+    return None

@@ -1,0 +1,410 @@
+"""
+One suite of behaviour tests for both state backends: the same tests run
+against this process's memory and against a real C{redis-server}.
+
+Each test asks its backend for "replicas": two handles on the state that
+decide independently.  In memory they are one handle (a process shares with
+itself); on Redis they are two clients, as two gateway processes would be.
+What a replica decides, the other must see.
+
+Time is a task.Clock for both: the Redis backend is given the gateway's
+time, so windows and buckets move only when the test moves them.  The
+Redis I/O itself is real, on the real reactor.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.task import Clock, deferLater
+from twisted.trial.unittest import TestCase
+
+from alertgateway.config import RedisConfig
+from alertgateway.decide.engine import AGGREGATED, DUPLICATE, ESCALATED, NEW, RESOLVED_RESULT, Decider, DeciderSettings
+from alertgateway.decide.episodes import MemoryEpisodes
+from alertgateway.decide.storms import StormTracker
+from alertgateway.guards.ratelimit import Limiter, RateLimiter
+from alertgateway.guards.signatures import ReplayCache
+from alertgateway.metrics import GatewayMetrics
+from alertgateway.model import Alert
+from alertgateway.state.decisions import Decisions, MemoryDecisions, RedisDecisions
+from alertgateway.state.failover import Failover, FailoverDecisions, SharedReplays, StateUnavailable
+from alertgateway.state.limits import RedisRateLimiter
+from alertgateway.state.redis import RedisClient
+from alertgateway.state.replays import RedisReplays
+from tests.redis_server import RedisServer, until
+from tests.unit.test_decide import make_alert, make_storms, started_clock
+
+reactor: Any = _reactor
+
+
+def inline(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Deferred[None]]:
+    """
+    Run an async test method as trial expects: through a Deferred.
+    """
+
+    def run(self: Any) -> Deferred[None]:
+        return Deferred.fromCoroutine(test(self))
+
+    run.__name__ = test.__name__
+    run.__doc__ = test.__doc__
+    return run
+
+
+async def results(decisions: Decisions, *alerts: Alert) -> list[str]:
+    decided = await decisions.decide(list(alerts))
+    return [v.result for v in decided.verdicts]
+
+
+class _Behaviour:
+    """
+    The tests; subclasses say how to make the backend's replicas.
+    """
+
+    clock: Clock
+
+    def replicas(
+        self, storms: StormTracker | None = None, max_tracked: int = 1000, **settings: Any
+    ) -> tuple[Decisions, Decisions]:
+        raise NotImplementedError()
+
+    def limiters(self, global_limit: int, burst: int) -> tuple[Limiter, Limiter]:
+        raise NotImplementedError()
+
+    def replays(self) -> tuple[SharedReplays | ReplayCache, SharedReplays | ReplayCache]:
+        raise NotImplementedError()
+
+    @inline
+    async def test_duplicate_across_replicas(self) -> None:
+        """
+        An alert decided by one replica is a duplicate on the other, within
+        the window, and new again once the window has lapsed.
+        """
+        a, b = self.replicas(window=300.0)
+        assert isinstance(self, TestCase)
+        self.assertEqual(await results(a, make_alert()), [NEW])
+        self.clock.advance(10)
+        self.assertEqual(await results(b, make_alert()), [DUPLICATE])
+        self.clock.advance(301)
+        self.assertEqual(await results(b, make_alert()), [NEW])
+
+    @inline
+    async def test_concurrent_first_sightings(self) -> None:
+        """
+        Two replicas deciding the same new alert at the same moment: one
+        forwards it as new, the other sees a duplicate.
+        """
+        a, b = self.replicas()
+        assert isinstance(self, TestCase)
+        decided = await gatherResults([a.decide([make_alert()]), b.decide([make_alert()])])
+        self.assertEqual(sorted(v.result for d in decided for v in d.verdicts), [DUPLICATE, NEW])
+        self.assertEqual(sum(len(d.outgoing) for d in decided), 1)
+
+    @inline
+    async def test_resolution_closes_episode(self) -> None:
+        """
+        A resolved alert is forwarded once and closes the episode on every
+        replica; a repeat of it is a duplicate, and the next firing is new.
+        """
+        a, b = self.replicas()
+        assert isinstance(self, TestCase)
+        self.assertEqual(await results(a, make_alert()), [NEW])
+        self.assertEqual(await results(b, make_alert("resolved")), [RESOLVED_RESULT])
+        self.assertEqual(await results(a, make_alert("resolved")), [DUPLICATE])
+        self.assertEqual(await results(b, make_alert()), [NEW])
+
+    @inline
+    async def test_unknown_resolution_forwarded(self) -> None:
+        """
+        A resolved alert nobody saw fire is forwarded: the processor may
+        know it.
+        """
+        a, _ = self.replicas()
+        assert isinstance(self, TestCase)
+        decided = await a.decide([make_alert("resolved", pod="p-9")])
+        self.assertEqual([v.result for v in decided.verdicts], [RESOLVED_RESULT])
+        self.assertEqual(len(decided.outgoing), 1)
+
+    @inline
+    async def test_escalation_counts_every_replica(self) -> None:
+        """
+        Duplicates seen by either replica count toward escalation: the
+        production rule (3 within 5 minutes) escalates once, on the third.
+        """
+        a, b = self.replicas()
+        assert isinstance(self, TestCase)
+        self.assertEqual(await results(a, make_alert()), [NEW])
+        seen = []
+        for replica in (b, a, b, a):
+            self.clock.advance(5)
+            seen += await results(replica, make_alert())
+        self.assertEqual(seen, [DUPLICATE, DUPLICATE, ESCALATED, DUPLICATE])
+
+    @inline
+    async def test_storm_folded_across_replicas(self) -> None:
+        """
+        New members of one group count toward its storm whichever replica
+        sees them; the storm's start is forwarded once and later members
+        are folded, then listed by the tick that closes it.
+        """
+        a, b = self.replicas(storms=make_storms(threshold=3, max_members_listed=10))
+        assert isinstance(self, TestCase)
+        first = await a.decide([make_alert(pod="p-1"), make_alert(pod="p-2")])
+        second = await b.decide([make_alert(pod="p-3"), make_alert(pod="p-4")])
+        self.assertEqual([v.result for v in first.verdicts], [NEW, NEW])
+        self.assertEqual([v.result for v in second.verdicts], [NEW, AGGREGATED])
+        started = [o.body for o in second.outgoing if o.body.get("type") == "storm"]
+        self.assertEqual([e["state"] for e in started], ["started"])
+        self.assertEqual(started[0]["memberCount"], 4)
+        third = await a.decide([make_alert(pod="p-5")])
+        self.assertEqual([v.result for v in third.verdicts], [AGGREGATED])
+        self.assertEqual(third.outgoing, [])
+        self.clock.advance(31)
+        events = [o.body for o in await a.tick()] + [o.body for o in await b.tick()]
+        self.assertEqual([e["state"] for e in events], ["closed"])
+        self.assertEqual([m["fingerprint"] for m in events[0]["members"]], [make_alert(pod="p-5").fingerprint])
+
+    @inline
+    async def test_undo(self) -> None:
+        """
+        A decision taken back (its forwards could not be queued) leaves no
+        trace: the retry is new, on any replica.
+        """
+        a, b = self.replicas()
+        assert isinstance(self, TestCase)
+        decided = await a.decide([make_alert()])
+        await decided.undo()
+        self.assertEqual(await results(b, make_alert()), [NEW])
+
+    @inline
+    async def test_status_reads(self) -> None:
+        """
+        What the status API reads: an episode by fingerprint, with how its
+        delivery went, and pages ordered by dedup key, filtered by status.
+        """
+        a, b = self.replicas()
+        assert isinstance(self, TestCase)
+        alerts = [make_alert(pod=f"p-{i}") for i in range(5)]
+        decided = await a.decide(alerts)
+        await a.decide([make_alert("resolved", pod="p-0")])
+        first = decided.outgoing[1]
+        await a.delivered(first.key, first.idempotency_key, "delivered")
+        episode = await b.by_fingerprint(alerts[1].fingerprint)
+        assert episode is not None
+        self.assertEqual((episode.fingerprint, episode.delivery), (alerts[1].fingerprint, "delivered"))
+        self.assertIsNone(await b.by_fingerprint("0000000000000000"))
+        firing = await b.page("firing", None, 2)
+        keys = sorted(v.dedup_key for v in decided.verdicts[1:])
+        self.assertEqual([e.key for e in firing], keys[:2])
+        rest = await b.page("firing", keys[1], 10)
+        self.assertEqual([e.key for e in rest], keys[2:])
+        resolved = await b.page("resolved", None, 10)
+        self.assertEqual([e.fingerprint for e in resolved], [alerts[0].fingerprint])
+        tracked = await b.tracked()
+        self.assertEqual(tracked.episodes, 5)
+
+    @inline
+    async def test_bounded(self) -> None:
+        """
+        Past max_tracked episodes, the least recently seen are forgotten
+        (and counted), so a flood of distinct alerts cannot grow the state
+        without bound.
+        """
+        a, _ = self.replicas(max_tracked=3)
+        assert isinstance(self, TestCase)
+        for i in range(5):
+            self.clock.advance(1)
+            await a.decide([make_alert(pod=f"p-{i}")])
+        tracked = await a.tracked()
+        self.assertEqual((tracked.episodes, tracked.evictions), (3, 2))
+        self.assertEqual(await results(a, make_alert(pod="p-0")), [NEW])
+
+    @inline
+    async def test_rate_limit_shared(self) -> None:
+        """
+        The global bucket is one for every replica: a burst of 4 is spent
+        by requests to either, then both refuse until it refills.
+        """
+        a, b = self.limiters(global_limit=60, burst=4)
+        assert isinstance(self, TestCase)
+        allowed = []
+        for limiter in (a, b, a, b, a, b):
+            decision = await limiter.decide("/webhook/prometheus", "192.0.2.1")
+            allowed.append(decision.allowed)
+        self.assertEqual(allowed, [True, True, True, True, False, False])
+        refused = await b.decide("/webhook/prometheus", "192.0.2.1")
+        self.assertEqual((refused.scope, refused.remaining), ("global", 0))
+        self.assertAlmostEqual(refused.retry_after, 1.0, places=3)
+        self.clock.advance(1)
+        self.assertTrue((await a.decide("/webhook/prometheus", "192.0.2.1")).allowed)
+
+    @inline
+    async def test_replay_shared(self) -> None:
+        """
+        A signed message accepted by one replica is a replay on the other,
+        until it is forgotten (its request was not accepted).
+        """
+        a, b = self.replays()
+        assert isinstance(self, TestCase)
+        until = self.clock.seconds() + 300
+        self.assertTrue(await _claim(a, "std:msg-1", until))
+        self.assertFalse(await _claim(b, "std:msg-1", until))
+        await _forget(a, "std:msg-1")
+        self.assertTrue(await _claim(b, "std:msg-1", until))
+
+
+async def _claim(replays: SharedReplays | ReplayCache, key: str, until: float) -> bool:
+    if isinstance(replays, ReplayCache):
+        return replays.check_and_remember(key, until)
+    # As the webhook does: the process's own memory first, then the shared.
+    if not replays.local.check_and_remember(key, until):
+        return False
+    return await replays.claim(key)
+
+
+async def _forget(replays: SharedReplays | ReplayCache, key: str) -> None:
+    if isinstance(replays, ReplayCache):
+        replays.forget(key)
+    else:
+        await replays.forget(key)
+
+
+class MemoryBackendTests(_Behaviour, TestCase):
+    """
+    The behaviour suite on state.backend: memory.
+    """
+
+    def setUp(self) -> None:
+        self.clock = started_clock()
+
+    def replicas(
+        self, storms: StormTracker | None = None, max_tracked: int = 1000, **settings: Any
+    ) -> tuple[Decisions, Decisions]:
+        decisions = MemoryDecisions(
+            Decider(self.clock, MemoryEpisodes(max_tracked), DeciderSettings(**settings), storms)
+        )
+        return decisions, decisions
+
+    def limiters(self, global_limit: int, burst: int) -> tuple[Limiter, Limiter]:
+        limiter = RateLimiter(self.clock, global_limit=global_limit, burst=burst, endpoint_limits={})
+        return limiter, limiter
+
+    def replays(self) -> tuple[SharedReplays | ReplayCache, SharedReplays | ReplayCache]:
+        cache = ReplayCache(self.clock, ttl=300)
+        return cache, cache
+
+
+class RedisBackendTests(_Behaviour, TestCase):
+    """
+    The behaviour suite on state.backend: redis, each replica with its own
+    connection.
+    """
+
+    def setUp(self) -> Deferred[None]:  # type: ignore[override]  # trial waits for it
+        # One server per test: it starts in milliseconds, and no test sees
+        # another's keys.
+        self.server = RedisServer().start()
+        self.addCleanup(self.server.stop)
+        self.clock = started_clock()
+        self.metrics = GatewayMetrics()
+        # A fresh prefix per test: tests never see each other's state.
+        self.config = RedisConfig(url=self.server.url, key_prefix=f"test-{uuid.uuid4().hex[:8]}:")
+        return Deferred.fromCoroutine(self._connect())
+
+    async def _connect(self) -> None:
+        self.clients = [self.client(), self.client()]
+        while not all(c.up for c in self.clients):
+            await deferLater(reactor, 0.01)
+
+    def client(self) -> RedisClient:
+        client = RedisClient(self.config, reactor, self.metrics)
+        client.start()
+        self.addCleanup(client.stop)
+        return client
+
+    def replicas(
+        self, storms: StormTracker | None = None, max_tracked: int = 1000, **settings: Any
+    ) -> tuple[Decisions, Decisions]:
+        made = [
+            RedisDecisions(c, self.clock, DeciderSettings(**settings), storms, max_tracked=max_tracked)
+            for c in self.clients
+        ]
+        return made[0], made[1]
+
+    def limiters(self, global_limit: int, burst: int) -> tuple[Limiter, Limiter]:
+        made = [
+            RedisRateLimiter(c, self.clock, global_limit=global_limit, burst=burst, endpoint_limits={})
+            for c in self.clients
+        ]
+        return made[0], made[1]
+
+    def replays(self) -> tuple[SharedReplays | ReplayCache, SharedReplays | ReplayCache]:
+        made = [
+            SharedReplays(
+                RedisReplays(c, self.clock), ReplayCache(self.clock, ttl=300), Failover(c, "fail_open", self.metrics)
+            )
+            for c in self.clients
+        ]
+        return made[0], made[1]
+
+
+class FailoverTests(TestCase):
+    """
+    What happens to decisions when Redis goes away and comes back
+    (state.redis.on_failure).
+    """
+
+    def setUp(self) -> Deferred[None]:  # type: ignore[override]  # trial waits for it
+        self.server = RedisServer().start()
+        self.addCleanup(self.server.stop)
+        self.clock = started_clock()
+        self.metrics = GatewayMetrics()
+        self.client = RedisClient(RedisConfig(url=self.server.url, timeout=0.5), reactor, self.metrics)
+        self.client.start()
+        self.addCleanup(self.client.stop)
+        return Deferred.fromCoroutine(until(lambda: self.client.up))
+
+    def decisions(self, mode: str) -> FailoverDecisions:
+        settings = DeciderSettings()
+        local = MemoryDecisions(Decider(self.clock, MemoryEpisodes(100), settings))
+        shared = RedisDecisions(self.client, self.clock, settings, None, max_tracked=100)
+        return FailoverDecisions(shared, local, Failover(self.client, mode, self.metrics))
+
+    @inline
+    async def test_fail_open(self) -> None:
+        """
+        With Redis gone, fail_open decides from local memory (and counts
+        it); once Redis is back, decisions use the shared state again,
+        which still holds what was decided before the outage (AOF).
+        """
+        decisions = self.decisions("fail_open")
+        self.assertEqual(await results(decisions, make_alert()), [NEW])
+        self.server.kill()
+        await until(lambda: not self.client.up)
+        self.assertEqual(self.metrics.redis_up._value.get(), 0)
+        self.assertEqual(await results(decisions, make_alert(pod="p-2")), [NEW])
+        self.assertEqual(await results(decisions, make_alert(pod="p-2")), [DUPLICATE])
+        fallbacks = self.metrics.redis_fallbacks.labels(facility="dedup")._value.get()
+        self.assertEqual(fallbacks, 2)
+        self.server.start()
+        await until(lambda: self.client.up)
+        self.assertEqual(await results(decisions, make_alert()), [DUPLICATE])
+
+    @inline
+    async def test_fail_closed(self) -> None:
+        """
+        With Redis gone, fail_closed decides nothing: StateUnavailable,
+        which the webhook answers with 503 and Retry-After.
+        """
+        decisions = self.decisions("fail_closed")
+        self.server.kill()
+        await until(lambda: not self.client.up)
+        with self.assertRaises(StateUnavailable):
+            await decisions.decide([make_alert()])
+        self.server.start()
+        await until(lambda: self.client.up)
+        self.assertEqual(await results(decisions, make_alert()), [NEW])
