@@ -31,7 +31,8 @@ EXIT_INVALID = 2
 
 def _summary(path: str, config: GatewayConfig) -> list[str]:
     lines = [f"{path}: OK"]
-    lines.append(f"  webhook listeners: {', '.join(config.webhook_listeners())}")
+    shared = " (SO_REUSEPORT, shared with other processes)" if config.service.reuse_port else ""
+    lines.append(f"  webhook listeners: {', '.join(config.webhook_listeners())}{shared}")
     if config.service.probe_listen:
         lines.append(f"  probe listeners: {', '.join(config.service.probe_listen)}")
     for endpoint in config.webhook.endpoints:
@@ -40,6 +41,18 @@ def _summary(path: str, config: GatewayConfig) -> list[str]:
         auth = f"auth required ({kind})" if endpoint.auth_required else "no auth"
         lines.append(f"  endpoint {endpoint.path} (and /v1{endpoint.path}): {endpoint.source}, {auth}")
     lines.append(f"  alert processor: {config.alert_processor.endpoint}")
+    lines.append(f"  queue: {config.queue.backend}")
+    lines.append(f"  state: {config.state.backend}")
+    if "redis" in (config.queue.backend, config.state.backend):
+        redis = config.state.redis
+        # The host part only: the URL may carry a password.
+        from urllib.parse import urlsplit
+
+        url = urlsplit(redis.url)
+        lines.append(
+            f"  redis: {url.scheme}://{url.hostname}:{url.port or 6379}{url.path}"
+            f" (prefix {redis.key_prefix!r}, on failure {redis.on_failure})"
+        )
     if config.metrics.enabled:
         where = "webhook port" if config.metrics_on_webhook_port() else ", ".join(config.metrics_listeners())
         lines.append(f"  metrics: {config.metrics.path} on {where}")

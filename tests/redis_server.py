@@ -65,14 +65,23 @@ class RedisServer:
     on the real reactor and tests that start gateways both use it.
     """
 
-    def __init__(self, *, password: str | None = None, tls: tuple[Path, Path, Path] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        password: str | None = None,
+        tls: tuple[Path, Path, Path] | None = None,
+        config_file: Path | None = None,
+    ) -> None:
         """
+        @param config_file: A configuration file to start from (the
+            options below override it).
         @param password: Ask clients for it (C{requirepass}).
         @param tls: Serve TLS only, with these certificate, key and CA
             files.
         """
         self.password = password
         self.tls = tls
+        self.config_file = config_file
         self.binary = require_redis()
         self.directory = Path(tempfile.mkdtemp(prefix="alertgateway-redis-"))
         self.port = _free_port()
@@ -91,7 +100,11 @@ class RedisServer:
             listen += ["--tls-key-file", str(key), "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"]
         if self.password is not None:
             listen += ["--requirepass", self.password]
-        return [self.binary, *listen]
+        if self.config_file is not None:
+            return [self.binary, str(self.config_file), *listen]
+        # Every write on disk before it is acknowledged: a kill loses nothing.
+        durable = ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
+        return [self.binary, *durable, *listen]
 
     def start(self) -> RedisServer:
         """
@@ -100,21 +113,7 @@ class RedisServer:
         """
         for _ in range(5):
             self._process = subprocess.Popen(
-                [
-                    *self._argv(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--dir",
-                    str(self.directory),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    "always",
-                    "--protected-mode",
-                    "no",
-                ],
+                [*self._argv(), "--bind", "127.0.0.1", "--dir", str(self.directory), "--protected-mode", "no"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

@@ -39,6 +39,7 @@ from alertgateway.model import Alert
 from alertgateway.sources import PARSERS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+REPO = Path(__file__).resolve().parents[2]
 # 2026-11-26T03:49:49Z, the time of the fixtures.
 NOW = 1795664989.0
 URL = "http://gateway.test/webhook/prometheus"
@@ -236,11 +237,30 @@ class CheckConfigTests(SynchronousTestCase):
                 "  endpoint /webhook/prometheus (and /v1/webhook/prometheus): alertmanager, auth required (bearer)",
                 "  endpoint /webhook/grafana (and /v1/webhook/grafana): grafana, auth required (bearer)",
                 "  alert processor: http://alert-processor:8081",
+                "  queue: sqlite",
+                "  state: memory",
                 "  metrics: /metrics on tcp:9090:interface=0.0.0.0",
                 "  warning: /webhook/prometheus, /webhook/grafana require authentication but no token is configured"
                 " (webhook.auth.token, webhook.auth.tokens or WEBHOOK_AUTH_TOKEN): every request will get 401",
             ],
         )
+
+    def test_replica_config(self) -> None:
+        """
+        The example configuration of a replica on Redis passes; the summary
+        names the backends, the shared port and where Redis is, never its
+        password.
+        """
+        code, out, err = self._check(
+            str(REPO / "etc" / "alertgateway-replica.yaml"), {"WEBHOOK_TOKEN": "t", "REDIS_PASSWORD": "hunter2"}
+        )
+        self.assertEqual((code, err), (EXIT_OK, []))
+        self.assertIn(
+            "  webhook listeners: tcp:8080:interface=0.0.0.0 (SO_REUSEPORT, shared with other processes)", out
+        )
+        self.assertIn("  queue: redis", out)
+        self.assertIn("  redis: redis://redis:6379/0 (prefix 'alertgateway:', on failure fail_open)", out)
+        self.assertNotIn("hunter2", "\n".join(out))
 
     def test_plan_config_with_tls(self) -> None:
         """

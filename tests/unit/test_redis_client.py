@@ -238,3 +238,20 @@ class TLSTests(_Connected):
         state.redis.ca_file.
         """
         self.assertEqual(await self.client.command("ping", "PING"), "PONG")
+
+
+class DeployedConfigTests(_Connected):
+    def make_server(self) -> RedisServer:
+        return RedisServer(config_file=Path(__file__).resolve().parents[2] / "deploy" / "redis" / "redis.conf")
+
+    @inline
+    async def test_durable(self) -> None:
+        """
+        deploy/redis/redis.conf loads in the real redis-server and turns on
+        what the no-loss promise needs: append-only persistence, and no
+        eviction of the gateway's keys.
+        """
+        appendonly = await self.client.command("config", "CONFIG", "GET", "appendonly")
+        policy = await self.client.command("config", "CONFIG", "GET", "maxmemory-policy")
+        fsync = await self.client.command("config", "CONFIG", "GET", "appendfsync")
+        self.assertEqual((appendonly[1], policy[1], fsync[1]), ("yes", "noeviction", "everysec"))
