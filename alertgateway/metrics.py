@@ -146,6 +146,13 @@ class GatewayMetrics:
             registry=r,
         )
 
+    def forget_redis(self) -> None:
+        """
+        Leave the Redis metrics out of the output (no Redis backend).
+        """
+        for collector in (self.redis_up, self.redis_errors, self.redis_latency, self.redis_fallbacks):
+            self.registry.unregister(collector)
+
     def declare_endpoints(self, endpoints: Iterable[str]) -> None:
         """
         Create the per-endpoint series up front, so rates over them exist

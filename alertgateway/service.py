@@ -99,6 +99,10 @@ class GatewayService(Service):
         # One connection pool for everything shared through Redis.
         uses_redis = config.state.backend == "redis" or config.queue.backend == "redis"
         self.redis = RedisClient(config.state.redis, reactor, self.metrics) if uses_redis else None
+        if self.redis is None:
+            # A gateway without Redis exports no Redis series: an alert on
+            # gateway_redis_up == 0 must not fire for it.
+            self.metrics.forget_redis()
         self.failover = (
             Failover(self.redis, config.state.redis.on_failure, self.metrics) if self.redis is not None else None
         )

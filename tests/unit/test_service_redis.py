@@ -1,0 +1,96 @@
+"""
+The gateway wired for Redis (state.backend: redis) while Redis cannot be
+reached: on a memory reactor no connection is ever made, which is the
+outage, so both failure modes are seen through the webhook, the readiness
+probe and the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from alertgateway.service import GatewayService
+from tests.unit._http import AUTH, Connection, alert, assert_problem, body, make_config, make_service
+
+WEBHOOK = "/webhook/prometheus"
+
+
+def redis_config(mode: str, extra: str = "") -> str:
+    return f"state:\n  backend: redis\n  redis:\n    url: redis://redis.invalid:6379/0\n    on_failure: {mode}\n{extra}"
+
+
+def started(mode: str, extra: str = "") -> GatewayService:
+    service, _, _ = make_service(make_config(redis_config(mode, extra)))
+    service.startService()
+    return service
+
+
+class NoRedisTests(SynchronousTestCase):
+    def test_no_redis_series(self) -> None:
+        """
+        A gateway without the Redis backends exports no gateway_redis_*
+        series, so an alert on gateway_redis_up == 0 cannot fire for it.
+        """
+        service, _, _ = make_service()
+        output = service.metrics.registry.collect()
+        self.assertFalse([m.name for m in output if m.name.startswith("gateway_redis")])
+
+
+class FailOpenTests(SynchronousTestCase):
+    def test_accepts_and_counts(self) -> None:
+        """
+        fail_open: webhooks are decided from local memory (a repeat is
+        still a duplicate here), each such decision is counted, and the
+        replica stays ready, saying Redis is down.
+        """
+        service = started("fail_open")
+        connection = Connection(service.site)
+        first = connection.request("POST", WEBHOOK, headers=AUTH, body=body(alert("A")))
+        second = connection.request("POST", WEBHOOK, headers=AUTH, body=body(alert("A")))
+        self.assertEqual((first.status, second.status), (202, 202))
+        self.assertEqual(json.loads(second.body)["alerts"][0]["status"], "duplicate")
+        fallbacks = service.metrics.registry.get_sample_value("gateway_redis_fallbacks_total", {"facility": "dedup"})
+        self.assertEqual(fallbacks, 2)
+        self.assertEqual(service.metrics.registry.get_sample_value("gateway_redis_up"), 0)
+        ready = Connection(service.site).request("GET", "/health/ready")
+        self.assertEqual(ready.status, 200)
+        self.assertEqual(json.loads(ready.body)["redis"], {"up": False, "onFailure": "fail_open"})
+
+    def test_rate_limit_local(self) -> None:
+        """
+        fail_open: rate limits fall back to this replica's buckets.
+        """
+        service = started("fail_open", "rate_limiting:\n  global_limit: 60\n  burst_size: 1\n")
+        connection = Connection(service.site)
+        statuses = [connection.request("POST", WEBHOOK, headers=AUTH, body=body(alert("A"))).status for _ in "ab"]
+        self.assertEqual(statuses, [202, 429])
+        fallbacks = service.metrics.registry.get_sample_value(
+            "gateway_redis_fallbacks_total", {"facility": "rate_limit"}
+        )
+        self.assertEqual(fallbacks, 2)
+
+
+class FailClosedTests(SynchronousTestCase):
+    def test_refuses_with_retry_after(self) -> None:
+        """
+        fail_closed: webhooks get 503 state-unavailable with Retry-After
+        (Alertmanager retries), and the replica is not ready.
+        """
+        service = started("fail_closed")
+        response = Connection(service.site).request("POST", WEBHOOK, headers=AUTH, body=body(alert("A")))
+        assert_problem(self, response, 503, "state-unavailable")
+        self.assertEqual(response.headers.get("retry-after"), ["5"])
+        ready = Connection(service.site).request("GET", "/health/ready")
+        self.assertEqual(ready.status, 503)
+        self.assertEqual(json.loads(ready.body)["redis"], {"up": False, "onFailure": "fail_closed"})
+
+    def test_status_api(self) -> None:
+        """
+        fail_closed: the status API cannot read the shared state either,
+        and says so with 503.
+        """
+        service = started("fail_closed")
+        response = Connection(service.site).request("GET", "/v1/alerts", headers=AUTH)
+        assert_problem(self, response, 503, "state-unavailable")
