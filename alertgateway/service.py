@@ -40,6 +40,7 @@ from alertgateway.delivery.forwarder import DeliveryQueue, Forwarder
 from alertgateway.delivery.journal import Executor, SQLiteJournal
 from alertgateway.delivery.patterns import AdaptiveTimeout
 from alertgateway.delivery.queue import MemoryQueue
+from alertgateway.delivery.redis_queue import RedisQueue
 from alertgateway.delivery.sinks import BytesProducer, FileSink, HTTPSink, Sink
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import make_authenticator
@@ -93,7 +94,8 @@ class GatewayService(Service):
         # SQLite gets a thread of its own, started and stopped with the
         # service; tests may pass another executor.
         self._own_executor: ThreadExecutor | None = None
-        if executor is None and config.queue.backend == "sqlite":
+        # (With the Redis queue, for its local fallback.)
+        if executor is None and config.queue.backend in ("sqlite", "redis"):
             executor = self._own_executor = ThreadExecutor(reactor)
         self.executor: Executor | None = executor
         # One connection pool for everything shared through Redis.
@@ -179,7 +181,20 @@ class GatewayService(Service):
         journal = SQLiteJournal(
             queue.path, self.executor, clock_seconds=self._reactor.seconds, synchronous=queue.synchronous
         )
-        return DurableQueue(journal, max_items=queue.max_items, max_bytes=queue.max_bytes)
+        durable = DurableQueue(journal, max_items=queue.max_items, max_bytes=queue.max_bytes)
+        if queue.backend == "redis":
+            assert self.redis is not None
+            # The SQLite queue holds what is accepted while Redis is down.
+            return RedisQueue(self.redis, durable, reactor=self._reactor, config=queue)
+        return durable
+
+    def _durable(self) -> DurableQueue | None:
+        """
+        The SQLite queue: the queue itself, or the Redis queue's fallback.
+        """
+        if isinstance(self.queue, RedisQueue):
+            return self.queue.fallback
+        return self.queue if isinstance(self.queue, DurableQueue) else None
 
     def _make_decisions(self) -> Decisions:
         config = self.config
@@ -236,18 +251,24 @@ class GatewayService(Service):
         """
         if self._own_executor is not None:
             self._own_executor.start()
-        if not isinstance(self.queue, DurableQueue):
+        durable = self._durable()
+        if durable is None:
             return succeed(None)
-        queue = self.queue
         Path(self.config.queue.path).parent.mkdir(parents=True, exist_ok=True)
+
+        def _adopt_retried(_: object = None) -> None:
+            self._timers.append(self._every(self.config.queue.retry_interval, durable.adopt_retried, now=False))
+
+        if isinstance(self.queue, RedisQueue):
+            return self.queue.start().addCallback(_adopt_retried)
 
         def _loaded(count: int) -> None:
             self.log.info(
                 "Queue {path}: {count} alerts to deliver from before", path=self.config.queue.path, count=count
             )
-            self._timers.append(self._every(self.config.queue.retry_interval, queue.adopt_retried, now=False))
+            _adopt_retried()
 
-        return queue.load().addCallback(_loaded)
+        return durable.load().addCallback(_loaded)
 
     def _cannot_load(self, failure: Any) -> None:
         self.log.critical(
@@ -357,6 +378,8 @@ class GatewayService(Service):
         details: dict[str, Any] = {
             "queue": {"backend": self.config.queue.backend, "depth": len(self.queue), "capacity": self.queue.max_items}
         }
+        if isinstance(self.queue, RedisQueue):
+            details["queue"]["partitions"] = sorted(self.queue.held)
         if self.breaker is not None:
             details["circuitBreaker"] = {"state": self.breaker.state, "target": self.config.alert_processor.endpoint}
         if self.redis is not None:
@@ -516,9 +539,14 @@ class GatewayService(Service):
         return d
 
     def _close_queue(self) -> Deferred[None] | None:
-        if not isinstance(self.queue, DurableQueue):
+        if isinstance(self.queue, RedisQueue):
+            # Gives its partitions back to the other replicas at once, and
+            # closes its fallback journal.
+            d = self.queue.stop()
+        elif isinstance(self.queue, DurableQueue):
+            d = self.queue.journal.close()
+        else:
             return None
-        d = self.queue.journal.close()
         d.addErrback(lambda f: self.log.error("Cannot close the queue database: {error}", error=str(f.value)))
         executor = self._own_executor
         if executor is not None:

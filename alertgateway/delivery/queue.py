@@ -47,6 +47,10 @@ class Envelope:
     id: int | None = None
     # When the gateway accepted it (seconds since the epoch).
     accepted_at: float = 0.0
+    # The Redis Streams entry it was read from, and that stream's partition
+    # (the Redis queue; None elsewhere).
+    entry: str | None = None
+    partition: int | None = None
 
     @classmethod
     def for_alert(cls, alert: Alert, request_id: str, headers: tuple[tuple[str, str], ...] = ()) -> Envelope:
