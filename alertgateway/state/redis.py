@@ -31,6 +31,7 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.ssl import Certificate, optionsForClientTLS, platformTrust
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -41,6 +42,10 @@ __all__ = ["RedisClient", "RedisUnavailable", "Script"]
 
 # Errors of a server that is there but cannot serve now: as good as down.
 _UNAVAILABLE_REPLIES = ("LOADING", "READONLY", "MASTERDOWN", "BUSY", "OOM", "TRYAGAIN", "CLUSTERDOWN")
+
+
+# How often a client that txredisapi stopped reconnecting is started again.
+_WATCHDOG_INTERVAL = 5.0
 
 
 class RedisUnavailable(Exception):
@@ -152,7 +157,7 @@ class RedisClient:
         self._factory: _Factory | None = None
         self.up = False
         self._listeners: list[Callable[[bool], None]] = []
-        self._loaded: set[str] = set()
+        self._watchdog: LoopingCall | None = None
 
     def key(self, *parts: str) -> str:
         """
@@ -185,11 +190,33 @@ class RedisClient:
         Start connecting, and reconnecting with backoff whenever the
         connection is lost.
         """
+        self._connect()
+        self._watchdog = LoopingCall(self._revive)
+        self._watchdog.clock = self._reactor
+        self._watchdog.start(_WATCHDOG_INTERVAL, now=False)
+
+    def _revive(self) -> None:
+        """
+        Start over when txredisapi gave up: it stops reconnecting for good
+        when a connection is lost during its handshake (AUTH, SELECT),
+        which a Redis restart can cause; a gateway must not stay
+        disconnected for that.
+        """
+        factory = self._factory
+        if factory is None or self.up or not factory.stopped:
+            return
+        self.log.warn("The Redis client ({name}) stopped reconnecting; starting it again", name=self._name)
+        factory.disconnect().addErrback(lambda _: None)
+        self._connect()
+
+    def _connect(self) -> None:
         address = self._address
         self._factory = _Factory(
             self._changed,
             uuid=f"{address.host}:{address.port}",
-            dbid=address.db,
+            # No SELECT for database 0: a connection lost during that
+            # handshake makes txredisapi stop reconnecting for good.
+            dbid=address.db or None,
             poolsize=self._pool_size,
             isLazy=True,
             handler=txredisapi.ConnectionHandler,
@@ -208,6 +235,8 @@ class RedisClient:
         """
         Close every connection and stop reconnecting.
         """
+        if self._watchdog is not None and self._watchdog.running:
+            self._watchdog.stop()
         factory, self._factory = self._factory, None
         if factory is None:
             return Deferred.fromCoroutine(_nothing())
@@ -222,8 +251,6 @@ class RedisClient:
         self._metrics.redis_up.set(1 if up else 0)
         if up:
             self.log.info("Connected to Redis ({name})", name=self._name)
-            # A server that restarted lost its scripts.
-            self._loaded.clear()
         else:
             self.log.warn("Lost every connection to Redis ({name}); reconnecting", name=self._name)
         for listener in list(self._listeners):
@@ -310,7 +337,7 @@ def _classify(failure: Failure) -> str:
         return "timeout"
     if failure.check(txredisapi.ConnectionError, ConnectError, ConnectionLost, ConnectionDone):
         return "unavailable"
-    if failure.check(txredisapi.ResponseError) and str(failure.value).startswith(_UNAVAILABLE_REPLIES):
+    if failure.check(txredisapi.ResponseError) and str(failure.value).split(" ", 1)[0] in _UNAVAILABLE_REPLIES:
         return "unavailable"
     return "error"
 

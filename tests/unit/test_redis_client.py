@@ -189,6 +189,22 @@ class ClientTests(_Connected):
         self.assertEqual(changes, [False, True])
 
     @inline
+    async def test_revived(self) -> None:
+        """
+        A client whose library gave up reconnecting (a connection lost
+        during its handshake) is started again by the watchdog.
+        """
+        self.server.kill()
+        await until(lambda: not self.client.up)
+        factory = self.client._factory
+        assert factory is not None
+        await factory.stopTrying()
+        self.server.start()
+        self.client._revive()
+        await until(lambda: self.client.up)
+        self.assertEqual(await self.client.command("ping", "PING"), "PONG")
+
+    @inline
     async def test_stopped(self) -> None:
         """
         A stopped client refuses commands; stopping twice is harmless.
