@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, gatherResults, race
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -190,10 +190,17 @@ class Intake:
         if episode is None or episode.forwarded is None or episode.delivery != "queued":
             return None
         forwarded = episode.forwarded
+        waiter = self._wait_for(forwarded)
         if self._poll_interval is None:
-            return await self._wait_for(forwarded)
+            return await waiter
+        # Told directly when this replica delivers it; read from the state
+        # when another one does.
+        _, outcome = await race([waiter, Deferred.fromCoroutine(self._poll(key, forwarded, self._poll_interval))])
+        return outcome
+
+    async def _poll(self, key: str, forwarded: str, interval: float) -> str:
         while True:
-            await deferLater(self.decider.clock, self._poll_interval)
+            await deferLater(self.decider.clock, interval)
             episode = await self.decisions.episode(key)
             if episode is None or episode.forwarded != forwarded:
                 # Its episode ended or moved on: what it forwarded left.

@@ -118,3 +118,39 @@ class SyncDeliveryTests(SynchronousTestCase):
         self.assertEqual(first.responses()[0].status, 202)
         [response] = self.post().responses()
         self.assertEqual(response.status, 202)
+
+
+class SharedQueueSyncTests(SyncDeliveryTests):
+    """
+    The same answers when another replica may deliver (queue.backend:
+    redis): the outcome is read from the state every poll_interval.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.intake._poll_interval = 0.1
+
+    def test_delivered_elsewhere(self) -> None:
+        """
+        Deliveries recorded in the state by another replica (not reported
+        to this one) answer the request at the next poll.
+        """
+        connection = self.post()
+        for envelope in self.queued:
+            self.intake.decisions.delivered(envelope.key, envelope.idempotency_key, "delivered")
+        self.assertEqual(connection.responses(), [])
+        self.clock.advance(0.1)
+        [response] = connection.responses()
+        self.assertEqual(response.status, 202)
+
+    def test_episode_moved_on(self) -> None:
+        """
+        An episode that ended (forgotten past its window) while the request
+        waited no longer says what happened to its alert: what it forwarded
+        has left the queue, and the request is answered.
+        """
+        connection = self.post()
+        self.intake.decider.episodes.expire(self.clock.seconds() + 1)
+        self.clock.advance(0.1)
+        [response] = connection.responses()
+        self.assertEqual(response.status, 202)
