@@ -16,7 +16,6 @@ watched for a storm.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
@@ -74,6 +73,18 @@ class Storm:
         }
 
 
+@attrs.frozen
+class _Saved:
+    """
+    What a group was before a decision (see L{StormTracker.snapshot}).
+    """
+
+    recent: list[dict[str, Any]] | None
+    storm: Storm | None
+    counters: tuple[int, int, float, int] | None
+    pending: int
+
+
 def _member(alert: Alert, group_labels: Mapping[str, str], seen: float) -> dict[str, Any]:
     return {
         "fingerprint": alert.fingerprint,
@@ -115,23 +126,43 @@ class StormTracker:
         self.storms: dict[str, Storm] = {}
         self.aggregated = 0
 
-    def snapshot(self, group_ids: Iterable[str]) -> dict[str, tuple[Any, Any]]:
+    def snapshot(self, group_ids: Iterable[str]) -> dict[str, _Saved]:
         """
-        Copies of what is known of C{group_ids}, for L{restore}.
-        """
-        return {g: (copy.deepcopy(self._recent.get(g)), copy.deepcopy(self.storms.get(g))) for g in set(group_ids)}
+        What deciding on C{group_ids} may change, for L{restore}.
 
-    def restore(self, saved: Mapping[str, tuple[Any, Any]], aggregated: int) -> None:
+        Cheap whatever the storm's size (it runs for every webhook, and
+        most of all during storms): deciding only appends members to a
+        storm, so its counters and the length of its pending list are
+        enough to take them back; a group's recent members are at most
+        C{threshold + 1}, copied.
+        """
+        saved = {}
+        for group in set(group_ids):
+            recent = self._recent.get(group)
+            storm = self.storms.get(group)
+            saved[group] = _Saved(
+                recent=list(recent) if recent is not None else None,
+                storm=storm,
+                counters=(storm.members, storm.listed, storm.last_seen, storm.sequence) if storm else None,
+                pending=len(storm.pending) if storm is not None else 0,
+            )
+        return saved
+
+    def restore(self, saved: Mapping[str, _Saved], aggregated: int) -> None:
         """
         Put back what L{snapshot} saved: a batch whose forwards could not be
         queued is to be decided again, as if never seen.
         """
-        for group, (recent, storm) in saved.items():
+        for group, before in saved.items():
             self._recent.pop(group, None)
-            if recent is not None:
-                self._recent[group] = recent
+            if before.recent is not None:
+                self._recent[group] = deque(before.recent)
             self.storms.pop(group, None)
-            if storm is not None:
+            storm = before.storm
+            if storm is not None and before.counters is not None:
+                storm.members, storm.listed, storm.last_seen, storm.sequence = before.counters
+                while len(storm.pending) > before.pending:
+                    storm.pending.pop()
                 self.storms[group] = storm
         self.aggregated = aggregated
 

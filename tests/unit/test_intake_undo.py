@@ -83,3 +83,23 @@ class UndoTests(SynchronousTestCase):
         verdicts = self.successResultOf(intake.accept(batch, "r2"))
         self.assertEqual([v.result for v in verdicts], [NEW, NEW, AGGREGATED])
         self.assertEqual([e.body.get("state") for e in queue.accepted if e.key.startswith("storm:")], ["started"])
+
+    def test_storm_members_undone(self) -> None:
+        """
+        Members a refused batch folded into a running storm are taken out
+        again (its count and its list to send), so the retry folds them
+        once.
+        """
+        storms = StormTracker(threshold=2, window=60, flush_interval=10, quiet_period=30, max_members_listed=10)
+        queue = RefusingQueue(0, later=True)
+        intake = self.make(queue, storms)
+        self.successResultOf(intake.accept([make_alert(pod=p) for p in "abc"], "r1"))
+        [storm] = storms.storms.values()
+        before = (storm.members, list(storm.pending), storm.last_seen)
+        queue.refusals = 1
+        intake.decider.clock.advance(5)  # type: ignore[attr-defined]
+        self.failureResultOf(intake.accept([make_alert(pod=p) for p in "de"], "r2"), QueueFull)
+        self.assertEqual((storm.members, list(storm.pending), storm.last_seen), before)
+        verdicts = self.successResultOf(intake.accept([make_alert(pod=p) for p in "de"], "r3"))
+        self.assertEqual([v.result for v in verdicts], [AGGREGATED, AGGREGATED])
+        self.assertEqual(storm.members, 5)
