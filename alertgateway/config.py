@@ -224,6 +224,10 @@ class ServiceConfig:
     # over them (with the Redis backends; see docs/scaling.md).  The
     # metrics listener stays one per process.
     reuse_port: bool = False
+    # Connections the kernel queues before the gateway accepts them: a
+    # burst of new connections (an Alertmanager restart, 1,000 senders)
+    # beyond it waits for SYN retransmits, a second or more.
+    backlog: int = attrs.field(default=1024, metadata={"check": _positive})
 
 
 AUTH_TYPES = ("bearer", "basic", "api_key", "hmac", "none")
@@ -538,6 +542,9 @@ class LoggingConfig:
         default="info", metadata={"choices": ("debug", "info", "warn", "warning", "error", "critical")}
     )
     format: str = attrs.field(default="json", metadata={"choices": ("json", "text")})
+    # One line per request (at info).  Security refusals are logged apart,
+    # whatever this says.
+    access_log: bool = True
 
 
 @attrs.frozen
@@ -643,7 +650,7 @@ class GatewayConfig:
                 f":privateKey={_escape(self.security.key_file or '')}"
                 f":certKey={_escape(self.security.cert_file or '')}",
             )
-        return (f"tcp:{self.service.port}:interface={host}",)
+        return (f"tcp:{self.service.port}:interface={host}:backlog={self.service.backlog}",)
 
     def metrics_listeners(self) -> tuple[str, ...]:
         """

@@ -301,6 +301,7 @@ class GatewayService(Service):
             idle_timeout=self.config.service.idle_timeout,
             gzip_min_bytes=self.config.service.gzip_min_bytes,
             request_timeout=self.config.service.request_timeout,
+            access_log=self.config.logging.access_log,
         )
 
     def _guards_for(self, endpoint: EndpointConfig, addresses: AddressFilter, clients: ClientAddress) -> Guards:
@@ -428,7 +429,7 @@ class GatewayService(Service):
         if service.reuse_port and not service.listen:
             # Shared with the other gateway processes of this host; TLS, if
             # on, is layered over the adopted socket.
-            shared = endpoint_for(self._reactor, service.host, service.port)
+            shared = endpoint_for(self._reactor, service.host, service.port, backlog=service.backlog)
             factory: IProtocolFactory = (
                 TLSMemoryBIOFactory(self.tls, False, self.site) if self.tls is not None else self.site
             )
@@ -436,7 +437,9 @@ class GatewayService(Service):
             description = f"{scheme}:{service.port}:interface={service.host}:reuse_port"
             listening.append(self._listen(shared, description, factory, self.ports, "webhook"))
         elif self.tls is not None:
-            endpoint = SSL4ServerEndpoint(self._reactor, service.port, self.tls, interface=service.host)
+            endpoint = SSL4ServerEndpoint(
+                self._reactor, service.port, self.tls, interface=service.host, backlog=service.backlog
+            )
             description = f"ssl:{service.port}:interface={service.host}"
             listening.append(self._listen(endpoint, description, self.site, self.ports, "webhook"))
         else:

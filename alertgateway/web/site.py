@@ -150,8 +150,10 @@ class GatewaySite(server.Site):
         idle_timeout: float,
         gzip_min_bytes: int = 1024,
         request_timeout: float | None = None,
+        access_log: bool = True,
     ) -> None:
         super().__init__(resource, timeout=idle_timeout, reactor=clock, parsePOSTFormSubmission=False)
+        self.access_log = access_log
         self.clock = clock
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
@@ -209,6 +211,8 @@ class GatewaySite(server.Site):
         duration = max(0.0, self.clock.seconds() - request.started)
         self.metrics.requests.labels(endpoint=request.endpoint, code=str(code)).inc()
         self.metrics.request_duration.labels(endpoint=request.endpoint).observe(duration)
+        if not self.access_log:
+            return
         user_agent = (request.getHeader(b"user-agent") or b"").decode("latin-1")
         method, path = _request_line(request)
         _access_log.info(

@@ -233,7 +233,7 @@ class CheckConfigTests(SynchronousTestCase):
             out,
             [
                 f"{path}: OK",
-                "  webhook listeners: tcp:8080:interface=0.0.0.0",
+                "  webhook listeners: tcp:8080:interface=0.0.0.0:backlog=1024",
                 "  endpoint /webhook/prometheus (and /v1/webhook/prometheus): alertmanager, auth required (bearer)",
                 "  endpoint /webhook/grafana (and /v1/webhook/grafana): grafana, auth required (bearer)",
                 "  alert processor: http://alert-processor:8081",
@@ -256,7 +256,8 @@ class CheckConfigTests(SynchronousTestCase):
         )
         self.assertEqual((code, err), (EXIT_OK, []))
         self.assertIn(
-            "  webhook listeners: tcp:8080:interface=0.0.0.0 (SO_REUSEPORT, shared with other processes)", out
+            "  webhook listeners: tcp:8080:interface=0.0.0.0:backlog=1024 (SO_REUSEPORT, shared with other processes)",
+            out,
         )
         self.assertIn("  queue: redis", out)
         self.assertIn("  redis: redis://redis:6379/0 (prefix 'alertgateway:', on failure fail_open)", out)
@@ -315,7 +316,7 @@ webhook:
         self.assertEqual(
             out[1:5],
             [
-                "  webhook listeners: tcp:8080:interface=0.0.0.0",
+                "  webhook listeners: tcp:8080:interface=0.0.0.0:backlog=1024",
                 "  probe listeners: tcp:8081, tcp:8082",
                 "  endpoint /webhook/prometheus (and /v1/webhook/prometheus): alertmanager, auth required (basic)",
                 "  endpoint /webhook/grafana (and /v1/webhook/grafana): grafana, auth required (api_key)",

@@ -258,7 +258,7 @@ logging: {lvel: debug}
             [
                 "service.port: must be a port number between 0 and 65535",
                 "webhook.auth.type: must be one of bearer, basic, api_key, hmac, none",
-                "logging.lvel: unknown key (known keys: format, level)",
+                "logging.lvel: unknown key (known keys: access_log, format, level)",
             ],
         )
 
@@ -277,7 +277,7 @@ security: {tls_enabled: true, cert_file: /nonexistent/c, key_file: /nonexistent/
         self.assertEqual(
             problems,
             [
-                "logging.lvel: unknown key (known keys: format, level)",
+                "logging.lvel: unknown key (known keys: access_log, format, level)",
                 "webhook.endpoints[0].source: is required for /custom (one of alertmanager, grafana)",
                 "security.cert_file: file not found: /nonexistent/c",
                 "security.key_file: file not found: /nonexistent/k",
@@ -693,7 +693,7 @@ class ListenerTests(SynchronousTestCase):
         metrics on their own port at the same host.
         """
         config = _valid("service: {host: 127.0.0.1, port: 8081}\nmetrics: {port: 9091}")
-        self.assertEqual(config.webhook_listeners(), ("tcp:8081:interface=127.0.0.1",))
+        self.assertEqual(config.webhook_listeners(), ("tcp:8081:interface=127.0.0.1:backlog=1024",))
         self.assertEqual(config.metrics_listeners(), ("tcp:9091:interface=127.0.0.1",))
         self.assertFalse(config.metrics_on_webhook_port())
 
@@ -702,7 +702,7 @@ class ListenerTests(SynchronousTestCase):
         Colons in an IPv6 interface are escaped for the description syntax.
         """
         config = _valid("service: {host: '::1'}\nmetrics: {host: '::'}")
-        self.assertEqual(config.webhook_listeners(), ("tcp:8080:interface=\\:\\:1",))
+        self.assertEqual(config.webhook_listeners(), ("tcp:8080:interface=\\:\\:1:backlog=1024",))
         self.assertEqual(config.metrics_listeners(), ("tcp:9090:interface=\\:\\:",))
 
     def test_listen_overrides(self) -> None:

@@ -447,3 +447,20 @@ class RequestTimeoutTests(SynchronousTestCase):
         self.assertEqual(response.status, 503)
         self.assertEqual(response.json()["type"], "urn:alertgateway:problem:request-timeout")
         self.assertEqual(response.header("retry-after"), "1")
+
+
+class AccessLogSwitchTests(SynchronousTestCase):
+    def test_access_log_off(self) -> None:
+        """
+        logging.access_log: false writes no access line, but the request is
+        still counted and timed in the metrics.
+        """
+        service, _, _ = make_service(make_config("logging:\n  access_log: false\n"))
+        events = capture_events(self, is_access)
+        response = Connection(service.site).request("POST", PROMETHEUS, headers=AUTH, body=body(alert("A")))
+        self.assertEqual(response.status, 202)
+        self.assertEqual(events, [])
+        counted = service.metrics.registry.get_sample_value(
+            "gateway_requests_total", {"endpoint": PROMETHEUS, "code": "202"}
+        )
+        self.assertEqual(counted, 1)
