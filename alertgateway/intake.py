@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from twisted.internet.defer import Deferred, gatherResults, race
+from twisted.internet.defer import Deferred, gatherResults, race, succeed
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -29,7 +29,7 @@ from alertgateway.decide.engine import AGGREGATED, DUPLICATE, ESCALATED, Decider
 from alertgateway.delivery.queue import Envelope, QueueFull
 from alertgateway.metrics import GatewayMetrics
 from alertgateway.model import Alert
-from alertgateway.state.decisions import Decisions, MemoryDecisions, StateContended
+from alertgateway.state.decisions import Decisions, MemoryDecisions, StateContended, Tracked
 from alertgateway.state.failover import StateUnavailable
 from alertgateway.state.redis import RedisUnavailable
 
@@ -67,9 +67,15 @@ class Intake:
         # Requests waiting for deliveries, by idempotency key (sync mode).
         self._waiters: dict[str, list[Deferred[str]]] = {}
         self._evictions_counted = 0
-        # Counting what is tracked costs nothing in memory, a round trip in
-        # Redis: there, the periodic tick does it.
-        self._gauges_each_batch = isinstance(self.decisions, MemoryDecisions)
+        # In memory the gauges read the state when scraped, at no cost per
+        # request; in Redis counting is a round trip, done by the tick.
+        self._local = self.decisions if isinstance(self.decisions, MemoryDecisions) else None
+        if self._local is not None:
+            local = self._local
+            metrics.dedup_tracked.set_function(lambda: len(local.decider.episodes))
+            metrics.storms_active.set_function(
+                lambda: len(local.decider.storms.storms) if local.decider.storms is not None else 0
+            )
 
     @property
     def decider(self) -> Decider:
@@ -123,7 +129,7 @@ class Intake:
         metrics = self._metrics
         for verdict in verdicts:
             if verdict.result == DUPLICATE:
-                metrics.alerts_deduplicated.labels(source=verdict.alert.source).inc()
+                metrics.child(metrics.alerts_deduplicated, verdict.alert.source).inc()
             elif verdict.result == ESCALATED:
                 # Only configured environments become label values: senders
                 # choose the environment label, and must not choose series.
@@ -134,18 +140,22 @@ class Intake:
                 metrics.escalations.labels(environment=environment, level=verdict.escalation or "").inc()
             elif verdict.result == AGGREGATED:
                 metrics.storm_alerts_aggregated.inc()
-        if self._gauges_each_batch:
-            self._gauges()
+        if self._local is not None:
+            self._count_evictions(self._local.episodes.evictions)
+
+    def _count_evictions(self, evictions: int) -> None:
+        if evictions > self._evictions_counted:
+            self._metrics.dedup_evictions.inc(evictions - self._evictions_counted)
+            self._evictions_counted = evictions
 
     def _gauges(self) -> Deferred[None]:
-        def _set(tracked: object) -> None:
-            from alertgateway.state.decisions import Tracked
+        if self._local is not None:
+            self._count_evictions(self._local.episodes.evictions)
+            return succeed(None)
 
-            assert isinstance(tracked, Tracked)
+        def _set(tracked: Tracked) -> None:
             self._metrics.dedup_tracked.set(tracked.episodes)
-            if tracked.evictions > self._evictions_counted:
-                self._metrics.dedup_evictions.inc(tracked.evictions - self._evictions_counted)
-                self._evictions_counted = tracked.evictions
+            self._count_evictions(tracked.evictions)
             self._metrics.storms_active.set(tracked.storms)
 
         return self.decisions.tracked().addCallback(_set)

@@ -10,21 +10,15 @@ here ever sees request bodies or credentials: only what events carry.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import IO, Any
 
-from twisted.logger import (
-    FilteringLogObserver,
-    ILogObserver,
-    LogEvent,
-    LogLevel,
-    LogLevelFilterPredicate,
-    formatEvent,
-    textFileLogObserver,
-)
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, textFileLogObserver
 from zope.interface import implementer
 
-__all__ = ["JSONLineObserver", "make_observer"]
+from alertgateway._timefmt import Stamper
+
+__all__ = ["JSONLineObserver", "LevelFilter", "make_observer"]
 
 _LEVELS = {
     "debug": LogLevel.debug,
@@ -46,15 +40,23 @@ def _scalar(value: object) -> bool:
 class JSONLineObserver:
     """
     Write each event as one JSON object per line.
+
+    @param clock: With one, info and debug lines written in one reactor
+        turn are flushed together at its end (one write for a busy turn,
+        not one per request); warnings and worse are flushed at once.
+        Without, every line is flushed at once.
     """
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], clock: IReactorTime | None = None) -> None:
         self._stream = stream
+        self._clock = clock
+        self._flush_pending = False
+        self._time = Stamper("+00:00")
 
     def __call__(self, event: LogEvent) -> None:
         level = event.get("log_level", LogLevel.info)
         record: dict[str, Any] = {
-            "time": datetime.fromtimestamp(event.get("log_time", 0.0), UTC).isoformat(timespec="milliseconds"),
+            "time": self._time(event.get("log_time", 0.0)),
             "level": level.name,
             "logger": event.get("log_namespace", "-"),
         }
@@ -70,12 +72,39 @@ class JSONLineObserver:
         if failure is not None:
             record["error"] = failure.getTraceback()
         self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+        if self._clock is None or level >= LogLevel.warn:
+            self._stream.flush()
+        elif not self._flush_pending:
+            self._flush_pending = True
+            self._clock.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
         self._stream.flush()
 
 
-def make_observer(stream: IO[str], fmt: str, level: str) -> ILogObserver:
+def make_observer(stream: IO[str], fmt: str, level: str, clock: IReactorTime | None = None) -> ILogObserver:
     """
     Build the observer for a logging configuration.
     """
-    inner: ILogObserver = JSONLineObserver(stream) if fmt == "json" else textFileLogObserver(stream)
-    return FilteringLogObserver(inner, [LogLevelFilterPredicate(defaultLogLevel=_LEVELS[level])])
+    inner: ILogObserver = JSONLineObserver(stream, clock) if fmt == "json" else textFileLogObserver(stream)
+    return LevelFilter(inner, _LEVELS[level])
+
+
+@implementer(ILogObserver)
+class LevelFilter:
+    """
+    Pass on events at C{level} or above.
+
+    One level for every namespace: twisted.logger's FilteringLogObserver
+    with a LogLevelFilterPredicate looks each event's namespace up level by
+    level, a cost paid on every access-log line.
+    """
+
+    def __init__(self, inner: ILogObserver, level: LogLevel) -> None:
+        self._inner = inner
+        self._passed = frozenset(lv for lv in LogLevel.iterconstants() if lv >= level)
+
+    def __call__(self, event: LogEvent) -> None:
+        if event.get("log_level", LogLevel.info) in self._passed:
+            self._inner(event)

@@ -8,6 +8,7 @@ independent and keeps library metrics that nobody asked for off /metrics.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -26,6 +27,7 @@ class GatewayMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.requests = Counter(
             "gateway_requests", "HTTP requests answered, by endpoint and status code", ["endpoint", "code"], registry=r
@@ -145,6 +147,20 @@ class GatewayMetrics:
             ["facility"],
             registry=r,
         )
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """
+        C{metric.labels(*values)}, resolved once: prometheus_client checks
+        and locks on every C{labels()} call, and the hot paths (each
+        request, each alert) need the same few children again and again.
+        Label values here come from the configuration or small fixed sets,
+        never from senders, so the cache stays small.
+        """
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def forget_redis(self) -> None:
         """

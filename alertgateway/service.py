@@ -88,7 +88,9 @@ class GatewayService(Service):
     ) -> None:
         self.config = config
         self._reactor = reactor
-        self.log_observer = make_observer(log_stream or sys.stdout, config.logging.format, config.logging.level)
+        self.log_observer = make_observer(
+            log_stream or sys.stdout, config.logging.format, config.logging.level, reactor
+        )
         self.metrics = GatewayMetrics()
         self.readiness = Readiness()
         # SQLite gets a thread of its own, started and stopped with the

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
+from alertgateway._timefmt import Stamper
 from alertgateway.config import EndpointConfig, LimitsConfig
 from alertgateway.decide.engine import Verdict
 from alertgateway.delivery.queue import QueueFull
@@ -47,8 +47,8 @@ __all__ = ["Guards", "WebhookResource"]
 _QUEUE_FULL_RETRY_AFTER = 5
 
 
-def _timestamp(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+# Every webhook stamps its alerts.
+_timestamp = Stamper("Z")
 
 
 def rate_limit_headers(decision: Decision) -> dict[str, str]:
@@ -147,6 +147,8 @@ class WebhookResource(HandlerResource):
             # Not accepted: the sender will retry with the same signature.
             self._guards.forget(replay_key)
             raise
+        if not rate_headers:
+            return answer
         return attrs.evolve(answer, headers={**answer.headers, **rate_headers})
 
     async def _accept(self, request: GatewayRequest, payload: object, headers: Mapping[str, str]) -> Response:
@@ -164,7 +166,7 @@ class WebhookResource(HandlerResource):
         accepted = result.accepted
         for outcome in result.outcomes:
             status = outcome.status if isinstance(outcome, Alert) else "invalid"
-            self._metrics.alerts_received.labels(source=self.source, status=status).inc()
+            self._metrics.child(self._metrics.alerts_received, self.source, status).inc()
         if not accepted:
             raise problems.invalid_payload(
                 "No alert in the body is valid.",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 
+from twisted.internet.task import Clock
 from twisted.logger import Logger, LogLevel, LogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -140,3 +141,32 @@ class TextAndLevelTests(SynchronousTestCase):
                 log.emit(emitted, "x")
             levels = [json.loads(line)["level"] for line in stream.getvalue().splitlines()]
             self.assertEqual(levels, kept, level)
+
+
+class _CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+class FlushTests(SynchronousTestCase):
+    def test_coalesced(self) -> None:
+        """
+        With a clock, info lines of one reactor turn are flushed once, at
+        its end; a warning is flushed at once.
+        """
+        clock = Clock()
+        stream = _CountingStream()
+        observer = JSONLineObserver(stream, clock)
+        for n in range(3):
+            observer({"log_level": LogLevel.info, "log_format": "line {n}", "n": n, "log_time": 0.0})
+        self.assertEqual((stream.flushes, len(stream.getvalue().splitlines())), (0, 3))
+        clock.advance(0)
+        self.assertEqual(stream.flushes, 1)
+        observer({"log_level": LogLevel.warn, "log_format": "careful", "log_time": 0.0})
+        self.assertEqual(stream.flushes, 2)
+        self.assertEqual(clock.getDelayedCalls(), [])
