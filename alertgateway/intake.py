@@ -226,17 +226,27 @@ class Intake:
         return Deferred.fromCoroutine(self._tick())
 
     async def _tick(self) -> None:
+        # Whatever fails here, the next tick tries again: a tick that
+        # raised would stop the LoopingCall for good.
         try:
             self._pending.extend(await self.decisions.tick())
             await self._gauges()
         except (RedisUnavailable, StateUnavailable, StateContended) as e:
-            # The next tick tries again; a failed tick must not stop them.
             _log.warn("Periodic state work skipped: {error}", error=str(e))
+        except Exception:
+            _log.failure("Periodic state work failed")
         if not self._pending:
             return
         room = self._room()
         ready, self._pending = self._pending[:room], self._pending[room:]
         if self._pending:
             _log.warn("Queue full: {count} storm events wait for the next tick", count=len(self._pending))
-        if ready:
-            self._submit(self._storm_envelopes(ready))
+        if not ready:
+            return
+        try:
+            await self._submit(self._storm_envelopes(ready))
+        except Exception as e:
+            # Not queued (full, or the queue's store unreachable): they
+            # wait for the next tick, ahead of anything found later.
+            self._pending = ready + self._pending
+            _log.warn("Storm events wait for the next tick: {error}", error=str(e))

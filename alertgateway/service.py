@@ -534,10 +534,12 @@ class GatewayService(Service):
         d.addErrback(lambda f: self.log.warn("In-flight requests still open at the end of the grace period"))
         d.addCallback(lambda _: self.forwarder.stop(remaining()))
         d.addCallback(lambda _: self.sink.close())
+        # No periodic work (a storm flush into the queue) once the queue
+        # and Redis are closing.
+        d.addCallback(lambda _: self._stop_timers())
         d.addCallback(lambda _: self._close_queue())
         d.addCallback(lambda _: self.redis.stop() if self.redis is not None else None)
         d.addCallback(lambda _: self._pool.closeCachedConnections() if self._pool is not None else None)
-        d.addCallback(lambda _: self._stop_timers())
         d.addCallback(lambda _: _stop_ports(self.metrics_ports))
         d.addErrback(lambda f: self.log.failure("Error during shutdown", failure=f))
         d.addCallback(self._stopped)

@@ -449,6 +449,8 @@ class RedisQueue:
         self._unready: set[int] = set()
         # Held above our share: not read, given back once idle here.
         self._leaving: set[int] = set()
+        # When each leaving partition was told to leave.
+        self._leaving_since: dict[int, float] = {}
         self._unsettled: deque[_Settle] = deque()
         self._length = 0
         self._live = 1
@@ -958,12 +960,28 @@ class RedisQueue:
                 return
 
     async def _give_back(self) -> None:
-        idle = sorted(p for p in self._leaving if not self._per_partition[p])
+        now = self._reactor.seconds()
+        for partition in list(self._leaving_since):
+            if partition not in self._leaving:
+                del self._leaving_since[partition]
+        for partition in self._leaving:
+            self._leaving_since.setdefault(partition, now)
+        # A partition still busy here after claim_idle (an alert of it
+        # failing again and again) is given back all the same: what is
+        # buffered of it stays pending for the next holder, and the rest
+        # of the partition must not wait behind one key.
+        overdue = [
+            p for p in self._leaving if self._per_partition[p] and now - self._leaving_since[p] >= self._claim_idle
+        ]
+        for partition in overdue:
+            self._lose(partition)
+        idle = sorted({p for p in self._leaving if not self._per_partition[p]} | set(overdue))
         if not idle:
             return
         for partition in idle:
             self._held.pop(partition, None)
             self._leaving.discard(partition)
+            self._leaving_since.pop(partition, None)
             self._unready.discard(partition)
         await self.client.script(_RELEASE, [self._leases[p] for p in idle], [self.replica])
         self.log.info("Redis queue partitions {partitions} given back", partitions=idle)

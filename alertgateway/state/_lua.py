@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from alertgateway.state.redis import Script
 
-__all__ = ["BUCKETS", "COMMIT", "DELIVERED", "EXPIRE", "LOAD"]
+__all__ = ["BUCKETS", "COMMIT", "DELIVERED", "EXPIRE", "LOAD", "UNDO"]
 
 # KEYS: entries.  Returns, per key, its version (0 when absent), its document
 # (false when absent) and its delivery record (false when none).
@@ -35,28 +35,33 @@ return out
 )
 
 # KEYS: entries to write.  ARGV[1]: the key prefix; ARGV[2]: episodes kept
-# at most; then seven values per key: the version it was loaded at, the new
+# at most; then eight values per key: the version it was loaded at, the new
 # document ('' deletes it), its time to live in ms, its kind ('e' episode,
 # 'g' group), its name (dedup key or group id), the episode's fingerprint or
-# the group's storm flag ('1' while in a storm), and the episode's last
-# sighting.  Returns 0, writing nothing, when any version moved.
+# the group's storm flag ('1' while in a storm), the episode's last sighting,
+# and the idempotency key of what the episode last forwarded.  Returns 0,
+# writing nothing, when any version moved; else the new versions.  Versions
+# come from one counter, never reused: an entry deleted (evicted, expired,
+# undone) and written again cannot match a version loaded before.
 COMMIT = Script(
     "state_commit",
     """
 local p = ARGV[1]
 for i = 1, #KEYS do
-  local at = 2 + (i - 1) * 7
+  local at = 2 + (i - 1) * 8
   local current = redis.call('HGET', KEYS[i], 'v') or '0'
   if current ~= ARGV[at + 1] then
     return 0
   end
 end
+local versions = {}
 for i = 1, #KEYS do
-  local at = 2 + (i - 1) * 7
+  local at = 2 + (i - 1) * 8
   local key, data, ttl, kind = KEYS[i], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
-  local name, extra, score = ARGV[at + 5], ARGV[at + 6], ARGV[at + 7]
+  local name, extra, score, forwarded = ARGV[at + 5], ARGV[at + 6], ARGV[at + 7], ARGV[at + 8]
   if data == '' then
     redis.call('DEL', key)
+    versions[i] = '0'
     if kind == 'e' then
       redis.call('ZREM', p .. 'episodes', name)
       redis.call('ZREM', p .. 'keys', name)
@@ -64,7 +69,9 @@ for i = 1, #KEYS do
       redis.call('SREM', p .. 'storms', name)
     end
   else
-    redis.call('HSET', key, 'v', tonumber(ARGV[at + 1]) + 1, 'd', data)
+    local v = redis.call('INCR', p .. 'version')
+    versions[i] = tostring(v)
+    redis.call('HSET', key, 'v', v, 'd', data, 'f', forwarded)
     redis.call('PEXPIRE', key, ttl)
     if kind == 'e' then
       redis.call('ZADD', p .. 'episodes', score, name)
@@ -86,7 +93,48 @@ if over > 0 then
   end
   redis.call('INCRBY', p .. 'evictions', over)
 end
-return 1
+return versions
+""",
+)
+
+# Take back a decision whose forwards could not be queued, entry by entry
+# (not all or nothing: another replica's later write to one entry must not
+# keep the others from being restored).  KEYS: entries.  ARGV[1]: the key
+# prefix; then four values per key: its kind, the version the decision
+# wrote, the idempotency key it forwarded ('' if none), the document to
+# restore ('' deletes).  An episode is restored while what it last
+# forwarded is still the undone forward, whatever else changed: otherwise
+# the sender's retry would be a duplicate of a forward that never left.  A
+# group is restored only if untouched since.  Returns how many were.
+UNDO = Script(
+    "state_undo",
+    """
+local p = ARGV[1]
+local restored = 0
+for i = 1, #KEYS do
+  local at = 1 + (i - 1) * 4
+  local kind, version, forwarded, data = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
+  local mine
+  if kind == 'e' then
+    mine = forwarded ~= '' and redis.call('HGET', KEYS[i], 'f') == forwarded
+  else
+    mine = (redis.call('HGET', KEYS[i], 'v') or '0') == version
+  end
+  if mine then
+    restored = restored + 1
+    if data == '' then
+      redis.call('DEL', KEYS[i])
+    else
+      local ttl = redis.call('PTTL', KEYS[i])
+      redis.call('HSET', KEYS[i], 'v', redis.call('INCR', p .. 'version'), 'd', data, 'f', '')
+      redis.call('HDEL', KEYS[i], 'o')
+      if ttl > 0 then
+        redis.call('PEXPIRE', KEYS[i], ttl)
+      end
+    end
+  end
+end
+return restored
 """,
 )
 

@@ -29,7 +29,7 @@ from alertgateway.decide.keys import dedup_key, group_id
 from alertgateway.decide.storms import StormTracker
 from alertgateway.model import Alert
 from alertgateway.state import _lua
-from alertgateway.state.redis import RedisClient
+from alertgateway.state.redis import RedisClient, RedisUnavailable
 
 __all__ = ["Decided", "Decisions", "MemoryDecisions", "RedisDecisions", "StateContended", "Tracked"]
 
@@ -153,6 +153,17 @@ class MemoryDecisions:
         )
 
 
+@attrs.frozen
+class _Written:
+    """
+    One entry as a decision wrote it: the version it got and the document.
+    """
+
+    entry: _Entry
+    version: str
+    document: str | None
+
+
 @attrs.define
 class _Entry:
     """
@@ -214,6 +225,8 @@ class RedisDecisions:
         self._client = client
         self._clock = clock
         self._storms = storms
+        # Decisions to take back, oldest first (see _undo).
+        self._undos: list[list[_Written]] = []
         self._max_tracked = max_tracked
         # For what reads the settings (metrics by environment); its state
         # is never used.
@@ -265,67 +278,83 @@ class RedisDecisions:
                 storms.adopt(name, data)
         return _View(Decider(self._clock, episodes, self.settings, storms), entries)
 
-    async def _commit(self, entries: Sequence[_Entry], documents: Sequence[str | None]) -> bool:
-        keys: list[str] = []
+    async def _commit(self, entries: Sequence[_Entry], documents: Sequence[str | None]) -> list[_Written] | None:
+        """
+        Write what changed if nothing moved since it was loaded.
+
+        @return: What was written, or C{None} when another replica wrote
+            first.
+        @raise RedisUnavailable: Then the write may or may not have been
+            made; what it would have forwarded is taken back (now or, Redis
+            unreachable, as soon as it is back).
+        """
+        changed = [(e, d) for e, d in zip(entries, documents, strict=True) if d != e.document]
+        if not changed:
+            return []
         args: list[Any] = [self._client.prefix, self._max_tracked]
-        for entry, document in zip(entries, documents, strict=True):
-            if document == entry.document:
-                continue
-            keys.append(entry.redis_key)
+        for entry, document in changed:
             args.extend(self._entry_args(entry, document))
-        if not keys:
-            return True
-        written = await self._client.script(_lua.COMMIT, keys, args)
-        return bool(int(written))
+        try:
+            versions = await self._client.script(_lua.COMMIT, [e.redis_key for e, _ in changed], args)
+        except RedisUnavailable:
+            # Unknown whether it was written: take back any forward it made,
+            # or the sender's retry would find a duplicate of nothing sent.
+            self._undos.append([_Written(e, "", d) for e, d in changed if e.kind == "e"])
+            raise
+        if not versions:
+            return None
+        return [_Written(e, str(v), d) for (e, d), v in zip(changed, versions, strict=True)]
 
     def _entry_args(self, entry: _Entry, document: str | None) -> list[Any]:
+        data = json.loads(document) if document is not None else {}
         if entry.kind == "e":
             ttl = self._episode_ttl
-            data = json.loads(document) if document is not None else {}
             extra, score = data.get("fingerprint", ""), repr(float(data.get("last_seen", 0.0)))
         else:
             ttl = self._group_ttl
-            data = json.loads(document) if document is not None else {}
             extra, score = ("1" if data.get("storm") else "0"), "0"
-        return [entry.version, document or "", int(ttl * 1000), entry.kind, entry.name, extra, score]
+        forwarded = data.get("forwarded") or ""
+        return [entry.version, document or "", int(ttl * 1000), entry.kind, entry.name, extra, score, forwarded]
 
     def decide(self, alerts: Sequence[Alert]) -> Deferred[Decided]:
         return Deferred.fromCoroutine(self._decide(alerts))
 
     async def _decide(self, alerts: Sequence[Alert]) -> Decided:
+        # Undos that could not be made yet come first: this batch may be
+        # the retry of the one they take back.
+        await self._flush_undos()
         wanted = self._wanted(alerts)
         for _ in range(_MAX_ATTEMPTS):
             view = await self._load(wanted)
             verdicts, outgoing = view.decider.decide(alerts)
-            documents = view.documents()
-            if await self._commit(view.entries, documents):
-                return Decided(verdicts, outgoing, self._undoer(view.entries, documents))
+            written = await self._commit(view.entries, view.documents())
+            if written is not None:
+                return Decided(verdicts, outgoing, _undoer(self, written))
         raise StateContended(f"{len(wanted)} shared entries kept changing")
 
-    def _undoer(self, entries: Sequence[_Entry], written: Sequence[str | None]) -> Callable[[], Deferred[None]]:
+    async def undo(self, written: list[_Written]) -> None:
         """
-        Put back what was loaded, unless another replica changed it since
-        (then its decision already builds on ours, and stays).
+        Take back a decision whose forwards could not be queued; kept for
+        later if Redis cannot be reached now.
         """
-        changed = [(e, d) for e, d in zip(entries, written, strict=True) if d != e.document]
+        self._undos.append(written)
+        await self._flush_undos()
 
-        def _undo() -> Deferred[None]:
-            restores = []
-            for entry, document in changed:
-                # The version our write left: one more than loaded, or 0
-                # when the write deleted the entry.
-                version = str(int(entry.version) + 1) if document is not None else "0"
-                restores.append((attrs.evolve(entry, version=version, document=document), entry.document))
-            keys: list[str] = []
-            args: list[Any] = [self._client.prefix, self._max_tracked]
-            for entry, original in restores:
-                keys.append(entry.redis_key)
-                args.extend(self._entry_args(entry, original))
-            if not keys:
-                return succeed(None)
-            return self._client.script(_lua.COMMIT, keys, args).addCallback(lambda _: None)
+    async def _flush_undos(self) -> None:
+        while self._undos:
+            written = self._undos[0]
+            if written:
+                args: list[Any] = [self._client.prefix]
+                for w in written:
+                    args.extend((w.entry.kind, w.version, _new_forward(w), w.entry.document or ""))
+                await self._client.script(_lua.UNDO, [w.entry.redis_key for w in written], args)
+            self._undos.pop(0)
 
-        return _undo
+    def pending_undos(self) -> int:
+        """
+        Decisions still to be taken back once Redis answers.
+        """
+        return len(self._undos)
 
     def tick(self) -> Deferred[list[Outgoing]]:
         return Deferred.fromCoroutine(self._tick())
@@ -337,6 +366,7 @@ class RedisDecisions:
         event (the others find it already done).
         """
         now = self._clock.seconds()
+        await self._flush_undos()
         await self._client.script(_lua.EXPIRE, [], [self._client.prefix, repr(now - self.settings.window)])
         if self._storms is None:
             return []
@@ -344,11 +374,15 @@ class RedisDecisions:
         if not groups:
             return []
         view = await self._load([(self._group_key(g), g, "g") for g in sorted(groups)])
+        gone = [entry.name for entry in view.entries if entry.document is None]
+        if gone:
+            # Expired while every replica was away: nothing left to close.
+            await self._client.command("storms_forget", "SREM", self._client.key("storms"), *gone)
         assert view.decider.storms is not None
         events = view.decider.storms.tick(now)
         if not events:
             return []
-        if not await self._commit(view.entries, view.documents()):
+        if await self._commit(view.entries, view.documents()) is None:
             # Another replica ticked the same storms first.
             return []
         return [self.decider.storm_outgoing(e) for e in events]
@@ -434,3 +468,18 @@ def _apply_outcome(episode: Episode, outcome: str | None) -> None:
     forwarded, _, result = outcome.partition("\n")
     if forwarded == episode.forwarded:
         episode.delivery = result
+
+
+def _new_forward(written: _Written) -> str:
+    """
+    The idempotency key of what the decision newly forwarded for an
+    episode, or C{""}: an episode only counted as a duplicate is not worth
+    taking back (and taking it back could erase another replica's count).
+    """
+    after = json.loads(written.document).get("forwarded") if written.document is not None else None
+    before = json.loads(written.entry.document).get("forwarded") if written.entry.document is not None else None
+    return str(after) if after and after != before else ""
+
+
+def _undoer(decisions: RedisDecisions, written: list[_Written]) -> Callable[[], Deferred[None]]:
+    return lambda: Deferred.fromCoroutine(decisions.undo(written))

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+import txredisapi
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
@@ -67,7 +68,9 @@ class Failover:
     async def run(self, facility: str, shared: Callable[[], Deferred[T]], local: Callable[[], Deferred[T]]) -> T:
         try:
             return await shared()
-        except RedisUnavailable as e:
+        except (RedisUnavailable, txredisapi.ResponseError) as e:
+            # An error reply we do not know is no reason to stop paging
+            # either: it is counted (gateway_redis_errors_total) and logged.
             if not self.fail_open:
                 raise StateUnavailable(str(e)) from None
             self._metrics.redis_fallbacks.labels(facility=facility).inc()
@@ -104,7 +107,12 @@ class FailoverDecisions:
         # Both: storms folded locally during an outage still get their
         # updates and closing summaries.
         local = await self.local.tick()
-        shared = await self._failover.run("storms", self.shared.tick, _no_events)
+        try:
+            shared = await self._failover.run("storms", self.shared.tick, _no_events)
+        except StateUnavailable:
+            # The local events are out of the tracker already: they must
+            # not be lost with the shared ones.
+            return local
         return local + shared
 
     def delivered(self, key: str, idempotency_key: str, outcome: str) -> Deferred[None]:

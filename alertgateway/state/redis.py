@@ -41,7 +41,22 @@ from alertgateway.metrics import GatewayMetrics
 __all__ = ["RedisClient", "RedisUnavailable", "Script"]
 
 # Errors of a server that is there but cannot serve now: as good as down.
-_UNAVAILABLE_REPLIES = ("LOADING", "READONLY", "MASTERDOWN", "BUSY", "OOM", "TRYAGAIN", "CLUSTERDOWN")
+# MISCONF: it cannot persist (disk full); NOREPLICAS: too few replicas
+# acknowledge writes; NOAUTH, WRONGPASS, NOPERM: credentials revoked.
+_UNAVAILABLE_REPLIES = (
+    "LOADING",
+    "READONLY",
+    "MASTERDOWN",
+    "BUSY",
+    "OOM",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "MISCONF",
+    "NOREPLICAS",
+    "NOAUTH",
+    "WRONGPASS",
+    "NOPERM",
+)
 
 
 # How often a client that txredisapi stopped reconnecting is started again.

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+from twisted.internet.defer import FirstError
 from twisted.internet.interfaces import IReactorTime
 
 from alertgateway._timefmt import Stamper
@@ -35,6 +36,7 @@ from alertgateway.model import Alert
 from alertgateway.sources import Parser, PayloadError, Rejection
 from alertgateway.state.decisions import StateContended
 from alertgateway.state.failover import SharedReplays, StateUnavailable
+from alertgateway.state.redis import RedisUnavailable
 from alertgateway.web import problems
 from alertgateway.web._render import HandlerResource, Response
 from alertgateway.web.bodies import check_depth, decode_body, inflate
@@ -131,6 +133,7 @@ class WebhookResource(HandlerResource):
         headers = request.header_map()
         peer = str(getattr(request.getClientAddress(), "host", ""))
         client = self._guards.clients.of(peer, headers)
+        replay_key: str | None = None
         try:
             rate_headers = await self._admit(request, client, headers)
             payload, replay_key = self._read(request, headers)
@@ -140,6 +143,8 @@ class WebhookResource(HandlerResource):
                 self._refused(request, client, problem)
             raise
         except (StateUnavailable, StateContended):
+            # Refused for now: the sender's retry is no replay.
+            self._guards.forget(replay_key)
             raise problems.state_unavailable(_QUEUE_FULL_RETRY_AFTER) from None
         try:
             answer = await self._accept(request, payload, headers)
@@ -183,7 +188,13 @@ class WebhookResource(HandlerResource):
             # Answer only once the processor took every alert; past
             # service.request_timeout the base resource answers 503, and
             # the alerts stay queued for delivery all the same.
-            outcomes = await self._intake.outcomes(verdicts)
+            try:
+                outcomes = await self._intake.outcomes(verdicts)
+            except FirstError as e:
+                # Reading the shared state failed while waiting.
+                if e.subFailure.check(StateUnavailable, StateContended, RedisUnavailable):
+                    raise problems.state_unavailable(_QUEUE_FULL_RETRY_AFTER) from None
+                e.subFailure.raiseException()
             if any(outcome != "delivered" for outcome in outcomes):
                 raise problems.processor_rejected()
         return self._answer(request.request_id, result.outcomes, verdicts)

@@ -103,3 +103,21 @@ class UndoTests(SynchronousTestCase):
         verdicts = self.successResultOf(intake.accept([make_alert(pod=p) for p in "de"], "r3"))
         self.assertEqual([v.result for v in verdicts], [AGGREGATED, AGGREGATED])
         self.assertEqual(storm.members, 5)
+
+    def test_storm_events_kept_when_not_queued(self) -> None:
+        """
+        A storm event the tick could not queue (the write refused) is not
+        lost: it goes out with the next tick.
+        """
+        storms = StormTracker(threshold=2, window=60, flush_interval=10, quiet_period=30, max_members_listed=10)
+        queue = RefusingQueue(0, later=True)
+        intake = self.make(queue, storms)
+        self.successResultOf(intake.accept([make_alert(pod=p) for p in "abc"], "r1"))
+        intake.decider.clock.advance(31)  # type: ignore[attr-defined]
+        queue.refusals = 1
+        self.successResultOf(intake.tick())
+        storm_states = [e.body.get("state") for e in queue.accepted if e.key.startswith("storm:")]
+        self.assertEqual(storm_states, ["started"])
+        self.successResultOf(intake.tick())
+        storm_states = [e.body.get("state") for e in queue.accepted if e.key.startswith("storm:")]
+        self.assertEqual(storm_states, ["started", "closed"])

@@ -558,3 +558,32 @@ class RedisQueueTests(TestCase):
 
     async def _lease_gone(self, client: RedisClient, partition: int | None) -> bool:
         return int(await client.command("test", "EXISTS", f"{PREFIX}lease:{partition}")) == 0
+
+    @inline
+    async def test_retrying_key_does_not_hold_a_leaving_partition(self) -> None:
+        """
+        A partition this replica must give up (a replica joined) is given
+        back after claim_idle even while one of its alerts keeps waiting for
+        a retry here: the other alerts of that partition are delivered by
+        the new holder instead of waiting behind one failing key.
+        """
+        a = await self.queue(await self.client(), "A", partitions=2, claim_idle=0.5)
+        await until(lambda: len(a.held) == 2, "A holds both")
+        await self.reading(a)
+        keys = [f"k{i}" for i in range(100)]
+        poison, other = [k for k in keys if a.partition_of(k) == 0][:2]
+        busy = next(k for k in keys if a.partition_of(k) == 1)
+        await a.put([envelope(poison), envelope(busy)])
+        first, second = await take(a), await take(a)
+        postponed = first if first.key == poison else second
+        a.postpone(postponed, 3600, reactor)
+        # Both partitions are busy here when B joins: one alert retrying,
+        # one in delivery.
+        b = await self.queue(await self.client(), "B", partitions=2, claim_idle=0.5)
+        await a.put([envelope(other)])
+        await until(lambda: len(b.held) == 1, "B holds the partition A gave up", timeout=5.0)
+        if 0 in b.held:
+            self.assertEqual({(await take(b)).key, (await take(b)).key}, {poison, other})
+        else:
+            self.assertEqual((await take(b)).key, busy)
+        a.stop_timers()

@@ -34,7 +34,7 @@ from alertgateway.model import Alert
 from alertgateway.state.decisions import Decisions, MemoryDecisions, RedisDecisions
 from alertgateway.state.failover import Failover, FailoverDecisions, SharedReplays, StateUnavailable
 from alertgateway.state.limits import RedisRateLimiter
-from alertgateway.state.redis import RedisClient
+from alertgateway.state.redis import RedisClient, RedisUnavailable
 from alertgateway.state.replays import RedisReplays
 from tests.redis_server import RedisServer, until
 from tests.unit.test_decide import make_alert, make_storms, started_clock
@@ -179,6 +179,20 @@ class _Behaviour:
         decided = await a.decide([make_alert()])
         await decided.undo()
         self.assertEqual(await results(b, make_alert()), [NEW])
+
+    @inline
+    async def test_undo_after_a_duplicate_elsewhere(self) -> None:
+        """
+        A forward taken back stays taken back even when another replica
+        counted a duplicate of it meanwhile (an HA copy): the retry of the
+        refused batch is new, so the alert is forwarded after all.
+        """
+        a, b = self.replicas()
+        assert isinstance(self, TestCase)
+        decided = await a.decide([make_alert()])
+        self.assertEqual(await results(b, make_alert()), [DUPLICATE])
+        await decided.undo()
+        self.assertEqual(await results(a, make_alert()), [NEW])
 
     @inline
     async def test_status_reads(self) -> None:
@@ -393,6 +407,25 @@ class FailoverTests(TestCase):
         self.server.start()
         await until(lambda: self.client.up)
         self.assertEqual(await results(decisions, make_alert()), [DUPLICATE])
+
+    @inline
+    async def test_undo_waits_for_redis(self) -> None:
+        """
+        A decision that cannot be taken back because Redis went away is
+        taken back as soon as it answers again, before the next decision:
+        the sender's retry is new, not a duplicate of a forward never sent.
+        """
+        shared = self.decisions("fail_closed").shared
+        decided = await shared.decide([make_alert()])
+        self.server.kill()
+        await until(lambda: not self.client.up)
+        with self.assertRaises(RedisUnavailable):
+            await decided.undo()
+        self.assertEqual(shared.pending_undos(), 1)
+        self.server.start()
+        await until(lambda: self.client.up)
+        self.assertEqual(await results(shared, make_alert()), [NEW])
+        self.assertEqual(shared.pending_undos(), 0)
 
     @inline
     async def test_fail_closed(self) -> None:
