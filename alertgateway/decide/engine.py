@@ -15,7 +15,6 @@ events instead of being forwarded on its own.
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -129,11 +128,6 @@ def _override(start: EscalationRule, env: EnvironmentConfig) -> EscalationRule:
     )
 
 
-def _copy(episode: Episode | None) -> Episode | None:
-    # Its only mutable field is the deque of recent sightings.
-    return attrs.evolve(episode, recent=deque(episode.recent)) if episode is not None else None
-
-
 def occurrence_key(alert: Alert, episode_started: float) -> str:
     """
     The idempotency key of an alert forwarded in the episode that started
@@ -221,7 +215,10 @@ class Decider:
         """
         s = self.settings
         keys = {dedup_key(a, s.ignore_labels) for a in alerts}
-        episodes = {k: _copy(self.episodes.get(k)) for k in keys}
+        episodes = {}
+        for key in keys:
+            episode = self.episodes.get(key)
+            episodes[key] = episode.copy() if episode is not None else None
         storms = None
         if self.storms is not None:
             groups = [group_id(a, s.group_by, s.use_sender_group) for a in alerts]

@@ -50,6 +50,28 @@ class Episode:
     delivery: str = "queued"
     forwarded: str | None = None
 
+    def copy(self) -> Episode:
+        """
+        An independent copy (its only mutable field is the deque of recent
+        sightings), made field by field: this runs for every webhook.
+        """
+        return Episode(
+            self.key,
+            self.fingerprint,
+            self.status,
+            self.first_seen,
+            self.last_seen,
+            self.group_id,
+            self.environment,
+            self.source,
+            self.duplicates,
+            deque(self.recent),
+            self.escalation,
+            self.storm_id,
+            self.delivery,
+            self.forwarded,
+        )
+
     def to_json(self) -> dict[str, Any]:
         """
         The episode as JSON-ready data, for shared state.

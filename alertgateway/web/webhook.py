@@ -39,7 +39,7 @@ from alertgateway.state.failover import SharedReplays, StateUnavailable
 from alertgateway.state.redis import RedisUnavailable
 from alertgateway.web import problems
 from alertgateway.web._render import HandlerResource, Response
-from alertgateway.web.bodies import check_depth, decode_body, inflate
+from alertgateway.web.bodies import check_depth, decode_body, inflate, is_json
 from alertgateway.web.health import Readiness
 from alertgateway.web.refusals import record_refusal
 from alertgateway.web.site import GatewayRequest
@@ -255,7 +255,8 @@ class WebhookResource(HandlerResource):
             replay_key = guards.authenticator.check(headers, raw)
         try:
             payload = decode_body(headers.get("content-type"), raw)
-            check_depth(payload, guards.limits.max_json_depth)
+            content_type = headers.get("content-type")
+            check_depth(payload, guards.limits.max_json_depth, raw if is_json(content_type) else None)
         except problems.Problem:
             guards.forget(replay_key)
             raise

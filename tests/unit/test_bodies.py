@@ -207,6 +207,18 @@ class DepthTests(SynchronousTestCase):
         refusal(self, 400, "malformed-body", check_depth, {"a": [{"b": []}]}, 3)
         refusal(self, 400, "malformed-body", check_depth, [1, 2, {"x": 1, "y": [[[]]]}], 4)
 
+    def test_raw_text_shortcut(self) -> None:
+        """
+        Given the JSON text, a text with no more brackets than the limit
+        passes without a walk; one with more is walked, so brackets inside
+        strings never let a deep document through nor refuse a flat one.
+        """
+        flat = {"a": "[[[[[[", "b": "{{{{"}
+        check_depth(flat, 1, json.dumps(flat).encode())
+        deep: dict[str, object] = {"a": [{"b": []}]}
+        refusal(self, 400, "malformed-body", check_depth, deep, 3, json.dumps(deep).encode())
+        check_depth(deep, 4, json.dumps(deep).encode())
+
     def test_deep_without_recursion(self) -> None:
         """
         A document deeper than the interpreter's stack is checked without

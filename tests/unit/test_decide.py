@@ -1302,3 +1302,17 @@ class StreamPropertyTests(SynchronousTestCase):
             self.assertTrue(all(len(e["members"]) <= 1 for e in events), storm_id)
             sent = [t for t, e in timed if e["state"] != "closed"]
             self.assertTrue(all(b - a >= 10 for a, b in itertools.pairwise(sent)), timed)
+
+
+class EpisodeCopyTests(SynchronousTestCase):
+    def test_copy_is_independent(self) -> None:
+        """
+        An episode's copy (taken to undo a decision) equals it field for
+        field and shares nothing mutable with it.
+        """
+        episode = Episode("k", "f", "firing", 1.0, 2.0, "g", "staging", "grafana", 3, escalation="low", forwarded="x")
+        episode.recent.extend([1.5, 1.75])
+        copied = episode.copy()
+        self.assertEqual(copied, episode)
+        copied.recent.append(2.0)
+        self.assertEqual(list(episode.recent), [1.5, 1.75])
