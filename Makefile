@@ -39,5 +39,10 @@ test: system-deps install lint typecheck
 	$(VENV)/bin/coverage combine --quiet
 	$(VENV)/bin/coverage report
 
+# The reproducible benchmark (bench/README.md); installs wrk when root and
+# missing.  make bench ARGS=--quick for a one-minute smoke run.
+bench: install
+	bash bench/run $(ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .trial_temp .coverage .coverage.* var

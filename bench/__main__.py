@@ -1,0 +1,9 @@
+"""
+``python -m bench``: run the benchmark (see ``bench/README.md``).
+"""
+
+import sys
+
+from bench.runner import main
+
+sys.exit(main())

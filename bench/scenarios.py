@@ -1,0 +1,417 @@
+"""
+The scenarios of issue 7, each producing rows of the table and targets.
+
+(a) single-alert webhooks, duplicate-heavy (1,000 fingerprints cycling);
+(b) single-alert webhooks, every alert new and forwarded;
+(c) 50-alert batches, duplicate-heavy;
+(d) constant 167/s and 1,667/s, receipt-to-processor latency;
+(e) 1,000 concurrent connections;
+(f) RSS at rest and with 100,000 tracked fingerprints;
+(g) metrics and access log on versus off.
+
+Throughput scenarios run the ceiling with the same wrk command (script,
+payload, connections, duration) right before the gateway; the ratio is the
+gateway's 2xx answers per second over the ceiling's.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.load import WrkRun, profiler, run_pace, run_wrk
+from bench.procs import LOAD_CPU, SERVER_CPU, CpuMeter, Process
+from bench.report import Row, Target
+from bench.servers import WEBHOOK_PATH, Stub, ceiling, gateway
+
+# Scenario g's "off": no access log, no metrics listener.
+QUIET = {"logging": {"access_log": False}, "metrics": {"enabled": False}}
+
+
+@dataclass
+class Settings:
+    """
+    How long and how much; ``--quick`` shrinks everything.
+    """
+
+    seconds: float = 15.0
+    pace_seconds: float = 10.0
+    rates: tuple[float, ...] = (167.0, 1667.0)
+    fingerprints: int = 100_000
+    g_rounds: int = 2
+    drain_timeout: float = 120.0
+
+    @classmethod
+    def quick(cls) -> Settings:
+        return cls(seconds=3.0, pace_seconds=3.0, fingerprints=10_000, g_rounds=1, drain_timeout=60.0)
+
+
+@dataclass
+class Bench:
+    """
+    One run: where, with which stub processor, and what was found so far.
+    """
+
+    settings: Settings
+    workdir: Path
+    stub: Stub
+    rows: list[Row] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    ceilings: dict[tuple[str, str, int], Row] = field(default_factory=dict)
+    profile_dir: Path | None = None
+
+    def say(self, text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    @contextmanager
+    def profiling(self, process: Process, name: str, seconds: float) -> Iterator[None]:
+        """
+        With ``--profile DIR``, record a py-spy flame graph of ``process``
+        while the block runs (py-spy on the load CPU, not pausing the
+        process; the numbers of a profiled run are still a little lower).
+        """
+        if self.profile_dir is None:
+            yield
+            return
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        path = self.profile_dir / (re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-") + ".svg")
+        spy = profiler(process.pid, path, seconds)
+        try:
+            yield
+        finally:
+            spy.wait(timeout=seconds + 60)
+            self.say(f"profile written to {path}")
+
+
+def _options_key(options: Mapping[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(options.items()))
+
+
+def _cpu_notes(cpu: dict[str, float], generator: float) -> list[str]:
+    """
+    Who was busy, and whether something else was: a server well below
+    100 % was not saturated; CPU 0 much busier than the server means another
+    program disturbed the measurement.
+    """
+    server, stub = cpu["server"], cpu.get("stub")
+    text = f"CPU: server {server * 100:.0f} %, generator {generator * 100:.0f} %"
+    if stub is not None:
+        text += f", stub processor {stub * 100:.0f} %"
+    busy = [cpu.get(f"cpu{n}_busy") for n in (SERVER_CPU, LOAD_CPU)]
+    if None not in busy:
+        text += f"; CPU {SERVER_CPU} busy {busy[0] * 100:.0f} %, CPU {LOAD_CPU} busy {busy[1] * 100:.0f} %"
+    notes = [text]
+    other = (cpu.get(f"cpu{SERVER_CPU}_busy") or 0.0) - server
+    if other > 0.10:
+        notes.append(f"DISTURBED: {other * 100:.0f} % of CPU {SERVER_CPU} went to other programs")
+    return notes
+
+
+def _meter(server: Process, stub: Stub | None = None) -> CpuMeter:
+    return CpuMeter(server=server.pid, stub=stub.process.pid) if stub is not None else CpuMeter(server=server.pid)
+
+
+def _wrk_notes(run: WrkRun, cpu: dict[str, float]) -> list[str]:
+    notes = _cpu_notes(cpu, run.generator_cpu)
+    broken = {kind: count for kind, count in run.socket_errors.items() if count}
+    if broken:
+        notes.append("socket errors: " + ", ".join(f"{kind} {count}" for kind, count in broken.items()))
+    if run.status_errors:
+        notes.append(f"{run.status_errors} answers were not 2xx")
+    return notes
+
+
+def ceiling_row(bench: Bench, scenario: str, script: str, options: Mapping[str, Any], connections: int) -> Row:
+    """
+    The ceiling on this payload and connection count (measured once per run).
+    """
+    key = (script, _options_key(options), connections)
+    if key in bench.ceilings:
+        return bench.ceilings[key]
+    bench.say(f"{scenario}: ceiling, wrk {script} {_options_key(options)} -c{connections}")
+    with ceiling(bench.workdir) as (process, base):
+        meter = _meter(process)
+        run = run_wrk(base + WEBHOOK_PATH, script, connections, bench.settings.seconds, options)
+        cpu = meter.stop()
+        memory = process.memory()
+    batch = int(options.get("batch", 1))
+    row = Row(
+        scenario=scenario,
+        server="ceiling",
+        requests_per_s=run.ok_per_second,
+        alerts_per_s=run.ok_per_second * batch,
+        latency_ms=run.latency_ms,
+        errors=run.errors,
+        peak_rss_mb=memory["peak"],
+        ratio=1.0,
+        notes=_wrk_notes(run, cpu),
+        raw={"wrk": run.raw, "cpu": {**cpu, "generator": run.generator_cpu}},
+    )
+    bench.ceilings[key] = row
+    bench.rows.append(row)
+    return row
+
+
+def gateway_wrk_row(
+    bench: Bench,
+    scenario: str,
+    script: str,
+    options: Mapping[str, Any],
+    connections: int,
+    overrides: Mapping[str, Any] | None = None,
+    drain: bool = False,
+) -> Row:
+    """
+    The gateway under the same wrk command as its ceiling.  With ``drain``,
+    wait until everything queued is delivered and report the stub's
+    receipt-to-processor latency (alerts carrying ``bench_sent``).
+    """
+    ceiling = ceiling_row(bench, scenario, script, options, connections)
+    with gateway(bench.workdir, bench.stub.base, overrides) as gw:
+        bench.say(f"{scenario}: gateway (pid {gw.process.pid}), wrk {script} {_options_key(options)} -c{connections}")
+        bench.stub.reset()
+        meter = _meter(gw.process, bench.stub)
+        with bench.profiling(gw.process, scenario + (" quiet" if overrides else ""), bench.settings.seconds):
+            run = run_wrk(gw.url, script, connections, bench.settings.seconds, options)
+        cpu = meter.stop()
+        during = bench.stub.stats()
+        drained = gw.wait_drained(bench.settings.drain_timeout) if drain else None
+        after = bench.stub.stats()
+        receipt = bench.stub.latency()["ms"] if drain else None
+        memory = gw.process.memory()
+    batch = int(options.get("batch", 1))
+    notes = _wrk_notes(run, cpu)
+    notes.append(
+        f"processor got {during['count']:,} bodies during the run ({during['count'] / run.seconds:,.0f}/s),"
+        f" {during['storms']:,} of them storm events"
+    )
+    if drain:
+        notes.append(
+            f"queue drained {drained:.1f} s after the run; {after['timed']:,} alerts timed"
+            if drained is not None
+            else f"queue NOT drained within {bench.settings.drain_timeout:.0f} s"
+        )
+    return Row(
+        scenario=scenario,
+        server="gateway",
+        requests_per_s=run.ok_per_second,
+        alerts_per_s=run.ok_per_second * batch,
+        latency_ms=run.latency_ms,
+        receipt_ms=receipt,
+        errors=run.errors,
+        peak_rss_mb=memory["peak"],
+        ratio=run.ok_per_second / ceiling.requests_per_s if ceiling.requests_per_s else None,
+        notes=notes,
+        raw={
+            "wrk": run.raw,
+            "processor": after,
+            "cpu": {**cpu, "generator": run.generator_cpu},
+        },
+    )
+
+
+def _ratio_target(bench: Bench, letter: str, row: Row, goal: float) -> None:
+    ratio = row.ratio or 0.0
+    bench.targets.append(
+        Target(letter, f">= {goal * 100:.0f} % of the ceiling's requests/s", f"{ratio * 100:.1f} %", ratio >= goal)
+    )
+
+
+def scenario_a(bench: Bench) -> None:
+    row = gateway_wrk_row(bench, "a 1 alert, dup", "duplicates", {"batch": 1, "fingerprints": 1000}, 20)
+    bench.rows.append(row)
+    _ratio_target(bench, "a", row, 0.60)
+
+
+def scenario_b(bench: Bench) -> None:
+    row = gateway_wrk_row(bench, "b 1 alert, new", "unique", {"batch": 1}, 20, drain=True)
+    bench.rows.append(row)
+    _ratio_target(bench, "b", row, 0.40)
+
+
+def scenario_c(bench: Bench) -> None:
+    row = gateway_wrk_row(bench, "c 50 alerts, dup", "duplicates", {"batch": 50, "fingerprints": 1000}, 20)
+    bench.rows.append(row)
+    _ratio_target(bench, "c", row, 0.40)
+
+
+def _pace_row(bench: Bench, rate: float) -> Row:
+    seconds = bench.settings.pace_seconds
+    with gateway(bench.workdir, bench.stub.base) as gw:
+        bench.say(f"d: gateway (pid {gw.process.pid}), paced {rate:g}/s for {seconds:g} s")
+        bench.stub.reset()
+        meter = _meter(gw.process, bench.stub)
+        with bench.profiling(gw.process, f"d {rate:g}", seconds):
+            result = run_pace(
+                "pace",
+                {"url": gw.url, "stub": bench.stub.base, "rate": rate, "duration": seconds},
+                timeout=seconds + 120,
+            )
+        # Over the sending and the wait for the last arrivals.
+        cpu = meter.stop()
+        memory = gw.process.memory()
+    notes = [
+        f"achieved {result['achieved_rate']:,.0f}/s of {rate:g}/s; {result['ok']:,} accepted,"
+        f" {result['delivered']:,} delivered, {result['missing']:,} missing; answers {result['codes']}",
+        f"{result['late']:,} requests sent > 5 ms late; up to {result['connections']} connections",
+        *_cpu_notes(cpu, result["generator_cpu"]),
+    ]
+    if result["achieved_rate"] < 0.97 * rate:
+        limited = "generator" if result["generator_cpu"] > 0.9 else "gateway (answers slower than the rate)"
+        notes.append(f"RATE NOT KEPT: limited by the {limited}")
+    return Row(
+        scenario=f"d {rate:g}/s",
+        server="gateway",
+        requests_per_s=result["ok_rate"],
+        alerts_per_s=result["ok_rate"],
+        latency_ms=result["latency_ms"],
+        receipt_ms=result["receipt_to_processor_ms"],
+        errors=result["errors"] + result["missing"],
+        peak_rss_mb=memory["peak"],
+        notes=notes,
+        raw={"pace": result, "cpu": cpu},
+    )
+
+
+def scenario_d(bench: Bench) -> None:
+    limits = {167.0: 5.0, 1667.0: 10.0}
+    for rate in bench.settings.rates:
+        row = _pace_row(bench, rate)
+        bench.rows.append(row)
+        limit = limits.get(rate, 10.0)
+        p95 = (row.receipt_ms or {}).get("p95", float("inf"))
+        kept = row.raw["pace"]["achieved_rate"] >= 0.97 * rate
+        bench.targets.append(
+            Target(
+                "d",
+                f"{rate:g}/s: receipt-to-processor p95 <= {limit:g} ms, no errors",
+                f"p95 {p95:.2f} ms, {row.errors} errors" + ("" if kept else ", rate not kept"),
+                p95 <= limit and row.errors == 0 and kept,
+            )
+        )
+
+
+def scenario_e(bench: Bench) -> None:
+    row = gateway_wrk_row(bench, "e 1000 conns", "duplicates", {"batch": 1, "fingerprints": 1000}, 1000)
+    bench.rows.append(row)
+    refused = row.raw["wrk"]["errors"]["connect"]
+    bench.targets.append(
+        Target(
+            "e", "no errors, no refused connections", f"{row.errors} errors, {refused} connect errors", row.errors == 0
+        )
+    )
+
+
+def scenario_f(bench: Bench) -> None:
+    count = bench.settings.fingerprints
+    bench.say("f: gateway at rest")
+    with gateway(bench.workdir, bench.stub.base) as gw:
+        time.sleep(2.0)
+        rest = gw.process.memory()
+        bench.rows.append(
+            Row(
+                "f at rest",
+                "gateway",
+                peak_rss_mb=rest["rss"],
+                notes=[f"VmRSS 2 s after ready (VmHWM {rest['peak']:.1f} MB)"],
+            )
+        )
+        bench.say(f"f: feeding {count:,} new fingerprints in batches of 50")
+        bench.stub.reset()
+        meter = _meter(gw.process, bench.stub)
+        feed = run_pace("feed", {"url": gw.url, "batches": count // 50, "batch": 50}, timeout=1800)
+        drained = gw.wait_drained(600.0)
+        cpu = meter.stop()
+        time.sleep(1.0)
+        tracked = gw.sample("gateway_dedup_tracked")
+        evicted = gw.sample("gateway_dedup_evictions_total")
+        loaded = gw.process.memory()
+        forwarded = bench.stub.stats()
+    row = Row(
+        scenario=f"f {count // 1000}k fps",
+        server="gateway",
+        requests_per_s=feed["batches"] / feed["elapsed"],
+        alerts_per_s=feed["alerts"] / feed["elapsed"],
+        latency_ms=feed["latency_ms"],
+        errors=feed["errors"] + feed["rejected"],
+        peak_rss_mb=loaded["peak"],
+        notes=[
+            f"VmRSS {loaded['rss']:.1f} MB once drained; gateway_dedup_tracked {tracked or 0:,.0f},"
+            f" evictions {evicted or 0:,.0f}",
+            f"{feed['alerts']:,} alerts accepted in {feed['elapsed']:.1f} s, {feed['retries']:,} answers 503/429"
+            f" (queue full) retried; processor got {forwarded['count']:,} bodies;"
+            + (f" queue drained {drained:.1f} s after the feed" if drained is not None else " queue NOT drained"),
+            *_cpu_notes(cpu, feed["generator_cpu"]),
+        ],
+        raw={"feed": feed, "tracked": tracked, "memory": loaded, "rest": rest, "cpu": cpu},
+    )
+    bench.rows.append(row)
+    bench.targets.append(Target("f", "<= 60 MB RSS at rest", f"{rest['rss']:.1f} MB", rest["rss"] <= 60.0))
+    scaled = "" if count == 100_000 else f" (only {count:,} fingerprints: --quick)"
+    bench.targets.append(
+        Target(
+            "f",
+            "<= 200 MB peak RSS with 100,000 fingerprints" + scaled,
+            f"{loaded['peak']:.1f} MB (tracked {tracked or 0:,.0f})",
+            loaded["peak"] <= 200.0 and count == 100_000,
+        )
+    )
+
+
+def _merged(scenario: str, runs: list[Row]) -> Row:
+    """
+    The mean of several rows of one configuration.
+    """
+    keys = ("p50", "p95", "p99")
+    latency = {k: statistics.mean((r.latency_ms or {}).get(k, 0.0) for r in runs) for k in keys}
+    ratios = [r.ratio for r in runs if r.ratio is not None]
+    return Row(
+        scenario=scenario,
+        server="gateway",
+        requests_per_s=statistics.mean(r.requests_per_s or 0.0 for r in runs),
+        alerts_per_s=statistics.mean(r.alerts_per_s or 0.0 for r in runs),
+        latency_ms=latency,
+        errors=sum(r.errors or 0 for r in runs),
+        peak_rss_mb=max(r.peak_rss_mb or 0.0 for r in runs),
+        ratio=statistics.mean(ratios) if ratios else None,
+        notes=[f"mean of {len(runs)} runs: " + ", ".join(f"{r.requests_per_s:,.0f}" for r in runs) + " req/s"],
+        raw={"runs": [r.raw for r in runs]},
+    )
+
+
+def scenario_g(bench: Bench) -> None:
+    options = {"batch": 1, "fingerprints": 1000}
+    on: list[Row] = []
+    off: list[Row] = []
+    for _ in range(bench.settings.g_rounds):
+        on.append(gateway_wrk_row(bench, "g", "duplicates", options, 20))
+        off.append(gateway_wrk_row(bench, "g", "duplicates", options, 20, overrides=QUIET))
+    with_both = _merged("g metrics+log on", on)
+    without = _merged("g metrics+log off", off)
+    without.notes.append(
+        "off = logging.access_log: false and metrics.enabled: false (which stops serving /metrics;"
+        " counting in-process stays on)"
+    )
+    bench.rows += [with_both, without]
+    cost = 1.0 - (with_both.requests_per_s or 0.0) / (without.requests_per_s or 1.0)
+    bench.targets.append(
+        Target("g", "metrics and access log cost <= 5 % of throughput", f"{cost * 100:.1f} %", cost <= 0.05)
+    )
+
+
+SCENARIOS: dict[str, Callable[[Bench], None]] = {
+    "a": scenario_a,
+    "b": scenario_b,
+    "c": scenario_c,
+    "d": scenario_d,
+    "e": scenario_e,
+    "f": scenario_f,
+    "g": scenario_g,
+}
