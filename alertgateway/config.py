@@ -171,6 +171,10 @@ def _forwardable(values: tuple[str, ...]) -> str | None:
     return None
 
 
+def _batch_size(value: int) -> str | None:
+    return None if 1 <= value <= 1000 else "must be from 1 to 1000"
+
+
 def _redis_url(value: str) -> str | None:
     from urllib.parse import urlsplit
 
@@ -447,6 +451,9 @@ class AlertProcessorConfig:
     adaptive_timeout: bool = True
     timeout_min: float = duration(0.5, _positive)
     timeout_max: float = duration(30.0, _positive)
+    # Alerts ready at once (of different keys) sent in one request to
+    # <endpoint>/api/v1/alerts/batch; 1 sends each to /api/v1/alerts.
+    batch_size: int = attrs.field(default=1, metadata={"check": _batch_size})
 
 
 @attrs.frozen

@@ -128,6 +128,7 @@ class GatewayService(Service):
             metrics=self.metrics,
             max_in_flight=processor.max_in_flight,
             max_retries=processor.max_retries,
+            batch_size=processor.batch_size,
             breaker=self.breaker,
             timeouts=self.timeouts,
         )

@@ -98,7 +98,13 @@ class Processor(Resource):
         if request.path == b"/reset":
             self.recorder.reset()
             return b"{}"
-        self.recorder.record(request.content.read(), now)
+        body = request.content.read()
+        if request.path.endswith(b"/batch"):
+            # alert_processor.batch_size: one item per alert.
+            for item in json.loads(body):
+                self.recorder.record(json.dumps(item["alert"]).encode(), now)
+        else:
+            self.recorder.record(body, now)
         request.setHeader(b"content-type", b"application/json")
         return b'{"status":"ok"}'
 

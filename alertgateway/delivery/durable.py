@@ -12,7 +12,6 @@ being committed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from twisted.internet.defer import Deferred
@@ -29,7 +28,7 @@ _log = Logger()
 
 
 def _size(envelope: Envelope) -> int:
-    return len(json.dumps(envelope.body, separators=(",", ":")))
+    return len(envelope.json_body())
 
 
 class DurableQueue:
@@ -113,6 +112,9 @@ class DurableQueue:
 
     def take(self) -> Deferred[Envelope]:
         return self._memory.take()
+
+    def take_now(self, limit: int) -> list[Envelope]:
+        return self._memory.take_now(limit)
 
     def done(self, envelope: Envelope) -> None:
         """

@@ -76,6 +76,8 @@ class DeliveryQueue(Protocol):
 
     def take(self) -> Deferred[Envelope]: ...
 
+    def take_now(self, limit: int) -> list[Envelope]: ...
+
     def done(self, envelope: Envelope) -> None: ...
 
     def release(self, envelope: Envelope) -> None: ...
@@ -119,6 +121,7 @@ class Forwarder:
         timeouts: AdaptiveTimeout | None = None,
         failures: FailureRatio | None = None,
         on_outcome: Callable[[Envelope, str], None] = lambda envelope, outcome: None,
+        batch_size: int = 1,
     ) -> None:
         self.queue = queue
         self.sink = sink
@@ -126,6 +129,8 @@ class Forwarder:
         self._metrics = metrics
         self._max_in_flight = max_in_flight
         self._max_retries = max_retries
+        # Envelopes sent in one request when the sink can (HTTP).
+        self._batch_size = batch_size
         self._backoff = backoff or Backoff(cap=300.0)
         self.breaker = breaker
         self.timeouts = timeouts
@@ -168,6 +173,7 @@ class Forwarder:
             self._workers.append(Deferred.fromCoroutine(self._work()))
 
     async def _work(self) -> None:
+        batching = self._batch_size > 1 and getattr(self.sink, "deliver_batch", None) is not None
         while not self._stopping:
             envelope = await self.queue.take()
             if self._stopping:
@@ -175,15 +181,68 @@ class Forwarder:
                 # being stopped: it stays queued.
                 self.queue.release(envelope)
                 return
+            pending = [envelope]
+            if batching:
+                # What else is ready by the end of this reactor turn goes
+                # along (one per key, as always): under load a turn brings
+                # many webhooks, and one request carries them all.
+                await deferLater(self._clock, 0)
+                pending += self.queue.take_now(self._batch_size - 1)
             try:
-                await self._deliver(envelope)
+                if len(pending) > 1:
+                    await self._deliver_batch(pending)
+                else:
+                    await self._deliver(envelope)
+                    pending.clear()
             except BaseException:
-                # Interrupted (the service is stopping): it stays queued,
-                # and in the durable queue on disk for the next start.
-                self.queue.release(envelope)
+                # Interrupted (the service is stopping): what was not
+                # delivered stays queued, and in the durable queue on disk
+                # for the next start.
+                for unfinished in pending:
+                    self.queue.release(unfinished)
                 raise
             finally:
                 self._refresh_depth(None)
+
+    async def _deliver_batch(self, pending: list[Envelope]) -> None:
+        """
+        Deliver several envelopes in one request; if that fails for any
+        reason, deliver each on its own, with the usual retries, so one
+        refused alert becomes one dead letter and order per key holds.
+
+        @param pending: Emptied as envelopes are finished with.
+        """
+        if self.breaker is not None:
+            await self.breaker.admit()
+        started = self._clock.seconds()
+        try:
+            await self.sink.deliver_batch(pending)  # type: ignore[attr-defined]
+        except CancelledError:
+            raise
+        except Exception as e:
+            self._metrics.forward_duration.observe(self._clock.seconds() - started)
+            if self._stopping:
+                raise CancelledError() from e
+            if isinstance(e, Retryable):
+                self._failed(e.kind)
+            self.log.info(
+                "A batch of {count} alerts failed ({reason}); delivering them one by one",
+                count=len(pending),
+                reason=str(e),
+            )
+            while pending:
+                await self._deliver(pending[0])
+                pending.pop(0)
+            return
+        elapsed = self._clock.seconds() - started
+        self._metrics.forward_duration.observe(elapsed)
+        self._succeeded(elapsed, outcome="success", kind="ok")
+        delivered = self._metrics.child(self._metrics.alerts_forwarded, "delivered")
+        while pending:
+            envelope = pending.pop(0)
+            delivered.inc()
+            self.on_outcome(envelope, "delivered")
+            self.queue.done(envelope)
 
     def _id(self, envelope: Envelope) -> tuple[str, str, int | None]:
         return (envelope.key, envelope.idempotency_key, envelope.id)

@@ -220,7 +220,7 @@ class SQLiteJournal:
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (
                         envelope.key,
-                        json.dumps(envelope.body, separators=(",", ":")),
+                        envelope.json_body(),
                         envelope.idempotency_key,
                         envelope.request_id,
                         json.dumps(list(envelope.headers)),

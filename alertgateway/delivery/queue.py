@@ -11,6 +11,7 @@ This is the in-memory queue; a durable one offers the same methods.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -47,6 +48,19 @@ class Envelope:
     id: int | None = None
     # When the gateway accepted it (seconds since the epoch).
     accepted_at: float = 0.0
+    # The body as compact JSON, made once: sized by the queue, written by
+    # the journal and sent by the sink, all from the same text.
+    _json: str | None = attrs.field(default=None, init=False, eq=False, repr=False)
+
+    def json_body(self) -> str:
+        """
+        The body as compact JSON text.
+        """
+        if self._json is None:
+            object.__setattr__(self, "_json", json.dumps(self.body, separators=(",", ":")))
+        assert self._json is not None
+        return self._json
+
     # The Redis Streams entry it was read from, and that stream's partition
     # (the Redis queue; None elsewhere).
     entry: str | None = None
@@ -109,6 +123,17 @@ class MemoryQueue:
         self._takers.append(d)
         self._dispatch()
         return d
+
+    def take_now(self, limit: int) -> list[Envelope]:
+        """
+        Take up to C{limit} envelopes that are ready now (one per key, as
+        L{take} does), without waiting; each must be L{done} or given back
+        like one from L{take}.
+        """
+        taken: list[Envelope] = []
+        while self._ready and len(taken) < limit:
+            taken.append(self._by_key[self._ready.popleft()][0])
+        return taken
 
     def done(self, envelope: Envelope) -> None:
         """

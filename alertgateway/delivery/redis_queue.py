@@ -641,6 +641,22 @@ class RedisQueue:
             # Its partition was lost meanwhile: the next holder delivers it.
             self._local.done(envelope)
 
+    def take_now(self, limit: int) -> list[Envelope]:
+        """
+        Take up to C{limit} deliverable envelopes that are ready now,
+        without waiting (see L{take}).
+        """
+        taken: list[Envelope] = []
+        while len(taken) < limit:
+            ready = self._local.take_now(1)
+            if not ready:
+                break
+            if self._deliverable(ready[0]):
+                taken.append(ready[0])
+            else:
+                self._local.done(ready[0])
+        return taken
+
     def _deliverable(self, envelope: Envelope) -> bool:
         ident = _ident(envelope)
         if ident is None:

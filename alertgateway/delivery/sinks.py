@@ -8,9 +8,10 @@ later) or L{Rejected} (the receiver refuses this alert for good).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -221,6 +222,15 @@ def outgoing_headers(envelope: Envelope) -> dict[bytes | str, list[bytes | str]]
     return headers
 
 
+def _item_headers(envelope: Envelope) -> dict[str, str]:
+    """
+    The headers a single delivery of C{envelope} would carry beyond the
+    gateway's own (forwarded and static ones), for a batch item.
+    """
+    own = {"content-type", "x-request-id", "idempotency-key"}
+    return {str(n): str(v[0]) for n, v in outgoing_headers(envelope).items() if str(n).lower() not in own}
+
+
 class HTTPSink:
     """
     POST each alert as JSON to C{<endpoint>/api/v1/alerts}.
@@ -236,22 +246,55 @@ class HTTPSink:
     ) -> None:
         self._client = client
         self.url = endpoint.rstrip("/") + "/api/v1/alerts"
+        self.batch_url = self.url + "/batch"
         self._clock = clock
         # A number, or a function giving the current (adaptive) timeout.
         self._timeout = timeout if callable(timeout) else (lambda: timeout)
 
     def deliver(self, envelope: Envelope) -> Deferred[None]:
-        return ensureDeferred(self._deliver(envelope))
+        body = envelope.json_body().encode("utf-8")
+        return ensureDeferred(self._post(self.url, body, outgoing_headers(envelope)))
 
-    async def _deliver(self, envelope: Envelope) -> None:
-        body = json.dumps(envelope.body, separators=(",", ":")).encode("utf-8")
-        headers = outgoing_headers(envelope)
+    def deliver_batch(self, envelopes: Sequence[Envelope]) -> Deferred[None]:
+        """
+        POST several alerts in one request to C{<endpoint>/api/v1/alerts/batch}
+        (C{alert_processor.batch_size}): a JSON array with, for each, what
+        a single delivery would send in its body and headers.  A 2xx
+        answer takes them all; anything else fails the whole batch, and
+        the forwarder then delivers each on its own.
+        """
+        # Each alert's body is spliced in as the JSON it already is.
+        items = [
+            json.dumps(
+                {
+                    "idempotencyKey": envelope.idempotency_key,
+                    "requestId": envelope.request_id,
+                    "headers": _item_headers(envelope),
+                },
+                separators=(",", ":"),
+            )[:-1]
+            + ',"alert":'
+            + envelope.json_body()
+            + "}"
+            for envelope in envelopes
+        ]
+        body = ("[" + ",".join(items) + "]").encode("utf-8")
+        # The same batch (the same items) always has the same key.
+        digest = hashlib.sha256("\x00".join(e.idempotency_key for e in envelopes).encode("utf-8")).hexdigest()
+        headers: dict[bytes | str, list[bytes | str]] = {
+            "Content-Type": ["application/json"],
+            "X-Request-ID": [envelopes[0].request_id],
+            "Idempotency-Key": [f"batch-{digest[:32]}"],
+        }
+        return ensureDeferred(self._post(self.batch_url, body, headers))
+
+    async def _post(self, url: str, body: bytes, headers: dict[bytes | str, list[bytes | str]]) -> None:
         # The timeout covers the whole attempt and runs on our clock (treq's
         # own would schedule on the global reactor).  Any other cancellation
         # comes from outside (a stopping worker) and must not be mistaken
         # for a failed attempt, even when the Agent wraps it.
         timeout = self._timeout()
-        attempt = ensureDeferred(self._exchange(body, headers)).addTimeout(
+        attempt = ensureDeferred(self._exchange(url, body, headers)).addTimeout(
             timeout, self._clock, onTimeoutCancel=_timed_out
         )
         try:
@@ -273,10 +316,12 @@ class HTTPSink:
             raise Retryable(detail, retry_after, kind=kind)
         raise Rejected(detail)
 
-    async def _exchange(self, body: bytes, headers: dict[bytes | str, list[bytes | str]]) -> tuple[IResponse, bytes]:
+    async def _exchange(
+        self, url: str, body: bytes, headers: dict[bytes | str, list[bytes | str]]
+    ) -> tuple[IResponse, bytes]:
         # Unbuffered, so that only the bounded reader keeps any of the body;
         # it is read in every case so the connection can go back to the pool.
-        response: IResponse = await self._client.post(self.url, data=body, headers=headers, unbuffered=True)
+        response: IResponse = await self._client.post(url, data=body, headers=headers, unbuffered=True)
         text = await read_bounded(response, _ERROR_BODY_LIMIT)
         return response, text
 

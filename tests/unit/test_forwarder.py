@@ -5,6 +5,7 @@ a real HTTPSink talking to a stub processor through StubTreq.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import cast
 
@@ -67,6 +68,7 @@ class Harness(SynchronousTestCase):
         max_items: int = 100,
         default_answer: Answer | None = None,
         breaker: Callable[[Clock], CircuitBreaker] | None = None,
+        batch_size: int = 1,
     ) -> Forwarder:
         self.clock = Clock()
         self.breaker = breaker(self.clock) if breaker is not None else None
@@ -83,6 +85,7 @@ class Harness(SynchronousTestCase):
             max_retries=max_retries,
             backoff=Backoff(base=1.0, cap=30.0, rand=lambda: 0.0),
             breaker=self.breaker,
+            batch_size=batch_size,
         )
         forwarder.start()
         return forwarder
@@ -529,3 +532,70 @@ class BreakerWiringTests(Harness):
         self.successResultOf(stopped)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(len(forwarder.queue), 1)
+
+
+class BatchTests(Harness):
+    """
+    alert_processor.batch_size: alerts ready together go in one request.
+    """
+
+    def test_one_request(self) -> None:
+        """
+        Alerts of different keys ready at once are posted in one request to
+        /api/v1/alerts/batch, each with its idempotency key, request id,
+        forwarded headers and body, and all leave the queue delivered.
+        """
+        forwarder = self.forwarder(Answer(200), batch_size=10)
+        batch = [envelope(key) for key in "ABC"]
+        self.successResultOf(forwarder.submit(batch))
+        # They go at the end of the reactor turn that queued them.
+        self.assertEqual(self.processor.received, [])
+        self.clock.advance(0)
+        self.clock.advance(0)
+        [request] = self.processor.received
+        self.assertEqual(request.path, "/api/v1/alerts/batch")
+        items = json.loads(request.body)
+        self.assertEqual([i["idempotencyKey"] for i in items], [e.idempotency_key for e in batch])
+        self.assertEqual([i["alert"] for i in items], [e.body for e in batch])
+        self.assertEqual([i["requestId"] for i in items], [e.request_id for e in batch])
+        self.assertTrue((request.header("idempotency-key") or "").startswith("batch-"))
+        self.assertEqual(self.outcome("delivered"), 3.0)
+        self.assertEqual(len(forwarder.queue), 0)
+
+    def test_one_per_key(self) -> None:
+        """
+        Two alerts of one key never share a batch: the second waits for the
+        first, so their order holds.
+        """
+        forwarder = self.forwarder(batch_size=10)
+        self.successResultOf(forwarder.submit([envelope("A"), envelope("B"), envelope("A", "resolved")]))
+        self.clock.advance(0)
+        first, second = self.processor.received
+        self.assertEqual(len(json.loads(first.body)), 2)
+        self.assertEqual(second.path, "/api/v1/alerts")
+        self.assertEqual(self.outcome("delivered"), 3.0)
+
+    def test_refused_batch_delivered_one_by_one(self) -> None:
+        """
+        A batch the processor refuses is delivered alert by alert, so only
+        the alert it refuses on its own becomes a dead letter.
+        """
+        forwarder = self.forwarder(Answer(400), Answer(202), Answer(400), Answer(202), batch_size=10)
+        self.successResultOf(forwarder.submit([envelope(key) for key in "ABC"]))
+        self.clock.advance(0)
+        paths = [r.path for r in self.processor.received]
+        self.assertEqual(paths, ["/api/v1/alerts/batch"] + ["/api/v1/alerts"] * 3)
+        self.assertEqual((self.outcome("delivered"), self.outcome("rejected")), (2.0, 1.0))
+        self.assertEqual(len(forwarder.queue), 0)
+
+    def test_failed_batch_retried_one_by_one(self) -> None:
+        """
+        A batch that fails (503) counts as a failed attempt and its alerts
+        are then delivered on their own, with the usual retries.
+        """
+        forwarder = self.forwarder(Answer(503), Answer(503), batch_size=10)
+        self.successResultOf(forwarder.submit([envelope(key) for key in "AB"]))
+        self.clock.advance(0)
+        self.clock.advance(1)
+        self.assertEqual(self.outcome("delivered"), 2.0)
+        self.assertEqual(self.sample("gateway_forward_attempts_total", {"outcome": "retry", "class": "5xx"}), 2.0)
