@@ -50,8 +50,11 @@ def check_escalation(rule: EscalationRule, episode: Episode, now: float) -> dict
     """
     # "Within" as for the dedup window: a duplicate exactly one window ago
     # still counts.
-    while episode.recent and episode.recent[0] < now - rule.window:
-        episode.recent.popleft()
+    cutoff = now - rule.window
+    lapsed = 0
+    while lapsed < len(episode.recent) and episode.recent[lapsed] < cutoff:
+        lapsed += 1
+    del episode.recent[:lapsed]
     if episode.escalation is not None:
         return None
     if len(episode.recent) >= rule.within:
