@@ -15,6 +15,7 @@ the client).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,6 +37,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _BRACKETED = re.compile(r"\[([^\]]*)\](?::[0-9]+)?")
 
 
+# Every request parses its peer (and its proxies' headers): the same few
+# strings again and again.  Bounded, and results are immutable.
+@functools.lru_cache(maxsize=4096)
 def parse_address(text: str) -> IPAddress | None:
     """
     Read an address as it appears in headers and peers: plain, in brackets,
@@ -56,6 +60,11 @@ def parse_address(text: str) -> IPAddress | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+@functools.lru_cache(maxsize=4096)
+def _text(address: IPAddress) -> str:
+    return str(address)
 
 
 def _networks(entries: Iterable[str]) -> tuple[list[IPNetwork], list[str]]:
@@ -197,7 +206,7 @@ class ClientAddress:
         """
         peer_address = parse_address(peer)
         if peer_address is None or not self._trusted or not self._is_trusted(peer_address):
-            return str(peer_address) if peer_address is not None else peer
+            return _text(peer_address) if peer_address is not None else peer
         forwarded = headers.get("forwarded")
         chain = _forwarded_for(forwarded) if forwarded else []
         if not chain:
@@ -212,6 +221,6 @@ class ClientAddress:
             if address is None:
                 return UNKNOWN_CLIENT
             if not self._is_trusted(address):
-                return str(address)
+                return _text(address)
             leftmost = address
-        return str(leftmost)
+        return _text(leftmost)
