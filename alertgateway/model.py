@@ -11,6 +11,7 @@ Alertmanager to the processor.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -33,9 +34,16 @@ def fingerprint(labels: Mapping[str, str]) -> str:
     """
     Compute Alertmanager's fingerprint of a label set.
     """
+    return _fingerprint(tuple(sorted(labels.items())))
+
+
+# FNV-1a runs byte by byte in Python; senders repeat the same label sets
+# (duplicates, reminders, HA copies), so they are hashed once.  Bounded.
+@functools.lru_cache(maxsize=65536)
+def _fingerprint(items: tuple[tuple[str, str], ...]) -> str:
     h = _FNV_OFFSET
-    for name in sorted(labels):
-        for part in (name, labels[name]):
+    for name, value in items:
+        for part in (name, value):
             for byte in part.encode("utf-8"):
                 h = ((h ^ byte) * _FNV_PRIME) & _MASK
             h = ((h ^ _SEPARATOR) * _FNV_PRIME) & _MASK

@@ -143,7 +143,9 @@ def annotation_size(name: str, value: str) -> int:
     """
     What an annotation counts against C{limits.max_annotation_bytes}.
     """
-    return len(name.encode("utf-8")) + len(value.encode("utf-8"))
+    # ASCII (nearly always) is one byte a character: no need to encode.
+    size = len(name) if name.isascii() else len(name.encode("utf-8"))
+    return size + (len(value) if value.isascii() else len(value.encode("utf-8")))
 
 
 def read_string_map(
@@ -179,29 +181,40 @@ def read_string_map(
     result = {}
     size = 0
     for given, item in value.items():
-        where = f"{pointer}/{escape_pointer(given)}"
         name = given if rename is None else rename(given)
-        if not name.strip():
-            errors.append(FieldError(where, "label and annotation names must not be empty"))
-        elif not isinstance(item, str):
-            errors.append(FieldError(where, "must be a string"))
-        elif not (is_text(name) and is_text(item)):
-            errors.append(FieldError(where, _NOT_TEXT))
-        elif labels and not LABEL_NAME.match(name):
-            errors.append(FieldError(where, "label names must match [a-zA-Z_][a-zA-Z0-9_]*"))
-        elif not labels and _LABEL_CONTROLS.search(name):
-            errors.append(FieldError(where, "annotation names must not contain control characters"))
-        elif labels and len(name) > limits.max_label_name_length:
-            errors.append(FieldError(where, f"label names are at most {limits.max_label_name_length} characters"))
-        elif labels and len(item) > limits.max_label_value_length:
-            errors.append(FieldError(where, f"label values are at most {limits.max_label_value_length} characters"))
-        else:
-            clean = clean_label_value(item) if labels else clean_annotation(item)
-            size += annotation_size(name, clean)
-            result[name] = clean
+        problem = _name_value_problem(name, item, labels, limits)
+        if problem is not None:
+            # The pointer is spelled only for an error: most items have none.
+            errors.append(FieldError(f"{pointer}/{escape_pointer(given)}", problem))
+            continue
+        assert isinstance(item, str)
+        clean = clean_label_value(item) if labels else clean_annotation(item)
+        size += annotation_size(name, clean)
+        result[name] = clean
     if not labels and size > limits.max_annotation_bytes:
         errors.append(FieldError(pointer, f"annotations total {size} bytes; at most {limits.max_annotation_bytes}"))
     return result
+
+
+def _name_value_problem(name: str, item: object, labels: bool, limits: LimitsConfig) -> str | None:
+    """
+    What is wrong with one label or annotation, if anything.
+    """
+    if not name.strip():
+        return "label and annotation names must not be empty"
+    if not isinstance(item, str):
+        return "must be a string"
+    if not (is_text(name) and is_text(item)):
+        return _NOT_TEXT
+    if labels and not LABEL_NAME.match(name):
+        return "label names must match [a-zA-Z_][a-zA-Z0-9_]*"
+    if not labels and _LABEL_CONTROLS.search(name):
+        return "annotation names must not contain control characters"
+    if labels and len(name) > limits.max_label_name_length:
+        return f"label names are at most {limits.max_label_name_length} characters"
+    if labels and len(item) > limits.max_label_value_length:
+        return f"label values are at most {limits.max_label_value_length} characters"
+    return None
 
 
 def read_optional_string(value: object, pointer: str, errors: list[FieldError]) -> str:

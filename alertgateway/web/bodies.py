@@ -70,7 +70,8 @@ def check_depth(document: object, limit: int, raw: bytes | None = None) -> None:
     @param raw: The JSON text it was decoded from, if it was: a text with
         no more than C{limit} brackets cannot nest deeper, which two C
         loops tell without walking the document (the common case: one
-        alert has fewer than ten).
+        alert has fewer than ten).  Bigger texts are walked: scanning them
+        for brackets outside strings costs more than the walk.
     """
     if raw is not None and raw.count(b"{") + raw.count(b"[") <= limit:
         return

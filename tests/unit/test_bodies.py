@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Callable
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.web.bodies import check_depth, decode_body, inflate
@@ -184,6 +187,21 @@ class DecodeTests(SynchronousTestCase):
         )
 
 
+_documents = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab,:'),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3),
+    max_leaves=12,
+)
+
+
+def _refused(check: Callable[..., None], *args: object) -> bool:
+    try:
+        check(*args)
+    except Problem:
+        return True
+    return False
+
+
 class DepthTests(SynchronousTestCase):
     """
     check_depth: containers nested past the limit.
@@ -218,6 +236,18 @@ class DepthTests(SynchronousTestCase):
         deep: dict[str, object] = {"a": [{"b": []}]}
         refusal(self, 400, "malformed-body", check_depth, deep, 3, json.dumps(deep).encode())
         check_depth(deep, 4, json.dumps(deep).encode())
+
+    @given(_documents)
+    def test_text_agrees_with_walk(self, document: object) -> None:
+        """
+        For any JSON document, checking its text refuses exactly what
+        walking the decoded document refuses, at every limit.
+        """
+        raw = json.dumps(document, ensure_ascii=False).encode("utf-8")
+        for limit in range(1, 6):
+            walked = _refused(check_depth, document, limit)
+            scanned = _refused(check_depth, document, limit, raw)
+            self.assertEqual(walked, scanned, (limit, raw))
 
     def test_deep_without_recursion(self) -> None:
         """
