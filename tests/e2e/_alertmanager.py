@@ -1,8 +1,11 @@
 """
-Helpers for the end-to-end deduplication tests with a real Alertmanager.
+Helpers for the end-to-end tests with a real Alertmanager.
 
-L{RepeatingAlertmanager} is the harness's Alertmanager with route timers of
-the test's choosing (a short C{repeat_interval} makes it re-send a firing
+L{DocumentedAlertmanager} is the harness's Alertmanager whose webhook
+receiver is the one C{docs/operations.md} tells operators to copy (the
+block marked C{<!-- e2e: alertmanager-config -->}), so the documented
+configuration is the tested one.  L{RepeatingAlertmanager} is that
+Alertmanager with route timers of the test's choosing (a short C{repeat_interval} makes it re-send a firing
 group every few seconds).  L{WebhookRecorder} sits between Alertmanager and
 the gateway and keeps every webhook and the gateway's answer to it, which
 Alertmanager itself never shows: the answers are where the gateway says
@@ -11,10 +14,13 @@ C{new}, C{duplicate} or C{resolved}.
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import yaml
@@ -27,7 +33,7 @@ from twisted.trial.unittest import FailTest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from tests.integration.harness import AlertmanagerProcess, http_client, reactor, sleep
+from tests.integration.harness import REPO, AlertmanagerProcess, http_client, reactor, sleep
 
 JSON: dict[bytes | str, list[bytes | str]] = {b"Content-Type": [b"application/json"]}
 
@@ -39,10 +45,70 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class RepeatingAlertmanager(AlertmanagerProcess):
+OPERATIONS = REPO / "docs" / "operations.md"
+E2E_MARKER = "<!-- e2e: alertmanager-config -->"
+
+
+def documented_alertmanager_config() -> dict[str, Any]:
     """
-    The harness's Alertmanager (clustering off, one webhook receiver with a
-    bearer token, state in a temp dir) with the route's C{group_wait},
+    The C{alertmanager.yml} of C{docs/operations.md}: the fenced YAML block
+    right after the C{<!-- e2e: alertmanager-config -->} marker.
+    """
+    text = OPERATIONS.read_text()
+    _, marker, rest = text.partition(E2E_MARKER)
+    if not marker:
+        raise FailTest(f"{OPERATIONS} has no {E2E_MARKER} marker")
+    block = re.match(r"\s*```ya?ml\n(.*?)^```", rest, re.DOTALL | re.MULTILINE)
+    if block is None:
+        raise FailTest(f"no fenced YAML block follows {E2E_MARKER} in {OPERATIONS}")
+    config: dict[str, Any] = yaml.safe_load(block.group(1))
+    return config
+
+
+def documented_webhook_config(webhook_url: str, token_file: str) -> dict[str, Any]:
+    """
+    The documented receiver's one C{webhook_configs} entry, with its URL
+    replaced by C{webhook_url} (whose path must be the documented one: only
+    the host and port are placeholders) and its bearer credentials read from
+    C{token_file}.
+    """
+    config = documented_alertmanager_config()
+    receiver = config["route"]["receiver"]
+    (documented,) = [r for r in config["receivers"] if r["name"] == receiver]
+    (webhook,) = documented["webhook_configs"]
+    webhook = copy.deepcopy(webhook)
+    if urlsplit(webhook["url"]).path != urlsplit(webhook_url).path:
+        raise FailTest(f"the documented receiver posts to {webhook['url']}, the test to {webhook_url}")
+    webhook["url"] = webhook_url
+    authorization = webhook["http_config"]["authorization"]
+    if authorization.get("type", "Bearer") != "Bearer":
+        raise FailTest(f"the documented receiver does not send a bearer token: {authorization}")
+    authorization.pop("credentials", None)
+    authorization["credentials_file"] = token_file
+    return dict(webhook)
+
+
+class DocumentedAlertmanager(AlertmanagerProcess):
+    """
+    The harness's Alertmanager (clustering off, short group timers, state
+    in a temp dir) with the documented webhook receiver, posting to
+    C{webhook_url} with the bearer C{token} (written to the file the
+    documented C{credentials_file} stands for).
+    """
+
+    def __init__(self, binary: str, webhook_url: str, token: str, group_interval: str = "1s") -> None:
+        super().__init__(binary, webhook_url, token, group_interval=group_interval)
+        token_file = self.directory / "alertgateway-token"
+        token_file.write_text(token + "\n")
+        config = yaml.safe_load(self.config_path.read_text())
+        webhook = documented_webhook_config(webhook_url, str(token_file))
+        config["receivers"] = [{"name": config["route"]["receiver"], "webhook_configs": [webhook]}]
+        self.config_path.write_text(yaml.safe_dump(config))
+
+
+class RepeatingAlertmanager(DocumentedAlertmanager):
+    """
+    L{DocumentedAlertmanager} with the route's C{group_wait},
     C{group_interval} and C{repeat_interval} set by the test.
     """
 

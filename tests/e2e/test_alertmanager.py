@@ -1,7 +1,8 @@
 """
 End to end with a real Prometheus Alertmanager: alerts posted to its API go
-through its webhook receiver (bearer token from C{http_config}) to the
-gateway, and on to the stub processor with Alertmanager's fingerprints.
+through its webhook receiver (the one C{docs/operations.md} documents, bearer
+token from C{http_config}) to the gateway, and on to the stub processor with
+Alertmanager's fingerprints.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Any
 
 from twisted.trial.unittest import TestCase
 
+from tests.e2e._alertmanager import DocumentedAlertmanager
 from tests.integration.harness import (
-    AlertmanagerProcess,
     GatewayProcess,
     StubProcessor,
     http_client,
@@ -39,7 +40,8 @@ class AlertmanagerToProcessorTests(TestCase):
         through the gateway as source alertmanager, status firing, with
         exactly the fingerprints Alertmanager reports for them on
         /api/v2/alerts; the gateway saw Alertmanager's own User-Agent and
-        accepted its bearer token.  Posting one of them again with endsAt
+        accepted its bearer token, sent as docs/operations.md configures
+        it.  Posting one of them again with endsAt
         in the past makes it reach the processor as resolved, with the same
         fingerprint.
         """
@@ -50,7 +52,7 @@ class AlertmanagerToProcessorTests(TestCase):
         gateway = GatewayProcess({"alert_processor": {"endpoint": url}, "webhook": {"auth": {"token": TOKEN}}})
         await gateway.start()
         self.addCleanup(gateway.stop)
-        alertmanager = AlertmanagerProcess(binary, gateway.url + "/webhook/prometheus", TOKEN)
+        alertmanager = DocumentedAlertmanager(binary, gateway.url + "/webhook/prometheus", TOKEN)
         await alertmanager.start()
         self.addCleanup(alertmanager.stop)
 
