@@ -24,8 +24,8 @@ run: install
 	$(VENV)/bin/twistd -n --pidfile= alertgateway --config etc/alertgateway.yaml
 
 lint: install
-	$(VENV)/bin/ruff check alertgateway twisted tests
-	$(VENV)/bin/ruff format --check alertgateway twisted tests
+	$(VENV)/bin/ruff check alertgateway twisted tests bench
+	$(VENV)/bin/ruff format --check alertgateway twisted tests bench
 
 typecheck: install
 	$(VENV)/bin/mypy

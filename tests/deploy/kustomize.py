@@ -252,7 +252,12 @@ def merge(original: Any, patch: Any, field: str = "") -> Any:
         return result
     if isinstance(original, list) and isinstance(patch, list) and field in _MERGE_KEYS:
         return _merge_list(original, patch, _MERGE_KEYS[field])
-    if isinstance(original, list) and isinstance(patch, list) and field == "ports" and _all_have(patch, "containerPort"):
+    if (
+        isinstance(original, list)
+        and isinstance(patch, list)
+        and field == "ports"
+        and _all_have(patch, "containerPort")
+    ):
         return _merge_list(original, patch, "containerPort")
     return copy.deepcopy(_without_directives(patch))
 
