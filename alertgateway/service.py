@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succee
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import ILogObserver, Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.components import Componentized
@@ -208,7 +208,12 @@ class GatewayService(Service):
         if config.state.backend != "redis" or self.redis is None or self.failover is None:
             return local
         shared = RedisDecisions(
-            self.redis, self._reactor, settings, storms_from_config(config), max_tracked=config.dedup.max_tracked
+            self.redis,
+            self._reactor,
+            settings,
+            storms_from_config(config),
+            max_tracked=config.dedup.max_tracked,
+            pause=lambda seconds: deferLater(self._reactor, seconds),
         )
         return FailoverDecisions(shared, local, self.failover)
 

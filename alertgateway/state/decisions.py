@@ -16,11 +16,12 @@ second one sees a duplicate.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredLock, succeed
 from twisted.internet.interfaces import IReactorTime
 
 from alertgateway.decide.engine import Decider, DeciderSettings, Outgoing, Verdict
@@ -36,6 +37,12 @@ __all__ = ["Decided", "Decisions", "MemoryDecisions", "RedisDecisions", "StateCo
 # Decisions retried at most this many times when other replicas keep
 # writing the same entries; past it the request is answered 503.
 _MAX_ATTEMPTS = 8
+# The first pause before a retry, doubling each time (1 ms, 2 ms, ... 64 ms
+# for the last: about 0.13 s in all at worst, within Alertmanager's patience).
+_RETRY_BASE = 0.0005
+_jitter = random.Random()  # noqa: S311 -- spreading retries, not secrets
+# Waiting storm members kept in a shared group's document at most.
+_SHARED_PENDING = 500
 # Shared entries outlive their window by this much (they are read with the
 # window applied anyway; this only bounds memory in Redis).
 _TTL_MARGIN = 60.0
@@ -211,6 +218,10 @@ class RedisDecisions:
 
     @param storms: The configured tracker (a template: each decision works
         on a fresh one holding the groups it loaded), or C{None}.
+    @param pause: Waits before a decision is tried again after another
+        replica wrote first (jittered, growing), so replicas contending
+        for one storm group take turns instead of colliding eight times;
+        C{None} retries at once.
     """
 
     def __init__(
@@ -221,9 +232,20 @@ class RedisDecisions:
         storms: StormTracker | None,
         *,
         max_tracked: int,
+        pause: Callable[[float], Deferred[None]] | None = None,
     ) -> None:
         self._client = client
         self._clock = clock
+        self._pause = pause
+        # Per correlation group, the decision that may write it now.
+        self._locks: dict[str, DeferredLock] = {}
+        if storms is not None:
+            # A storm's waiting members travel in its group's document,
+            # which every new member rewrites: bounded well below what one
+            # process keeps (past it a member is only counted, and the
+            # events say how many were never listed).
+            storms = storms.fresh()
+            storms.max_pending = min(storms.max_pending, max(2 * storms.max_members_listed, _SHARED_PENDING))
         self._storms = storms
         # Decisions to take back, oldest first (see _undo).
         self._undos: list[list[_Written]] = []
@@ -324,7 +346,35 @@ class RedisDecisions:
         # the retry of the one they take back.
         await self._flush_undos()
         wanted = self._wanted(alerts)
-        for _ in range(_MAX_ATTEMPTS):
+        # One decision per correlation group at a time in this process: in
+        # a storm every new member rewrites its group, and sixty requests
+        # racing for it would mostly lose; across replicas, at most one
+        # contender per replica is left, and the pauses sort those out.
+        groups = sorted(name for _, name, kind in wanted if kind == "g")
+        for group in groups:
+            await self._group_lock(group).acquire()
+        try:
+            return await self._decide_loaded(alerts, wanted)
+        finally:
+            for group in reversed(groups):
+                self._release_group(group)
+
+    def _group_lock(self, group: str) -> DeferredLock:
+        lock = self._locks.get(group)
+        if lock is None:
+            lock = self._locks[group] = DeferredLock()
+        return lock
+
+    def _release_group(self, group: str) -> None:
+        lock = self._locks[group]
+        lock.release()
+        if not lock.locked and not lock.waiting:
+            del self._locks[group]
+
+    async def _decide_loaded(self, alerts: Sequence[Alert], wanted: list[tuple[str, str, str]]) -> Decided:
+        for attempt in range(_MAX_ATTEMPTS):
+            if attempt and self._pause is not None:
+                await self._pause(_RETRY_BASE * 2**attempt * (0.5 + _jitter.random()))
             view = await self._load(wanted)
             verdicts, outgoing = view.decider.decide(alerts)
             written = await self._commit(view.entries, view.documents())

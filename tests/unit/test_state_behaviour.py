@@ -441,3 +441,46 @@ class FailoverTests(TestCase):
         self.server.start()
         await until(lambda: self.client.up)
         self.assertEqual(await results(decisions, make_alert()), [NEW])
+
+
+class ContentionTests(TestCase):
+    """
+    Replicas contending for one storm group's shared document.
+    """
+
+    def setUp(self) -> Deferred[None]:  # type: ignore[override]  # trial waits for it
+        self.server = RedisServer().start()
+        self.addCleanup(self.server.stop)
+        self.clock = started_clock()
+        self.metrics = GatewayMetrics()
+        config = RedisConfig(url=self.server.url)
+        self.clients = []
+        for _ in range(3):
+            client = RedisClient(config, reactor, self.metrics)
+            client.start()
+            self.addCleanup(client.stop)
+            self.clients.append(client)
+        return Deferred.fromCoroutine(until(lambda: all(c.up for c in self.clients)))
+
+    @inline
+    async def test_storm_members_at_once(self) -> None:
+        """
+        Sixty new members of one storm arriving at once on three replicas
+        are all decided (retries pause with jitter instead of colliding
+        until they give up), the storm starts once, and every member is
+        counted in it.
+        """
+        storms = make_storms(threshold=3, max_members_listed=10)
+        replicas = [
+            RedisDecisions(
+                c, self.clock, DeciderSettings(), storms, max_tracked=1000, pause=lambda s: deferLater(reactor, s)
+            )
+            for c in self.clients
+        ]
+        decided = await gatherResults(
+            [replicas[i % 3].decide([make_alert(pod=f"p-{i}")]) for i in range(60)], consumeErrors=True
+        )
+        events = [o.body for d in decided for o in d.outgoing if o.body.get("type") == "storm"]
+        self.assertEqual([e["state"] for e in events], ["started"])
+        results = [v.result for d in decided for v in d.verdicts]
+        self.assertEqual((results.count(NEW), results.count(AGGREGATED)), (3, 57))
