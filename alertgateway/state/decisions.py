@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -161,6 +161,32 @@ class MemoryDecisions:
 
 
 @attrs.frozen
+class _Doc:
+    """
+    A shared entry's JSON document, with the few fields the scripts need
+    taken out when it is made or loaded (so it is never parsed again).
+
+    @ivar extra: An episode's fingerprint, or C{1}/C{0}: whether a group is
+        in a storm.
+    @ivar score: An episode's last sighting (its rank for expiry).
+    @ivar forwarded: The idempotency key of what an episode last forwarded.
+    """
+
+    text: str
+    extra: str = attrs.field(default="", eq=False)
+    score: str = attrs.field(default="0", eq=False)
+    forwarded: str = attrs.field(default="", eq=False)
+
+    @classmethod
+    def of(cls, kind: str, data: Mapping[str, Any], text: str | None = None) -> _Doc:
+        if text is None:
+            text = json.dumps(data, separators=(",", ":"), sort_keys=True)
+        if kind == "e":
+            return cls(text, data["fingerprint"], repr(float(data["last_seen"])), data.get("forwarded") or "")
+        return cls(text, "1" if data.get("storm") else "0")
+
+
+@attrs.frozen
 class _Written:
     """
     One entry as a decision wrote it: the version it got and the document.
@@ -168,7 +194,7 @@ class _Written:
 
     entry: _Entry
     version: str
-    document: str | None
+    document: _Doc | None
 
 
 @attrs.define
@@ -181,7 +207,7 @@ class _Entry:
     name: str
     kind: str
     version: str
-    document: str | None
+    document: _Doc | None
 
 
 class _View:
@@ -193,23 +219,23 @@ class _View:
         self.decider = decider
         self.entries = entries
 
-    def documents(self) -> list[str | None]:
+    def documents(self) -> list[_Doc | None]:
         """
         Each entry's document as the decider left it.
         """
-        found: list[str | None] = []
+        found: list[_Doc | None] = []
         for entry in self.entries:
             found.append(_document(self.decider, entry))
         return found
 
 
-def _document(decider: Decider, entry: _Entry) -> str | None:
+def _document(decider: Decider, entry: _Entry) -> _Doc | None:
     if entry.kind == "e":
         episode = decider.episodes.get(entry.name)
-        return json.dumps(episode.to_json(), separators=(",", ":"), sort_keys=True) if episode is not None else None
+        return _Doc.of("e", episode.to_json()) if episode is not None else None
     assert decider.storms is not None
     group = decider.storms.export(entry.name)
-    return json.dumps(group, separators=(",", ":"), sort_keys=True) if group is not None else None
+    return _Doc.of("g", group) if group is not None else None
 
 
 class RedisDecisions:
@@ -288,10 +314,11 @@ class RedisDecisions:
         entries = []
         for index, (redis_key, name, kind) in enumerate(wanted):
             version, document, outcome = raw[3 * index], raw[3 * index + 1], raw[3 * index + 2]
-            entries.append(_Entry(redis_key, name, kind, str(version), document or None))
             if not document:
+                entries.append(_Entry(redis_key, name, kind, str(version), None))
                 continue
             data = json.loads(document)
+            entries.append(_Entry(redis_key, name, kind, str(version), _Doc.of(kind, data, document)))
             if kind == "e":
                 episode = Episode.from_json(data)
                 _apply_outcome(episode, outcome)
@@ -300,7 +327,7 @@ class RedisDecisions:
                 storms.adopt(name, data)
         return _View(Decider(self._clock, episodes, self.settings, storms), entries)
 
-    async def _commit(self, entries: Sequence[_Entry], documents: Sequence[str | None]) -> list[_Written] | None:
+    async def _commit(self, entries: Sequence[_Entry], documents: Sequence[_Doc | None]) -> list[_Written] | None:
         """
         Write what changed if nothing moved since it was loaded.
 
@@ -327,16 +354,10 @@ class RedisDecisions:
             return None
         return [_Written(e, str(v), d) for (e, d), v in zip(changed, versions, strict=True)]
 
-    def _entry_args(self, entry: _Entry, document: str | None) -> list[Any]:
-        data = json.loads(document) if document is not None else {}
-        if entry.kind == "e":
-            ttl = self._episode_ttl
-            extra, score = data.get("fingerprint", ""), repr(float(data.get("last_seen", 0.0)))
-        else:
-            ttl = self._group_ttl
-            extra, score = ("1" if data.get("storm") else "0"), "0"
-        forwarded = data.get("forwarded") or ""
-        return [entry.version, document or "", int(ttl * 1000), entry.kind, entry.name, extra, score, forwarded]
+    def _entry_args(self, entry: _Entry, document: _Doc | None) -> list[Any]:
+        ttl = self._episode_ttl if entry.kind == "e" else self._group_ttl
+        doc = document if document is not None else _Doc("")
+        return [entry.version, doc.text, int(ttl * 1000), entry.kind, entry.name, doc.extra, doc.score, doc.forwarded]
 
     def decide(self, alerts: Sequence[Alert]) -> Deferred[Decided]:
         return Deferred.fromCoroutine(self._decide(alerts))
@@ -396,7 +417,8 @@ class RedisDecisions:
             if written:
                 args: list[Any] = [self._client.prefix]
                 for w in written:
-                    args.extend((w.entry.kind, w.version, _new_forward(w), w.entry.document or ""))
+                    loaded = w.entry.document.text if w.entry.document is not None else ""
+                    args.extend((w.entry.kind, w.version, _new_forward(w), loaded))
                 await self._client.script(_lua.UNDO, [w.entry.redis_key for w in written], args)
             self._undos.pop(0)
 
@@ -526,9 +548,9 @@ def _new_forward(written: _Written) -> str:
     episode, or C{""}: an episode only counted as a duplicate is not worth
     taking back (and taking it back could erase another replica's count).
     """
-    after = json.loads(written.document).get("forwarded") if written.document is not None else None
-    before = json.loads(written.entry.document).get("forwarded") if written.entry.document is not None else None
-    return str(after) if after and after != before else ""
+    after = written.document.forwarded if written.document is not None else ""
+    before = written.entry.document.forwarded if written.entry.document is not None else ""
+    return after if after and after != before else ""
 
 
 def _undoer(decisions: RedisDecisions, written: list[_Written]) -> Callable[[], Deferred[None]]:
