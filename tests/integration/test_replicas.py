@@ -553,6 +553,21 @@ class _Traffic:
         return {_fingerprint(p.index, self._test) for p in self.posted if p.code == code}
 
 
+async def _expect_delivered(
+    stub: StubProcessor, expected: set[str], replicas: tuple[GatewayProcess, GatewayProcess], timeout: float
+) -> None:
+    """
+    Wait until every alert of C{expected} reached the processor; else fail
+    with what is missing and the replicas' logs.
+    """
+    try:
+        await stub.wait_until(lambda: _delivered(stub) >= expected, timeout=timeout)
+    except FailTest as e:
+        missing = sorted(expected - _delivered(stub))
+        logs = "".join(f"\n--- {name}:\n{g.output()[-5000:]}" for name, g in zip("AB", replicas, strict=True))
+        raise FailTest(f"{e}\nmissing: {missing}{logs}") from None
+
+
 class RedisRestartTests(_ReplicaCase):
     async def test_fail_open_accepts_through_a_redis_restart_and_loses_nothing(self) -> None:
         """
@@ -596,13 +611,7 @@ class RedisRestartTests(_ReplicaCase):
 
         stub.fallback = UP
         expected = traffic.fingerprints(202)
-        try:
-            await stub.wait_until(lambda: _delivered(stub) >= expected, timeout=20)
-        except FailTest as e:
-            missing = sorted(expected - _delivered(stub))
-            raise FailTest(
-                f"{e}\nmissing: {missing}\n--- A:\n{a.output()[-5000:]}\n--- B:\n{b.output()[-5000:]}"
-            ) from None
+        await _expect_delivered(stub, expected, (a, b), timeout=20)
         self.assertEqual(_delivered(stub), expected)
 
     async def test_fail_closed_refuses_while_redis_is_down_then_delivers(self) -> None:
@@ -662,11 +671,5 @@ class RedisRestartTests(_ReplicaCase):
         await self.accept(a, _body(1000, "closed"))
 
         expected = {_fingerprint(p.index, "closed") for p in posted} | {_fingerprint(1000, "closed")}
-        try:
-            await stub.wait_until(lambda: _delivered(stub) >= expected, timeout=15)
-        except FailTest as e:
-            missing = sorted(expected - _delivered(stub))
-            raise FailTest(
-                f"{e}\nmissing: {missing}\n--- A:\n{a.output()[-5000:]}\n--- B:\n{b.output()[-5000:]}"
-            ) from None
+        await _expect_delivered(stub, expected, (a, b), timeout=15)
         self.assertEqual(_delivered(stub), expected)
