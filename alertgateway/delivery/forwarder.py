@@ -21,10 +21,10 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from alertgateway.delivery.breaker import CircuitBreaker
-from alertgateway.delivery.patterns import AdaptiveTimeout, FailureRatio
 from alertgateway.delivery.queue import Envelope
 from alertgateway.delivery.sinks import Rejected, Retryable, Sink
-from alertgateway.metrics import GatewayMetrics
+from alertgateway.delivery.timeouts import AdaptiveTimeout, FailureRatio
+from alertgateway.observability.metrics import GatewayMetrics
 
 __all__ = ["Backoff", "Forwarder"]
 

@@ -20,7 +20,7 @@ import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from alertgateway.model import Alert
+from alertgateway.core.model import Alert
 
 __all__ = ["Envelope", "MemoryQueue", "QueueFull"]
 

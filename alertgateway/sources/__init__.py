@@ -1,5 +1,5 @@
 """
-Parsers from each sender's webhook body to L{alertgateway.model.Alert}s.
+Parsers from each sender's webhook body to L{alertgateway.core.model.Alert}s.
 
 A parser is a pure function C{parse(payload, received_at) -> ParseResult}:
 it never touches the network or any state, and judges each alert of a batch
@@ -12,7 +12,7 @@ from typing import Protocol
 
 from alertgateway.config import LimitsConfig
 from alertgateway.sources import alertmanager, grafana
-from alertgateway.sources._common import FieldError, ParseResult, PayloadError, Rejection
+from alertgateway.sources._fields import FieldError, ParseResult, PayloadError, Rejection
 
 __all__ = ["PARSERS", "FieldError", "ParseResult", "Parser", "PayloadError", "Rejection"]
 

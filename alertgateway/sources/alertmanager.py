@@ -5,7 +5,7 @@ Prometheus Alertmanager's webhook payload, version 4.
 from __future__ import annotations
 
 from alertgateway.config import LimitsConfig
-from alertgateway.sources._common import (
+from alertgateway.sources._fields import (
     DEFAULT_LIMITS,
     FieldError,
     ParseResult,

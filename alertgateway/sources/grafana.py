@@ -16,8 +16,8 @@ import re
 from typing import Any
 
 from alertgateway.config import LimitsConfig
-from alertgateway.model import FIRING, RESOLVED, Alert, fingerprint
-from alertgateway.sources._common import (
+from alertgateway.core.model import FIRING, RESOLVED, Alert, fingerprint
+from alertgateway.sources._fields import (
     DEFAULT_LIMITS,
     FieldError,
     ParseResult,

@@ -2,7 +2,7 @@
 Deciding on alerts against state kept in this process or shared by every
 replica in Redis.
 
-The decision logic is one, L{alertgateway.decide.engine.Decider}; this
+The decision logic is one, L{alertgateway.core.decider.Decider}; this
 module gives it the state to decide on.  L{MemoryDecisions} hands it the
 process's own episodes and storms.  L{RedisDecisions} loads the episodes and
 correlation groups a batch touches (one script call), lets a L{Decider}
@@ -24,13 +24,13 @@ import attrs
 from twisted.internet.defer import Deferred, DeferredLock, succeed
 from twisted.internet.interfaces import IReactorTime
 
-from alertgateway.decide.engine import Decider, DeciderSettings, Outgoing, Verdict
-from alertgateway.decide.episodes import Episode, MemoryEpisodes
-from alertgateway.decide.keys import dedup_key, group_id
-from alertgateway.decide.storms import StormTracker
-from alertgateway.model import Alert
-from alertgateway.state import _lua
-from alertgateway.state.redis import RedisClient, RedisUnavailable
+from alertgateway.core.decider import Decider, DeciderSettings, Outgoing, Verdict
+from alertgateway.core.episodes import Episode, MemoryEpisodes
+from alertgateway.core.keys import dedup_key, group_id
+from alertgateway.core.model import Alert
+from alertgateway.core.storms import StormTracker
+from alertgateway.redis import scripts as _lua
+from alertgateway.redis.client import RedisClient, RedisUnavailable
 
 __all__ = ["Decided", "Decisions", "MemoryDecisions", "RedisDecisions", "StateContended", "Tracked"]
 

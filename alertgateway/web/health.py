@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from alertgateway import __version__
-from alertgateway.web._render import HandlerResource, Response
+from alertgateway.web.resource import HandlerResource, Response
 from alertgateway.web.site import GatewayRequest
 
 __all__ = ["HealthResource", "LiveResource", "Readiness", "ReadyResource"]

@@ -1,7 +1,7 @@
 """
 RFC 9457 problem details: the one shape of every refusal the gateway sends.
 
-Handlers raise L{Problem}; the base resource in L{alertgateway.web._render}
+Handlers raise L{Problem}; the base resource in L{alertgateway.web.resource}
 turns it into an C{application/problem+json} response.  Each kind of refusal
 has a constructor here, so the same situation is always described the same
 way and C{docs/openapi.yaml} can list every C{type}.

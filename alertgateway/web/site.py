@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.resource import IResource
 
-from alertgateway.metrics import GatewayMetrics
+from alertgateway.observability.metrics import GatewayMetrics
 
 __all__ = ["GatewayRequest", "GatewaySite"]
 

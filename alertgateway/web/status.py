@@ -19,16 +19,16 @@ from typing import Any, TypeVar
 from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 
-from alertgateway.decide.engine import rfc3339
-from alertgateway.decide.episodes import Episode
+from alertgateway.core.decider import rfc3339
+from alertgateway.core.episodes import Episode
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import Authenticator
-from alertgateway.metrics import GatewayMetrics
+from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.redis.failover import StateUnavailable
 from alertgateway.state.decisions import Decisions, StateContended
-from alertgateway.state.failover import StateUnavailable
 from alertgateway.web import problems
-from alertgateway.web._render import HandlerResource, Response
-from alertgateway.web.refusals import record_refusal
+from alertgateway.web.resource import HandlerResource, Response
+from alertgateway.web.security_log import record_refusal
 from alertgateway.web.site import GatewayRequest
 
 __all__ = ["AlertResource", "AlertsResource", "episode_json"]

@@ -22,26 +22,26 @@ import attrs
 from twisted.internet.defer import FirstError
 from twisted.internet.interfaces import IReactorTime
 
-from alertgateway._timefmt import Stamper
 from alertgateway.config import EndpointConfig, LimitsConfig
-from alertgateway.decide.engine import Verdict
+from alertgateway.core.decider import Verdict
+from alertgateway.core.model import Alert
+from alertgateway.core.timefmt import Stamper
 from alertgateway.delivery.queue import QueueFull
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import Authenticator
 from alertgateway.guards.ratelimit import Decision, Limiter
 from alertgateway.guards.signatures import ReplayCache
-from alertgateway.intake import Intake
-from alertgateway.metrics import GatewayMetrics
-from alertgateway.model import Alert
+from alertgateway.intake.admission import Intake
+from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.redis.client import RedisUnavailable
+from alertgateway.redis.failover import SharedReplays, StateUnavailable
 from alertgateway.sources import Parser, PayloadError, Rejection
 from alertgateway.state.decisions import StateContended
-from alertgateway.state.failover import SharedReplays, StateUnavailable
-from alertgateway.state.redis import RedisUnavailable
 from alertgateway.web import problems
-from alertgateway.web._render import HandlerResource, Response
 from alertgateway.web.bodies import check_depth, decode_body, inflate, is_json
 from alertgateway.web.health import Readiness
-from alertgateway.web.refusals import record_refusal
+from alertgateway.web.resource import HandlerResource, Response
+from alertgateway.web.security_log import record_refusal
 from alertgateway.web.site import GatewayRequest
 
 __all__ = ["Guards", "WebhookResource"]

@@ -158,7 +158,7 @@ def free_port() -> int:
 def am_fingerprint(labels: Mapping[str, str]) -> str:
     """
     Alertmanager's fingerprint (prometheus/common C{LabelSet.Fingerprint}),
-    written independently of C{alertgateway.model}.
+    written independently of C{alertgateway.core.model}.
     """
     h = 0xCBF29CE484222325
     data = b"".join(k.encode() + b"\xff" + labels[k].encode() + b"\xff" for k in sorted(labels))

@@ -32,18 +32,18 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
+from alertgateway.app.service import GatewayService
 from alertgateway.config import EndpointConfig, GatewayConfig, parse_config
-from alertgateway.decide.engine import Decider, DeciderSettings
-from alertgateway.decide.episodes import MemoryEpisodes
+from alertgateway.core.decider import Decider, DeciderSettings
+from alertgateway.core.episodes import MemoryEpisodes
 from alertgateway.delivery.queue import Envelope
 from alertgateway.guards.auth import BearerAuthenticator
-from alertgateway.intake import Intake
-from alertgateway.metrics import GatewayMetrics
-from alertgateway.service import GatewayService
+from alertgateway.intake.admission import Intake
+from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.sources import PARSERS, Parser
 from alertgateway.web.health import Readiness
-from alertgateway.web.resources import Branch, mount
 from alertgateway.web.site import GatewaySite
+from alertgateway.web.tree import Branch, mount
 from alertgateway.web.webhook import Guards, WebhookResource
 
 __all__ = [

@@ -35,7 +35,7 @@ from alertgateway.cli import (
     sample_payload,
     send_sample,
 )
-from alertgateway.model import Alert
+from alertgateway.core.model import Alert
 from alertgateway.sources import PARSERS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

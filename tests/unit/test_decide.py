@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.config import parse_config
-from alertgateway.decide.engine import (
+from alertgateway.core.decider import (
     AGGREGATED,
     DUPLICATE,
     ESCALATED,
@@ -31,11 +31,11 @@ from alertgateway.decide.engine import (
     settings_from_config,
     storms_from_config,
 )
-from alertgateway.decide.episodes import Episode, MemoryEpisodes
-from alertgateway.decide.escalation import DEFAULT_RULES, EscalationRule, check_escalation
-from alertgateway.decide.keys import dedup_key, environment_of, group_id, group_labels
-from alertgateway.decide.storms import StormTracker
-from alertgateway.model import Alert, fingerprint
+from alertgateway.core.episodes import Episode, MemoryEpisodes
+from alertgateway.core.escalation import DEFAULT_RULES, EscalationRule, check_escalation
+from alertgateway.core.keys import dedup_key, environment_of, group_id, group_labels
+from alertgateway.core.model import Alert, fingerprint
+from alertgateway.core.storms import StormTracker
 
 # 2027-01-15T08:00:00Z: a clock at 0 would hide times printed as 1970.
 START = 1_800_000_000.0

@@ -19,7 +19,7 @@ from alertgateway.delivery.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreake
 from alertgateway.delivery.forwarder import Backoff, Forwarder
 from alertgateway.delivery.queue import Envelope, MemoryQueue, QueueFull
 from alertgateway.delivery.sinks import HTTPSink, PostingClient, Retryable
-from alertgateway.metrics import GatewayMetrics
+from alertgateway.observability.metrics import GatewayMetrics
 from tests.unit._http import capture_events
 from tests.unit._processor import HANG, RESET, Answer, Processor
 from tests.unit.test_queue import envelope

@@ -15,7 +15,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.decide.engine import (
+from alertgateway.core.decider import (
     AGGREGATED,
     DUPLICATE,
     ESCALATED,
@@ -25,14 +25,14 @@ from alertgateway.decide.engine import (
     DeciderSettings,
     occurrence_key,
 )
-from alertgateway.decide.episodes import Episode, MemoryEpisodes
-from alertgateway.decide.storms import StormTracker
+from alertgateway.core.episodes import Episode, MemoryEpisodes
+from alertgateway.core.model import Alert
+from alertgateway.core.storms import StormTracker
 from alertgateway.delivery.forwarder import Forwarder
 from alertgateway.delivery.queue import Envelope, MemoryQueue, QueueFull
 from alertgateway.delivery.sinks import HTTPSink, PostingClient
-from alertgateway.intake import Intake
-from alertgateway.metrics import GatewayMetrics
-from alertgateway.model import Alert
+from alertgateway.intake.admission import Intake
+from alertgateway.observability.metrics import GatewayMetrics
 from tests.unit._http import capture_events
 from tests.unit._processor import Answer, Processor
 from tests.unit.test_decide import make_alert, make_storms, started_clock

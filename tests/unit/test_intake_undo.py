@@ -8,12 +8,12 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.decide.engine import AGGREGATED, NEW, Decider, DeciderSettings
-from alertgateway.decide.episodes import MemoryEpisodes
-from alertgateway.decide.storms import StormTracker
+from alertgateway.core.decider import AGGREGATED, NEW, Decider, DeciderSettings
+from alertgateway.core.episodes import MemoryEpisodes
+from alertgateway.core.storms import StormTracker
 from alertgateway.delivery.queue import Envelope, QueueFull
-from alertgateway.intake import Intake
-from alertgateway.metrics import GatewayMetrics
+from alertgateway.intake.admission import Intake
+from alertgateway.observability.metrics import GatewayMetrics
 from tests.unit.test_decide import make_alert
 
 

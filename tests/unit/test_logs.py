@@ -12,7 +12,7 @@ from twisted.logger import Logger, LogLevel, LogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.logs import FLUSH_DELAY, JSONLineObserver, make_observer
+from alertgateway.observability.logs import FLUSH_DELAY, JSONLineObserver, make_observer
 
 
 def publisher_for(stream: io.StringIO, fmt: str, level: str) -> Logger:

@@ -8,7 +8,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.metrics import LATENCY_BUCKETS, GatewayMetrics
+from alertgateway.observability.metrics import LATENCY_BUCKETS, GatewayMetrics
 
 
 class GatewayMetricsTests(SynchronousTestCase):

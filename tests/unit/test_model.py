@@ -1,5 +1,5 @@
 """
-Tests for L{alertgateway.model}: the alert value object and Alertmanager's
+Tests for L{alertgateway.core.model}: the alert value object and Alertmanager's
 fingerprint.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.model import FIRING, RESOLVED, Alert, fingerprint
+from alertgateway.core.model import FIRING, RESOLVED, Alert, fingerprint
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ALERTMANAGER_FIXTURES = ("alertmanager-firing.json", "alertmanager-firing-and-resolved.json")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.delivery.patterns import AdaptiveTimeout, FailureRatio
+from alertgateway.delivery.timeouts import AdaptiveTimeout, FailureRatio
 from tests.unit._http import capture_events
 
 

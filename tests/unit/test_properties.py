@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.config import LimitsConfig
-from alertgateway.model import Alert
+from alertgateway.core.model import Alert
 from alertgateway.sources import PARSERS, ParseResult, PayloadError, Rejection
 from alertgateway.web.bodies import check_depth, decode_body, inflate
 from alertgateway.web.problems import Problem

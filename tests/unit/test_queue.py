@@ -8,8 +8,8 @@ import attrs
 from twisted.internet.defer import CancelledError
 from twisted.trial.unittest import SynchronousTestCase
 
+from alertgateway.core.model import Alert, fingerprint
 from alertgateway.delivery.queue import Envelope, MemoryQueue, QueueFull
-from alertgateway.model import Alert, fingerprint
 
 
 def envelope(name: str, status: str = "firing", request_id: str = "r") -> Envelope:

@@ -1,5 +1,5 @@
 """
-The connection to Redis (L{alertgateway.state.redis}), against a real
+The connection to Redis (L{alertgateway.redis.client}), against a real
 C{redis-server}: commands, scripts by SHA1, bounded waits, failures sorted
 into "unavailable" and "error", and the metrics of both.
 """
@@ -16,8 +16,8 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from alertgateway.config import RedisConfig, parse_config
-from alertgateway.metrics import GatewayMetrics
-from alertgateway.state.redis import RedisClient, RedisUnavailable, Script, _address
+from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.redis.client import RedisClient, RedisUnavailable, Script, _address
 from tests.integration._certs import Authority, write_pem
 from tests.redis_server import RedisServer, until
 from tests.unit.test_state_behaviour import inline

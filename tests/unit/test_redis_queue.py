@@ -25,9 +25,9 @@ from alertgateway.config import QueueConfig, RedisConfig, RedisQueueConfig
 from alertgateway.delivery.durable import DurableQueue
 from alertgateway.delivery.journal import SQLiteJournal
 from alertgateway.delivery.queue import Envelope, QueueFull
-from alertgateway.delivery.redis_queue import GROUP, RedisQueue
-from alertgateway.metrics import GatewayMetrics
-from alertgateway.state.redis import RedisClient
+from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.redis.client import RedisClient
+from alertgateway.redis.queue import GROUP, RedisQueue
 from tests.redis_server import RedisServer
 from tests.unit._http import InlineExecutor
 

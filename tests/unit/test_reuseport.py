@@ -1,5 +1,5 @@
 """
-L{alertgateway.web.reuseport}: the socket handed to the reactor (on a
+L{alertgateway.app.reuseport}: the socket handed to the reactor (on a
 L{MemoryReactor} that inspects it), the errors as failed Deferreds, and on
 the real reactor two endpoints sharing a port while a socket bound without
 C{SO_REUSEPORT} keeps it to itself.
@@ -23,8 +23,8 @@ from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from alertgateway.web import reuseport
-from alertgateway.web.reuseport import ReusePortEndpoint, ReusePortUnsupported, endpoint_for
+from alertgateway.app import reuseport
+from alertgateway.app.reuseport import ReusePortEndpoint, ReusePortUnsupported, endpoint_for
 
 reactor: Any = _global_reactor
 

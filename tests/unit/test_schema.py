@@ -1,5 +1,5 @@
 """
-Tests for L{alertgateway._schema}: reading attrs classes from parsed YAML.
+Tests for L{alertgateway.config._schema}: reading attrs classes from parsed YAML.
 
 The classes below are small stand-ins for the configuration model so that
 each reading rule is pinned on its own, independently of the gateway's
@@ -11,7 +11,7 @@ from __future__ import annotations
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway._schema import Problem, build, duration, parse_duration, read_fields
+from alertgateway.config._schema import Problem, build, duration, parse_duration, read_fields
 
 
 def _even(value: int) -> str | None:

@@ -24,10 +24,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from zope.interface import implementer
 
+from alertgateway.app.service import GatewayService, _exit_nonzero
 from alertgateway.config import parse_config
 from alertgateway.guards.ratelimit import RateLimiter
-from alertgateway.service import GatewayService, _exit_nonzero
-from alertgateway.web._render import HandlerResource, Response
+from alertgateway.web.resource import HandlerResource, Response
 from alertgateway.web.site import GatewayRequest
 from tests.unit._http import (
     AUTH,

@@ -11,7 +11,7 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.service import GatewayService
+from alertgateway.app.service import GatewayService
 from tests.unit._http import AUTH, Connection, alert, assert_problem, body, make_config, make_service
 
 WEBHOOK = "/webhook/prometheus"

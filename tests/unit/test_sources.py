@@ -13,7 +13,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.config import LimitsConfig
-from alertgateway.model import Alert, fingerprint
+from alertgateway.core.model import Alert, fingerprint
 from alertgateway.sources import PARSERS, FieldError, ParseResult, PayloadError, Rejection, alertmanager, grafana
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

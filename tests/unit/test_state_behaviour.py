@@ -24,18 +24,18 @@ from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import TestCase
 
 from alertgateway.config import RedisConfig
-from alertgateway.decide.engine import AGGREGATED, DUPLICATE, ESCALATED, NEW, RESOLVED_RESULT, Decider, DeciderSettings
-from alertgateway.decide.episodes import MemoryEpisodes
-from alertgateway.decide.storms import StormTracker
+from alertgateway.core.decider import AGGREGATED, DUPLICATE, ESCALATED, NEW, RESOLVED_RESULT, Decider, DeciderSettings
+from alertgateway.core.episodes import MemoryEpisodes
+from alertgateway.core.model import Alert
+from alertgateway.core.storms import StormTracker
 from alertgateway.guards.ratelimit import Limiter, RateLimiter
 from alertgateway.guards.signatures import ReplayCache
-from alertgateway.metrics import GatewayMetrics
-from alertgateway.model import Alert
+from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.redis.client import RedisClient, RedisUnavailable
+from alertgateway.redis.failover import Failover, FailoverDecisions, SharedReplays, StateUnavailable
+from alertgateway.redis.limits import RedisRateLimiter
+from alertgateway.redis.replays import RedisReplays
 from alertgateway.state.decisions import Decisions, MemoryDecisions, RedisDecisions
-from alertgateway.state.failover import Failover, FailoverDecisions, SharedReplays, StateUnavailable
-from alertgateway.state.limits import RedisRateLimiter
-from alertgateway.state.redis import RedisClient, RedisUnavailable
-from alertgateway.state.replays import RedisReplays
 from tests.redis_server import RedisServer, until
 from tests.unit.test_decide import make_alert, make_storms, started_clock
 

@@ -9,16 +9,16 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.config import EndpointConfig
-from alertgateway.decide.engine import Decider, DeciderSettings
-from alertgateway.decide.episodes import MemoryEpisodes
+from alertgateway.core.decider import Decider, DeciderSettings
+from alertgateway.core.episodes import MemoryEpisodes
 from alertgateway.delivery.queue import Envelope
 from alertgateway.guards.auth import BearerAuthenticator
-from alertgateway.intake import Intake
-from alertgateway.metrics import GatewayMetrics
+from alertgateway.intake.admission import Intake
+from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.sources import PARSERS
 from alertgateway.web.health import Readiness
-from alertgateway.web.resources import Branch, mount
 from alertgateway.web.site import GatewaySite
+from alertgateway.web.tree import Branch, mount
 from alertgateway.web.webhook import Guards, WebhookResource
 from tests.unit._http import TOKEN, Connection, fixture
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.tap import Options
+from alertgateway.app.tap import Options
 
 
 class OptionsTests(SynchronousTestCase):

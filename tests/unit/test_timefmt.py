@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway._timefmt import Stamper
+from alertgateway.core.timefmt import Stamper
 
 
 def _exact(seconds: float) -> str:

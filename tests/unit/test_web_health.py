@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway import __version__
-from alertgateway.metrics import CONTENT_TYPE_LATEST
+from alertgateway.observability.metrics import CONTENT_TYPE_LATEST
 from alertgateway.web.health import Readiness
 from tests.unit._http import Connection, assert_security_headers, make_config, make_service
 from tests.unit.test_web_webhook import assert_problem

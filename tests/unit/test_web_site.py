@@ -16,11 +16,11 @@ from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import HTTPChannel
 
-from alertgateway.metrics import GatewayMetrics
-from alertgateway.web._render import HandlerResource, Response
+from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.web.health import HealthResource, LiveResource, Readiness
-from alertgateway.web.resources import Branch, mount
+from alertgateway.web.resource import HandlerResource, Response
 from alertgateway.web.site import GatewayRequest, GatewaySite
+from alertgateway.web.tree import Branch, mount
 from tests.unit._http import (
     TOKEN,
     Connection,

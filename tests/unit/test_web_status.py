@@ -16,16 +16,16 @@ from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.config import parse_config
-from alertgateway.decide.engine import Decider, DeciderSettings
-from alertgateway.decide.episodes import MemoryEpisodes
+from alertgateway.core.decider import Decider, DeciderSettings
+from alertgateway.core.episodes import MemoryEpisodes
+from alertgateway.core.model import Alert
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import BearerAuthenticator
-from alertgateway.metrics import GatewayMetrics
-from alertgateway.model import Alert
+from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.state.decisions import MemoryDecisions
-from alertgateway.web.resources import Branch, mount
 from alertgateway.web.site import GatewaySite
 from alertgateway.web.status import AlertsResource
+from alertgateway.web.tree import Branch, mount
 from tests.unit._http import (
     AUTH,
     PROMETHEUS,

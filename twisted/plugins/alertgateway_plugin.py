@@ -7,7 +7,7 @@ from twisted.application.service import ServiceMaker
 
 alertgateway = ServiceMaker(
     "alertgateway",
-    "alertgateway.tap",
+    "alertgateway.app.tap",
     "Alert webhook gateway: Alertmanager/Grafana to the Alert Processor",
     "alertgateway",
 )

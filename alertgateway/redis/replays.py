@@ -15,7 +15,7 @@ import math
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from alertgateway.state.redis import RedisClient
+from alertgateway.redis.client import RedisClient
 
 __all__ = ["RedisReplays"]
 

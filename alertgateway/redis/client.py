@@ -36,7 +36,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from alertgateway.config import RedisConfig
-from alertgateway.metrics import GatewayMetrics
+from alertgateway.observability.metrics import GatewayMetrics
 
 __all__ = ["RedisClient", "RedisUnavailable", "Script"]
 

@@ -19,16 +19,16 @@ import txredisapi
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from alertgateway.decide.engine import Decider, Outgoing
-from alertgateway.decide.episodes import Episode
+from alertgateway.core.decider import Decider, Outgoing
+from alertgateway.core.episodes import Episode
+from alertgateway.core.model import Alert
 from alertgateway.guards.ratelimit import Decision, RateLimiter
 from alertgateway.guards.signatures import ReplayCache
-from alertgateway.metrics import GatewayMetrics
-from alertgateway.model import Alert
+from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.redis.client import RedisClient, RedisUnavailable
+from alertgateway.redis.limits import RedisRateLimiter
+from alertgateway.redis.replays import RedisReplays
 from alertgateway.state.decisions import Decided, MemoryDecisions, RedisDecisions, Tracked
-from alertgateway.state.limits import RedisRateLimiter
-from alertgateway.state.redis import RedisClient, RedisUnavailable
-from alertgateway.state.replays import RedisReplays
 
 __all__ = ["Failover", "FailoverDecisions", "FailoverLimiter", "SharedReplays", "StateUnavailable"]
 

@@ -42,6 +42,6 @@ class Options(usage.Options):
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
-    from alertgateway.service import GatewayService
+    from alertgateway.app.service import GatewayService
 
     return GatewayService(options.config, reactor, log_stream=sys.stdout)

@@ -14,8 +14,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from alertgateway.guards.ratelimit import Decision
-from alertgateway.state import _lua
-from alertgateway.state.redis import RedisClient
+from alertgateway.redis import scripts as _lua
+from alertgateway.redis.client import RedisClient
 
 __all__ = ["RedisRateLimiter"]
 

@@ -25,13 +25,13 @@ from twisted.internet.defer import Deferred, gatherResults, race, succeed
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from alertgateway.decide.engine import AGGREGATED, DUPLICATE, ESCALATED, Decider, Outgoing, Verdict
+from alertgateway.core.decider import AGGREGATED, DUPLICATE, ESCALATED, Decider, Outgoing, Verdict
+from alertgateway.core.model import Alert
 from alertgateway.delivery.queue import Envelope, QueueFull
-from alertgateway.metrics import GatewayMetrics
-from alertgateway.model import Alert
+from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.redis.client import RedisUnavailable
+from alertgateway.redis.failover import StateUnavailable
 from alertgateway.state.decisions import Decisions, MemoryDecisions, StateContended, Tracked
-from alertgateway.state.failover import StateUnavailable
-from alertgateway.state.redis import RedisUnavailable
 
 __all__ = ["Intake"]
 

@@ -9,7 +9,7 @@ import fnmatch
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 
-from alertgateway.model import Alert, fingerprint
+from alertgateway.core.model import Alert, fingerprint
 
 __all__ = ["dedup_key", "environment_of", "group_id", "group_labels"]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from alertgateway.decide.episodes import Episode
+from alertgateway.core.episodes import Episode
 
 __all__ = ["DEFAULT_RULES", "EscalationRule", "check_escalation"]
 

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from alertgateway.config import LimitsConfig
-from alertgateway.model import FIRING, RESOLVED, Alert, fingerprint
+from alertgateway.core.model import FIRING, RESOLVED, Alert, fingerprint
 
 DEFAULT_LIMITS = LimitsConfig()
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from twisted.web.resource import IResource, Resource
 
-from alertgateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
-from alertgateway.web._render import HandlerResource, NotFoundResource, Response
+from alertgateway.observability.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
+from alertgateway.web.resource import HandlerResource, NotFoundResource, Response
 from alertgateway.web.site import GatewayRequest
 
 __all__ = ["Branch", "MetricsResource", "mount"]

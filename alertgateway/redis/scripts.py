@@ -14,7 +14,7 @@ scripts need one Redis, not a Redis Cluster.
 
 from __future__ import annotations
 
-from alertgateway.state.redis import Script
+from alertgateway.redis.client import Script
 
 __all__ = ["BUCKETS", "COMMIT", "DELIVERED", "EXPIRE", "LOAD", "UNDO"]
 

@@ -10,7 +10,7 @@ L{ConfigError} carrying every problem found, each naming its key path;
 C{alertgateway check-config} and C{twistd} print the same messages.
 
 To add a section, add an attrs class and a field on L{GatewayConfig}: the
-loader in L{alertgateway._schema} reads it, defaults and unknown-key checks
+loader in L{alertgateway.config._schema} reads it, defaults and unknown-key checks
 included.
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 import yaml
 
-from alertgateway._schema import Problem, duration, read_fields
+from alertgateway.config._schema import Problem, duration, read_fields
 from alertgateway.tls import TLSFiles
 
 __all__ = [

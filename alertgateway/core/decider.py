@@ -23,11 +23,11 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from alertgateway.config import EnvironmentConfig, GatewayConfig
-from alertgateway.decide.episodes import Episode, EpisodeStore
-from alertgateway.decide.escalation import DEFAULT_RULES, EscalationRule, check_escalation
-from alertgateway.decide.keys import dedup_key, environment_of, group_id, group_labels
-from alertgateway.decide.storms import StormTracker
-from alertgateway.model import FIRING, RESOLVED, Alert
+from alertgateway.core.episodes import Episode, EpisodeStore
+from alertgateway.core.escalation import DEFAULT_RULES, EscalationRule, check_escalation
+from alertgateway.core.keys import dedup_key, environment_of, group_id, group_labels
+from alertgateway.core.model import FIRING, RESOLVED, Alert
+from alertgateway.core.storms import StormTracker
 
 __all__ = [
     "AGGREGATED",

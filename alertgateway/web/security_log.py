@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from twisted.logger import Logger
 
-from alertgateway.metrics import GatewayMetrics
+from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.web.problems import Problem
 from alertgateway.web.site import GatewayRequest
 

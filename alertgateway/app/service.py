@@ -30,37 +30,37 @@ from twisted.python.components import Componentized
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
 
+from alertgateway.app.reuseport import endpoint_for
 from alertgateway.config import EndpointConfig, GatewayConfig
-from alertgateway.decide.engine import Decider, settings_from_config, storms_from_config
-from alertgateway.decide.episodes import MemoryEpisodes
+from alertgateway.core.decider import Decider, settings_from_config, storms_from_config
+from alertgateway.core.episodes import MemoryEpisodes
 from alertgateway.delivery.breaker import STATE_VALUES, CircuitBreaker
 from alertgateway.delivery.durable import DurableQueue
 from alertgateway.delivery.executor import ThreadExecutor
 from alertgateway.delivery.forwarder import DeliveryQueue, Forwarder
 from alertgateway.delivery.journal import Executor, SQLiteJournal
-from alertgateway.delivery.patterns import AdaptiveTimeout
 from alertgateway.delivery.queue import MemoryQueue
-from alertgateway.delivery.redis_queue import RedisQueue
 from alertgateway.delivery.sinks import BytesProducer, FileSink, HTTPSink, Sink
+from alertgateway.delivery.timeouts import AdaptiveTimeout
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import make_authenticator
 from alertgateway.guards.ratelimit import Limiter, RateLimiter
 from alertgateway.guards.signatures import ReplayCache
-from alertgateway.intake import Intake
-from alertgateway.logs import make_observer
-from alertgateway.metrics import GatewayMetrics
+from alertgateway.intake.admission import Intake
+from alertgateway.observability.logs import make_observer
+from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.redis.client import RedisClient
+from alertgateway.redis.failover import Failover, FailoverDecisions, FailoverLimiter, SharedReplays
+from alertgateway.redis.limits import RedisRateLimiter
+from alertgateway.redis.queue import RedisQueue
+from alertgateway.redis.replays import RedisReplays
 from alertgateway.sources import PARSERS
 from alertgateway.state.decisions import Decisions, MemoryDecisions, RedisDecisions
-from alertgateway.state.failover import Failover, FailoverDecisions, FailoverLimiter, SharedReplays
-from alertgateway.state.limits import RedisRateLimiter
-from alertgateway.state.redis import RedisClient
-from alertgateway.state.replays import RedisReplays
 from alertgateway.tls import ReloadingServerTLS, TLSFilesError
 from alertgateway.web.health import HealthResource, LiveResource, Readiness, ReadyResource
-from alertgateway.web.resources import Branch, MetricsResource, mount
-from alertgateway.web.reuseport import endpoint_for
 from alertgateway.web.site import GatewaySite
 from alertgateway.web.status import AlertsResource
+from alertgateway.web.tree import Branch, MetricsResource, mount
 from alertgateway.web.webhook import Guards, WebhookResource
 
 __all__ = ["GatewayService"]

@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, textFileLogObserver
 from zope.interface import implementer
 
-from alertgateway._timefmt import Stamper
+from alertgateway.core.timefmt import Stamper
 
 __all__ = ["ACCESS_FIELDS", "FLUSH_DELAY", "JSONLineObserver", "LevelFilter", "make_observer"]
 

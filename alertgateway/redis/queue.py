@@ -91,8 +91,8 @@ from twisted.python.failure import Failure
 from alertgateway.config import QueueConfig
 from alertgateway.delivery.durable import DurableQueue
 from alertgateway.delivery.queue import Envelope, MemoryQueue, QueueFull
-from alertgateway.metrics import GatewayMetrics
-from alertgateway.state.redis import RedisClient, RedisUnavailable, Script
+from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.redis.client import RedisClient, RedisUnavailable, Script
 
 __all__ = ["GROUP", "RedisQueue"]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from alertgateway.model import Alert
+from alertgateway.core.model import Alert
 
 __all__ = ["Storm", "StormTracker"]
 

@@ -1,0 +1,4 @@
+"""
+The pure decision core: the alert model, its keys, episodes, escalation,
+storms and the decider.  Imports nothing else of the gateway's.
+"""

@@ -1,0 +1,3 @@
+"""
+From accepted alerts to queued envelopes: decide, then commit.
+"""

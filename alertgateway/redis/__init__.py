@@ -1,0 +1,4 @@
+"""
+Everything the gateway keeps in Redis: the client, the Lua scripts, shared
+decisions, rate limits, replay memory and the Redis Streams queue.
+"""
