@@ -19,8 +19,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.journal import JournalError, SQLiteJournal
-from alertgateway.delivery.queue import Envelope, MemoryQueue, QueueFull
+from alertgateway.delivery.queue import MemoryQueue
+from alertgateway.state.errors import QueueFull
 
 __all__ = ["DurableQueue"]
 

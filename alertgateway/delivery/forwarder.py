@@ -21,7 +21,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from alertgateway.delivery.breaker import CircuitBreaker
-from alertgateway.delivery.queue import Envelope
+from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.sinks import Rejected, Retryable, Sink
 from alertgateway.delivery.timeouts import AdaptiveTimeout, FailureRatio
 from alertgateway.observability.metrics import GatewayMetrics

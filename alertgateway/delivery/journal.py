@@ -25,7 +25,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from alertgateway.delivery.queue import Envelope
+from alertgateway.delivery.envelope import Envelope
 
 __all__ = ["DeadLetter", "Executor", "JournalError", "SQLiteJournal", "open_database"]
 

@@ -11,70 +11,16 @@ This is the in-memory queue; a durable one offers the same methods.
 
 from __future__ import annotations
 
-import json
 from collections import deque
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from alertgateway.core.model import Alert
+from alertgateway.delivery.envelope import Envelope
+from alertgateway.state.errors import QueueFull
 
 __all__ = ["Envelope", "MemoryQueue", "QueueFull"]
-
-
-@attrs.frozen
-class Envelope:
-    """
-    One thing on its way to the processor (an alert, an escalation, a storm
-    event), with the request that brought it.
-
-    @ivar key: Envelopes of one key are delivered in order, one at a time:
-        an alert's fingerprint, or C{storm:<groupId>}.
-    @ivar body: The JSON object to send.
-    @ivar idempotency_key: The same for every delivery of this thing.
-    @ivar headers: Headers to send with it (webhook.forward_headers,
-        add_headers).
-    """
-
-    key: str
-    body: Mapping[str, Any]
-    idempotency_key: str
-    request_id: str
-    headers: tuple[tuple[str, str], ...] = ()
-    # The row in the durable queue, once written there.
-    id: int | None = None
-    # When the gateway accepted it (seconds since the epoch).
-    accepted_at: float = 0.0
-    # The body as compact JSON, made once: sized by the queue, written by
-    # the journal and sent by the sink, all from the same text.
-    _json: str | None = attrs.field(default=None, init=False, eq=False, repr=False)
-
-    def json_body(self) -> str:
-        """
-        The body as compact JSON text.
-        """
-        if self._json is None:
-            object.__setattr__(self, "_json", json.dumps(self.body, separators=(",", ":")))
-        assert self._json is not None
-        return self._json
-
-    # The Redis Streams entry it was read from, and that stream's partition
-    # (the Redis queue; None elsewhere).
-    entry: str | None = None
-    partition: int | None = None
-
-    @classmethod
-    def for_alert(cls, alert: Alert, request_id: str, headers: tuple[tuple[str, str], ...] = ()) -> Envelope:
-        return cls(alert.fingerprint, alert.to_json(), alert.idempotency_key, request_id, headers)
-
-
-class QueueFull(Exception):
-    """
-    The queue cannot take the whole batch.
-    """
 
 
 class MemoryQueue:

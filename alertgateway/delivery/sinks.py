@@ -26,7 +26,7 @@ from twisted.web.iweb import IBodyProducer, IResponse
 from zope.interface import implementer
 
 from alertgateway.config import HOP_BY_HOP
-from alertgateway.delivery.queue import Envelope
+from alertgateway.delivery.envelope import Envelope
 
 __all__ = [
     "BytesProducer",

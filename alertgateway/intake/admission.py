@@ -27,11 +27,11 @@ from twisted.logger import Logger
 
 from alertgateway.core.decider import AGGREGATED, DUPLICATE, ESCALATED, Decider, Outgoing, Verdict
 from alertgateway.core.model import Alert
-from alertgateway.delivery.queue import Envelope, QueueFull
+from alertgateway.delivery.envelope import Envelope
 from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.redis.client import RedisUnavailable
-from alertgateway.redis.failover import StateUnavailable
-from alertgateway.state.decisions import Decisions, MemoryDecisions, StateContended, Tracked
+from alertgateway.state.decisions import Decisions, MemoryDecisions, Tracked
+from alertgateway.state.errors import QueueFull, StateContended, StateUnavailable
 
 __all__ = ["Intake"]
 

@@ -29,16 +29,11 @@ from alertgateway.redis.client import RedisClient, RedisUnavailable
 from alertgateway.redis.limits import RedisRateLimiter
 from alertgateway.redis.replays import RedisReplays
 from alertgateway.state.decisions import Decided, MemoryDecisions, RedisDecisions, Tracked
+from alertgateway.state.errors import StateUnavailable
 
 __all__ = ["Failover", "FailoverDecisions", "FailoverLimiter", "SharedReplays", "StateUnavailable"]
 
 T = TypeVar("T")
-
-
-class StateUnavailable(Exception):
-    """
-    Redis cannot answer and C{on_failure} is C{fail_closed}.
-    """
 
 
 class Failover:

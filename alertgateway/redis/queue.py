@@ -90,9 +90,11 @@ from twisted.python.failure import Failure
 
 from alertgateway.config import QueueConfig
 from alertgateway.delivery.durable import DurableQueue
-from alertgateway.delivery.queue import Envelope, MemoryQueue, QueueFull
+from alertgateway.delivery.envelope import Envelope
+from alertgateway.delivery.queue import MemoryQueue
 from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.redis.client import RedisClient, RedisUnavailable, Script
+from alertgateway.state.errors import QueueFull
 
 __all__ = ["GROUP", "RedisQueue"]
 

@@ -31,6 +31,7 @@ from alertgateway.core.model import Alert
 from alertgateway.core.storms import StormTracker
 from alertgateway.redis import scripts as _lua
 from alertgateway.redis.client import RedisClient, RedisUnavailable
+from alertgateway.state.errors import StateContended
 
 __all__ = ["Decided", "Decisions", "MemoryDecisions", "RedisDecisions", "StateContended", "Tracked"]
 
@@ -46,12 +47,6 @@ _SHARED_PENDING = 500
 # Shared entries outlive their window by this much (they are read with the
 # window applied anyway; this only bounds memory in Redis).
 _TTL_MARGIN = 60.0
-
-
-class StateContended(Exception):
-    """
-    Other replicas kept changing the entries a decision needed.
-    """
 
 
 @attrs.frozen

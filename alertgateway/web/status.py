@@ -24,8 +24,8 @@ from alertgateway.core.episodes import Episode
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import Authenticator
 from alertgateway.observability.metrics import GatewayMetrics
-from alertgateway.redis.failover import StateUnavailable
-from alertgateway.state.decisions import Decisions, StateContended
+from alertgateway.state.decisions import Decisions
+from alertgateway.state.errors import StateContended, StateUnavailable
 from alertgateway.web import problems
 from alertgateway.web.resource import HandlerResource, Response
 from alertgateway.web.security_log import record_refusal

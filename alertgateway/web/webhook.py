@@ -26,7 +26,6 @@ from alertgateway.config import EndpointConfig, LimitsConfig
 from alertgateway.core.decider import Verdict
 from alertgateway.core.model import Alert
 from alertgateway.core.timefmt import Stamper
-from alertgateway.delivery.queue import QueueFull
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import Authenticator
 from alertgateway.guards.ratelimit import Decision, Limiter
@@ -34,9 +33,9 @@ from alertgateway.guards.signatures import ReplayCache
 from alertgateway.intake.admission import Intake
 from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.redis.client import RedisUnavailable
-from alertgateway.redis.failover import SharedReplays, StateUnavailable
+from alertgateway.redis.failover import SharedReplays
 from alertgateway.sources import Parser, PayloadError, Rejection
-from alertgateway.state.decisions import StateContended
+from alertgateway.state.errors import QueueFull, StateContended, StateUnavailable
 from alertgateway.web import problems
 from alertgateway.web.bodies import check_depth, decode_body, inflate, is_json
 from alertgateway.web.health import Readiness

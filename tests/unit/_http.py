@@ -36,7 +36,7 @@ from alertgateway.app.service import GatewayService
 from alertgateway.config import EndpointConfig, GatewayConfig, parse_config
 from alertgateway.core.decider import Decider, DeciderSettings
 from alertgateway.core.episodes import MemoryEpisodes
-from alertgateway.delivery.queue import Envelope
+from alertgateway.delivery.envelope import Envelope
 from alertgateway.guards.auth import BearerAuthenticator
 from alertgateway.intake.admission import Intake
 from alertgateway.observability.metrics import GatewayMetrics

@@ -11,8 +11,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.delivery.durable import DurableQueue
+from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.journal import SQLiteJournal, list_items, open_database, retry_dead
-from alertgateway.delivery.queue import Envelope, QueueFull
+from alertgateway.state.errors import QueueFull
 from tests.unit._http import InlineExecutor
 from tests.unit.test_journal import ManualExecutor
 from tests.unit.test_queue import envelope

@@ -16,10 +16,12 @@ from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.delivery.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.forwarder import Backoff, Forwarder
-from alertgateway.delivery.queue import Envelope, MemoryQueue, QueueFull
+from alertgateway.delivery.queue import MemoryQueue
 from alertgateway.delivery.sinks import HTTPSink, PostingClient, Retryable
 from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.state.errors import QueueFull
 from tests.unit._http import capture_events
 from tests.unit._processor import HANG, RESET, Answer, Processor
 from tests.unit.test_queue import envelope

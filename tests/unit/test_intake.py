@@ -28,11 +28,13 @@ from alertgateway.core.decider import (
 from alertgateway.core.episodes import Episode, MemoryEpisodes
 from alertgateway.core.model import Alert
 from alertgateway.core.storms import StormTracker
+from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.forwarder import Forwarder
-from alertgateway.delivery.queue import Envelope, MemoryQueue, QueueFull
+from alertgateway.delivery.queue import MemoryQueue
 from alertgateway.delivery.sinks import HTTPSink, PostingClient
 from alertgateway.intake.admission import Intake
 from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.state.errors import QueueFull
 from tests.unit._http import capture_events
 from tests.unit._processor import Answer, Processor
 from tests.unit.test_decide import make_alert, make_storms, started_clock

@@ -11,9 +11,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from alertgateway.core.decider import AGGREGATED, NEW, Decider, DeciderSettings
 from alertgateway.core.episodes import MemoryEpisodes
 from alertgateway.core.storms import StormTracker
-from alertgateway.delivery.queue import Envelope, QueueFull
+from alertgateway.delivery.envelope import Envelope
 from alertgateway.intake.admission import Intake
 from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.state.errors import QueueFull
 from tests.unit.test_decide import make_alert
 
 

@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
+from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.executor import ThreadExecutor
 from alertgateway.delivery.journal import JournalError, SQLiteJournal, list_items, open_database, purge, retry_dead
-from alertgateway.delivery.queue import Envelope
 from tests.unit._http import InlineExecutor
 from tests.unit.test_queue import envelope
 

@@ -9,7 +9,9 @@ from twisted.internet.defer import CancelledError
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.core.model import Alert, fingerprint
-from alertgateway.delivery.queue import Envelope, MemoryQueue, QueueFull
+from alertgateway.delivery.envelope import Envelope
+from alertgateway.delivery.queue import MemoryQueue
+from alertgateway.state.errors import QueueFull
 
 
 def envelope(name: str, status: str = "firing", request_id: str = "r") -> Envelope:

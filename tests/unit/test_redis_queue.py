@@ -23,11 +23,12 @@ from twisted.trial.unittest import FailTest, TestCase
 
 from alertgateway.config import QueueConfig, RedisConfig, RedisQueueConfig
 from alertgateway.delivery.durable import DurableQueue
+from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.journal import SQLiteJournal
-from alertgateway.delivery.queue import Envelope, QueueFull
 from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.redis.client import RedisClient
 from alertgateway.redis.queue import GROUP, RedisQueue
+from alertgateway.state.errors import QueueFull
 from tests.redis_server import RedisServer
 from tests.unit._http import InlineExecutor
 

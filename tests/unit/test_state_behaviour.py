@@ -32,10 +32,11 @@ from alertgateway.guards.ratelimit import Limiter, RateLimiter
 from alertgateway.guards.signatures import ReplayCache
 from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.redis.client import RedisClient, RedisUnavailable
-from alertgateway.redis.failover import Failover, FailoverDecisions, SharedReplays, StateUnavailable
+from alertgateway.redis.failover import Failover, FailoverDecisions, SharedReplays
 from alertgateway.redis.limits import RedisRateLimiter
 from alertgateway.redis.replays import RedisReplays
 from alertgateway.state.decisions import Decisions, MemoryDecisions, RedisDecisions
+from alertgateway.state.errors import StateUnavailable
 from tests.redis_server import RedisServer, until
 from tests.unit.test_decide import make_alert, make_storms, started_clock
 

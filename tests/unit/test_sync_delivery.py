@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from alertgateway.config import EndpointConfig
 from alertgateway.core.decider import Decider, DeciderSettings
 from alertgateway.core.episodes import MemoryEpisodes
-from alertgateway.delivery.queue import Envelope
+from alertgateway.delivery.envelope import Envelope
 from alertgateway.guards.auth import BearerAuthenticator
 from alertgateway.intake.admission import Intake
 from alertgateway.observability.metrics import GatewayMetrics

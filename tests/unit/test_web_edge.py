@@ -26,7 +26,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.config import LimitsConfig, parse_config
-from alertgateway.delivery.queue import Envelope, QueueFull
+from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.sinks import HTTPSink, PostingClient
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import (
@@ -38,6 +38,7 @@ from alertgateway.guards.auth import (
 from alertgateway.guards.ratelimit import RateLimiter
 from alertgateway.guards.signatures import GrafanaVerifier, ReplayCache, StandardWebhooksVerifier
 from alertgateway.sources import PARSERS, ParseResult
+from alertgateway.state.errors import QueueFull
 from alertgateway.web.health import Readiness
 from alertgateway.web.problems import Problem
 from alertgateway.web.webhook import Guards

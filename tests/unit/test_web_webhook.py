@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.config import LimitsConfig, parse_config
-from alertgateway.delivery.queue import Envelope
+from alertgateway.delivery.envelope import Envelope
 from alertgateway.sources import ParseResult
 from tests.unit._http import (
     TOKEN,
