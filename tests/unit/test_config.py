@@ -507,6 +507,41 @@ logging: {level: verbose, format: xml}
         config = _valid("security: {allowed_ips: [10.0.0.1, 192.168.0.0/16, '::1', 'fd00::/8', am.example]}")
         self.assertEqual(config.security.allowed_ips, ("10.0.0.1", "192.168.0.0/16", "::1", "fd00::/8", "am.example"))
 
+    def test_closed_sets(self) -> None:
+        """
+        Keys taking one of a few words refuse any other, naming the words in
+        the order the documentation gives them; a value that is not a string
+        is refused as such.
+        """
+        self.assertEqual(
+            _problems(
+                """
+webhook: {endpoints: [{path: /webhook/grafana, delivery: later}], auth: {type: digest, scheme: svix}}
+queue: {backend: disk, synchronous: "off"}
+state: {backend: etcd, redis: {on_failure: retry}}
+logging: {format: xml}
+"""
+            ),
+            [
+                "webhook.endpoints[0].delivery: must be one of async, sync",
+                "webhook.auth.type: must be one of bearer, basic, api_key, hmac, none",
+                "webhook.auth.scheme: must be one of grafana, standard",
+                "queue.backend: must be one of sqlite, memory, redis",
+                "queue.synchronous: must be one of full, normal",
+                "state.backend: must be one of memory, redis",
+                "state.redis.on_failure: must be one of fail_open, fail_closed",
+                "logging.format: must be one of json, text",
+            ],
+        )
+        self.assertEqual(
+            _problems("queue: {backend: 1, synchronous: null}\nstate: {redis: {on_failure: true}}"),
+            [
+                "queue.backend: must be a string",
+                "queue.synchronous: must be a string",
+                "state.redis.on_failure: must be a string",
+            ],
+        )
+
 
 class EnvironmentTests(SynchronousTestCase):
     def test_token(self) -> None:
