@@ -27,6 +27,7 @@ import attrs
 import yaml
 
 from alertgateway.config._schema import Problem, duration, read_fields
+from alertgateway.delivery.headers import HOP_BY_HOP
 from alertgateway.tls import TLSFiles
 
 __all__ = [
@@ -113,27 +114,6 @@ def _reject_status(value: int) -> str | None:
 
 
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-# Never forwarded: hop-by-hop headers (RFC 9110 7.6.1) and what the
-# forwarded request sets itself.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "content-type",
-        "content-encoding",
-        "x-request-id",
-        "idempotency-key",
-    }
-)
 # Credentials of the sender, which must not travel further.
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "x-api-key"})
 

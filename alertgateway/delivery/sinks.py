@@ -25,8 +25,8 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IBodyProducer, IResponse
 from zope.interface import implementer
 
-from alertgateway.config import HOP_BY_HOP
 from alertgateway.delivery.envelope import Envelope
+from alertgateway.delivery.headers import HOP_BY_HOP
 
 __all__ = [
     "BytesProducer",
