@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_schema,tests.unit.test_config -*-
 """
 Build frozen attrs configuration objects from parsed YAML, collecting problems.
 
@@ -11,6 +12,7 @@ A field's type annotation says how a value is read:
 
     - C{bool}, C{int}, C{float}, C{str}: the YAML scalar of that type
       (an C{int} is accepted where a C{float} is expected, never a C{bool});
+    - an L{enum.StrEnum}: a YAML string, read as the member of that value;
     - C{tuple[X, ...]}: a YAML sequence of X;
     - C{dict[str, str]}: a YAML mapping of strings to strings;
     - C{dict[str, X]} with X an attrs class: a mapping of names to X;
@@ -20,17 +22,20 @@ A field's type annotation says how a value is read:
 Field metadata adds what a type cannot say: C{duration=True} reads C{5s},
 C{250ms}, C{5m}, C{1h} or a bare number of seconds; C{check} is a callable
 returning an error message for an unacceptable value; C{choices} restricts a
-string.  Unknown keys are problems: a misspelt key must never be silently
-ignored.
+string.  A closed set that code branches on reads better as a C{StrEnum}
+(its members still compare equal to their values); a value outside either
+is refused in the same words.  Unknown keys are problems: a misspelt key
+must never be silently ignored.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, get_args, get_origin
 
 import attrs
@@ -38,6 +43,7 @@ import attrs
 __all__ = ["Problem", "build", "duration", "parse_duration", "read_fields"]
 
 T = TypeVar("T")
+E = TypeVar("E", bound=enum.StrEnum)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -104,6 +110,10 @@ def _type_name(kind: Any) -> str:
     }.get(kind, str(kind))
 
 
+def _one_of(choices: Iterable[str]) -> str:
+    return f"must be one of {', '.join(choices)}"
+
+
 def _read(kind: Any, meta: Mapping[str, Any], value: Any, path: str, problems: list[Problem]) -> Any:
     """
     Read C{value} as C{kind}; on failure append problems and return C{None}.
@@ -122,6 +132,8 @@ def _read(kind: Any, meta: Mapping[str, Any], value: Any, path: str, problems: l
             return None
     if attrs.has(kind):
         return build(kind, value, path, problems)
+    if isinstance(kind, type) and issubclass(kind, enum.StrEnum):
+        return _read_member(kind, value, path, problems)
     if origin is tuple:
         (item_kind, _ellipsis) = get_args(kind)
         if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
@@ -164,6 +176,22 @@ def _read(kind: Any, meta: Mapping[str, Any], value: Any, path: str, problems: l
     return None
 
 
+def _read_member(kind: type[E], value: object, path: str, problems: list[Problem]) -> E | None:
+    """
+    Read the member of the C{StrEnum} C{kind} whose value C{value} is.
+    """
+    if not isinstance(value, str):
+        problems.append(Problem(path, f"must be {_type_name(str)}"))
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        # Worded as for a field with choices: a key whose type became an
+        # enum reads exactly as it did.
+        problems.append(Problem(path, _one_of(member.value for member in kind)))
+        return None
+
+
 def read_fields(cls: type[Any], data: object, path: str, problems: list[Problem]) -> dict[str, Any]:
     """
     Read every field of the attrs class C{cls} from the mapping C{data}.
@@ -204,7 +232,7 @@ def read_fields(cls: type[Any], data: object, path: str, problems: list[Problem]
         if value is not None:
             choices = field.metadata.get("choices")
             if choices is not None and value not in choices:
-                problems.append(Problem(key_path, f"must be one of {', '.join(choices)}"))
+                problems.append(Problem(key_path, _one_of(choices)))
                 continue
             check = field.metadata.get("check")
             message = check(value) if check is not None else None

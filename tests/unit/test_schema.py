@@ -8,6 +8,8 @@ actual sections.
 
 from __future__ import annotations
 
+import enum
+
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -454,3 +456,76 @@ class NamedMappingTests(SynchronousTestCase):
             self._build({"named": {"a": 3, 7: {}}})[1],
             ["top.named.a: must be a mapping", "top.named.7: must be named by a string (quote the name)"],
         )
+
+
+class Colour(enum.StrEnum):
+    RED = "red"
+    GREEN = "green"
+
+
+@attrs.frozen
+class WithEnum:
+    colour: Colour = Colour.GREEN
+    optional: Colour | None = None
+    colours: tuple[Colour, ...] = ()
+
+
+class EnumTests(SynchronousTestCase):
+    """
+    Fields whose type is a C{StrEnum}: a YAML string naming one member's
+    value.
+    """
+
+    def _build(self, data: object) -> tuple[WithEnum | None, list[str]]:
+        problems: list[Problem] = []
+        result = build(WithEnum, data, "top", problems)
+        return result, [str(p) for p in problems]
+
+    def test_read(self) -> None:
+        """
+        A value is read as the member that has it, not as a plain string,
+        in a field, an optional field and a list alike.
+        """
+        result, problems = self._build({"colour": "red", "optional": "green", "colours": ["green", "red"]})
+        self.assertEqual(problems, [])
+        assert result is not None
+        self.assertIs(result.colour, Colour.RED)
+        self.assertIs(result.optional, Colour.GREEN)
+        self.assertEqual(result.colours, (Colour.GREEN, Colour.RED))
+        self.assertIs(result.colours[0], Colour.GREEN)
+
+    def test_default(self) -> None:
+        """
+        An absent key takes the field's default member; null on an optional
+        field means "not set".
+        """
+        result, problems = self._build({"optional": None})
+        self.assertEqual(problems, [])
+        self.assertEqual(result, WithEnum())
+        assert result is not None
+        self.assertIs(result.colour, Colour.GREEN)
+        self.assertIsNone(result.optional)
+
+    def test_refused(self) -> None:
+        """
+        A string that is no member's value (the members' names and other
+        cases included) is refused naming the values in definition order,
+        worded as for a field with C{choices}; in a list, at the item.
+        """
+        for value in ("blue", "RED", "Red", " red", ""):
+            with self.subTest(value=value):
+                result, problems = self._build({"colour": value})
+                self.assertIsNone(result)
+                self.assertEqual(problems, ["top.colour: must be one of red, green"])
+        _result, problems = self._build({"colours": ["red", "blue"]})
+        self.assertEqual(problems, ["top.colours[1]: must be one of red, green"])
+
+    def test_not_a_string(self) -> None:
+        """
+        A value that is not a string, null on a field that is not optional
+        included, is refused as not a string, not also as outside the set.
+        """
+        for value in (1, True, None, ["red"], {"red": 1}):
+            with self.subTest(value=value):
+                _result, problems = self._build({"colour": value})
+                self.assertEqual(problems, ["top.colour: must be a string"])
