@@ -1,0 +1,99 @@
+# -*- test-case-name: tests.unit.test_config -*-
+"""
+The sections that shape what the gateway decides about each alert:
+C{dedup}, C{escalation} (with its environments), C{correlation} and
+C{storm}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from alertgateway.config._fields import positive
+from alertgateway.config._schema import duration
+
+__all__ = ["CorrelationConfig", "DedupConfig", "EnvironmentConfig", "EscalationConfig", "StormConfig"]
+
+
+@attrs.frozen
+class DedupConfig:
+    """
+    Deduplication: one forward per alert episode.
+    """
+
+    enabled: bool = True
+    # A repeat within this time of the last sighting is a duplicate.
+    window: float = duration(300.0, positive)
+    # Labels left out of the dedup key, e.g. replica labels of an HA pair.
+    ignore_labels: tuple[str, ...] = ()
+    max_tracked: int = attrs.field(default=100_000, metadata={"check": positive})
+    # How often lapsed episodes are forgotten and storms flushed.
+    expire_interval: float = duration(5.0, positive)
+
+
+@attrs.frozen
+class EnvironmentConfig:
+    """
+    An environment's namespaces and escalation rule; unset numbers take the
+    plan's values for production, staging and development.
+    """
+
+    namespaces: tuple[str, ...] = ()
+    level: str | None = None
+    total: int | None = attrs.field(default=None, metadata={"check": positive})
+    within: int | None = attrs.field(default=None, metadata={"check": positive})
+    window: float | None = attrs.field(default=None, metadata={"duration": True, "check": positive})
+
+
+def _distinct_environments(environments: Mapping[str, EnvironmentConfig]) -> str | None:
+    # Environment labels are read in lower case, so names are compared so.
+    seen: dict[str, str] = {}
+    for name in environments:
+        if name.lower() in seen:
+            return f"{seen[name.lower()]!r} and {name!r} are the same environment (names ignore case)"
+        seen[name.lower()] = name
+    return None
+
+
+@attrs.frozen
+class EscalationConfig:
+    """
+    Escalation of alerts that keep repeating, by a rule per environment.
+    """
+
+    enabled: bool = True
+    environment_labels: tuple[str, ...] = ("environment", "env")
+    default_environment: str = "production"
+    environments: dict[str, EnvironmentConfig] = attrs.field(
+        factory=dict, hash=False, metadata={"check": _distinct_environments}
+    )
+
+
+@attrs.frozen
+class CorrelationConfig:
+    """
+    What makes alerts one correlation group: the values of some labels,
+    or the sender's own group.
+    """
+
+    group_by: tuple[str, ...] = ("alertname", "namespace")
+    use_sender_group: bool = False
+
+
+@attrs.frozen
+class StormConfig:
+    """
+    When many new alerts of one group are folded into storm events, and
+    how often those are sent.
+    """
+
+    enabled: bool = True
+    # More than this many distinct new fingerprints of one group within the
+    # window make a storm.
+    threshold: int = attrs.field(default=10, metadata={"check": positive})
+    window: float = duration(60.0, positive)
+    flush_interval: float = duration(30.0, positive)
+    quiet_period: float = duration(300.0, positive)
+    max_members_listed: int = attrs.field(default=100, metadata={"check": positive})

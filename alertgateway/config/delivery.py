@@ -1,0 +1,108 @@
+# -*- test-case-name: tests.unit.test_config -*-
+"""
+The sections about delivering accepted alerts: C{alert_processor} (where
+they go), C{circuit_breaker} (when to stop trying for a while) and
+C{queue} (where they wait).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from alertgateway.config._fields import not_negative, positive
+from alertgateway.config._schema import duration
+
+__all__ = [
+    "AlertProcessorConfig",
+    "CircuitBreakerConfig",
+    "QueueConfig",
+    "RedisQueueConfig",
+]
+
+
+def _batch_size(value: int) -> str | None:
+    return None if 1 <= value <= 1000 else "must be from 1 to 1000"
+
+
+def _processor_endpoint(value: str) -> str | None:
+    if value.startswith("file:"):
+        return None if value[len("file:") :] else "file: needs a path, e.g. file:var/alerts.jsonl"
+    if value.startswith(("http://", "https://")):
+        return None
+    return "must be an http:// or https:// URL, or file:PATH"
+
+
+@attrs.frozen
+class CircuitBreakerConfig:
+    """
+    When deliveries stop for a while after the processor kept failing, and
+    how they start again.
+    """
+
+    enabled: bool = True
+    failure_threshold: int = attrs.field(default=5, metadata={"check": positive})
+    recovery_timeout: float = duration(30.0, positive)
+    half_open_requests: int = attrs.field(default=3, metadata={"check": positive})
+    # Each failed probe doubles the recovery timeout, up to this.
+    max_recovery_timeout: float = duration(300.0, positive)
+
+
+@attrs.frozen
+class AlertProcessorConfig:
+    """
+    Where accepted alerts go: an HTTP Alert Processor or a JSON-lines file.
+    """
+
+    endpoint: str = attrs.field(default="file:var/alerts.jsonl", metadata={"check": _processor_endpoint})
+    # Per attempt; with adaptive_timeout, the starting value until enough
+    # latencies are seen.
+    timeout: float = duration(5.0, positive)
+    max_retries: int = attrs.field(default=3, metadata={"check": not_negative})
+    max_in_flight: int = attrs.field(default=8, metadata={"check": positive})
+    # The timeout follows the 99th percentile of recent latencies times 4,
+    # within [timeout_min, timeout_max].
+    adaptive_timeout: bool = True
+    timeout_min: float = duration(0.5, positive)
+    timeout_max: float = duration(30.0, positive)
+    # Alerts ready at once (of different keys) sent in one request to
+    # <endpoint>/api/v1/alerts/batch; 1 sends each to /api/v1/alerts.
+    batch_size: int = attrs.field(default=1, metadata={"check": _batch_size})
+
+
+@attrs.frozen
+class RedisQueueConfig:
+    """
+    The Redis Streams queue: one stream per partition (a dedup key always
+    maps to the same one), each partition leased to one replica at a time.
+    """
+
+    partitions: int = attrs.field(default=16, metadata={"check": positive})
+    # A replica that has not renewed its leases for this long is taken for
+    # dead: another replica takes over its partitions and claims what it
+    # had not delivered.
+    claim_idle: float = duration(30.0, positive)
+    # Entries read from Redis at once.
+    read_batch: int = attrs.field(default=100, metadata={"check": positive})
+
+
+@attrs.frozen
+class QueueConfig:
+    """
+    Where accepted alerts wait for delivery: C{sqlite} (durable, the
+    default), C{memory} (lost on a crash) or C{redis} (shared by every
+    replica).
+    """
+
+    backend: str = attrs.field(default="sqlite", metadata={"choices": ("sqlite", "memory", "redis")})
+    # The SQLite queue; with the redis backend, where alerts accepted while
+    # Redis is unreachable wait (state.redis.on_failure: fail_open).
+    path: str = "var/queue.db"
+    # Alerts (and bytes of them) accepted but not yet delivered; past
+    # either, webhooks get 503 with Retry-After.
+    max_items: int = attrs.field(default=10000, metadata={"check": positive})
+    max_bytes: int = attrs.field(default=64 * 1024 * 1024, metadata={"check": positive})
+    # FULL survives power loss; NORMAL survives process crashes only.
+    synchronous: str = attrs.field(default="full", metadata={"choices": ("full", "normal")})
+    # How often dead letters marked by `alertgateway queue retry` are taken.
+    retry_interval: float = duration(5.0, positive)
+    redis: RedisQueueConfig = attrs.field(factory=RedisQueueConfig)

@@ -1,0 +1,42 @@
+# -*- test-case-name: tests.unit.test_config -*-
+"""
+The C{metrics} and C{logging} sections: where Prometheus scrapes the
+gateway, and what it logs in which format.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from alertgateway.config._fields import plain_path, port_number
+
+__all__ = ["LoggingConfig", "MetricsConfig"]
+
+
+@attrs.frozen
+class MetricsConfig:
+    """
+    The Prometheus metrics listener.
+    """
+
+    enabled: bool = True
+    port: int = attrs.field(default=9090, metadata={"check": port_number})
+    path: str = attrs.field(default="/metrics", metadata={"check": plain_path})
+    # Defaults to service.host.
+    host: str | None = None
+    listen: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class LoggingConfig:
+    """
+    What is logged, and how.
+    """
+
+    level: str = attrs.field(
+        default="info", metadata={"choices": ("debug", "info", "warn", "warning", "error", "critical")}
+    )
+    format: str = attrs.field(default="json", metadata={"choices": ("json", "text")})
+    # One line per request (at info).  Security refusals are logged apart,
+    # whatever this says.
+    access_log: bool = True

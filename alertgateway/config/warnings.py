@@ -1,0 +1,72 @@
+# -*- test-case-name: tests.unit.test_config,tests.unit.test_cli -*-
+"""
+Settings that are valid but probably not what the operator meant, which
+C{alertgateway check-config} prints as warnings.
+"""
+
+from __future__ import annotations
+
+from alertgateway.config.gateway import GatewayConfig
+from alertgateway.config.webhook import AuthConfig
+
+__all__ = ["warnings_for"]
+
+
+def _has_credentials(auth: AuthConfig) -> bool:
+    if auth.type == "basic":
+        return bool(auth.basic_users)
+    if auth.type == "hmac":
+        return bool(auth.signing_secrets)
+    return auth.type == "none" or bool(auth.credentials)
+
+
+def warnings_for(config: GatewayConfig) -> list[str]:
+    """
+    Things that are valid but probably not what the operator meant.
+    """
+    found = []
+    # Endpoints with their own auth are judged by it, not by webhook.auth.
+    needs_auth = [e.path for e in config.webhook.endpoints if e.auth_required and e.auth is None]
+    auth = config.webhook.auth
+    if needs_auth and auth.type == "bearer" and not auth.credentials:
+        found.append(
+            f"{', '.join(needs_auth)} require authentication but no token is configured"
+            " (webhook.auth.token, webhook.auth.tokens or WEBHOOK_AUTH_TOKEN): every request will get 401"
+        )
+    elif needs_auth and not _has_credentials(auth):
+        found.append(
+            f"{', '.join(needs_auth)} require authentication but webhook.auth ({auth.type}) has no credentials:"
+            " every request will get 401"
+        )
+    if needs_auth and auth.type == "none":
+        found.append(
+            f"webhook.auth.type is none, so {', '.join(needs_auth)} accept requests without authentication"
+            " although auth_required is true"
+        )
+    for index, endpoint in enumerate(config.webhook.endpoints):
+        own = endpoint.auth
+        if own is None or not endpoint.auth_required:
+            continue
+        where = f"webhook.endpoints[{index}].auth"
+        if own.type == "none":
+            found.append(
+                f"{where}.type is none, so {endpoint.path} accepts requests without authentication"
+                " although auth_required is true"
+            )
+        elif not _has_credentials(own):
+            found.append(f"{where} ({own.type}) has no credentials: every request to {endpoint.path} will get 401")
+    if config.queue.backend == "redis" and config.state.backend != "redis":
+        found.append(
+            "queue.backend is redis but state.backend is memory: replicas share the queue but each deduplicates"
+            " alone, so the processor gets duplicates"
+        )
+    if config.state.backend == "redis" and config.queue.backend == "memory":
+        found.append("queue.backend is memory: alerts accepted but not yet delivered are lost with the process")
+    security = config.security
+    if security.tls_enabled and config.service.listen:
+        found.append(
+            "security.tls_enabled is ignored because service.listen is set: use ssl: descriptions there for TLS"
+        )
+    elif not security.tls_enabled and (security.client_ca_file or security.require_client_cert):
+        found.append("security.tls_enabled is false, so no client certificate is asked for (mutual TLS is off)")
+    return found
