@@ -30,46 +30,59 @@ from alertgateway.config.decisions import (
 from alertgateway.config.delivery import (
     AlertProcessorConfig,
     CircuitBreakerConfig,
+    QueueBackend,
     QueueConfig,
     RedisQueueConfig,
+    SQLiteSync,
 )
 from alertgateway.config.gateway import GatewayConfig
 from alertgateway.config.limits import LimitsConfig, RateLimitingConfig
 from alertgateway.config.load import ConfigError, load_config, parse_config
-from alertgateway.config.observability import LoggingConfig, MetricsConfig
+from alertgateway.config.observability import LogFormat, LoggingConfig, MetricsConfig
 from alertgateway.config.security import SecurityConfig
 from alertgateway.config.service import ServiceConfig
-from alertgateway.config.state import RedisConfig, StateConfig
+from alertgateway.config.state import RedisConfig, RedisFailure, StateBackend, StateConfig
 from alertgateway.config.warnings import warnings_for
 from alertgateway.config.webhook import (
     AuthConfig,
+    AuthType,
     BasicUser,
+    DeliveryMode,
     EndpointConfig,
+    SignatureScheme,
     WebhookConfig,
 )
 
 __all__ = [
     "AlertProcessorConfig",
     "AuthConfig",
+    "AuthType",
     "BasicUser",
     "CircuitBreakerConfig",
     "ConfigError",
     "CorrelationConfig",
     "DedupConfig",
+    "DeliveryMode",
     "EndpointConfig",
     "EnvironmentConfig",
     "EscalationConfig",
     "GatewayConfig",
     "LimitsConfig",
+    "LogFormat",
     "LoggingConfig",
     "MetricsConfig",
     "Problem",
+    "QueueBackend",
     "QueueConfig",
     "RateLimitingConfig",
     "RedisConfig",
+    "RedisFailure",
     "RedisQueueConfig",
+    "SQLiteSync",
     "SecurityConfig",
     "ServiceConfig",
+    "SignatureScheme",
+    "StateBackend",
     "StateConfig",
     "StormConfig",
     "WebhookConfig",

@@ -27,6 +27,8 @@ from alertgateway.config.state import StateConfig
 from alertgateway.config.webhook import (
     SOURCES,
     WELL_KNOWN_PATHS,
+    AuthType,
+    SignatureScheme,
     WebhookConfig,
     served_paths,
 )
@@ -65,13 +67,13 @@ def _forwarded_credentials(webhook: WebhookConfig, problems: list[Problem]) -> N
     forwarded = {name.lower(): (index, name) for index, name in enumerate(webhook.forward_headers)}
     for where, auth in auths:
         carried: list[tuple[str, str]] = []
-        if auth.type == "api_key":
+        if auth.type == AuthType.API_KEY:
             carried.append(("header", auth.header))
-        if auth.type == "hmac" and auth.scheme == "grafana":
+        if auth.type == AuthType.HMAC and auth.scheme == SignatureScheme.GRAFANA:
             carried.append(("signature_header", auth.signature_header))
             if auth.timestamp_header:
                 carried.append(("timestamp_header", auth.timestamp_header))
-        if auth.type == "hmac" and auth.scheme == "standard":
+        if auth.type == AuthType.HMAC and auth.scheme == SignatureScheme.STANDARD:
             carried += [("scheme", "webhook-signature"), ("scheme", "webhook-id"), ("scheme", "webhook-timestamp")]
         for key, header in carried:
             if header.lower() in forwarded:

@@ -7,6 +7,8 @@ C{queue} (where they wait).
 
 from __future__ import annotations
 
+import enum
+
 import attrs
 
 from alertgateway.config._fields import not_negative, positive
@@ -15,8 +17,10 @@ from alertgateway.config._schema import duration
 __all__ = [
     "AlertProcessorConfig",
     "CircuitBreakerConfig",
+    "QueueBackend",
     "QueueConfig",
     "RedisQueueConfig",
+    "SQLiteSync",
 ]
 
 
@@ -69,6 +73,26 @@ class AlertProcessorConfig:
     batch_size: int = attrs.field(default=1, metadata={"check": _batch_size})
 
 
+class QueueBackend(enum.StrEnum):
+    """
+    Where accepted alerts wait: on disk, in memory, or in Redis Streams
+    shared by every replica.
+    """
+
+    SQLITE = "sqlite"
+    MEMORY = "memory"
+    REDIS = "redis"
+
+
+class SQLiteSync(enum.StrEnum):
+    """
+    How far the SQLite queue waits for the disk (its C{PRAGMA synchronous}).
+    """
+
+    FULL = "full"
+    NORMAL = "normal"
+
+
 @attrs.frozen
 class RedisQueueConfig:
     """
@@ -93,7 +117,7 @@ class QueueConfig:
     replica).
     """
 
-    backend: str = attrs.field(default="sqlite", metadata={"choices": ("sqlite", "memory", "redis")})
+    backend: QueueBackend = QueueBackend.SQLITE
     # The SQLite queue; with the redis backend, where alerts accepted while
     # Redis is unreachable wait (state.redis.on_failure: fail_open).
     path: str = "var/queue.db"
@@ -102,7 +126,7 @@ class QueueConfig:
     max_items: int = attrs.field(default=10000, metadata={"check": positive})
     max_bytes: int = attrs.field(default=64 * 1024 * 1024, metadata={"check": positive})
     # FULL survives power loss; NORMAL survives process crashes only.
-    synchronous: str = attrs.field(default="full", metadata={"choices": ("full", "normal")})
+    synchronous: SQLiteSync = SQLiteSync.FULL
     # How often dead letters marked by `alertgateway queue retry` are taken.
     retry_interval: float = duration(5.0, positive)
     redis: RedisQueueConfig = attrs.field(factory=RedisQueueConfig)

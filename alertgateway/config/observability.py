@@ -6,11 +6,13 @@ gateway, and what it logs in which format.
 
 from __future__ import annotations
 
+import enum
+
 import attrs
 
 from alertgateway.config._fields import plain_path, port_number
 
-__all__ = ["LoggingConfig", "MetricsConfig"]
+__all__ = ["LogFormat", "LoggingConfig", "MetricsConfig"]
 
 
 @attrs.frozen
@@ -27,6 +29,15 @@ class MetricsConfig:
     listen: tuple[str, ...] = ()
 
 
+class LogFormat(enum.StrEnum):
+    """
+    How log lines are written: one JSON object each, or plain text.
+    """
+
+    JSON = "json"
+    TEXT = "text"
+
+
 @attrs.frozen
 class LoggingConfig:
     """
@@ -36,7 +47,7 @@ class LoggingConfig:
     level: str = attrs.field(
         default="info", metadata={"choices": ("debug", "info", "warn", "warning", "error", "critical")}
     )
-    format: str = attrs.field(default="json", metadata={"choices": ("json", "text")})
+    format: LogFormat = LogFormat.JSON
     # One line per request (at info).  Security refusals are logged apart,
     # whatever this says.
     access_log: bool = True

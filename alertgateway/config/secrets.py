@@ -17,7 +17,7 @@ import attrs
 
 from alertgateway.config._schema import Problem
 from alertgateway.config.state import RedisConfig
-from alertgateway.config.webhook import AuthConfig
+from alertgateway.config.webhook import AuthConfig, AuthType, SignatureScheme
 from alertgateway.guards.signatures import decode_standard_secret
 
 __all__ = ["resolve_auth", "resolve_redis"]
@@ -69,7 +69,7 @@ def _check_standard_secrets(auth: AuthConfig, where: str, sources: list[tuple[st
     Standard Webhooks secrets are checked where they were given, so the
     message points at the key (never at the secret itself).
     """
-    if auth.type != "hmac" or auth.scheme != "standard":
+    if auth.type != AuthType.HMAC or auth.scheme != SignatureScheme.STANDARD:
         return []
     found = []
     for key, secrets in sources:

@@ -6,6 +6,7 @@ process's memory, or Redis shared by every replica) and how to reach Redis.
 
 from __future__ import annotations
 
+import enum
 from urllib.parse import urlsplit
 
 import attrs
@@ -13,7 +14,7 @@ import attrs
 from alertgateway.config._fields import positive
 from alertgateway.config._schema import duration
 
-__all__ = ["RedisConfig", "StateConfig"]
+__all__ = ["RedisConfig", "RedisFailure", "StateBackend", "StateConfig"]
 
 
 def _redis_url(value: str) -> str | None:
@@ -28,6 +29,24 @@ def _redis_url(value: str) -> str | None:
     if (db and not db.isascii()) or (db and not db.isdigit()):
         return f"the database must be a number, got {db!r}"
     return None
+
+
+class StateBackend(enum.StrEnum):
+    """
+    Where decision state lives: one process's memory, or Redis.
+    """
+
+    MEMORY = "memory"
+    REDIS = "redis"
+
+
+class RedisFailure(enum.StrEnum):
+    """
+    What the gateway does while Redis cannot answer.
+    """
+
+    FAIL_OPEN = "fail_open"
+    FAIL_CLOSED = "fail_closed"
 
 
 @attrs.frozen
@@ -47,7 +66,7 @@ class RedisConfig:
     # fail_open: decide from local memory and queue locally until Redis is
     # back (pages keep flowing; a duplicate may get through).  fail_closed:
     # answer 503 with Retry-After, so the sender retries.
-    on_failure: str = attrs.field(default="fail_open", metadata={"choices": ("fail_open", "fail_closed")})
+    on_failure: RedisFailure = RedisFailure.FAIL_OPEN
     # Each command's answer, and connecting.
     timeout: float = duration(1.0, positive)
     connect_timeout: float = duration(2.0, positive)
@@ -65,5 +84,5 @@ class StateConfig:
     every replica).
     """
 
-    backend: str = attrs.field(default="memory", metadata={"choices": ("memory", "redis")})
+    backend: StateBackend = StateBackend.MEMORY
     redis: RedisConfig = attrs.field(factory=RedisConfig)

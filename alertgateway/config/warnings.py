@@ -6,18 +6,20 @@ C{alertgateway check-config} prints as warnings.
 
 from __future__ import annotations
 
+from alertgateway.config.delivery import QueueBackend
 from alertgateway.config.gateway import GatewayConfig
-from alertgateway.config.webhook import AuthConfig
+from alertgateway.config.state import StateBackend
+from alertgateway.config.webhook import AuthConfig, AuthType
 
 __all__ = ["warnings_for"]
 
 
 def _has_credentials(auth: AuthConfig) -> bool:
-    if auth.type == "basic":
+    if auth.type == AuthType.BASIC:
         return bool(auth.basic_users)
-    if auth.type == "hmac":
+    if auth.type == AuthType.HMAC:
         return bool(auth.signing_secrets)
-    return auth.type == "none" or bool(auth.credentials)
+    return auth.type == AuthType.NONE or bool(auth.credentials)
 
 
 def warnings_for(config: GatewayConfig) -> list[str]:
@@ -28,7 +30,7 @@ def warnings_for(config: GatewayConfig) -> list[str]:
     # Endpoints with their own auth are judged by it, not by webhook.auth.
     needs_auth = [e.path for e in config.webhook.endpoints if e.auth_required and e.auth is None]
     auth = config.webhook.auth
-    if needs_auth and auth.type == "bearer" and not auth.credentials:
+    if needs_auth and auth.type == AuthType.BEARER and not auth.credentials:
         found.append(
             f"{', '.join(needs_auth)} require authentication but no token is configured"
             " (webhook.auth.token, webhook.auth.tokens or WEBHOOK_AUTH_TOKEN): every request will get 401"
@@ -38,7 +40,7 @@ def warnings_for(config: GatewayConfig) -> list[str]:
             f"{', '.join(needs_auth)} require authentication but webhook.auth ({auth.type}) has no credentials:"
             " every request will get 401"
         )
-    if needs_auth and auth.type == "none":
+    if needs_auth and auth.type == AuthType.NONE:
         found.append(
             f"webhook.auth.type is none, so {', '.join(needs_auth)} accept requests without authentication"
             " although auth_required is true"
@@ -48,19 +50,19 @@ def warnings_for(config: GatewayConfig) -> list[str]:
         if own is None or not endpoint.auth_required:
             continue
         where = f"webhook.endpoints[{index}].auth"
-        if own.type == "none":
+        if own.type == AuthType.NONE:
             found.append(
                 f"{where}.type is none, so {endpoint.path} accepts requests without authentication"
                 " although auth_required is true"
             )
         elif not _has_credentials(own):
             found.append(f"{where} ({own.type}) has no credentials: every request to {endpoint.path} will get 401")
-    if config.queue.backend == "redis" and config.state.backend != "redis":
+    if config.queue.backend == QueueBackend.REDIS and config.state.backend != StateBackend.REDIS:
         found.append(
             "queue.backend is redis but state.backend is memory: replicas share the queue but each deduplicates"
             " alone, so the processor gets duplicates"
         )
-    if config.state.backend == "redis" and config.queue.backend == "memory":
+    if config.state.backend == StateBackend.REDIS and config.queue.backend == QueueBackend.MEMORY:
         found.append("queue.backend is memory: alerts accepted but not yet delivered are lost with the process")
     security = config.security
     if security.tls_enabled and config.service.listen:

@@ -7,6 +7,8 @@ its alerts.
 
 from __future__ import annotations
 
+import enum
+
 import attrs
 
 from alertgateway.config._fields import addresses_or_hosts, plain_path, positive, rejection_status
@@ -17,8 +19,11 @@ __all__ = [
     "SOURCES",
     "WELL_KNOWN_PATHS",
     "AuthConfig",
+    "AuthType",
     "BasicUser",
+    "DeliveryMode",
     "EndpointConfig",
+    "SignatureScheme",
     "WebhookConfig",
     "served_paths",
 ]
@@ -35,10 +40,37 @@ WELL_KNOWN_PATHS = {
 }
 
 
-AUTH_TYPES = ("bearer", "basic", "api_key", "hmac", "none")
-# grafana: Grafana's own signature header; standard: Standard Webhooks
-# (webhook-id, webhook-timestamp, webhook-signature).
-SIGNATURE_SCHEMES = ("grafana", "standard")
+class AuthType(enum.StrEnum):
+    """
+    How a sender proves who it is.
+    """
+
+    BEARER = "bearer"
+    BASIC = "basic"
+    API_KEY = "api_key"
+    HMAC = "hmac"
+    NONE = "none"
+
+
+class SignatureScheme(enum.StrEnum):
+    """
+    How an C{hmac} signature is laid out: Grafana's own header, or the
+    Standard Webhooks one (C{webhook-id}, C{webhook-timestamp},
+    C{webhook-signature}).
+    """
+
+    GRAFANA = "grafana"
+    STANDARD = "standard"
+
+
+class DeliveryMode(enum.StrEnum):
+    """
+    When a webhook is answered: C{async} once its alerts are queued (on
+    disk), C{sync} once the processor has accepted every one of them.
+    """
+
+    ASYNC = "async"
+    SYNC = "sync"
 
 
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -101,7 +133,7 @@ class AuthConfig:
     and merged into the lists.
     """
 
-    type: str = attrs.field(default="bearer", metadata={"choices": AUTH_TYPES})
+    type: AuthType = AuthType.BEARER
     # bearer and api_key
     token: str | None = attrs.field(default=None, repr=False)
     tokens: tuple[str, ...] = attrs.field(default=(), repr=False)
@@ -115,7 +147,7 @@ class AuthConfig:
     password_env: str | None = None
     users: tuple[BasicUser, ...] = ()
     # hmac
-    scheme: str = attrs.field(default="grafana", metadata={"choices": SIGNATURE_SCHEMES})
+    scheme: SignatureScheme = SignatureScheme.GRAFANA
     secret: str | None = attrs.field(default=None, repr=False)
     secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
     secret_file: str | None = None
@@ -184,7 +216,7 @@ class EndpointConfig:
     # async: answer once the alerts are queued (on disk); sync: answer once
     # the processor has accepted every alert of the request, for senders
     # that must know the alert went through.
-    delivery: str = attrs.field(default="async", metadata={"choices": ("async", "sync")})
+    delivery: DeliveryMode = DeliveryMode.ASYNC
 
     def served_paths(self) -> tuple[str, ...]:
         """

@@ -9,11 +9,12 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
+from typing import cast
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.config import AuthConfig, BasicUser, parse_config
+from alertgateway.config import AuthConfig, AuthType, BasicUser, SignatureScheme, parse_config
 from alertgateway.guards.auth import (
     APIKeyAuthenticator,
     Authenticator,
@@ -240,7 +241,7 @@ class SignatureAuthenticatorTests(SynchronousTestCase):
         """
         clock = Clock()
         clock.advance(1614265330)
-        config = AuthConfig(type="hmac", scheme="standard", secrets=(SPEC_SECRET,))
+        config = AuthConfig(type=AuthType.HMAC, scheme=SignatureScheme.STANDARD, secrets=(SPEC_SECRET,))
         auth = make_authenticator(config, clock=clock, replays=ReplayCache(clock, ttl=300))
         assert auth is not None
         self.assertTrue(auth.needs_body)
@@ -258,7 +259,7 @@ class SignatureAuthenticatorTests(SynchronousTestCase):
         """
         clock = Clock()
         clock.advance(1614265330)
-        config = AuthConfig(type="hmac", scheme="standard", secrets=(SPEC_SECRET,))
+        config = AuthConfig(type=AuthType.HMAC, scheme=SignatureScheme.STANDARD, secrets=(SPEC_SECRET,))
         auth = make_authenticator(config, clock=clock, replays=ReplayCache(clock, ttl=300))
         assert auth is not None
         refusal(self, auth, SPEC_HEADERS, None)
@@ -284,7 +285,7 @@ class MakeAuthenticatorTests(SynchronousTestCase):
         """
         C{bearer} takes C{token} and C{tokens}.
         """
-        auth = self.make(AuthConfig(type="bearer", token="a", tokens=("b",)))
+        auth = self.make(AuthConfig(type=AuthType.BEARER, token="a", tokens=("b",)))
         self.assertIsInstance(auth, BearerAuthenticator)
         for token in ("a", "b"):
             auth.check({"authorization": f"Bearer {token}"}, None)
@@ -294,7 +295,7 @@ class MakeAuthenticatorTests(SynchronousTestCase):
         C{basic} takes C{username}/C{password} and every entry of C{users}.
         """
         config = AuthConfig(
-            type="basic", username="am", password="p1", users=(BasicUser("gf", "p2"), BasicUser("x", None))
+            type=AuthType.BASIC, username="am", password="p1", users=(BasicUser("gf", "p2"), BasicUser("x", None))
         )
         auth = self.make(config)
         self.assertIsInstance(auth, BasicAuthenticator)
@@ -306,10 +307,10 @@ class MakeAuthenticatorTests(SynchronousTestCase):
         """
         C{api_key} takes the tokens as keys and the configured header.
         """
-        auth = self.make(AuthConfig(type="api_key", tokens=("k",), header="X-Key"))
+        auth = self.make(AuthConfig(type=AuthType.API_KEY, tokens=("k",), header="X-Key"))
         self.assertIsInstance(auth, APIKeyAuthenticator)
         auth.check({"x-key": "k"}, None)
-        default = self.make(AuthConfig(type="api_key", tokens=("k",)))
+        default = self.make(AuthConfig(type=AuthType.API_KEY, tokens=("k",)))
         assert isinstance(default, APIKeyAuthenticator)
         self.assertEqual(default.header, "X-API-Key")
 
@@ -319,7 +320,7 @@ class MakeAuthenticatorTests(SynchronousTestCase):
         header, and the timestamp header and tolerance when given.
         """
         config = AuthConfig(
-            type="hmac",
+            type=AuthType.HMAC,
             secrets=("s1", "s2"),
             signature_header="X-Sig",
             timestamp_header="X-Time",
@@ -342,7 +343,7 @@ class MakeAuthenticatorTests(SynchronousTestCase):
         C{hmac} with the Standard Webhooks scheme accepts the
         specification's example, and a replay of it is refused.
         """
-        auth = self.make(AuthConfig(type="hmac", scheme="standard", secret=SPEC_SECRET))
+        auth = self.make(AuthConfig(type=AuthType.HMAC, scheme=SignatureScheme.STANDARD, secret=SPEC_SECRET))
         auth.check(SPEC_HEADERS, SPEC_BODY)
         problem = refusal(self, auth, SPEC_HEADERS, SPEC_BODY)
         self.assertEqual(
@@ -353,16 +354,16 @@ class MakeAuthenticatorTests(SynchronousTestCase):
         """
         C{none} means no authenticator at all.
         """
-        self.assertIsNone(make_authenticator(AuthConfig(type="none"), clock=self.clock, replays=self.replays))
+        self.assertIsNone(make_authenticator(AuthConfig(type=AuthType.NONE), clock=self.clock, replays=self.replays))
 
     def test_unknown_type(self) -> None:
         """
         A type the configuration does not offer is an error, never a
         silent "no authentication".
         """
-        self.assertRaises(
-            ValueError, make_authenticator, AuthConfig(type="digest"), clock=self.clock, replays=self.replays
-        )
+        # Only a configuration built in code can carry one.
+        unknown = AuthConfig(type=cast(AuthType, "digest"))
+        self.assertRaises(ValueError, make_authenticator, unknown, clock=self.clock, replays=self.replays)
 
     def test_from_configuration(self) -> None:
         """
@@ -428,9 +429,9 @@ webhook:
         replays = ReplayCache(clock, ttl=300)
         cases: list[tuple[AuthConfig, dict[str, str]]] = [
             (AuthConfig(tokens=("tok-SECRET-1",)), {"authorization": "Bearer tok-SECRET-2"}),
-            (AuthConfig(type="api_key", tokens=("tok-SECRET-1",)), {"x-api-key": "tok-SECRET-2"}),
-            (AuthConfig(type="basic", username="am", password="pw-SECRET-3"), basic("am:pw-SECRET-4")),
-            (AuthConfig(type="hmac", secrets=("hm-SECRET-5",)), {"x-grafana-alerting-signature": "ab" * 32}),
+            (AuthConfig(type=AuthType.API_KEY, tokens=("tok-SECRET-1",)), {"x-api-key": "tok-SECRET-2"}),
+            (AuthConfig(type=AuthType.BASIC, username="am", password="pw-SECRET-3"), basic("am:pw-SECRET-4")),
+            (AuthConfig(type=AuthType.HMAC, secrets=("hm-SECRET-5",)), {"x-grafana-alerting-signature": "ab" * 32}),
         ]
         for config, headers in cases:
             with self.subTest(type=config.type):

@@ -13,18 +13,26 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.config import (
     AuthConfig,
+    AuthType,
     ConfigError,
     CorrelationConfig,
     DedupConfig,
+    DeliveryMode,
     EndpointConfig,
     EnvironmentConfig,
     EscalationConfig,
     GatewayConfig,
     LimitsConfig,
+    LogFormat,
     MetricsConfig,
+    QueueBackend,
     RateLimitingConfig,
+    RedisFailure,
     SecurityConfig,
     ServiceConfig,
+    SignatureScheme,
+    SQLiteSync,
+    StateBackend,
     StormConfig,
     WebhookConfig,
     load_config,
@@ -542,6 +550,37 @@ logging: {format: xml}
             ],
         )
 
+    def test_closed_set_values(self) -> None:
+        """
+        A word of a closed set is read as the member of its enum, which
+        compares equal to the word and prints as it, so that code and
+        output written for strings see no difference.
+        """
+        config = _valid(
+            """
+webhook: {endpoints: [{path: /webhook/grafana, delivery: sync}], auth: {type: hmac, scheme: standard}}
+queue: {backend: redis, synchronous: normal}
+state: {backend: redis, redis: {on_failure: fail_closed}}
+logging: {format: text}
+"""
+        )
+        values = [
+            (config.webhook.endpoints[0].delivery, DeliveryMode.SYNC),
+            (config.webhook.auth.type, AuthType.HMAC),
+            (config.webhook.auth.scheme, SignatureScheme.STANDARD),
+            (config.queue.backend, QueueBackend.REDIS),
+            (config.queue.synchronous, SQLiteSync.NORMAL),
+            (config.state.backend, StateBackend.REDIS),
+            (config.state.redis.on_failure, RedisFailure.FAIL_CLOSED),
+            (config.logging.format, LogFormat.TEXT),
+        ]
+        for value, member in values:
+            with self.subTest(member=member):
+                self.assertIs(value, member)
+                self.assertEqual(value, member.value)
+                self.assertEqual(f"{value}", member.value)
+                self.assertEqual(str(value), member.value)
+
 
 class EnvironmentTests(SynchronousTestCase):
     def test_token(self) -> None:
@@ -995,8 +1034,8 @@ limits:
         self.assertEqual(
             webhook.auth,
             AuthConfig(
-                type="hmac",
-                scheme="grafana",
+                type=AuthType.HMAC,
+                scheme=SignatureScheme.GRAFANA,
                 secrets=("s1",),
                 signature_header="X-Sig",
                 timestamp_header="X-Time",
@@ -1009,7 +1048,7 @@ limits:
         self.assertEqual(prometheus.add_headers, {"X-Tenant": "team-a"})
         assert prometheus.auth is not None
         self.assertEqual(prometheus.auth.basic_users, (("am", "pw"), ("am2", "pw2")))
-        self.assertEqual(grafana.auth, AuthConfig(type="api_key", header="X-Key", tokens=("k1",)))
+        self.assertEqual(grafana.auth, AuthConfig(type=AuthType.API_KEY, header="X-Key", tokens=("k1",)))
         assert svix.auth is not None
         self.assertEqual((svix.auth.scheme, svix.auth.signing_secrets), ("standard", (STANDARD_SECRET,)))
         security = config.security
@@ -1051,9 +1090,9 @@ limits:
         self.assertEqual(
             config.webhook.auth,
             AuthConfig(
-                type="bearer",
+                type=AuthType.BEARER,
                 header="X-API-Key",
-                scheme="grafana",
+                scheme=SignatureScheme.GRAFANA,
                 signature_header="X-Grafana-Alerting-Signature",
                 timestamp_header=None,
                 tolerance=300.0,
@@ -1105,7 +1144,7 @@ webhook:
 """
         )
         own, shared = config.webhook.endpoints
-        self.assertEqual(config.webhook.auth_for(own), AuthConfig(type="api_key", tokens=("k1",)))
+        self.assertEqual(config.webhook.auth_for(own), AuthConfig(type=AuthType.API_KEY, tokens=("k1",)))
         self.assertIs(config.webhook.auth_for(shared), config.webhook.auth)
         self.assertEqual(WebhookConfig().auth_for(EndpointConfig(path="/x")), AuthConfig())
 

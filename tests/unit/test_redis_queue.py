@@ -21,7 +21,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import FailTest, TestCase
 
-from alertgateway.config import QueueConfig, RedisConfig, RedisQueueConfig
+from alertgateway.config import QueueBackend, QueueConfig, RedisConfig, RedisFailure, RedisQueueConfig
 from alertgateway.delivery.durable import DurableQueue
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.journal import SQLiteJournal
@@ -142,7 +142,7 @@ class RedisQueueTests(TestCase):
         self.directory = self.mktemp()
         os.makedirs(self.directory)
 
-    async def client(self, on_failure: str = "fail_open") -> RedisClient:
+    async def client(self, on_failure: RedisFailure = RedisFailure.FAIL_OPEN) -> RedisClient:
         config = RedisConfig(url=self.server.url, on_failure=on_failure, timeout=0.5, connect_timeout=0.5)
         # One connection, so that once it is up no handshake is left that
         # killing Redis could interrupt (txredisapi then stops reconnecting).
@@ -166,7 +166,7 @@ class RedisQueueTests(TestCase):
         journal = SQLiteJournal(path, InlineExecutor(), clock_seconds=reactor.seconds)
         fallback = DurableQueue(journal, max_items=max_items, max_bytes=10**6)
         config = QueueConfig(
-            backend="redis",
+            backend=QueueBackend.REDIS,
             path=path,
             max_items=max_items,
             redis=RedisQueueConfig(partitions=partitions, claim_idle=claim_idle, read_batch=read_batch),
@@ -410,7 +410,7 @@ class RedisQueueTests(TestCase):
         local SQLite queue and is delivered through the same take; done
         removes it there.
         """
-        client = await self.client("fail_open")
+        client = await self.client(RedisFailure.FAIL_OPEN)
         queue = await self.queue(client, "r1")
         await self.reading(queue)
         await self.kill_redis(client)
@@ -433,7 +433,7 @@ class RedisQueueTests(TestCase):
         What the fallback queue still holds when a replica stops is loaded
         and delivered, in order, when it starts again.
         """
-        client = await self.client("fail_open")
+        client = await self.client(RedisFailure.FAIL_OPEN)
         queue = await self.queue(client, "r1")
         await self.reading(queue)
         await self.kill_redis(client)
@@ -453,7 +453,7 @@ class RedisQueueTests(TestCase):
         with QueueFull (the webhook answers 503), and nothing is kept
         locally.
         """
-        client = await self.client("fail_closed")
+        client = await self.client(RedisFailure.FAIL_CLOSED)
         queue = await self.queue(client, "r1")
         await self.reading(queue)
         await self.kill_redis(client)

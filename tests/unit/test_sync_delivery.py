@@ -8,7 +8,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.config import EndpointConfig
+from alertgateway.config import DeliveryMode, EndpointConfig
 from alertgateway.core.decider import Decider, DeciderSettings
 from alertgateway.core.episodes import MemoryEpisodes
 from alertgateway.delivery.envelope import Envelope
@@ -37,7 +37,7 @@ class SyncDeliveryTests(SynchronousTestCase):
         decider = Decider(self.clock, MemoryEpisodes(100), DeciderSettings())
         self.intake = Intake(decider, submit, lambda: 1000, metrics)
         resource = WebhookResource(
-            EndpointConfig(path="/webhook/prometheus", source="alertmanager", delivery="sync"),
+            EndpointConfig(path="/webhook/prometheus", source="alertmanager", delivery=DeliveryMode.SYNC),
             parser=PARSERS["alertmanager"],
             guards=Guards(authenticator=BearerAuthenticator([TOKEN])),
             intake=self.intake,
