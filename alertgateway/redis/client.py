@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_redis_client -*-
 """
 The gateway's connection to Redis: a small pool of txredisapi connections,
 kept up with backoff, through which every shared-state operation goes.
@@ -6,7 +7,10 @@ Each operation is bounded (C{state.redis.timeout}, counting the wait for a
 connection), timed into C{gateway_redis_latency_seconds} and, when it
 fails, counted in C{gateway_redis_errors_total}.  While no connection is up
 an operation fails at once with L{RedisUnavailable} instead of waiting for
-one: the callers decide what to do then (C{state.redis.on_failure}).
+one: the callers decide what to do then (C{state.redis.on_failure}).  Every
+failure of Redis reaches the callers as a L{RedisError}, a
+L{StateUnavailable} of the stores' hierarchy: an error reply keeps its
+message (C{NOGROUP ...}), and nothing outside this module sees txredisapi.
 
 Lua scripts are loaded once per Redis server and called by their SHA1; a
 server that lost them (restarted, C{SCRIPT FLUSH}) gets them again on the
@@ -25,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 import attrs
 import txredisapi
-from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, FirstError, fail
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
@@ -37,8 +41,9 @@ from twisted.python.failure import Failure
 
 from alertgateway.config import RedisConfig
 from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.state.errors import StateUnavailable
 
-__all__ = ["RedisClient", "RedisUnavailable", "Script"]
+__all__ = ["RedisClient", "RedisError", "RedisUnavailable", "Script"]
 
 # Errors of a server that is there but cannot serve now: as good as down.
 # MISCONF: it cannot persist (disk full); NOREPLICAS: too few replicas
@@ -63,7 +68,14 @@ _UNAVAILABLE_REPLIES = (
 _WATCHDOG_INTERVAL = 5.0
 
 
-class RedisUnavailable(Exception):
+class RedisError(StateUnavailable):
+    """
+    A Redis operation failed: Redis refused it (the message is its error
+    reply, such as C{NOGROUP ...}), or could not answer (L{RedisUnavailable}).
+    """
+
+
+class RedisUnavailable(RedisError):
     """
     Redis could not answer: not connected, too slow, or not serving.
     """
@@ -278,6 +290,8 @@ class RedisClient:
         @param operation: Names the operation in the metrics.
         @raise RedisUnavailable: Through the Deferred, when Redis cannot
             answer in time.
+        @raise RedisError: Through the Deferred, when Redis refuses the
+            command.
         """
         return self._run(operation, lambda handler: handler.execute_command(*args))
 
@@ -342,6 +356,9 @@ class RedisClient:
             metrics.redis_errors.labels(operation=operation, reason=reason).inc()
             if reason != "error":
                 raise RedisUnavailable(f"{operation}: {failure.getErrorMessage() or repr(failure.value)}")
+            refused = _refusal(failure)
+            if refused is not None:
+                raise RedisError(str(refused)) from refused
             return failure
 
         return d.addCallbacks(_done, _failed)
@@ -355,6 +372,20 @@ def _classify(failure: Failure) -> str:
     if failure.check(txredisapi.ResponseError) and str(failure.value).split(" ", 1)[0] in _UNAVAILABLE_REPLIES:
         return "unavailable"
     return "error"
+
+
+def _refusal(failure: Failure) -> Exception | None:
+    """
+    What Redis answered instead of a reply (an error reply, or one that
+    cannot be read), for one command or the first failed of a pipeline.
+    """
+    value = failure.value
+    if isinstance(value, FirstError):
+        return _refusal(value.subFailure)
+    if isinstance(value, txredisapi.RedisError):
+        refused: Exception = value
+        return refused
+    return None
 
 
 async def _nothing() -> None:

@@ -82,7 +82,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import attrs
-import txredisapi
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -93,16 +92,13 @@ from alertgateway.delivery.durable import DurableQueue
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.queue import MemoryQueue
 from alertgateway.observability.metrics import GatewayMetrics
-from alertgateway.redis.client import RedisClient, RedisUnavailable, Script
+from alertgateway.redis.client import RedisClient, RedisError, RedisUnavailable, Script
 from alertgateway.state.errors import QueueFull
 
 __all__ = ["GROUP", "RedisQueue"]
 
 # The consumer group every replica reads through.
 GROUP = "gateway"
-
-# What a Redis call may fail with: not reachable, or an error reply.
-_REDIS_ERRORS = (RedisUnavailable, txredisapi.ResponseError)
 
 # The buffer's bound is on reading: what is read must all be queued.
 _UNBOUNDED = 2**62
@@ -579,7 +575,7 @@ class RedisQueue:
             await self.client.command("queue_leave", "ZREM", self._replicas_key, self.replica)
             if held:
                 await self.client.script(_RELEASE, [self._leases[p] for p in held], [self.replica])
-        except _REDIS_ERRORS as e:
+        except RedisError as e:
             self.log.warn(
                 "Cannot leave the Redis queue cleanly ({reason}); partitions {partitions} are taken over in {seconds}s",
                 reason=str(e),
@@ -613,7 +609,7 @@ class RedisQueue:
         try:
             documents = [_encode(e, now) for e in envelopes]
             added, length = await self.client.script(_PUT, keys, [self.max_items, *documents])
-        except _REDIS_ERRORS as e:
+        except RedisError as e:
             self._outage(e)
             if not self._fail_open:
                 raise QueueFull(f"the Redis queue is unavailable: {e}") from e
@@ -817,7 +813,7 @@ class RedisQueue:
             await self._settle_all()
             await self._check_durability()
             self._recovered()
-        except _REDIS_ERRORS as e:
+        except RedisError as e:
             self._outage(e)
         self._expire_leases()
         return self._claim_idle / 3
@@ -884,7 +880,9 @@ class RedisQueue:
             return
         try:
             reply = await self.client.command("queue_config", "CONFIG", "GET", "appendonly")
-        except txredisapi.ResponseError:
+        except RedisUnavailable:
+            raise
+        except RedisError:
             # CONFIG is often disabled on managed Redis: cannot tell.
             reply = None
         self._durability_checked = True
@@ -933,7 +931,7 @@ class RedisQueue:
                 # Until poked: a partition taken, room made, Redis back.
                 return pause
             await self._read(reader, partitions)
-        except _REDIS_ERRORS as e:
+        except RedisError as e:
             self._read_failed(e)
             return min(1.0, pause)
         self._recovered()

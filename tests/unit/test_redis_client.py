@@ -10,14 +10,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import txredisapi
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from alertgateway.config import RedisConfig, parse_config
 from alertgateway.observability.metrics import GatewayMetrics
-from alertgateway.redis.client import RedisClient, RedisUnavailable, Script, _address
+from alertgateway.redis.client import RedisClient, RedisError, RedisUnavailable, Script, _address
+from alertgateway.state.errors import StateUnavailable
 from tests.integration._certs import Authority, write_pem
 from tests.redis_server import RedisServer, until
 from tests.unit.test_state_behaviour import inline
@@ -149,11 +149,46 @@ class ClientTests(_Connected):
     async def test_error_reply(self) -> None:
         """
         A command Redis refuses is an error of ours (a bug), not an outage:
-        it fails as such and is counted as an error.
+        it fails with RedisError (a StateUnavailable, not RedisUnavailable)
+        carrying Redis's message, and is counted as an error.
         """
-        with self.assertRaises(txredisapi.ResponseError):
+        with self.assertRaises(RedisError) as caught:
             await self.client.command("bad", "NOSUCHCOMMAND")
+        self.assertNotIsInstance(caught.exception, RedisUnavailable)
+        self.assertIsInstance(caught.exception, StateUnavailable)
+        self.assertTrue(str(caught.exception).startswith("ERR unknown command"), str(caught.exception))
         self.assertEqual(self.errors("bad", "error"), 1)
+
+    @inline
+    async def test_error_code_kept(self) -> None:
+        """
+        The message of a RedisError starts with Redis's error code, as
+        callers test it (NOGROUP: the queue's consumer group is gone).
+        """
+        await self.client.command("add", "XADD", "s", "*", "f", "v")
+        with self.assertRaises(RedisError) as caught:
+            await self.client.command("read", "XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">")
+        self.assertTrue(str(caught.exception).startswith("NOGROUP"), str(caught.exception))
+
+    @inline
+    async def test_script_error_reply(self) -> None:
+        """
+        A script that fails is a RedisError, with the script's message,
+        counted as an error under the script's name.
+        """
+        broken = Script("broken", "return redis.error_reply('BROKEN on purpose')")
+        with self.assertRaises(RedisError) as caught:
+            await self.client.script(broken, [], [])
+        self.assertTrue(str(caught.exception).startswith("BROKEN"), str(caught.exception))
+        self.assertEqual(self.errors("broken", "error"), 1)
+
+    @inline
+    async def test_pipeline_error_reply(self) -> None:
+        """
+        A pipeline with a command Redis refuses fails with RedisError too.
+        """
+        with self.assertRaises(RedisError):
+            await self.client.pipeline("p", [("INCR", "c"), ("NOSUCHCOMMAND",)])
 
     @inline
     async def test_timeout(self) -> None:
