@@ -39,11 +39,10 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from alertgateway.config import RedisConfig
 from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.state.errors import StateUnavailable
 
-__all__ = ["RedisClient", "RedisError", "RedisUnavailable", "Script"]
+__all__ = ["RedisClient", "RedisError", "RedisSettings", "RedisUnavailable", "Script"]
 
 # Errors of a server that is there but cannot serve now: as good as down.
 # MISCONF: it cannot persist (disk full); NOREPLICAS: too few replicas
@@ -66,6 +65,33 @@ _UNAVAILABLE_REPLIES = (
 
 # How often a client that txredisapi stopped reconnecting is started again.
 _WATCHDOG_INTERVAL = 5.0
+
+
+@attrs.frozen
+class RedisSettings:
+    """
+    How to reach Redis, and how long to wait for it.  Secrets are kept out
+    of C{repr}.
+
+    @ivar url: C{redis://[user:password@]host:port/db}, or C{rediss://} for
+        TLS.
+    @ivar password: Wins over the URL's.
+    @ivar key_prefix: Every key the gateway writes starts with it.
+    @ivar timeout: Seconds for each answer, counting the wait for a
+        connection.
+    @ivar connect_timeout: Seconds for a connection to be made.
+    @ivar pool_size: Connections kept open.
+    @ivar ca_file: For C{rediss://}: the CA that signed the server's
+        certificate (the system's trusted CAs when C{None}).
+    """
+
+    url: str = attrs.field(repr=False)
+    password: str | None = attrs.field(default=None, repr=False)
+    key_prefix: str = "alertgateway:"
+    timeout: float = 1.0
+    connect_timeout: float = 2.0
+    pool_size: int = 4
+    ca_file: str | None = None
 
 
 class RedisError(StateUnavailable):
@@ -106,8 +132,8 @@ class _Address:
     password: str | None
 
 
-def _address(config: RedisConfig) -> _Address:
-    parts = urlsplit(config.url)
+def _address(settings: RedisSettings) -> _Address:
+    parts = urlsplit(settings.url)
     password = unquote(parts.password) if parts.password else None
     return _Address(
         host=parts.hostname or "127.0.0.1",
@@ -116,7 +142,7 @@ def _address(config: RedisConfig) -> _Address:
         tls=parts.scheme == "rediss",
         username=unquote(parts.username) if parts.username else None,
         # A password given as a key (file, environment) wins over the URL's.
-        password=config.password or password,
+        password=settings.password or password,
     )
 
 
@@ -157,29 +183,25 @@ class RedisClient:
     Run commands and scripts on Redis, metered and bounded in time.
 
     @param reactor: Provides IReactorTime and IReactorTCP.
-    @param pool_size: Connections kept open; a client that blocks on reads
-        (the queue's) has one of its own.
-    @param on_state: Called with C{True} when the first connection is up,
-        with C{False} when the last one is lost.
+    @param name: Names the client in its log lines; a client that blocks on
+        reads (the queue's) has one of its own.
     """
 
     log = Logger()
 
     def __init__(
         self,
-        config: RedisConfig,
+        settings: RedisSettings,
         reactor: Any,
         metrics: GatewayMetrics,
         *,
-        pool_size: int | None = None,
         name: str = "state",
     ) -> None:
-        self.config = config
-        self.prefix = config.key_prefix
+        self.settings = settings
+        self.prefix = settings.key_prefix
         self._reactor = reactor
         self._metrics = metrics
-        self._address = _address(config)
-        self._pool_size = pool_size or config.pool_size
+        self._address = _address(settings)
         self._name = name
         self._factory: _Factory | None = None
         self.up = False
@@ -202,12 +224,12 @@ class RedisClient:
     def _endpoint(self) -> IStreamClientEndpoint | _UnwrapTLS:
         address = self._address
         endpoint: IStreamClientEndpoint = HostnameEndpoint(
-            self._reactor, address.host, address.port, timeout=self.config.connect_timeout
+            self._reactor, address.host, address.port, timeout=self.settings.connect_timeout
         )
         if address.tls:
             trust = platformTrust()
-            if self.config.ca_file:
-                with open(self.config.ca_file, "rb") as f:
+            if self.settings.ca_file:
+                with open(self.settings.ca_file, "rb") as f:
                     trust = Certificate.loadPEM(f.read())
             return _UnwrapTLS(wrapClientTLS(optionsForClientTLS(address.host, trust), endpoint))
         return endpoint
@@ -244,12 +266,12 @@ class RedisClient:
             # No SELECT for database 0: a connection lost during that
             # handshake makes txredisapi stop reconnecting for good.
             dbid=address.db or None,
-            poolsize=self._pool_size,
+            poolsize=self.settings.pool_size,
             isLazy=True,
             handler=txredisapi.ConnectionHandler,
             charset="utf-8",
             password=address.password,
-            replyTimeout=self.config.timeout,
+            replyTimeout=self.settings.timeout,
             convertNumbers=False,
             username=address.username,
         )
@@ -345,7 +367,7 @@ class RedisClient:
         except Exception as e:  # txredisapi raises when a connection just died
             metrics.redis_errors.labels(operation=operation, reason="unavailable").inc()
             return fail(RedisUnavailable(str(e)))
-        d.addTimeout(self.config.timeout, self._reactor)
+        d.addTimeout(self.settings.timeout, self._reactor)
 
         def _done(result: Any) -> Any:
             metrics.redis_latency.labels(operation=operation).observe(self._reactor.seconds() - started)

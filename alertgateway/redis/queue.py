@@ -87,15 +87,15 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from alertgateway.config import QueueConfig
 from alertgateway.delivery.durable import DurableQueue
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.queue import MemoryQueue
 from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.redis.client import RedisClient, RedisError, RedisUnavailable, Script
+from alertgateway.redis.failover import Failover
 from alertgateway.state.errors import QueueFull
 
-__all__ = ["GROUP", "RedisQueue"]
+__all__ = ["GROUP", "RedisQueue", "RedisQueueSettings"]
 
 # The consumer group every replica reads through.
 GROUP = "gateway"
@@ -314,6 +314,43 @@ def _decode(partition: int, entry: str, fields: Sequence[str]) -> Envelope:
 
 
 @attrs.frozen
+class RedisQueueSettings:
+    """
+    How big the Redis queue is, how it is spread, and how long it waits.
+
+    @ivar max_items: Envelopes queued at most, across every replica.
+    @ivar partitions: Streams the envelopes are spread over; a key always
+        goes to the same one.  Changing it moves keys to other streams.
+    @ivar claim_idle: Seconds a lease lasts unless renewed: a replica that
+        has not renewed for this long is taken for dead, and what it left
+        pending for this long is claimed by others.
+    @ivar read_batch: Entries read from Redis at once.
+    @ivar block: Seconds a read waits on Redis for new entries; new
+        partitions and giving partitions back wait for it too.
+    """
+
+    max_items: int = 10000
+    partitions: int = 16
+    claim_idle: float = 30.0
+    read_batch: int = 100
+    block: float = 1.0
+
+    @property
+    def lease_ms(self) -> int:
+        """
+        C{claim_idle} in milliseconds, as Redis takes it.
+        """
+        return max(1, int(self.claim_idle * 1000))
+
+    @property
+    def block_ms(self) -> int:
+        """
+        C{block} in milliseconds, as Redis takes it.
+        """
+        return max(1, int(self.block * 1000))
+
+
+@attrs.frozen
 class _Settle:
     """
     An acknowledgement (done or dead letter) to send, again if need be.
@@ -393,16 +430,15 @@ class RedisQueue:
     A bounded, per-key ordered queue in Redis Streams, shared by replicas.
 
     @param client: The shared Redis connection (started and stopped by its
-        owner); its configuration says where Redis is and
-        C{on_failure}.
+        owner).
     @param fallback: Where batches go while Redis is unreachable with
         C{fail_open}; loaded by L{start}, its journal closed by L{stop}.
+    @param failover: Says whether to fail open (to C{fallback}) or closed
+        (L{QueueFull}) while Redis cannot be reached.
     @param reactor: Provides IReactorTime and IReactorTCP (the reading
         connection).
     @param replica: This replica's consumer name, unique among replicas
         (hostname, pid and a random part by default).
-    @param block: How long a read waits on Redis for new entries; new
-        partitions and giving partitions back wait for it too.
     """
 
     log = Logger()
@@ -411,24 +447,25 @@ class RedisQueue:
         self,
         client: RedisClient,
         fallback: DurableQueue,
+        failover: Failover,
         *,
         reactor: Any,
-        config: QueueConfig,
+        settings: RedisQueueSettings,
         replica: str | None = None,
-        block: float = 1.0,
     ) -> None:
         self.client = client
         self.fallback = fallback
-        self.max_items = config.max_items
-        self.partitions = config.redis.partitions
+        self.max_items = settings.max_items
+        self.partitions = settings.partitions
         self.replica = replica or _replica_name()
+        self.failover = failover
+        self.settings = settings
         self._reactor = reactor
-        self._claim_idle = config.redis.claim_idle
-        self._lease_ms = max(1, int(config.redis.claim_idle * 1000))
-        self._read_batch = config.redis.read_batch
-        self._block_ms = max(1, int(block * 1000))
-        self._block = block
-        self._fail_open = client.config.on_failure == "fail_open"
+        self._claim_idle = settings.claim_idle
+        self._lease_ms = settings.lease_ms
+        self._read_batch = settings.read_batch
+        self._block_ms = settings.block_ms
+        self._block = settings.block
         self._streams = [client.key("q", str(p)) for p in range(self.partitions)]
         self._partition_of_stream = {stream: p for p, stream in enumerate(self._streams)}
         self._leases = [client.key("lease", str(p)) for p in range(self.partitions)]
@@ -516,15 +553,14 @@ class RedisQueue:
         if not self._running:
             return
         self._pump()
-        config = self.client.config
+        settings = self.client.settings
         # Its reads block for up to `block`, on top of the usual answer time.
         # Metered apart: its blocking reads would skew the latencies, and its
         # connection coming and going is not Redis's.
         self._reader = RedisClient(
-            attrs.evolve(config, timeout=config.timeout + self._block),
+            attrs.evolve(settings, timeout=settings.timeout + self._block, pool_size=1),
             self._reactor,
             GatewayMetrics(),
-            pool_size=1,
             name="queue",
         )
         self._reader.on_state(self._redis_changed)
@@ -611,7 +647,7 @@ class RedisQueue:
             added, length = await self.client.script(_PUT, keys, [self.max_items, *documents])
         except RedisError as e:
             self._outage(e)
-            if not self._fail_open:
+            if not self.failover.fail_open:
                 raise QueueFull(f"the Redis queue is unavailable: {e}") from e
             # Perhaps Redis had the batch after all (an answer that came too
             # late): then it is delivered twice, which the processor dedupes.
@@ -1102,7 +1138,7 @@ class RedisQueue:
         if self._down:
             return
         self._down = True
-        then = "alerts go to the local fallback queue" if self._fail_open else "webhooks are answered 503"
+        then = "alerts go to the local fallback queue" if self.failover.fail_open else "webhooks are answered 503"
         self.log.warn("Redis queue unavailable ({reason}); {then} until it is back", reason=str(reason), then=then)
 
     def _recovered(self) -> None:
