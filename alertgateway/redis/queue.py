@@ -93,6 +93,7 @@ from alertgateway.delivery.queue import MemoryQueue
 from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.redis.client import RedisClient, RedisError, RedisUnavailable, Script
 from alertgateway.redis.failover import Failover
+from alertgateway.redis.scripts import load
 from alertgateway.state.errors import QueueFull
 
 __all__ = ["GROUP", "RedisQueue", "RedisQueueSettings"]
@@ -109,165 +110,15 @@ _BUFFERED_BATCHES = 4
 # How long a loop waits after an unexpected error (a bug) before going on.
 _AFTER_BUG = 1.0
 
-# KEYS[1]: the shared length; KEYS[1 + i]: the stream of envelope i.
-# ARGV[1]: the most envelopes queued; ARGV[1 + i]: envelope i as JSON.
-# Returns {1, new length}, or {0, length} adding nothing when they do not fit.
-_PUT = Script(
-    "queue_put",
-    """
-local count = #KEYS - 1
-local length = tonumber(redis.call('GET', KEYS[1]) or '0')
-if length + count > tonumber(ARGV[1]) then
-  return {0, length}
-end
-for i = 1, count do
-  redis.call('XADD', KEYS[i + 1], '*', 'e', ARGV[i + 1])
-end
-return {1, redis.call('INCRBY', KEYS[1], count)}
-""",
-)
-
-# KEYS: the stream, the shared length.  ARGV: the group, the entry.
-# Returns the length.  Counts down only for an entry still there (another
-# replica may have delivered it too), and not below zero (an entry an
-# operator added was never counted).
-_DONE = Script(
-    "queue_done",
-    """
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-if redis.call('XDEL', KEYS[1], ARGV[2]) == 1 and redis.call('DECR', KEYS[2]) < 0 then
-  redis.call('SET', KEYS[2], 0)
-end
-return tonumber(redis.call('GET', KEYS[2]) or '0')
-""",
-)
-
-# KEYS: the stream, the shared length, the dead letters.  ARGV: the group,
-# the entry, the reason, the attempts, the partition.  Returns the length,
-# counted down as by _DONE.
-_BURY = Script(
-    "queue_bury",
-    """
-local found = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-if #found == 0 then
-  return tonumber(redis.call('GET', KEYS[2]) or '0')
-end
-redis.call('XADD', KEYS[3], '*', 'reason', ARGV[3], 'attempts', ARGV[4], 'partition', ARGV[5],
-  'entry', ARGV[2], unpack(found[1][2]))
-redis.call('XDEL', KEYS[1], ARGV[2])
-if redis.call('DECR', KEYS[2]) < 0 then
-  redis.call('SET', KEYS[2], 0)
-end
-return tonumber(redis.call('GET', KEYS[2]))
-""",
-)
-
-# KEYS[1]: the heartbeats; KEYS[2..]: the leases held.  ARGV: the replica,
-# the lease time in ms, '1' to count the replica in (or '0', draining, to
-# count it out).  Returns {live replicas, then 1 or 0 per lease: renewed,
-# or held by another}.  Redis's clock scores the heartbeats, so the
-# replicas' clocks need not agree.
-_HEARTBEAT = Script(
-    "queue_heartbeat",
-    """
-local now = redis.call('TIME')
-local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-if ARGV[3] == '1' then
-  redis.call('ZADD', KEYS[1], ms, ARGV[1])
-else
-  redis.call('ZREM', KEYS[1], ARGV[1])
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms - tonumber(ARGV[2]))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-local result = {redis.call('ZCARD', KEYS[1])}
-for i = 2, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[1] then
-    redis.call('PEXPIRE', KEYS[i], ARGV[2])
-    result[i] = 1
-  else
-    result[i] = 0
-  end
-end
-return result
-""",
-)
-
-# KEYS: leases to try, in order.  ARGV: the replica, the lease time in ms,
-# how many to take.  Returns the (1-based) indexes of the leases taken; one
-# still held in this replica's name counts as taken.
-_ACQUIRE = Script(
-    "queue_acquire",
-    """
-local got = {}
-for i = 1, #KEYS do
-  if #got >= tonumber(ARGV[3]) then
-    break
-  end
-  if redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) or redis.call('GET', KEYS[i]) == ARGV[1] then
-    redis.call('PEXPIRE', KEYS[i], ARGV[2])
-    got[#got + 1] = i
-  end
-end
-return got
-""",
-)
-
-# KEYS: leases.  ARGV: the replica.  Deletes those still in its name.
-_RELEASE = Script(
-    "queue_release",
-    """
-local released = 0
-for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[1] then
-    redis.call('DEL', KEYS[i])
-    released = released + 1
-  end
-end
-return released
-""",
-)
-
-# KEYS: streams.  ARGV: the group.  Creates the group, reading from the
-# start, where it is missing.
-_ENSURE_GROUP = Script(
-    "queue_group",
-    """
-for i = 1, #KEYS do
-  local reply = redis.pcall('XGROUP', 'CREATE', KEYS[i], ARGV[1], '0', 'MKSTREAM')
-  if type(reply) == 'table' and reply.err and not string.find(reply.err, 'BUSYGROUP', 1, true) then
-    return redis.error_reply(reply.err)
-  end
-end
-return 1
-""",
-)
-
-# KEYS[1]: the shared length; KEYS[2..]: every partition's stream.  Sets the
-# length to what the streams hold (an operator may have trimmed them).
-_RECOUNT = Script(
-    "queue_recount",
-    """
-local total = 0
-for i = 2, #KEYS do
-  total = total + redis.call('XLEN', KEYS[i])
-end
-redis.call('SET', KEYS[1], total)
-return total
-""",
-)
-
-# KEYS: the stream.  ARGV: the group, a consumer.  Deletes the consumer only
-# if it has nothing pending: deleting it would drop its pending entries.
-_FORGET_CONSUMER = Script(
-    "queue_forget",
-    """
-if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
-  return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
-end
-return -1
-""",
-)
+_PUT = load("queue_put")
+_DONE = load("queue_done")
+_BURY = load("queue_bury")
+_HEARTBEAT = load("queue_heartbeat")
+_ACQUIRE = load("queue_acquire")
+_RELEASE = load("queue_release")
+_ENSURE_GROUP = load("queue_group")
+_RECOUNT = load("queue_recount")
+_FORGET_CONSUMER = load("queue_forget")
 
 
 def _replica_name() -> str:
