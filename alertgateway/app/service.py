@@ -31,7 +31,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
 
 from alertgateway.app.reuseport import endpoint_for
-from alertgateway.config import EndpointConfig, GatewayConfig
+from alertgateway.config import EndpointConfig, GatewayConfig, QueueConfig, RedisConfig
 from alertgateway.core.decider import Decider, settings_from_config, storms_from_config
 from alertgateway.core.episodes import MemoryEpisodes
 from alertgateway.delivery.breaker import STATE_VALUES, CircuitBreaker
@@ -49,10 +49,10 @@ from alertgateway.guards.signatures import ReplayCache
 from alertgateway.intake.admission import Intake
 from alertgateway.observability.logs import make_observer
 from alertgateway.observability.metrics import GatewayMetrics
-from alertgateway.redis.client import RedisClient
+from alertgateway.redis.client import RedisClient, RedisSettings
 from alertgateway.redis.failover import Failover, FailoverDecisions, FailoverLimiter, SharedReplays
 from alertgateway.redis.limits import RedisRateLimiter
-from alertgateway.redis.queue import RedisQueue
+from alertgateway.redis.queue import RedisQueue, RedisQueueSettings
 from alertgateway.redis.replays import RedisReplays
 from alertgateway.sources import PARSERS
 from alertgateway.state.decisions import Decisions, MemoryDecisions, RedisDecisions
@@ -102,7 +102,7 @@ class GatewayService(Service):
         self.executor: Executor | None = executor
         # One connection pool for everything shared through Redis.
         uses_redis = config.state.backend == "redis" or config.queue.backend == "redis"
-        self.redis = RedisClient(config.state.redis, reactor, self.metrics) if uses_redis else None
+        self.redis = RedisClient(_redis_settings(config.state.redis), reactor, self.metrics) if uses_redis else None
         if self.redis is None:
             # A gateway without Redis exports no Redis series: an alert on
             # gateway_redis_up == 0 must not fire for it.
@@ -186,9 +186,11 @@ class GatewayService(Service):
         )
         durable = DurableQueue(journal, max_items=queue.max_items, max_bytes=queue.max_bytes)
         if queue.backend == "redis":
-            assert self.redis is not None
+            assert self.redis is not None and self.failover is not None
             # The SQLite queue holds what is accepted while Redis is down.
-            return RedisQueue(self.redis, durable, reactor=self._reactor, config=queue)
+            return RedisQueue(
+                self.redis, durable, self.failover, reactor=self._reactor, settings=_redis_queue_settings(queue)
+            )
         return durable
 
     def _durable(self) -> DurableQueue | None:
@@ -587,6 +589,34 @@ class GatewayService(Service):
         # and what supervisors expect from a graceful stop.
         if getattr(self._reactor, "_exitSignal", None) == signal.SIGTERM:
             self._reactor._exitSignal = None
+
+
+def _redis_settings(config: RedisConfig) -> RedisSettings:
+    """
+    How to reach Redis (C{state.redis}); the password as read from
+    C{password}, C{password_file} or C{password_env} when loading.
+    """
+    return RedisSettings(
+        url=config.url,
+        password=config.password,
+        key_prefix=config.key_prefix,
+        timeout=config.timeout,
+        connect_timeout=config.connect_timeout,
+        pool_size=config.pool_size,
+        ca_file=config.ca_file,
+    )
+
+
+def _redis_queue_settings(config: QueueConfig) -> RedisQueueSettings:
+    """
+    The Redis queue's settings (C{queue.max_items}, C{queue.redis}).
+    """
+    return RedisQueueSettings(
+        max_items=config.max_items,
+        partitions=config.redis.partitions,
+        claim_idle=config.redis.claim_idle,
+        read_batch=config.redis.read_batch,
+    )
 
 
 def _replay_window(config: GatewayConfig) -> float:

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_redis_client -*-
 """
 The gateway's connection to Redis: a small pool of txredisapi connections,
 kept up with backoff, through which every shared-state operation goes.
@@ -6,7 +7,10 @@ Each operation is bounded (C{state.redis.timeout}, counting the wait for a
 connection), timed into C{gateway_redis_latency_seconds} and, when it
 fails, counted in C{gateway_redis_errors_total}.  While no connection is up
 an operation fails at once with L{RedisUnavailable} instead of waiting for
-one: the callers decide what to do then (C{state.redis.on_failure}).
+one: the callers decide what to do then (C{state.redis.on_failure}).  Every
+failure of Redis reaches the callers as a L{RedisError}, a
+L{StateUnavailable} of the stores' hierarchy: an error reply keeps its
+message (C{NOGROUP ...}), and nothing outside this module sees txredisapi.
 
 Lua scripts are loaded once per Redis server and called by their SHA1; a
 server that lost them (restarted, C{SCRIPT FLUSH}) gets them again on the
@@ -25,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 import attrs
 import txredisapi
-from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, FirstError, fail
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
@@ -35,10 +39,10 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from alertgateway.config import RedisConfig
 from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.state.errors import StateUnavailable
 
-__all__ = ["RedisClient", "RedisUnavailable", "Script"]
+__all__ = ["RedisClient", "RedisError", "RedisSettings", "RedisUnavailable", "Script"]
 
 # Errors of a server that is there but cannot serve now: as good as down.
 # MISCONF: it cannot persist (disk full); NOREPLICAS: too few replicas
@@ -63,7 +67,41 @@ _UNAVAILABLE_REPLIES = (
 _WATCHDOG_INTERVAL = 5.0
 
 
-class RedisUnavailable(Exception):
+@attrs.frozen
+class RedisSettings:
+    """
+    How to reach Redis, and how long to wait for it.  Secrets are kept out
+    of C{repr}.
+
+    @ivar url: C{redis://[user:password@]host:port/db}, or C{rediss://} for
+        TLS.
+    @ivar password: Wins over the URL's.
+    @ivar key_prefix: Every key the gateway writes starts with it.
+    @ivar timeout: Seconds for each answer, counting the wait for a
+        connection.
+    @ivar connect_timeout: Seconds for a connection to be made.
+    @ivar pool_size: Connections kept open.
+    @ivar ca_file: For C{rediss://}: the CA that signed the server's
+        certificate (the system's trusted CAs when C{None}).
+    """
+
+    url: str = attrs.field(repr=False)
+    password: str | None = attrs.field(default=None, repr=False)
+    key_prefix: str = "alertgateway:"
+    timeout: float = 1.0
+    connect_timeout: float = 2.0
+    pool_size: int = 4
+    ca_file: str | None = None
+
+
+class RedisError(StateUnavailable):
+    """
+    A Redis operation failed: Redis refused it (the message is its error
+    reply, such as C{NOGROUP ...}), or could not answer (L{RedisUnavailable}).
+    """
+
+
+class RedisUnavailable(RedisError):
     """
     Redis could not answer: not connected, too slow, or not serving.
     """
@@ -94,8 +132,8 @@ class _Address:
     password: str | None
 
 
-def _address(config: RedisConfig) -> _Address:
-    parts = urlsplit(config.url)
+def _address(settings: RedisSettings) -> _Address:
+    parts = urlsplit(settings.url)
     password = unquote(parts.password) if parts.password else None
     return _Address(
         host=parts.hostname or "127.0.0.1",
@@ -104,7 +142,7 @@ def _address(config: RedisConfig) -> _Address:
         tls=parts.scheme == "rediss",
         username=unquote(parts.username) if parts.username else None,
         # A password given as a key (file, environment) wins over the URL's.
-        password=config.password or password,
+        password=settings.password or password,
     )
 
 
@@ -145,29 +183,25 @@ class RedisClient:
     Run commands and scripts on Redis, metered and bounded in time.
 
     @param reactor: Provides IReactorTime and IReactorTCP.
-    @param pool_size: Connections kept open; a client that blocks on reads
-        (the queue's) has one of its own.
-    @param on_state: Called with C{True} when the first connection is up,
-        with C{False} when the last one is lost.
+    @param name: Names the client in its log lines; a client that blocks on
+        reads (the queue's) has one of its own.
     """
 
     log = Logger()
 
     def __init__(
         self,
-        config: RedisConfig,
+        settings: RedisSettings,
         reactor: Any,
         metrics: GatewayMetrics,
         *,
-        pool_size: int | None = None,
         name: str = "state",
     ) -> None:
-        self.config = config
-        self.prefix = config.key_prefix
+        self.settings = settings
+        self.prefix = settings.key_prefix
         self._reactor = reactor
         self._metrics = metrics
-        self._address = _address(config)
-        self._pool_size = pool_size or config.pool_size
+        self._address = _address(settings)
         self._name = name
         self._factory: _Factory | None = None
         self.up = False
@@ -190,12 +224,12 @@ class RedisClient:
     def _endpoint(self) -> IStreamClientEndpoint | _UnwrapTLS:
         address = self._address
         endpoint: IStreamClientEndpoint = HostnameEndpoint(
-            self._reactor, address.host, address.port, timeout=self.config.connect_timeout
+            self._reactor, address.host, address.port, timeout=self.settings.connect_timeout
         )
         if address.tls:
             trust = platformTrust()
-            if self.config.ca_file:
-                with open(self.config.ca_file, "rb") as f:
+            if self.settings.ca_file:
+                with open(self.settings.ca_file, "rb") as f:
                     trust = Certificate.loadPEM(f.read())
             return _UnwrapTLS(wrapClientTLS(optionsForClientTLS(address.host, trust), endpoint))
         return endpoint
@@ -232,12 +266,12 @@ class RedisClient:
             # No SELECT for database 0: a connection lost during that
             # handshake makes txredisapi stop reconnecting for good.
             dbid=address.db or None,
-            poolsize=self._pool_size,
+            poolsize=self.settings.pool_size,
             isLazy=True,
             handler=txredisapi.ConnectionHandler,
             charset="utf-8",
             password=address.password,
-            replyTimeout=self.config.timeout,
+            replyTimeout=self.settings.timeout,
             convertNumbers=False,
             username=address.username,
         )
@@ -278,6 +312,8 @@ class RedisClient:
         @param operation: Names the operation in the metrics.
         @raise RedisUnavailable: Through the Deferred, when Redis cannot
             answer in time.
+        @raise RedisError: Through the Deferred, when Redis refuses the
+            command.
         """
         return self._run(operation, lambda handler: handler.execute_command(*args))
 
@@ -331,7 +367,7 @@ class RedisClient:
         except Exception as e:  # txredisapi raises when a connection just died
             metrics.redis_errors.labels(operation=operation, reason="unavailable").inc()
             return fail(RedisUnavailable(str(e)))
-        d.addTimeout(self.config.timeout, self._reactor)
+        d.addTimeout(self.settings.timeout, self._reactor)
 
         def _done(result: Any) -> Any:
             metrics.redis_latency.labels(operation=operation).observe(self._reactor.seconds() - started)
@@ -342,6 +378,9 @@ class RedisClient:
             metrics.redis_errors.labels(operation=operation, reason=reason).inc()
             if reason != "error":
                 raise RedisUnavailable(f"{operation}: {failure.getErrorMessage() or repr(failure.value)}")
+            refused = _refusal(failure)
+            if refused is not None:
+                raise RedisError(str(refused)) from refused
             return failure
 
         return d.addCallbacks(_done, _failed)
@@ -355,6 +394,20 @@ def _classify(failure: Failure) -> str:
     if failure.check(txredisapi.ResponseError) and str(failure.value).split(" ", 1)[0] in _UNAVAILABLE_REPLIES:
         return "unavailable"
     return "error"
+
+
+def _refusal(failure: Failure) -> Exception | None:
+    """
+    What Redis answered instead of a reply (an error reply, or one that
+    cannot be read), for one command or the first failed of a pipeline.
+    """
+    value = failure.value
+    if isinstance(value, FirstError):
+        return _refusal(value.subFailure)
+    if isinstance(value, txredisapi.RedisError):
+        refused: Exception = value
+        return refused
+    return None
 
 
 async def _nothing() -> None:

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_state_behaviour -*-
 """
 What the gateway does when Redis cannot answer (C{state.redis.on_failure}).
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-import txredisapi
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
@@ -25,7 +25,7 @@ from alertgateway.core.model import Alert
 from alertgateway.guards.ratelimit import Decision, RateLimiter
 from alertgateway.guards.signatures import ReplayCache
 from alertgateway.observability.metrics import GatewayMetrics
-from alertgateway.redis.client import RedisClient, RedisUnavailable
+from alertgateway.redis.client import RedisClient, RedisError, RedisUnavailable
 from alertgateway.redis.limits import RedisRateLimiter
 from alertgateway.redis.replays import RedisReplays
 from alertgateway.state.decisions import Decided, MemoryDecisions, RedisDecisions, Tracked
@@ -53,6 +53,10 @@ class Failover:
 
     @property
     def fail_open(self) -> bool:
+        """
+        Whether to go on without Redis while it cannot answer: decide from
+        local memory, queue to the local fallback queue.
+        """
         return self.mode == "fail_open"
 
     def _changed(self, up: bool) -> None:
@@ -63,7 +67,7 @@ class Failover:
     async def run(self, facility: str, shared: Callable[[], Deferred[T]], local: Callable[[], Deferred[T]]) -> T:
         try:
             return await shared()
-        except (RedisUnavailable, txredisapi.ResponseError) as e:
+        except RedisError as e:
             # An error reply we do not know is no reason to stop paging
             # either: it is counted (gateway_redis_errors_total) and logged.
             if not self.fail_open:

@@ -116,3 +116,24 @@ class InstalledPackageTests(TestCase):
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         for path in result.stdout.split():
             self.assertTrue(Path(path).resolve().is_relative_to(venv.resolve()), path)
+
+    def test_lua_scripts_installed(self) -> None:
+        """
+        The Redis backends' Lua scripts are installed with the package
+        (package_data): the installed modules load every one of them, from
+        the virtualenv.
+        """
+        venv, scratch = _installed()
+        code = (
+            "from importlib import resources\n"
+            "import alertgateway.redis.queue, alertgateway.state.decisions\n"
+            "from alertgateway.redis import scripts\n"
+            "files = [f for f in resources.files(scripts.__name__).iterdir() if f.name.endswith('.lua')]\n"
+            "print(len(files), scripts.load('queue_put').name, scripts.LOAD.name)\n"
+            "print(files[0])\n"
+        )
+        result = _run([str(venv / "bin" / "python"), "-c", code], scratch)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        summary, path = result.stdout.splitlines()
+        self.assertEqual(summary, "15 queue_put state_load")
+        self.assertTrue(Path(path).resolve().is_relative_to(venv.resolve()), path)

@@ -10,14 +10,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import txredisapi
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from alertgateway.config import RedisConfig, parse_config
+from alertgateway.config import parse_config
 from alertgateway.observability.metrics import GatewayMetrics
-from alertgateway.redis.client import RedisClient, RedisUnavailable, Script, _address
+from alertgateway.redis.client import RedisClient, RedisError, RedisSettings, RedisUnavailable, Script, _address
+from alertgateway.state.errors import StateUnavailable
 from tests.integration._certs import Authority, write_pem
 from tests.redis_server import RedisServer, until
 from tests.unit.test_state_behaviour import inline
@@ -32,7 +32,7 @@ class AddressTests(SynchronousTestCase):
         """
         Host, port, database, TLS and credentials come from the URL.
         """
-        address = _address(RedisConfig(url="rediss://gw:s%40cret@redis.example:6380/3"))
+        address = _address(RedisSettings(url="rediss://gw:s%40cret@redis.example:6380/3"))
         self.assertEqual(
             (address.host, address.port, address.db, address.tls, address.username, address.password),
             ("redis.example", 6380, 3, True, "gw", "s@cret"),
@@ -42,7 +42,7 @@ class AddressTests(SynchronousTestCase):
         """
         Without port and database: 6379 and database 0, no TLS.
         """
-        address = _address(RedisConfig(url="redis://redis"))
+        address = _address(RedisSettings(url="redis://redis"))
         self.assertEqual((address.port, address.db, address.tls, address.password), (6379, 0, False, None))
 
     def test_password_key_wins(self) -> None:
@@ -51,7 +51,7 @@ class AddressTests(SynchronousTestCase):
         password_env) wins over one in the URL: the URL may sit in a
         ConfigMap, the secret elsewhere.
         """
-        address = _address(RedisConfig(url="redis://:old@redis:6379/0", password="new"))
+        address = _address(RedisSettings(url="redis://:old@redis:6379/0", password="new"))
         self.assertEqual(address.password, "new")
 
     def test_password_from_env(self) -> None:
@@ -79,8 +79,17 @@ class AddressTests(SynchronousTestCase):
         """
         Every key starts with the configured prefix.
         """
-        client = RedisClient(RedisConfig(key_prefix="gw1:"), reactor, GatewayMetrics())
+        client = RedisClient(RedisSettings(url="redis://redis", key_prefix="gw1:"), reactor, GatewayMetrics())
         self.assertEqual(client.key("ep", "abc"), "gw1:ep:abc")
+
+    def test_secrets_out_of_repr(self) -> None:
+        """
+        The settings' repr (in a log line, a traceback) shows neither the
+        URL, which may hold a password, nor the password.
+        """
+        settings = RedisSettings(url="redis://:in-url@redis:6379/0", password="given")
+        self.assertNotIn("in-url", repr(settings))
+        self.assertNotIn("given", repr(settings))
 
 
 class _Connected(TestCase):
@@ -96,11 +105,11 @@ class _Connected(TestCase):
         self.client = self.connect(self.config())
         return Deferred.fromCoroutine(until(lambda: self.client.up))
 
-    def config(self) -> RedisConfig:
-        return RedisConfig(url=self.server.url, timeout=0.3)
+    def config(self) -> RedisSettings:
+        return RedisSettings(url=self.server.url, timeout=0.3)
 
-    def connect(self, config: RedisConfig) -> RedisClient:
-        client = RedisClient(config, reactor, self.metrics)
+    def connect(self, settings: RedisSettings) -> RedisClient:
+        client = RedisClient(settings, reactor, self.metrics)
         client.start()
         self.addCleanup(client.stop)
         return client
@@ -149,11 +158,46 @@ class ClientTests(_Connected):
     async def test_error_reply(self) -> None:
         """
         A command Redis refuses is an error of ours (a bug), not an outage:
-        it fails as such and is counted as an error.
+        it fails with RedisError (a StateUnavailable, not RedisUnavailable)
+        carrying Redis's message, and is counted as an error.
         """
-        with self.assertRaises(txredisapi.ResponseError):
+        with self.assertRaises(RedisError) as caught:
             await self.client.command("bad", "NOSUCHCOMMAND")
+        self.assertNotIsInstance(caught.exception, RedisUnavailable)
+        self.assertIsInstance(caught.exception, StateUnavailable)
+        self.assertTrue(str(caught.exception).startswith("ERR unknown command"), str(caught.exception))
         self.assertEqual(self.errors("bad", "error"), 1)
+
+    @inline
+    async def test_error_code_kept(self) -> None:
+        """
+        The message of a RedisError starts with Redis's error code, as
+        callers test it (NOGROUP: the queue's consumer group is gone).
+        """
+        await self.client.command("add", "XADD", "s", "*", "f", "v")
+        with self.assertRaises(RedisError) as caught:
+            await self.client.command("read", "XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">")
+        self.assertTrue(str(caught.exception).startswith("NOGROUP"), str(caught.exception))
+
+    @inline
+    async def test_script_error_reply(self) -> None:
+        """
+        A script that fails is a RedisError, with the script's message,
+        counted as an error under the script's name.
+        """
+        broken = Script("broken", "return redis.error_reply('BROKEN on purpose')")
+        with self.assertRaises(RedisError) as caught:
+            await self.client.script(broken, [], [])
+        self.assertTrue(str(caught.exception).startswith("BROKEN"), str(caught.exception))
+        self.assertEqual(self.errors("broken", "error"), 1)
+
+    @inline
+    async def test_pipeline_error_reply(self) -> None:
+        """
+        A pipeline with a command Redis refuses fails with RedisError too.
+        """
+        with self.assertRaises(RedisError):
+            await self.client.pipeline("p", [("INCR", "c"), ("NOSUCHCOMMAND",)])
 
     @inline
     async def test_timeout(self) -> None:
@@ -219,8 +263,8 @@ class PasswordTests(_Connected):
     def make_server(self) -> RedisServer:
         return RedisServer(password="pw-7f3a")
 
-    def config(self) -> RedisConfig:
-        return RedisConfig(url=self.server.url, password="pw-7f3a", timeout=0.5)
+    def config(self) -> RedisSettings:
+        return RedisSettings(url=self.server.url, password="pw-7f3a", timeout=0.5)
 
     @inline
     async def test_authenticated(self) -> None:
@@ -244,8 +288,8 @@ class TLSTests(_Connected):
             )
         )
 
-    def config(self) -> RedisConfig:
-        return RedisConfig(url=self.server.url, ca_file=str(self.ca_file), timeout=1.0)
+    def config(self) -> RedisSettings:
+        return RedisSettings(url=self.server.url, ca_file=str(self.ca_file), timeout=1.0)
 
     @inline
     async def test_rediss(self) -> None:

@@ -21,13 +21,13 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import FailTest, TestCase
 
-from alertgateway.config import QueueBackend, QueueConfig, RedisConfig, RedisFailure, RedisQueueConfig
 from alertgateway.delivery.durable import DurableQueue
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.journal import SQLiteJournal
 from alertgateway.observability.metrics import GatewayMetrics
-from alertgateway.redis.client import RedisClient
-from alertgateway.redis.queue import GROUP, RedisQueue
+from alertgateway.redis.client import RedisClient, RedisSettings
+from alertgateway.redis.failover import Failover
+from alertgateway.redis.queue import GROUP, RedisQueue, RedisQueueSettings
 from alertgateway.state.errors import QueueFull
 from tests.redis_server import RedisServer
 from tests.unit._http import InlineExecutor
@@ -141,12 +141,18 @@ class RedisQueueTests(TestCase):
         self.addCleanup(self.server.stop)
         self.directory = self.mktemp()
         os.makedirs(self.directory)
+        self.failovers: dict[RedisClient, Failover] = {}
 
-    async def client(self, on_failure: RedisFailure = RedisFailure.FAIL_OPEN) -> RedisClient:
-        config = RedisConfig(url=self.server.url, on_failure=on_failure, timeout=0.5, connect_timeout=0.5)
+    async def client(self, on_failure: str = "fail_open") -> RedisClient:
+        """
+        A connected client; the queues made with it fail open or closed as
+        C{on_failure} says.
+        """
         # One connection, so that once it is up no handshake is left that
         # killing Redis could interrupt (txredisapi then stops reconnecting).
-        client = RedisClient(config, reactor, GatewayMetrics(), pool_size=1)
+        settings = RedisSettings(url=self.server.url, timeout=0.5, connect_timeout=0.5, pool_size=1)
+        client = RedisClient(settings, reactor, GatewayMetrics())
+        self.failovers[client] = Failover(client, on_failure, GatewayMetrics())
         client.start()
         self.addCleanup(client.stop)
         await until(lambda: client.up, "connected to Redis")
@@ -165,13 +171,11 @@ class RedisQueueTests(TestCase):
         path = os.path.join(self.directory, f"{replica}.db")
         journal = SQLiteJournal(path, InlineExecutor(), clock_seconds=reactor.seconds)
         fallback = DurableQueue(journal, max_items=max_items, max_bytes=10**6)
-        config = QueueConfig(
-            backend=QueueBackend.REDIS,
-            path=path,
-            max_items=max_items,
-            redis=RedisQueueConfig(partitions=partitions, claim_idle=claim_idle, read_batch=read_batch),
+        settings = RedisQueueSettings(
+            max_items=max_items, partitions=partitions, claim_idle=claim_idle, read_batch=read_batch, block=0.1
         )
-        queue = RedisQueue(client, fallback, reactor=reactor, config=config, replica=replica, block=0.1)
+        failover = self.failovers[client]
+        queue = RedisQueue(client, fallback, failover, reactor=reactor, settings=settings, replica=replica)
         await queue.start()
         self.addCleanup(queue.stop)
         return queue

@@ -12,6 +12,9 @@ import json
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.app.service import GatewayService
+from alertgateway.config import parse_config
+from alertgateway.redis.client import RedisSettings
+from alertgateway.redis.queue import RedisQueue, RedisQueueSettings
 from tests.unit._http import AUTH, Connection, alert, assert_problem, body, make_config, make_service
 
 WEBHOOK = "/webhook/prometheus"
@@ -94,3 +97,55 @@ class FailClosedTests(SynchronousTestCase):
         service = started("fail_closed")
         response = Connection(service.site).request("GET", "/v1/alerts", headers=AUTH)
         assert_problem(self, response, 503, "state-unavailable")
+
+
+class SettingsTests(SynchronousTestCase):
+    def test_configuration_reaches_redis(self) -> None:
+        """
+        Every state.redis key the client uses, queue.max_items and
+        queue.redis reach the Redis client and queue; the queue fails open
+        or closed as state.redis.on_failure says.
+        """
+        ca_file = self.mktemp()
+        with open(ca_file, "w") as f:
+            f.write("not read until connecting")
+        config = parse_config(
+            "alert_processor: {endpoint: 'file:unused.jsonl'}\n"
+            "webhook: {auth: {token: t}}\n"
+            "state:\n"
+            "  redis:\n"
+            "    url: rediss://redis.invalid:6380/2\n"
+            "    password_env: REDIS_PW\n"
+            "    key_prefix: 'gw:'\n"
+            "    on_failure: fail_closed\n"
+            "    timeout: 3s\n"
+            "    connect_timeout: 4s\n"
+            "    pool_size: 5\n"
+            f"    ca_file: {ca_file}\n"
+            "queue:\n"
+            "  backend: redis\n"
+            "  path: queue.db\n"
+            "  max_items: 7\n"
+            "  redis: {partitions: 3, claim_idle: 9s, read_batch: 11}\n",
+            environ={"REDIS_PW": "pw"},
+        )
+        service, _, _ = make_service(config)
+        assert service.redis is not None
+        self.assertEqual(
+            service.redis.settings,
+            RedisSettings(
+                url="rediss://redis.invalid:6380/2",
+                password="pw",
+                key_prefix="gw:",
+                timeout=3.0,
+                connect_timeout=4.0,
+                pool_size=5,
+                ca_file=ca_file,
+            ),
+        )
+        queue = service.queue
+        assert isinstance(queue, RedisQueue)
+        self.assertEqual(queue.settings, RedisQueueSettings(max_items=7, partitions=3, claim_idle=9.0, read_batch=11))
+        self.assertIs(queue.failover, service.failover)
+        assert service.failover is not None
+        self.assertFalse(service.failover.fail_open)

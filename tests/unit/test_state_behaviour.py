@@ -23,7 +23,6 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import TestCase
 
-from alertgateway.config import RedisConfig
 from alertgateway.core.decider import AGGREGATED, DUPLICATE, ESCALATED, NEW, RESOLVED_RESULT, Decider, DeciderSettings
 from alertgateway.core.episodes import MemoryEpisodes
 from alertgateway.core.model import Alert
@@ -31,7 +30,7 @@ from alertgateway.core.storms import StormTracker
 from alertgateway.guards.ratelimit import Limiter, RateLimiter
 from alertgateway.guards.signatures import ReplayCache
 from alertgateway.observability.metrics import GatewayMetrics
-from alertgateway.redis.client import RedisClient, RedisUnavailable
+from alertgateway.redis.client import RedisClient, RedisSettings, RedisUnavailable
 from alertgateway.redis.failover import Failover, FailoverDecisions, SharedReplays
 from alertgateway.redis.limits import RedisRateLimiter
 from alertgateway.redis.replays import RedisReplays
@@ -327,7 +326,7 @@ class RedisBackendTests(_Behaviour, TestCase):
         self.clock = started_clock()
         self.metrics = GatewayMetrics()
         # A fresh prefix per test: tests never see each other's state.
-        self.config = RedisConfig(url=self.server.url, key_prefix=f"test-{uuid.uuid4().hex[:8]}:")
+        self.settings = RedisSettings(url=self.server.url, key_prefix=f"test-{uuid.uuid4().hex[:8]}:")
         return Deferred.fromCoroutine(self._connect())
 
     async def _connect(self) -> None:
@@ -336,7 +335,7 @@ class RedisBackendTests(_Behaviour, TestCase):
             await deferLater(reactor, 0.01)
 
     def client(self) -> RedisClient:
-        client = RedisClient(self.config, reactor, self.metrics)
+        client = RedisClient(self.settings, reactor, self.metrics)
         client.start()
         self.addCleanup(client.stop)
         return client
@@ -378,7 +377,7 @@ class FailoverTests(TestCase):
         self.addCleanup(self.server.stop)
         self.clock = started_clock()
         self.metrics = GatewayMetrics()
-        self.client = RedisClient(RedisConfig(url=self.server.url, timeout=0.5), reactor, self.metrics)
+        self.client = RedisClient(RedisSettings(url=self.server.url, timeout=0.5), reactor, self.metrics)
         self.client.start()
         self.addCleanup(self.client.stop)
         return Deferred.fromCoroutine(until(lambda: self.client.up))
@@ -454,10 +453,10 @@ class ContentionTests(TestCase):
         self.addCleanup(self.server.stop)
         self.clock = started_clock()
         self.metrics = GatewayMetrics()
-        config = RedisConfig(url=self.server.url)
+        settings = RedisSettings(url=self.server.url)
         self.clients = []
         for _ in range(3):
-            client = RedisClient(config, reactor, self.metrics)
+            client = RedisClient(settings, reactor, self.metrics)
             client.start()
             self.addCleanup(client.stop)
             self.clients.append(client)
