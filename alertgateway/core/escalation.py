@@ -1,11 +1,12 @@
+# -*- test-case-name: tests.unit.test_decide -*-
 """
-Escalation of repeat offenders (BR-ALERT-006).
+Escalation of repeat offenders.
 
 Each environment has a rule: N duplicates in the episode in total, or M
 duplicates within a window, raises the alert to the rule's level.  The
-plan's defaults: production 5 in total or 3 within 5 minutes, immediate;
-staging 8 or 5 within 10 minutes, normal; development 10 or 8 within 15
-minutes, low.  An episode escalates at most once.
+defaults: production 5 in total or 3 within 5 minutes, immediate; staging 8
+or 5 within 10 minutes, normal; development 10 or 8 within 15 minutes, low.
+An episode escalates at most once.
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ from typing import Any
 
 import attrs
 
-from alertgateway.core.episodes import Episode
-
-__all__ = ["DEFAULT_RULES", "EscalationRule", "check_escalation"]
+__all__ = ["DEFAULT_RULES", "Escalation", "EscalationRule", "escalate"]
 
 
 @attrs.frozen
@@ -41,32 +40,52 @@ def _window_text(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def check_escalation(rule: EscalationRule, episode: Episode, now: float) -> dict[str, Any] | None:
+@attrs.frozen
+class Escalation:
     """
-    Record nothing; say whether C{episode}, which has just seen a duplicate
-    at C{now}, crosses C{rule} for the first time.
+    Why an episode was escalated, as forwarded in the C{escalation} object.
+    """
 
-    @return: The C{escalation} object to forward, or C{None}.
+    level: str
+    reason: str
+    duplicate_count: int
+    window: str
+    environment: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "reason": self.reason,
+            "duplicateCount": self.duplicate_count,
+            "window": self.window,
+            "environment": self.environment,
+        }
+
+
+def escalate(
+    rule: EscalationRule, recent: tuple[float, ...], duplicates: int, environment: str, now: float
+) -> tuple[tuple[float, ...], Escalation | None]:
+    """
+    Judge a duplicate seen at C{now} of a not yet escalated episode.
+
+    @param recent: The episode's recent duplicate times, this one included.
+    @return: The recent times still within the rule's window (only those
+        can still escalate the episode: an alert re-sent within the dedup
+        window for weeks must not keep them all), and the escalation if the
+        episode crosses the rule now.
     """
     # "Within" as for the dedup window: a duplicate exactly one window ago
     # still counts.
     cutoff = now - rule.window
     lapsed = 0
-    while lapsed < len(episode.recent) and episode.recent[lapsed] < cutoff:
+    while lapsed < len(recent) and recent[lapsed] < cutoff:
         lapsed += 1
-    del episode.recent[:lapsed]
-    if episode.escalation is not None:
-        return None
-    if len(episode.recent) >= rule.within:
-        reason = f"{len(episode.recent)} duplicates within {_window_text(rule.window)}"
-    elif episode.duplicates >= rule.total:
-        reason = f"{episode.duplicates} duplicates in total"
+    if lapsed:
+        recent = recent[lapsed:]
+    if len(recent) >= rule.within:
+        reason = f"{len(recent)} duplicates within {_window_text(rule.window)}"
+    elif duplicates >= rule.total:
+        reason = f"{duplicates} duplicates in total"
     else:
-        return None
-    return {
-        "level": rule.level,
-        "reason": reason,
-        "duplicateCount": episode.duplicates,
-        "window": _window_text(rule.window),
-        "environment": episode.environment,
-    }
+        return recent, None
+    return recent, Escalation(rule.level, reason, duplicates, _window_text(rule.window), environment)

@@ -1,5 +1,6 @@
+# -*- test-case-name: tests.unit.test_timefmt -*-
 """
-RFC 3339 timestamps to the millisecond, fast: the date and time are
+The one place times are formatted: RFC 3339 to the millisecond, fast: the date and time are
 formatted once a second, for the lines and alerts stamped many times in
 each (access log, received alerts).  The result is what
 C{datetime.isoformat(timespec="milliseconds")} gives for the same time.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["Stamper"]
+__all__ = ["Stamper", "rfc3339"]
 
 
 class Stamper:
@@ -35,3 +36,14 @@ class Stamper:
             self._second = whole
             self._prefix = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         return f"{self._prefix}.{micros // 1000:03d}{self._suffix}"
+
+
+_utc = Stamper("Z")
+
+
+def rfc3339(seconds: float) -> str:
+    """
+    C{seconds} since the epoch as RFC 3339 in UTC with a C{Z}, to the
+    millisecond: how the gateway writes every time it sends.
+    """
+    return _utc(seconds)

@@ -19,19 +19,21 @@ from typing import TypeVar
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from alertgateway.core.decider import Decider, Outgoing
-from alertgateway.core.episodes import Episode
+from alertgateway.core.decision import Changes, Decision
+from alertgateway.core.episodes import Delivery, Episode
 from alertgateway.core.model import Alert
-from alertgateway.guards.ratelimit import Decision, RateLimiter
-from alertgateway.guards.signatures import ReplayCache
+from alertgateway.guards.ratelimit import RateCheck, RateLimiter
+from alertgateway.guards.replays import ReplayCache
 from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.redis.client import RedisClient, RedisError, RedisUnavailable
+from alertgateway.redis.decisions import RedisState
 from alertgateway.redis.limits import RedisRateLimiter
 from alertgateway.redis.replays import RedisReplays
-from alertgateway.state.decisions import Decided, MemoryDecisions, RedisDecisions, Tracked
 from alertgateway.state.errors import StateUnavailable
+from alertgateway.state.memory import MemoryState
+from alertgateway.state.ports import Enqueue, Tracked
 
-__all__ = ["Failover", "FailoverDecisions", "FailoverLimiter", "SharedReplays", "StateUnavailable"]
+__all__ = ["Failover", "FailoverLimiter", "FailoverState", "SharedReplays", "StateUnavailable"]
 
 T = TypeVar("T")
 
@@ -85,36 +87,36 @@ class Failover:
         return Deferred.fromCoroutine(self.run(facility, shared, local))
 
 
-class FailoverDecisions:
+class FailoverState:
     """
     Decisions on the shared state, or on local memory during an outage.
     """
 
-    def __init__(self, shared: RedisDecisions, local: MemoryDecisions, failover: Failover) -> None:
+    def __init__(self, shared: RedisState, local: MemoryState, failover: Failover) -> None:
         self.shared = shared
         self.local = local
         self._failover = failover
-        self.decider: Decider = shared.decider
 
-    def decide(self, alerts: Sequence[Alert]) -> Deferred[Decided]:
-        return self._failover.call("dedup", lambda: self.shared.decide(alerts), lambda: self.local.decide(alerts))
+    def decide(self, alerts: Sequence[Alert], now: float, enqueue: Enqueue) -> Deferred[Decision]:
+        return self._failover.call(
+            "dedup", lambda: self.shared.decide(alerts, now, enqueue), lambda: self.local.decide(alerts, now, enqueue)
+        )
 
-    def tick(self) -> Deferred[list[Outgoing]]:
-        return Deferred.fromCoroutine(self._tick())
+    def tick(self, now: float, enqueue: Enqueue) -> Deferred[Decision]:
+        return Deferred.fromCoroutine(self._tick(now, enqueue))
 
-    async def _tick(self) -> list[Outgoing]:
+    async def _tick(self, now: float, enqueue: Enqueue) -> Decision:
         # Both: storms folded locally during an outage still get their
         # updates and closing summaries.
-        local = await self.local.tick()
+        local = await self.local.tick(now, enqueue)
         try:
-            shared = await self._failover.run("storms", self.shared.tick, _no_events)
+            shared = await self._failover.run("storms", lambda: self.shared.tick(now, enqueue), lambda: _nothing_due())
         except StateUnavailable:
-            # The local events are out of the tracker already: they must
-            # not be lost with the shared ones.
+            # The local events are committed already.
             return local
-        return local + shared
+        return Decision(Changes(), (), local.outgoing + shared.outgoing)
 
-    def delivered(self, key: str, idempotency_key: str, outcome: str) -> Deferred[None]:
+    def delivered(self, key: str, idempotency_key: str, outcome: Delivery) -> Deferred[None]:
         self.local.delivered(key, idempotency_key, outcome)
         return self._failover.call(
             "status", lambda: self.shared.delivered(key, idempotency_key, outcome), lambda: _nothing()
@@ -147,15 +149,16 @@ class FailoverLimiter:
         self.local = local
         self._failover = failover
 
-    def start(self) -> None:
-        self.local.start()
+    @property
+    def interval(self) -> float:
+        return self.local.interval
 
-    def stop(self) -> None:
-        self.local.stop()
+    def tick(self) -> None:
+        self.local.tick()
 
-    def decide(self, endpoint: str, client: str) -> Deferred[Decision]:
+    def admit(self, endpoint: str, client: str) -> Deferred[RateCheck]:
         return self._failover.call(
-            "rate_limit", lambda: self.shared.decide(endpoint, client), lambda: self.local.decide(endpoint, client)
+            "rate_limit", lambda: self.shared.admit(endpoint, client), lambda: self.local.admit(endpoint, client)
         )
 
 
@@ -196,8 +199,8 @@ class SharedReplays:
         return d.addErrback(lambda f: f.trap(RedisUnavailable))
 
 
-def _no_events() -> Deferred[list[Outgoing]]:
-    return succeed([])
+def _nothing_due() -> Deferred[Decision]:
+    return succeed(Decision(Changes()))
 
 
 def _true() -> Deferred[bool]:

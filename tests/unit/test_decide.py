@@ -1,46 +1,49 @@
 """
-Deduplication, escalation, correlation and storms, driven by a task.Clock.
+Deduplication, escalation, correlation and storms, driven by a task.Clock:
+the pure decider (L{alertgateway.core.decider}) run through
+L{alertgateway.testing.DecisionDriver}, which commits every decision at
+once; the bounds of what is remembered (eviction, expiry, watched groups)
+through L{alertgateway.state.memory.MemoryState}; and the settings read from
+the configuration.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from alertgateway.app.settings import decider_settings
 from alertgateway.config import parse_config
-from alertgateway.core.decider import (
-    AGGREGATED,
-    DUPLICATE,
-    ESCALATED,
-    NEW,
-    RESOLVED_RESULT,
-    Decider,
-    DeciderSettings,
-    Outgoing,
-    Verdict,
-    occurrence_key,
-    rfc3339,
-    settings_from_config,
-    storms_from_config,
-)
-from alertgateway.core.episodes import Episode, MemoryEpisodes
-from alertgateway.core.escalation import DEFAULT_RULES, EscalationRule, check_escalation
+from alertgateway.core.decider import DeciderSettings, occurrence_key
+from alertgateway.core.decision import Decision, Outgoing, Ruling, Verdict
+from alertgateway.core.episodes import Episode
+from alertgateway.core.escalation import DEFAULT_RULES, EscalationRule, escalate
 from alertgateway.core.keys import dedup_key, environment_of, group_id, group_labels
 from alertgateway.core.model import Alert, fingerprint
-from alertgateway.core.storms import StormTracker
+from alertgateway.core.storms import StormSettings
+from alertgateway.core.timefmt import rfc3339
+from alertgateway.state.memory import MemoryState
+from alertgateway.testing import DecisionDriver
 
 # 2027-01-15T08:00:00Z: a clock at 0 would hide times printed as 1970.
 START = 1_800_000_000.0
 START_TEXT = "2027-01-15T08:00:00.000Z"
 SENDER_GROUP = '{}:{alertname="PodCrash"}'
+
+NEW = Verdict.NEW
+DUPLICATE = Verdict.DUPLICATE
+RESOLVED = Verdict.RESOLVED
+ESCALATED = Verdict.ESCALATED
+AGGREGATED = Verdict.AGGREGATED
 
 
 def make_alert(status: str = "firing", *, group: Mapping[str, Any] | None = None, **labels: str) -> Alert:
@@ -65,13 +68,19 @@ def labelled(labels: Mapping[str, str], status: str = "firing", group: Mapping[s
     )
 
 
-def make_decider(
-    clock: Clock, storms: StormTracker | None = None, max_tracked: int = 1000, **overrides: Any
-) -> Decider:
-    return Decider(clock, MemoryEpisodes(max_tracked), DeciderSettings(**overrides), storms)
+def make_settings(storms: StormSettings | None = None, **overrides: Any) -> DeciderSettings:
+    """
+    Decider settings with C{overrides}; storms are watched only when
+    C{storms} is given.
+    """
+    return DeciderSettings(**overrides, storms=storms)
 
 
-def make_storms(**overrides: float) -> StormTracker:
+def make_driver(clock: Clock, storms: StormSettings | None = None, **overrides: Any) -> DecisionDriver:
+    return DecisionDriver(clock, make_settings(storms, **overrides))
+
+
+def make_storms(**overrides: float) -> StormSettings:
     values: dict[str, Any] = {
         "threshold": 3,
         "window": 60,
@@ -80,17 +89,72 @@ def make_storms(**overrides: float) -> StormTracker:
         "max_members_listed": 2,
         **overrides,
     }
-    return StormTracker(**values)
+    return StormSettings(**values)
 
 
-def decide_one(decider: Decider, alert: Alert) -> tuple[Verdict, list[Outgoing]]:
-    (verdict,), outgoing = decider.decide([alert])
-    return verdict, outgoing
+def queued(decision: Decision) -> Deferred[None]:
+    """
+    A queue that takes every decision's forwards at once.
+    """
+    return succeed(None)
 
 
-def results(decider: Decider, *alerts: Alert) -> list[str]:
-    verdicts, _ = decider.decide(list(alerts))
-    return [v.result for v in verdicts]
+class MemoryDriver:
+    """
+    A L{MemoryState} at a clock's time whose queue takes everything at once:
+    every decision is committed before C{decide} returns.
+    """
+
+    def __init__(
+        self,
+        case: SynchronousTestCase,
+        clock: Clock,
+        settings: DeciderSettings,
+        *,
+        max_tracked: int = 1000,
+        max_groups: int | None = None,
+    ) -> None:
+        self.case = case
+        self.clock = clock
+        if max_groups is None:
+            self.state = MemoryState(settings, max_tracked=max_tracked)
+        else:
+            self.state = MemoryState(settings, max_tracked=max_tracked, max_groups=max_groups)
+
+    def decide(self, alerts: Sequence[Alert]) -> Decision:
+        return self.case.successResultOf(self.state.decide(alerts, self.clock.seconds(), queued))
+
+    def tick(self) -> Decision:
+        return self.case.successResultOf(self.state.tick(self.clock.seconds(), queued))
+
+    def episode(self, key: str) -> Episode | None:
+        return self.case.successResultOf(self.state.episode(key))
+
+    def by_fingerprint(self, fingerprint: str) -> Episode | None:
+        return self.case.successResultOf(self.state.by_fingerprint(fingerprint))
+
+    def fingerprints(self) -> list[str]:
+        """
+        The fingerprints of the episodes kept, by key.
+        """
+        return [e.fingerprint for e in self.case.successResultOf(self.state.page(None, None, 100_000))]
+
+    def storms(self) -> int:
+        return self.state.active_storms
+
+
+class Deciding(Protocol):
+    def decide(self, alerts: Sequence[Alert]) -> Decision: ...
+
+
+def decide_one(driver: Deciding, alert: Alert) -> tuple[Ruling, tuple[Outgoing, ...]]:
+    decision = driver.decide([alert])
+    (ruling,) = decision.rulings
+    return ruling, decision.outgoing
+
+
+def results(driver: Deciding, *alerts: Alert) -> list[Verdict]:
+    return [r.verdict for r in driver.decide(list(alerts)).rulings]
 
 
 def started_clock() -> Clock:
@@ -99,16 +163,20 @@ def started_clock() -> Clock:
     return clock
 
 
-def storm_bodies(outgoing: list[Outgoing]) -> list[Mapping[str, Any]]:
+def storm_bodies(outgoing: Sequence[Outgoing]) -> list[Mapping[str, Any]]:
     return [o.body for o in outgoing if o.body.get("type") == "storm"]
 
 
-def listed(events: list[Mapping[str, Any]]) -> list[str]:
+def listed(events: Sequence[Mapping[str, Any]]) -> list[str]:
     return [member["fingerprint"] for event in events for member in event["members"]]
 
 
+def storm_groups(driver: DecisionDriver) -> list[str]:
+    return list(driver.table.storm_groups())
+
+
 def config_settings(extra: str) -> DeciderSettings:
-    return settings_from_config(parse_config(extra, environ={}))
+    return decider_settings(parse_config(extra, environ={}))
 
 
 class KeyTests(SynchronousTestCase):
@@ -213,7 +281,7 @@ class DedupTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = started_clock()
-        self.decider = make_decider(self.clock)
+        self.driver = make_driver(self.clock)
 
     def test_first_firing_is_new_and_forwarded(self) -> None:
         """
@@ -223,8 +291,8 @@ class DedupTests(SynchronousTestCase):
         this episode and ordered by its dedup key.
         """
         alert = make_alert()
-        verdict, outgoing = decide_one(self.decider, alert)
-        self.assertEqual(verdict.result, NEW)
+        ruling, outgoing = decide_one(self.driver, alert)
+        self.assertEqual(ruling.verdict, NEW)
         [sent] = outgoing
         self.assertEqual(sent.key, alert.fingerprint)
         self.assertEqual(sent.idempotency_key, occurrence_key(alert, self.clock.seconds()))
@@ -233,9 +301,9 @@ class DedupTests(SynchronousTestCase):
             {
                 **alert.to_json(),
                 "dedupKey": alert.fingerprint,
-                "groupId": verdict.group_id,
+                "groupId": ruling.group_id,
                 "environment": "production",
-                "decision": NEW,
+                "decision": "new",
                 "duplicateCount": 0,
                 "firstSeen": START_TEXT,
                 "lastSeen": START_TEXT,
@@ -244,21 +312,21 @@ class DedupTests(SynchronousTestCase):
 
     def test_verdict_json(self) -> None:
         """
-        A verdict answers with the alert's fingerprint and status, the
+        A ruling answers with the alert's fingerprint and status, the
         decision, its dedup key, count and group.
         """
         alert = make_alert()
-        self.decider.decide([alert])
-        verdict, _ = decide_one(self.decider, alert)
+        self.driver.decide([alert])
+        ruling, _ = decide_one(self.driver, alert)
         self.assertEqual(
-            verdict.to_json(),
+            ruling.to_json(),
             {
                 "fingerprint": alert.fingerprint,
                 "dedupKey": alert.fingerprint,
-                "status": DUPLICATE,
+                "status": "duplicate",
                 "alertStatus": "firing",
                 "duplicateCount": 1,
-                "groupId": verdict.group_id,
+                "groupId": ruling.group_id,
             },
         )
 
@@ -267,11 +335,11 @@ class DedupTests(SynchronousTestCase):
         The same fingerprint firing again within the window is a duplicate:
         not forwarded, counted, its last sighting moved and its first kept.
         """
-        self.decider.decide([make_alert()])
+        self.driver.decide([make_alert()])
         self.clock.advance(120)
-        verdict, outgoing = decide_one(self.decider, make_alert())
-        self.assertEqual((verdict.result, verdict.duplicate_count, outgoing), (DUPLICATE, 1, []))
-        episode = self.decider.episodes.get(make_alert().fingerprint)
+        ruling, outgoing = decide_one(self.driver, make_alert())
+        self.assertEqual((ruling.verdict, ruling.duplicate_count, outgoing), (DUPLICATE, 1, ()))
+        episode = self.driver.table.episodes.get(make_alert().fingerprint)
         assert episode is not None
         self.assertEqual((episode.first_seen, episode.last_seen, episode.duplicates), (START, START + 120, 1))
 
@@ -283,10 +351,10 @@ class DedupTests(SynchronousTestCase):
         for advance, expected in ((299.999, DUPLICATE), (300.0, DUPLICATE), (300.001, NEW)):
             with self.subTest(advance=advance):
                 clock = started_clock()
-                decider = make_decider(clock)
-                decider.decide([make_alert()])
+                driver = make_driver(clock)
+                driver.decide([make_alert()])
                 clock.advance(advance)
-                self.assertEqual(results(decider, make_alert()), [expected])
+                self.assertEqual(results(driver, make_alert()), [expected])
 
     def test_window_slides_from_last_sighting(self) -> None:
         """
@@ -294,15 +362,15 @@ class DedupTests(SynchronousTestCase):
         minutes stay duplicates for longer than 5 minutes in all, and the
         lapse counts from the last of them.
         """
-        self.decider.decide([make_alert()])
+        self.driver.decide([make_alert()])
         for _ in range(3):
             self.clock.advance(240)
-            self.assertEqual(results(self.decider, make_alert()), [DUPLICATE])
+            self.assertEqual(results(self.driver, make_alert()), [DUPLICATE])
         self.clock.advance(300)
-        self.assertEqual(results(self.decider, make_alert()), [DUPLICATE])
+        self.assertEqual(results(self.driver, make_alert()), [DUPLICATE])
         self.clock.advance(300.001)
-        verdict, outgoing = decide_one(self.decider, make_alert())
-        self.assertEqual((verdict.result, verdict.duplicate_count, len(outgoing)), (NEW, 0, 1))
+        ruling, outgoing = decide_one(self.driver, make_alert())
+        self.assertEqual((ruling.verdict, ruling.duplicate_count, len(outgoing)), (NEW, 0, 1))
         self.assertEqual(outgoing[0].body["firstSeen"], rfc3339(self.clock.seconds()))
 
     def test_resolved_then_firing(self) -> None:
@@ -310,37 +378,37 @@ class DedupTests(SynchronousTestCase):
         A resolved alert is forwarded once and closes the episode; a repeat
         of it is a duplicate; a later firing is new again, at once.
         """
-        self.decider.decide([make_alert()])
-        verdict, outgoing = decide_one(self.decider, make_alert("resolved"))
-        self.assertEqual(verdict.result, RESOLVED_RESULT)
-        self.assertEqual([(o.body["decision"], o.body["status"]) for o in outgoing], [(RESOLVED_RESULT, "resolved")])
+        self.driver.decide([make_alert()])
+        ruling, outgoing = decide_one(self.driver, make_alert("resolved"))
+        self.assertEqual(ruling.verdict, RESOLVED)
+        self.assertEqual([(o.body["decision"], o.body["status"]) for o in outgoing], [("resolved", "resolved")])
         self.assertEqual(outgoing[0].idempotency_key, occurrence_key(make_alert("resolved"), self.clock.seconds()))
-        verdict, outgoing = decide_one(self.decider, make_alert("resolved"))
-        self.assertEqual((verdict.result, verdict.duplicate_count, outgoing), (DUPLICATE, 1, []))
-        verdict, outgoing = decide_one(self.decider, make_alert())
-        self.assertEqual((verdict.result, verdict.duplicate_count, len(outgoing)), (NEW, 0, 1))
+        ruling, outgoing = decide_one(self.driver, make_alert("resolved"))
+        self.assertEqual((ruling.verdict, ruling.duplicate_count, outgoing), (DUPLICATE, 1, ()))
+        ruling, outgoing = decide_one(self.driver, make_alert())
+        self.assertEqual((ruling.verdict, ruling.duplicate_count, len(outgoing)), (NEW, 0, 1))
 
     def test_repeated_resolved_slides(self) -> None:
         """
         A closed episode is remembered while resolved repeats keep coming
         within the window: each is a duplicate.
         """
-        self.decider.decide([make_alert(), make_alert("resolved")])
+        self.driver.decide([make_alert(), make_alert("resolved")])
         for _ in range(3):
             self.clock.advance(200)
-            self.assertEqual(results(self.decider, make_alert("resolved")), [DUPLICATE])
+            self.assertEqual(results(self.driver, make_alert("resolved")), [DUPLICATE])
 
     def test_unknown_resolved_forwarded(self) -> None:
         """
         A resolved alert the gateway does not know (never seen, or its
         window lapsed) is forwarded; a repeat of it is then a duplicate.
         """
-        verdict, outgoing = decide_one(self.decider, make_alert("resolved"))
-        self.assertEqual((verdict.result, [o.body["decision"] for o in outgoing]), (RESOLVED_RESULT, [RESOLVED_RESULT]))
-        self.assertEqual(results(self.decider, make_alert("resolved")), [DUPLICATE])
-        self.decider.decide([make_alert(pod="late")])
+        ruling, outgoing = decide_one(self.driver, make_alert("resolved"))
+        self.assertEqual((ruling.verdict, [o.body["decision"] for o in outgoing]), (RESOLVED, ["resolved"]))
+        self.assertEqual(results(self.driver, make_alert("resolved")), [DUPLICATE])
+        self.driver.decide([make_alert(pod="late")])
         self.clock.advance(300.001)
-        self.assertEqual(results(self.decider, make_alert("resolved", pod="late")), [RESOLVED_RESULT])
+        self.assertEqual(results(self.driver, make_alert("resolved", pod="late")), [RESOLVED])
 
     def test_batch_decided_in_order(self) -> None:
         """
@@ -348,8 +416,8 @@ class DedupTests(SynchronousTestCase):
         a duplicate of the first, and a resolved one after it closes it.
         """
         self.assertEqual(
-            results(self.decider, make_alert(), make_alert(), make_alert("resolved"), make_alert()),
-            [NEW, DUPLICATE, RESOLVED_RESULT, NEW],
+            results(self.driver, make_alert(), make_alert(), make_alert("resolved"), make_alert()),
+            [NEW, DUPLICATE, RESOLVED, NEW],
         )
 
     def test_ignore_labels_merge_replicas(self) -> None:
@@ -358,15 +426,15 @@ class DedupTests(SynchronousTestCase):
         key, carried with each fingerprint, and one ordering key so that the
         resolution from one replica cannot overtake the other's firing.
         """
-        decider = make_decider(self.clock, ignore_labels=("replica",))
+        driver = make_driver(self.clock, ignore_labels=("replica",))
         a, b = make_alert(replica="a"), make_alert("resolved", replica="b")
-        verdicts, outgoing = decider.decide([a, make_alert(replica="b"), b])
-        self.assertEqual([v.result for v in verdicts], [NEW, DUPLICATE, RESOLVED_RESULT])
+        decision = driver.decide([a, make_alert(replica="b"), b])
+        self.assertEqual([r.verdict for r in decision.rulings], [NEW, DUPLICATE, RESOLVED])
         key = make_alert().fingerprint
-        self.assertEqual({v.dedup_key for v in verdicts}, {key})
-        self.assertEqual([o.key for o in outgoing], [key, key])
+        self.assertEqual({r.dedup_key for r in decision.rulings}, {key})
+        self.assertEqual([o.key for o in decision.outgoing], [key, key])
         self.assertEqual(
-            [(o.body["fingerprint"], o.body["dedupKey"]) for o in outgoing],
+            [(o.body["fingerprint"], o.body["dedupKey"]) for o in decision.outgoing],
             [(a.fingerprint, key), (b.fingerprint, key)],
         )
 
@@ -376,12 +444,12 @@ class DedupTests(SynchronousTestCase):
         one forwarded, repeats included, and nothing escalates however often
         it repeats.
         """
-        decider = make_decider(self.clock, dedup=False)
+        driver = make_driver(self.clock, dedup=False)
         alerts = [make_alert()] * 7 + [make_alert("resolved")] * 2
-        verdicts, outgoing = decider.decide(alerts)
-        self.assertEqual([v.result for v in verdicts], [NEW] * 7 + [RESOLVED_RESULT] * 2)
-        self.assertEqual([o.body["decision"] for o in outgoing], [NEW] * 7 + [RESOLVED_RESULT] * 2)
-        self.assertEqual({o.body["groupId"] for o in outgoing}, {verdicts[0].group_id})
+        decision = driver.decide(alerts)
+        self.assertEqual([r.verdict for r in decision.rulings], [NEW] * 7 + [RESOLVED] * 2)
+        self.assertEqual([o.body["decision"] for o in decision.outgoing], ["new"] * 7 + ["resolved"] * 2)
+        self.assertEqual({o.body["groupId"] for o in decision.outgoing}, {decision.rulings[0].group_id})
 
     def test_eviction_at_max_tracked(self) -> None:
         """
@@ -389,18 +457,17 @@ class DedupTests(SynchronousTestCase):
         recently seen (a sighting refreshes an episode), which is then new
         again when it comes back.
         """
-        decider = make_decider(self.clock, max_tracked=3)
-        episodes = decider.episodes
-        assert isinstance(episodes, MemoryEpisodes)
-        decider.decide([make_alert(pod="a"), make_alert(pod="b"), make_alert(pod="c")])
-        self.assertEqual((len(episodes), episodes.evictions), (3, 0))
-        self.assertEqual(results(decider, make_alert(pod="a")), [DUPLICATE])
-        self.assertEqual(results(decider, make_alert(pod="d")), [NEW])
-        self.assertEqual((len(episodes), episodes.evictions), (3, 1))
-        self.assertIsNone(episodes.by_fingerprint(make_alert(pod="b").fingerprint))
-        self.assertEqual(results(decider, make_alert(pod="a"), make_alert(pod="b")), [DUPLICATE, NEW])
-        self.assertEqual(episodes.evictions, 2)
-        self.assertIsNone(episodes.get(make_alert(pod="c").fingerprint))
+        driver = MemoryDriver(self, self.clock, make_settings(), max_tracked=3)
+        state = driver.state
+        driver.decide([make_alert(pod="a"), make_alert(pod="b"), make_alert(pod="c")])
+        self.assertEqual((state.tracked_episodes, state.evictions), (3, 0))
+        self.assertEqual(results(driver, make_alert(pod="a")), [DUPLICATE])
+        self.assertEqual(results(driver, make_alert(pod="d")), [NEW])
+        self.assertEqual((state.tracked_episodes, state.evictions), (3, 1))
+        self.assertIsNone(driver.by_fingerprint(make_alert(pod="b").fingerprint))
+        self.assertEqual(results(driver, make_alert(pod="a"), make_alert(pod="b")), [DUPLICATE, NEW])
+        self.assertEqual(state.evictions, 2)
+        self.assertIsNone(driver.episode(make_alert(pod="c").fingerprint))
 
     def test_expiry_by_tick(self) -> None:
         """
@@ -408,44 +475,53 @@ class DedupTests(SynchronousTestCase):
         exactly one window ago), firing or resolved; without storms it
         forwards nothing.
         """
-        self.decider.decide([make_alert(pod="a")])
-        self.decider.decide([make_alert(pod="b"), make_alert("resolved", pod="b")])
+        driver = MemoryDriver(self, self.clock, make_settings())
+        driver.decide([make_alert(pod="a")])
+        driver.decide([make_alert(pod="b"), make_alert("resolved", pod="b")])
         self.clock.advance(100)
-        self.decider.decide([make_alert(pod="c")])
+        driver.decide([make_alert(pod="c")])
         self.clock.advance(200)
-        self.assertEqual(self.decider.tick(), [])
-        self.assertEqual(len(self.decider.episodes), 3)
+        self.assertEqual(driver.tick().outgoing, ())
+        self.assertEqual(driver.state.tracked_episodes, 3)
         self.clock.advance(0.001)
-        self.decider.tick()
-        self.assertEqual([e.fingerprint for e in self.decider.episodes], [make_alert(pod="c").fingerprint])
+        self.assertEqual(driver.tick().outgoing, ())
+        self.assertEqual(driver.fingerprints(), [make_alert(pod="c").fingerprint])
         self.clock.advance(100)
-        self.decider.tick()
-        self.assertEqual(len(self.decider.episodes), 0)
-        self.assertEqual(results(self.decider, make_alert(pod="a")), [NEW])
+        driver.tick()
+        self.assertEqual(driver.state.tracked_episodes, 0)
+        self.assertEqual(results(driver, make_alert(pod="a")), [NEW])
 
 
-class EpisodeStoreTests(SynchronousTestCase):
+class MemoryStateTests(SynchronousTestCase):
     """
-    The in-memory episode store.
+    The in-memory state's episodes, through its public face: lookup by key
+    and by fingerprint, order of expiry, and the fingerprint index.
     """
 
-    def episode(self, key: str, fingerprint: str, seen: float) -> Episode:
-        return Episode(key, fingerprint, "firing", seen, seen, "g", "production", "alertmanager")
+    def setUp(self) -> None:
+        self.clock = started_clock()
 
     def test_lookup_and_order(self) -> None:
         """
-        Episodes are found by key and by fingerprint, and listed least
-        recently put first.
+        Episodes are found by key and by fingerprint, and kept least
+        recently seen first: a sighting moves an episode behind one seen
+        after it was first seen, so that expiry, which stops at the first
+        episode still within the window, forgets the other one.
         """
-        store = MemoryEpisodes(10)
-        store.put(self.episode("k1", "f1", 1))
-        store.put(self.episode("k2", "f2", 2))
-        store.put(self.episode("k1", "f1", 3))
-        self.assertEqual([e.key for e in store], ["k2", "k1"])
-        self.assertEqual(store.by_fingerprint("f2"), store.get("k2"))
-        self.assertIsNone(store.by_fingerprint("nope"))
-        self.assertEqual(store.expire(2.5), 1)
-        self.assertEqual([e.key for e in store], ["k1"])
+        driver = MemoryDriver(self, self.clock, make_settings())
+        a, b = make_alert(pod="a"), make_alert(pod="b")
+        driver.decide([a])
+        self.clock.advance(1)
+        driver.decide([b])
+        self.clock.advance(1)
+        driver.decide([a])
+        self.assertEqual(driver.by_fingerprint(b.fingerprint), driver.episode(b.fingerprint))
+        self.assertIsNotNone(driver.by_fingerprint(b.fingerprint))
+        self.assertIsNone(driver.by_fingerprint("nope"))
+        self.clock.advance(299.5)
+        driver.tick()
+        self.assertEqual(driver.fingerprints(), [a.fingerprint])
+        self.assertIsNone(driver.by_fingerprint(b.fingerprint))
 
     def test_fingerprint_index_bounded(self) -> None:
         """
@@ -453,24 +529,40 @@ class EpisodeStoreTests(SynchronousTestCase):
         fingerprint (the other replica), the old fingerprint no longer finds
         it and the index does not grow past what is tracked.
         """
-        store = MemoryEpisodes(2)
-        for round_ in range(50):
-            store.put(self.episode(f"k{round_ % 2}", f"f{round_}", round_))
-        self.assertIsNone(store.by_fingerprint("f0"))
-        self.assertEqual(store.by_fingerprint("f49"), store.get("k1"))
+        driver = MemoryDriver(self, self.clock, make_settings(ignore_labels=("replica",)), max_tracked=2)
+        alerts = [make_alert(pod=f"k{round_ % 2}", replica=f"f{round_}") for round_ in range(50)]
+        for alert in alerts:
+            # Past the window: each is a new episode of its key.
+            self.clock.advance(301)
+            self.assertEqual(results(driver, alert), [NEW])
+        self.assertIsNone(driver.by_fingerprint(alerts[0].fingerprint))
+        self.assertEqual(
+            driver.by_fingerprint(alerts[49].fingerprint), driver.episode(make_alert(pod="k1").fingerprint)
+        )
+        found = [driver.by_fingerprint(alert.fingerprint) for alert in alerts]
+        self.assertEqual(
+            [(e.fingerprint, e.key) for e in found if e is not None],
+            [(a.fingerprint, dedup_key(a, ["replica"])) for a in alerts[-2:]],
+        )
         # What would grow without bound: one entry per fingerprint ever seen.
-        self.assertLessEqual(len(store._by_fingerprint), 2)
+        self.assertLessEqual(len(driver.state._by_fingerprint), 2)
 
     def test_eviction_keeps_other_fingerprint(self) -> None:
         """
         Evicting an episode leaves the fingerprint entry of an episode that
-        replaced it under another key untouched.
+        replaced it under another key untouched (two keys of one
+        fingerprint: a sender giving its own fingerprints).
         """
-        store = MemoryEpisodes(1)
-        store.put(self.episode("k1", "f", 1))
-        store.put(self.episode("k2", "f", 2))
-        self.assertEqual(store.by_fingerprint("f"), store.get("k2"))
-        self.assertEqual(store.evictions, 1)
+        driver = MemoryDriver(self, self.clock, make_settings(ignore_labels=("replica",)), max_tracked=1)
+        shared = make_alert(pod="shared").fingerprint
+        first = attrs.evolve(make_alert(pod="k1", replica="r"), fingerprint=shared)
+        second = attrs.evolve(make_alert(pod="k2", replica="r"), fingerprint=shared)
+        self.assertEqual(results(driver, first), [NEW])
+        self.assertEqual(results(driver, second), [NEW])
+        found = driver.by_fingerprint(shared)
+        self.assertIsNotNone(found)
+        self.assertEqual(found, driver.episode(make_alert(pod="k2").fingerprint))
+        self.assertEqual(driver.state.evictions, 1)
 
 
 # (level, total, within, window) of each environment in the plan.
@@ -489,7 +581,9 @@ class EscalationTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = started_clock()
 
-    def sightings(self, decider: Decider, times: list[float], **labels: str) -> list[tuple[str, list[Outgoing]]]:
+    def sightings(
+        self, driver: DecisionDriver, times: list[float], **labels: str
+    ) -> list[tuple[Verdict, tuple[Outgoing, ...]]]:
         """
         Decide one firing alert at each of C{times} (seconds after now).
         """
@@ -497,8 +591,8 @@ class EscalationTests(SynchronousTestCase):
         seen = []
         for at in times:
             self.clock.advance(start + at - self.clock.seconds())
-            verdict, outgoing = decide_one(decider, labelled({**make_alert().labels, **labels}))
-            seen.append((verdict.result, outgoing))
+            ruling, outgoing = decide_one(driver, labelled({**make_alert().labels, **labels}))
+            seen.append((ruling.verdict, outgoing))
         return seen
 
     def test_within_window_thresholds(self) -> None:
@@ -510,9 +604,9 @@ class EscalationTests(SynchronousTestCase):
         for environment, (level, _total, within, window) in PLAN_RULES.items():
             for last, escalates in ((window, True), (window + 0.001, False)):
                 with self.subTest(environment=environment, last=last):
-                    decider = make_decider(self.clock, window=3600.0)
+                    driver = make_driver(self.clock, window=3600.0)
                     times = [0.0, 1.0] + [1.0 + n for n in range(1, within - 1)] + [1.0 + last]
-                    seen = self.sightings(decider, times, environment=environment, pod=f"{environment}{last}")
+                    seen = self.sightings(driver, times, environment=environment, pod=f"{environment}{last}")
                     self.assertEqual([r for r, _ in seen[:-1]], [NEW] + [DUPLICATE] * (within - 1))
                     result, outgoing = seen[-1]
                     self.assertEqual(result, ESCALATED if escalates else DUPLICATE)
@@ -528,10 +622,10 @@ class EscalationTests(SynchronousTestCase):
         """
         for environment, (level, total, within, window) in PLAN_RULES.items():
             with self.subTest(environment=environment):
-                decider = make_decider(self.clock, window=3600.0)
+                driver = make_driver(self.clock, window=3600.0)
                 spacing = window / (within - 1) + 1
                 seen = self.sightings(
-                    decider, [n * spacing for n in range(total + 2)], environment=environment, pod=environment
+                    driver, [n * spacing for n in range(total + 2)], environment=environment, pod=environment
                 )
                 self.assertEqual([r for r, _ in seen], [NEW] + [DUPLICATE] * (total - 1) + [ESCALATED, DUPLICATE])
                 escalation = seen[total][1][0].body["escalation"]
@@ -552,14 +646,14 @@ class EscalationTests(SynchronousTestCase):
         level, reason, count, window and environment, under an idempotency
         key of its own, ordered with the alert.
         """
-        decider = make_decider(self.clock)
+        driver = make_driver(self.clock)
         alert = make_alert(environment="production")
-        decider.decide([alert] * 3)
-        verdict, outgoing = decide_one(decider, alert)
-        self.assertEqual((verdict.result, verdict.escalation, verdict.duplicate_count), (ESCALATED, "immediate", 3))
+        driver.decide([alert] * 3)
+        ruling, outgoing = decide_one(driver, alert)
+        self.assertEqual((ruling.verdict, ruling.escalation, ruling.duplicate_count), (ESCALATED, "immediate", 3))
         [sent] = outgoing
         self.assertEqual(sent.key, alert.fingerprint)
-        self.assertEqual((sent.body["decision"], sent.body["duplicateCount"]), (ESCALATED, 3))
+        self.assertEqual((sent.body["decision"], sent.body["duplicateCount"]), ("escalated", 3))
         self.assertEqual(
             sent.body["escalation"],
             {
@@ -575,13 +669,14 @@ class EscalationTests(SynchronousTestCase):
     def test_once_per_episode(self) -> None:
         """
         An episode escalates once, however many duplicates follow; the
-        verdicts keep saying its level.
+        rulings keep saying its level.
         """
-        decider = make_decider(self.clock)
-        verdicts, outgoing = decider.decide([make_alert()] * 30)
-        self.assertEqual([v.result for v in verdicts], [NEW, DUPLICATE, DUPLICATE, ESCALATED] + [DUPLICATE] * 26)
-        self.assertEqual([o.body["decision"] for o in outgoing], [NEW, ESCALATED])
-        self.assertEqual(verdicts[-1].escalation, "immediate")
+        driver = make_driver(self.clock)
+        decision = driver.decide([make_alert()] * 30)
+        rulings = decision.rulings
+        self.assertEqual([r.verdict for r in rulings], [NEW, DUPLICATE, DUPLICATE, ESCALATED] + [DUPLICATE] * 26)
+        self.assertEqual([o.body["decision"] for o in decision.outgoing], ["new", "escalated"])
+        self.assertEqual(rulings[-1].escalation, "immediate")
 
     def test_again_in_new_episode(self) -> None:
         """
@@ -589,18 +684,18 @@ class EscalationTests(SynchronousTestCase):
         escalates again when it crosses the rule again, each escalation
         keyed by the occurrence it escalates.
         """
-        decider = make_decider(self.clock)
+        driver = make_driver(self.clock)
         first = make_alert()
         again = attrs.evolve(first, starts_at="2026-11-26T05:00:00Z")
         sent = []
         expected = []
         for alert, end in ((first, "resolved"), (again, "lapse"), (again, "")):
             expected.append(f"{occurrence_key(alert, self.clock.seconds())}-escalation")
-            verdicts, outgoing = decider.decide([alert] * 4)
-            self.assertEqual([v.result for v in verdicts], [NEW, DUPLICATE, DUPLICATE, ESCALATED])
-            sent.append(outgoing[-1].idempotency_key)
+            decision = driver.decide([alert] * 4)
+            self.assertEqual([r.verdict for r in decision.rulings], [NEW, DUPLICATE, DUPLICATE, ESCALATED])
+            sent.append(decision.outgoing[-1].idempotency_key)
             if end == "resolved":
-                decider.decide([make_alert("resolved")])
+                driver.decide([make_alert("resolved")])
             elif end == "lapse":
                 self.clock.advance(301)
         self.assertEqual(sent, expected)
@@ -613,7 +708,7 @@ class EscalationTests(SynchronousTestCase):
         namespace pattern, then the default environment; an environment
         without a rule uses the default environment's.
         """
-        decider = make_decider(
+        driver = make_driver(
             self.clock, environment_namespaces={"staging": ["stage-*"]}, default_environment="development"
         )
         cases = [
@@ -625,21 +720,21 @@ class EscalationTests(SynchronousTestCase):
         ]
         for labels, environment, level in cases:
             with self.subTest(labels=labels):
-                verdicts, outgoing = decider.decide([labelled({**make_alert(pod=str(labels)).labels, **labels})] * 11)
-                self.assertEqual({v.environment for v in verdicts}, {environment})
-                self.assertEqual(outgoing[-1].body["escalation"]["level"], level)
-                self.assertEqual(outgoing[0].body["environment"], environment)
+                decision = driver.decide([labelled({**make_alert(pod=str(labels)).labels, **labels})] * 11)
+                self.assertEqual({r.environment for r in decision.rulings}, {environment})
+                self.assertEqual(decision.outgoing[-1].body["escalation"]["level"], level)
+                self.assertEqual(decision.outgoing[0].body["environment"], environment)
 
     def test_disabled(self) -> None:
         """
         With escalation.enabled false duplicates are never escalated, and
         their sightings are not kept.
         """
-        decider = make_decider(self.clock, escalate=False)
-        verdicts, outgoing = decider.decide([make_alert()] * 20)
-        self.assertEqual([v.result for v in verdicts], [NEW] + [DUPLICATE] * 19)
-        self.assertEqual(len(outgoing), 1)
-        episode = decider.episodes.get(make_alert().fingerprint)
+        driver = make_driver(self.clock, escalate=False)
+        decision = driver.decide([make_alert()] * 20)
+        self.assertEqual([r.verdict for r in decision.rulings], [NEW] + [DUPLICATE] * 19)
+        self.assertEqual(len(decision.outgoing), 1)
+        episode = driver.table.episodes.get(make_alert().fingerprint)
         assert episode is not None
         self.assertEqual((episode.duplicates, len(episode.recent)), (19, 0))
 
@@ -648,50 +743,74 @@ class EscalationTests(SynchronousTestCase):
         An episode keeps no more sightings than its rule needs, and none
         once escalated, however long it is re-sent within the window.
         """
-        decider = make_decider(self.clock)
-        decider.decide([make_alert(environment="development")])
+        driver = make_driver(self.clock)
+        key = make_alert(environment="development").fingerprint
+        driver.decide([make_alert(environment="development")])
         for _ in range(8):
             self.clock.advance(150)
-            decider.decide([make_alert(environment="development")])
-        episode = decider.episodes.get(make_alert(environment="development").fingerprint)
+            driver.decide([make_alert(environment="development")])
+        episode = driver.table.episodes.get(key)
         assert episode is not None
         self.assertLessEqual(len(episode.recent), 7)
-        decider.decide([make_alert(environment="development")] * 3)
+        driver.decide([make_alert(environment="development")] * 3)
+        episode = driver.table.episodes.get(key)
+        assert episode is not None
         self.assertEqual((episode.escalation, len(episode.recent)), ("low", 0))
 
     def test_rule_boundaries(self) -> None:
         """
-        check_escalation fires exactly at the threshold, not one before,
-        counts a duplicate exactly one window old, and drops older ones.
+        escalate() fires exactly at the threshold, not one before, counts a
+        duplicate exactly one window old, and drops older ones from the
+        recent times it gives back; an episode already escalated is not
+        judged again (the decider counts its duplicates and nothing more).
         """
         rule = EscalationRule("immediate", total=5, within=3, window=300)
-        episode = Episode("k", "k", "firing", 0, 0, "g", "production", "alertmanager")
+        recent: tuple[float, ...] = ()
+        duplicates = 0
         for t in (0.0, 100.0):
-            episode.duplicates += 1
-            episode.recent.append(t)
-            self.assertIsNone(check_escalation(rule, episode, t))
-        episode.duplicates += 1
-        episode.recent.append(300.001)
-        self.assertIsNone(check_escalation(rule, episode, 300.001))
-        self.assertEqual(list(episode.recent), [100.0, 300.001])
-        episode.duplicates += 1
-        episode.recent.append(400.0)
-        escalation = check_escalation(rule, episode, 400.0)
+            duplicates += 1
+            recent, escalation = escalate(rule, (*recent, t), duplicates, "production", t)
+            self.assertIsNone(escalation)
+        duplicates += 1
+        recent, escalation = escalate(rule, (*recent, 300.001), duplicates, "production", 300.001)
+        self.assertIsNone(escalation)
+        self.assertEqual(recent, (100.0, 300.001))
+        duplicates += 1
+        recent, escalation = escalate(rule, (*recent, 400.0), duplicates, "production", 400.0)
         assert escalation is not None
-        self.assertEqual(escalation["reason"], "3 duplicates within 5m")
-        episode.escalation = "immediate"
-        self.assertIsNone(check_escalation(rule, episode, 400.0))
+        self.assertEqual(escalation.reason, "3 duplicates within 5m")
+        self.assertEqual(recent, (100.0, 300.001, 400.0))
+        # Escalated: the decider does not ask again, however many follow
+        # within the rule's window.
+        clock = started_clock()
+        driver = make_driver(clock, rules={"production": rule})
+        alert = make_alert()
+        driver.table.episodes[alert.fingerprint] = Episode(
+            alert.fingerprint,
+            alert.fingerprint,
+            "firing",
+            START - 100,
+            START - 1,
+            group_id(alert, ("alertname", "namespace"), False),
+            "production",
+            "alertmanager",
+            duplicates=4,
+            escalation="immediate",
+        )
+        decision = driver.decide([alert] * 3)
+        self.assertEqual([r.verdict for r in decision.rulings], [DUPLICATE] * 3)
+        self.assertEqual(decision.outgoing, ())
+        episode = driver.table.episodes[alert.fingerprint]
+        self.assertEqual((episode.duplicates, episode.recent, episode.escalation), (7, (), "immediate"))
 
     def test_window_in_seconds(self) -> None:
         """
         A window that is not whole minutes is said in seconds.
         """
         rule = EscalationRule("page", total=9, within=1, window=90)
-        episode = Episode("k", "k", "firing", 0, 0, "g", "qa", "alertmanager", duplicates=1)
-        episode.recent.append(0.0)
-        escalation = check_escalation(rule, episode, 0.0)
+        _, escalation = escalate(rule, (0.0,), 1, "qa", 0.0)
         assert escalation is not None
-        self.assertEqual((escalation["window"], escalation["reason"]), ("90s", "1 duplicates within 90s"))
+        self.assertEqual((escalation.window, escalation.reason), ("90s", "1 duplicates within 90s"))
 
     def test_default_rules_are_the_plans(self) -> None:
         """
@@ -702,7 +821,8 @@ class EscalationTests(SynchronousTestCase):
 
 class SettingsTests(SynchronousTestCase):
     """
-    settings_from_config and storms_from_config.
+    decider_settings: the configuration's dedup, escalation, correlation and
+    storm sections as the decider's settings.
     """
 
     def rule(self, settings: DeciderSettings, name: str) -> tuple[str, int, int, float]:
@@ -716,7 +836,7 @@ class SettingsTests(SynchronousTestCase):
         watches storms of more than 10 in a minute.
         """
         config = parse_config("", environ={})
-        settings = settings_from_config(config)
+        settings = decider_settings(config)
         self.assertEqual(
             attrs.evolve(settings, rules={}),
             DeciderSettings(
@@ -730,10 +850,13 @@ class SettingsTests(SynchronousTestCase):
                 environment_namespaces={},
                 default_environment="production",
                 rules={},
+                storms=StormSettings(
+                    threshold=10, window=60.0, flush_interval=30.0, quiet_period=300.0, max_members_listed=100
+                ),
             ),
         )
         self.assertEqual({name: self.rule(settings, name) for name in settings.rules}, PLAN_RULES)
-        storms = storms_from_config(config)
+        storms = settings.storms
         assert storms is not None
         self.assertEqual(
             (storms.threshold, storms.window, storms.flush_interval, storms.quiet_period, storms.max_members_listed),
@@ -743,7 +866,7 @@ class SettingsTests(SynchronousTestCase):
     def test_sections_read(self) -> None:
         """
         Every key of dedup, escalation, correlation and storm reaches the
-        decider.
+        decider; a disabled storm section turns storms off.
         """
         config = parse_config(
             """
@@ -758,7 +881,7 @@ storm: {threshold: 4, window: 30s, flush_interval: 5s, quiet_period: 1m, max_mem
 """,
             environ={},
         )
-        settings = settings_from_config(config)
+        settings = decider_settings(config)
         self.assertEqual(
             (settings.dedup, settings.window, settings.ignore_labels, settings.escalate),
             (False, 120.0, ("replica",), False),
@@ -766,13 +889,13 @@ storm: {threshold: 4, window: 30s, flush_interval: 5s, quiet_period: 1m, max_mem
         self.assertEqual((settings.environment_labels, settings.default_environment), (("tier",), "staging"))
         self.assertEqual(settings.environment_namespaces, {"staging": ("stage-*",)})
         self.assertEqual((settings.group_by, settings.use_sender_group), (("alertname",), True))
-        storms = storms_from_config(config)
+        storms = settings.storms
         assert storms is not None
         self.assertEqual(
             (storms.threshold, storms.window, storms.flush_interval, storms.quiet_period, storms.max_members_listed),
             (4, 30.0, 5.0, 60.0, 7),
         )
-        self.assertIsNone(storms_from_config(parse_config("storm: {enabled: false}", environ={})))
+        self.assertIsNone(config_settings("storm: {enabled: false}").storms)
 
     def test_overrides_field_by_field(self) -> None:
         """
@@ -841,9 +964,9 @@ escalation:
         )
         self.assertEqual(settings.default_environment, "staging")
         self.assertEqual(self.rule(settings, "qa"), ("normal", 2, 5, 600.0))
-        decider = Decider(started_clock(), MemoryEpisodes(100), settings)
-        self.assertEqual(results(decider, *[make_alert(env="QA")] * 3), [NEW, DUPLICATE, ESCALATED])
-        self.assertEqual(results(decider, *[make_alert(namespace="qa")] * 3), [NEW, DUPLICATE, ESCALATED])
+        driver = DecisionDriver(started_clock(), settings)
+        self.assertEqual(results(driver, *[make_alert(env="QA")] * 3), [NEW, DUPLICATE, ESCALATED])
+        self.assertEqual(results(driver, *[make_alert(namespace="qa")] * 3), [NEW, DUPLICATE, ESCALATED])
 
 
 class CorrelationTests(SynchronousTestCase):
@@ -857,43 +980,45 @@ class CorrelationTests(SynchronousTestCase):
     def test_group_by_labels(self) -> None:
         """
         Alerts with the same group_by labels share a group id, others not;
-        each verdict and forwarded body says it.
+        each ruling and forwarded body says it.
         """
-        decider = make_decider(self.clock, group_by=("alertname",))
-        verdicts, outgoing = decider.decide(
+        driver = make_driver(self.clock, group_by=("alertname",))
+        decision = driver.decide(
             [make_alert(pod="a"), make_alert(pod="b", namespace="x"), make_alert(alertname="Other")]
         )
-        self.assertEqual([o.body["groupId"] for o in outgoing], [v.group_id for v in verdicts])
-        self.assertEqual(verdicts[0].group_id, verdicts[1].group_id)
-        self.assertNotEqual(verdicts[0].group_id, verdicts[2].group_id)
+        rulings = decision.rulings
+        self.assertEqual([o.body["groupId"] for o in decision.outgoing], [r.group_id for r in rulings])
+        self.assertEqual(rulings[0].group_id, rulings[1].group_id)
+        self.assertNotEqual(rulings[0].group_id, rulings[2].group_id)
 
     def test_sender_group(self) -> None:
         """
         With use_sender_group the sender's groupKey decides the group,
         whatever the labels.
         """
-        decider = make_decider(self.clock, use_sender_group=True)
-        verdicts, _ = decider.decide(
+        driver = make_driver(self.clock, use_sender_group=True)
+        rulings = driver.decide(
             [
                 make_alert(pod="a"),
                 make_alert(alertname="Other", namespace="x"),
                 make_alert(pod="c", group={"groupKey": "another"}),
             ]
-        )
-        self.assertEqual(verdicts[0].group_id, verdicts[1].group_id)
-        self.assertNotEqual(verdicts[0].group_id, verdicts[2].group_id)
+        ).rulings
+        self.assertEqual(rulings[0].group_id, rulings[1].group_id)
+        self.assertNotEqual(rulings[0].group_id, rulings[2].group_id)
 
     def test_every_forward_has_group(self) -> None:
         """
         New, escalated, resolved and storm events all carry the group id.
         """
-        decider = make_decider(self.clock, storms=make_storms(threshold=1))
+        driver = make_driver(self.clock, storms=make_storms(threshold=1))
         alerts = [make_alert(pod="a")] * 4 + [make_alert("resolved", pod="a"), make_alert(pod="b")]
-        verdicts, outgoing = decider.decide(alerts)
+        decision = driver.decide(alerts)
         self.assertEqual(
-            [o.body.get("decision", o.body.get("type")) for o in outgoing], [NEW, ESCALATED, RESOLVED_RESULT, "storm"]
+            [o.body.get("decision", o.body.get("type")) for o in decision.outgoing],
+            ["new", "escalated", "resolved", "storm"],
         )
-        self.assertEqual({o.body["groupId"] for o in outgoing}, {verdicts[0].group_id})
+        self.assertEqual({o.body["groupId"] for o in decision.outgoing}, {decision.rulings[0].group_id})
 
 
 class StormTests(SynchronousTestCase):
@@ -903,12 +1028,11 @@ class StormTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = started_clock()
-        self.storms = make_storms()
-        self.decider = make_decider(self.clock, storms=self.storms)
+        self.driver = make_driver(self.clock, storms=make_storms())
 
-    def fire(self, *pods: str, **labels: str) -> tuple[list[str], list[Outgoing]]:
-        verdicts, outgoing = self.decider.decide([labelled({**make_alert(pod=pod).labels, **labels}) for pod in pods])
-        return [v.result for v in verdicts], outgoing
+    def fire(self, *pods: str, **labels: str) -> tuple[list[Verdict], tuple[Outgoing, ...]]:
+        decision = self.driver.decide([labelled({**make_alert(pod=pod).labels, **labels}) for pod in pods])
+        return [r.verdict for r in decision.rulings], decision.outgoing
 
     def test_threshold(self) -> None:
         """
@@ -932,9 +1056,9 @@ class StormTests(SynchronousTestCase):
         """
         self.fire("a")
         self.clock.advance(1.5)
-        verdicts, outgoing = self.decider.decide([make_alert(pod=p) for p in "bcd"])
-        [event] = [o for o in outgoing if o.key.startswith("storm:")]
-        group = verdicts[0].group_id
+        decision = self.driver.decide([make_alert(pod=p) for p in "bcd"])
+        [event] = [o for o in decision.outgoing if o.key.startswith("storm:")]
+        group = decision.rulings[0].group_id
         self.assertEqual(event.key, f"storm:{group}")
         self.assertRegex(event.body["stormId"], r"^[0-9a-f]{16}$")
         self.assertEqual(event.idempotency_key, f"{event.body['stormId']}-1")
@@ -974,7 +1098,7 @@ class StormTests(SynchronousTestCase):
         counted once, and other groups do not count.
         """
         self.fire("a")
-        self.decider.decide([make_alert("resolved", pod="a")])
+        self.driver.decide([make_alert("resolved", pod="a")])
         seen, _ = self.fire("a", "b")
         self.assertEqual(seen, [NEW, NEW])
         seen, _ = self.fire("x", "y", namespace="other")
@@ -990,12 +1114,12 @@ class StormTests(SynchronousTestCase):
         for gap, expected in ((20.0, AGGREGATED), (20.001, NEW)):
             with self.subTest(gap=gap):
                 clock = started_clock()
-                decider = make_decider(clock, storms=make_storms())
-                decider.decide([make_alert(pod="a")])
+                driver = make_driver(clock, storms=make_storms())
+                driver.decide([make_alert(pod="a")])
                 clock.advance(40)
-                decider.decide([make_alert(pod="b"), make_alert(pod="c")])
+                driver.decide([make_alert(pod="b"), make_alert(pod="c")])
                 clock.advance(gap)
-                self.assertEqual(results(decider, make_alert(pod="d")), [expected])
+                self.assertEqual(results(driver, make_alert(pod="d")), [expected])
 
     def test_slow_trickle_is_no_storm(self) -> None:
         """
@@ -1007,7 +1131,7 @@ class StormTests(SynchronousTestCase):
             seen.extend(self.fire(pod)[0])
             self.clock.advance(31)
         self.assertEqual(seen, [NEW] * 8)
-        self.assertEqual(self.storms.storms, {})
+        self.assertEqual(storm_groups(self.driver), [])
 
     def test_members_aggregated(self) -> None:
         """
@@ -1017,17 +1141,15 @@ class StormTests(SynchronousTestCase):
         """
         self.fire("a", "b", "c", "d")
         seen, outgoing = self.fire("e", "f")
-        self.assertEqual((seen, outgoing), ([AGGREGATED, AGGREGATED], []))
-        episode = self.decider.episodes.by_fingerprint(make_alert(pod="e").fingerprint)
+        self.assertEqual((seen, outgoing), ([AGGREGATED, AGGREGATED], ()))
+        episode = self.driver.table.episodes.get(make_alert(pod="e").fingerprint)
         assert episode is not None
-        storm = self.storms.storm_of(episode.group_id)
+        storm = self.driver.table.groups[episode.group_id].storm
         assert storm is not None
         self.assertEqual((episode.storm_id, episode.status, storm.members), (storm.id, "firing", 6))
         self.assertEqual(self.fire("e")[0], [DUPLICATE])
-        verdict, outgoing = decide_one(self.decider, make_alert("resolved", pod="e"))
-        self.assertEqual(
-            (verdict.result, [o.key for o in outgoing]), (RESOLVED_RESULT, [make_alert(pod="e").fingerprint])
-        )
+        ruling, outgoing = decide_one(self.driver, make_alert("resolved", pod="e"))
+        self.assertEqual((ruling.verdict, [o.key for o in outgoing]), (RESOLVED, [make_alert(pod="e").fingerprint]))
         self.assertEqual(self.fire("g", namespace="other")[0], [NEW])
 
     def test_updates_at_flush_interval(self) -> None:
@@ -1036,13 +1158,11 @@ class StormTests(SynchronousTestCase):
         (counted from the last event), each listing at most
         max_members_listed of them, oldest first.
         """
-        _, outgoing = self.fire("a", "b", "c", "d", "e")
-        events = storm_bodies(outgoing)
+        self.fire("a", "b", "c", "d", "e")
         self.clock.advance(9.999)
-        self.assertEqual(self.decider.tick(), [])
+        self.assertEqual(self.driver.tick().outgoing, ())
         self.clock.advance(0.001)
-        [update] = self.decider.tick()
-        events.append(update.body)
+        [update] = self.driver.tick().outgoing
         self.assertEqual(
             (update.body["state"], update.body["sequence"], update.body["memberCount"], listed([update.body])),
             ("update", 2, 5, [make_alert(pod=p).fingerprint for p in "cd"]),
@@ -1050,12 +1170,12 @@ class StormTests(SynchronousTestCase):
         self.assertEqual(update.idempotency_key, f"{update.body['stormId']}-2")
         self.clock.advance(1)
         self.fire("f")
-        self.assertEqual(self.decider.tick(), [])
+        self.assertEqual(self.driver.tick().outgoing, ())
         self.clock.advance(9)
-        [update] = self.decider.tick()
+        [update] = self.driver.tick().outgoing
         self.assertEqual(listed([update.body]), [make_alert(pod=p).fingerprint for p in "ef"])
         self.clock.advance(10)
-        self.assertEqual(self.decider.tick(), [])
+        self.assertEqual(self.driver.tick().outgoing, ())
 
     def test_closing_summary(self) -> None:
         """
@@ -1065,16 +1185,16 @@ class StormTests(SynchronousTestCase):
         """
         self.fire("a", "b", "c", "d")
         self.clock.advance(10)
-        self.decider.tick()
+        self.driver.tick()
         self.clock.advance(19.999)
-        self.assertEqual(self.decider.tick(), [])
+        self.assertEqual(self.driver.tick().outgoing, ())
         self.clock.advance(0.001)
-        [closed] = self.decider.tick()
+        [closed] = self.driver.tick().outgoing
         self.assertEqual(
             (closed.body["state"], closed.body["memberCount"], closed.body["unlistedMembers"], closed.body["members"]),
             ("closed", 4, 0, []),
         )
-        self.assertEqual(self.storms.storms, {})
+        self.assertEqual(storm_groups(self.driver), [])
         self.assertEqual(self.fire("e", "f", "g")[0], [NEW] * 3)
 
     def test_every_member_listed(self) -> None:
@@ -1089,8 +1209,8 @@ class StormTests(SynchronousTestCase):
         events = storm_bodies(outgoing)
         times = [self.clock.seconds()]
         self.clock.advance(30)
-        while self.storms.storms:
-            found = [o.body for o in self.decider.tick()]
+        while storm_groups(self.driver):
+            found = [o.body for o in self.driver.tick().outgoing]
             events.extend(found)
             times.extend([self.clock.seconds()] * len(found))
             self.clock.advance(5)
@@ -1111,12 +1231,12 @@ class StormTests(SynchronousTestCase):
         """
         self.fire(*[f"p{n}" for n in range(7)])
         self.clock.advance(30)
-        self.assertEqual([o.body["state"] for o in self.decider.tick()], ["update"])
+        self.assertEqual([o.body["state"] for o in self.driver.tick().outgoing], ["update"])
         self.fire("late")
         self.clock.advance(10)
-        self.assertEqual([o.body["state"] for o in self.decider.tick()], ["update"])
+        self.assertEqual([o.body["state"] for o in self.driver.tick().outgoing], ["update"])
         self.clock.advance(20)
-        self.assertEqual([o.body["state"] for o in self.decider.tick()], ["closed"])
+        self.assertEqual([o.body["state"] for o in self.driver.tick().outgoing], ["closed"])
 
     def test_second_storm(self) -> None:
         """
@@ -1125,7 +1245,7 @@ class StormTests(SynchronousTestCase):
         """
         first = [o for o in self.fire("a", "b", "c", "d")[1] if o.key.startswith("storm:")]
         self.clock.advance(100)
-        closing = self.decider.tick()
+        closing = list(self.driver.tick().outgoing)
         second = [o for o in self.fire("e", "f", "g", "h")[1] if o.key.startswith("storm:")]
         events = first + closing + second
         self.assertEqual([o.body["state"] for o in events], ["started", "closed", "started"])
@@ -1139,37 +1259,38 @@ class StormTests(SynchronousTestCase):
         Past max_pending a member is only counted: the events say how many
         were never listed; and at most max_groups groups are watched.
         """
-        storms = make_storms(max_pending=3, max_members_listed=2, max_groups=5)
-        decider = make_decider(self.clock, storms=storms)
-        _, outgoing = decider.decide([make_alert(pod=f"p{n}") for n in range(10)])
-        [started] = storm_bodies(outgoing)
+        storms = make_storms(max_pending=3, max_members_listed=2)
+        driver = MemoryDriver(self, self.clock, make_settings(storms), max_groups=5)
+        decision = driver.decide([make_alert(pod=f"p{n}") for n in range(10)])
+        rulings = list(decision.rulings)
+        [started] = storm_bodies(decision.outgoing)
         self.assertEqual((started["memberCount"], started["unlistedMembers"]), (4, 2))
         self.clock.advance(60)
-        events = [started] + [o.body for o in decider.tick()]
+        events = [started] + [o.body for o in driver.tick().outgoing]
         self.clock.advance(10)
-        events += [o.body for o in decider.tick()]
+        events += [o.body for o in driver.tick().outgoing]
         self.assertEqual(events[-1]["state"], "closed")
         self.assertEqual((events[-1]["memberCount"], events[-1]["unlistedMembers"]), (10, 5))
         self.assertEqual(len(listed(events)), 5)
         for n in range(8):
-            decider.decide([make_alert(namespace=f"ns{n}")])
-        self.assertEqual(storms.watched(), 5)
-        self.assertEqual(storms.aggregated, 7)
+            rulings += driver.decide([make_alert(namespace=f"ns{n}")]).rulings
+        self.assertEqual(driver.state.watched_groups, 5)
+        self.assertEqual(sum(r.verdict is AGGREGATED for r in rulings), 7)
 
     def test_sender_group_labels(self) -> None:
         """
         With use_sender_group a storm is named by the sender's groupLabels.
         """
         group = {"groupKey": "k", "groupLabels": {"alertname": "PodCrash"}}
-        decider = make_decider(self.clock, storms=make_storms(), use_sender_group=True)
-        _, outgoing = decider.decide([make_alert(pod=p, namespace=p, group=group) for p in "abcd"])
-        [event] = storm_bodies(outgoing)
+        driver = make_driver(self.clock, storms=make_storms(), use_sender_group=True)
+        decision = driver.decide([make_alert(pod=p, namespace=p, group=group) for p in "abcd"])
+        [event] = storm_bodies(decision.outgoing)
         self.assertEqual(event["groupLabels"], {"alertname": "PodCrash"})
         self.assertEqual(event["members"][0]["labels"], {"pod": "a", "namespace": "a"})
 
 
 # The property test's storms: small, so that they happen.
-PROPERTY_STORMS = {"threshold": 2, "window": 60, "flush_interval": 10, "quiet_period": 30, "max_members_listed": 1}
+PROPERTY_STORMS = StormSettings(threshold=2, window=60, flush_interval=10, quiet_period=30, max_members_listed=1)
 PODS = ("a", "b", "c", "d", "e")
 
 # One occurrence: the clock advanced by a moment (often none, sometimes
@@ -1203,9 +1324,40 @@ class Model:
 EPISODE_STREAM = re.compile(r"(new|folded)( escalated)?( resolved)?|resolved")
 
 
+class Harness(Protocol):
+    """
+    A store the property test decides through, one decision at a time.
+    """
+
+    def decide(self, alerts: Sequence[Alert]) -> Decision: ...
+
+    def tick(self) -> Decision: ...
+
+    def episode(self, key: str) -> Episode | None: ...
+
+    def storms(self) -> int:
+        """
+        How many storms are on.
+        """
+
+
+class TableHarness(DecisionDriver):
+    """
+    The decider on a plain table: nothing is forgotten, nothing bounded.
+    """
+
+    def episode(self, key: str) -> Episode | None:
+        return self.table.episode(key)
+
+    def storms(self) -> int:
+        return len(list(self.table.storm_groups()))
+
+
 class StreamPropertyTests(SynchronousTestCase):
     """
-    The forwarded stream per fingerprint, for any interleaving.
+    The forwarded stream per fingerprint, for any interleaving, on a plain
+    table and on the in-memory state (whose tick also forgets lapsed
+    episodes).
     """
 
     @settings(max_examples=200, deadline=None, derandomize=True)
@@ -1221,14 +1373,25 @@ class StreamPropertyTests(SynchronousTestCase):
         the storm closes, each storm's events in order and complete.
         """
         clock = started_clock()
-        storms = StormTracker(**PROPERTY_STORMS)
-        decider = make_decider(clock, storms=storms)
+        self.check_stream(steps, clock, TableHarness(clock, make_settings(PROPERTY_STORMS)))
+
+    @settings(max_examples=200, deadline=None, derandomize=True)
+    @given(st.lists(step, min_size=20, max_size=80))
+    def test_forwarded_stream_memory_state(self, steps: list[tuple[int, bool, str, str]]) -> None:
+        """
+        The same rules hold on the in-memory state, whose tick forgets the
+        episodes whose window lapsed: forgetting changes no decision.
+        """
+        clock = started_clock()
+        self.check_stream(steps, clock, MemoryDriver(self, clock, make_settings(PROPERTY_STORMS)))
+
+    def check_stream(self, steps: list[tuple[int, bool, str, str]], clock: Clock, harness: Harness) -> None:
         models = {pod: Model() for pod in PODS}
         group = group_id(make_alert(), ("alertname", "namespace"), False)
         folded: dict[str, set[str]] = {}
         storm_events: dict[str, list[tuple[float, Mapping[str, Any]]]] = {}
 
-        def collect(outgoing: list[Outgoing]) -> None:
+        def collect(outgoing: Sequence[Outgoing]) -> None:
             for o in outgoing:
                 if o.body.get("type") == "storm":
                     self.assertEqual(o.key, f"storm:{group}")
@@ -1237,26 +1400,26 @@ class StreamPropertyTests(SynchronousTestCase):
         for advance, tick, pod, status in steps:
             clock.advance(advance)
             if tick:
-                collect(decider.tick())
+                collect(harness.tick().outgoing)
             model = models[pod]
             alert = make_alert(status, pod=pod)
             now = clock.seconds()
             known = model.status is not None and now - model.last_seen <= 300
             firing = known and model.status == "firing"
-            storm_before = storms.storm_of(group)
-            verdict, outgoing = decide_one(decider, alert)
+            # One group: a storm on is its storm.
+            storm_before = harness.storms() > 0
+            ruling, outgoing = decide_one(harness, alert)
+            verdict = ruling.verdict
             own = [o for o in outgoing if o.body.get("type") != "storm"]
             collect(outgoing)
             if status == "firing" and not firing:
-                self.assertIn(verdict.result, (NEW, AGGREGATED), steps)
+                self.assertIn(verdict, (NEW, AGGREGATED), steps)
                 # Folded only into a storm that is on, or that it starts.
-                self.assertEqual(
-                    verdict.result == AGGREGATED, storm_before is not None or bool(storm_bodies(outgoing)), steps
-                )
+                self.assertEqual(verdict is AGGREGATED, storm_before or bool(storm_bodies(outgoing)), steps)
                 model.status, model.duplicates, model.escalated = "firing", [], False
                 model.episodes.append([])
-                if verdict.result == AGGREGATED:
-                    episode = decider.episodes.get(alert.fingerprint)
+                if verdict is AGGREGATED:
+                    episode = harness.episode(alert.fingerprint)
                     assert episode is not None and episode.storm_id is not None
                     folded.setdefault(episode.storm_id, set()).add(alert.fingerprint)
                     model.episodes[-1].append("folded")
@@ -1264,28 +1427,28 @@ class StreamPropertyTests(SynchronousTestCase):
                 model.duplicates.append(now)
                 within = [t for t in model.duplicates if t >= now - 300]
                 escalates = not model.escalated and (len(model.duplicates) >= 5 or len(within) >= 3)
-                self.assertEqual(verdict.result, ESCALATED if escalates else DUPLICATE, steps)
+                self.assertEqual(verdict, ESCALATED if escalates else DUPLICATE, steps)
                 model.escalated = model.escalated or escalates
             elif firing or not known:
-                self.assertEqual(verdict.result, RESOLVED_RESULT, steps)
+                self.assertEqual(verdict, RESOLVED, steps)
                 if not known:
                     model.episodes.append([])
                 model.status = "resolved"
             else:
-                self.assertEqual(verdict.result, DUPLICATE, steps)
+                self.assertEqual(verdict, DUPLICATE, steps)
             model.last_seen = now
-            if verdict.result in (NEW, ESCALATED, RESOLVED_RESULT):
-                self.assertEqual([(o.key, o.body["decision"]) for o in own], [(alert.fingerprint, verdict.result)])
-                model.episodes[-1].append(verdict.result)
+            if verdict in (NEW, ESCALATED, RESOLVED):
+                self.assertEqual([(o.key, o.body["decision"]) for o in own], [(alert.fingerprint, verdict.value)])
+                model.episodes[-1].append(verdict.value)
             else:
                 self.assertEqual(own, [], steps)
         # Let every storm close.
         for _ in range(1000):
-            if not storms.storms:
+            if not harness.storms():
                 break
             clock.advance(10)
-            collect(decider.tick())
-        self.assertEqual(storms.storms, {})
+            collect(harness.tick().outgoing)
+        self.assertEqual(harness.storms(), 0)
         for pod, model in models.items():
             for forwarded in model.episodes:
                 self.assertRegex(" ".join(forwarded), EPISODE_STREAM, (pod, model.episodes, steps))
@@ -1302,17 +1465,3 @@ class StreamPropertyTests(SynchronousTestCase):
             self.assertTrue(all(len(e["members"]) <= 1 for e in events), storm_id)
             sent = [t for t, e in timed if e["state"] != "closed"]
             self.assertTrue(all(b - a >= 10 for a, b in itertools.pairwise(sent)), timed)
-
-
-class EpisodeCopyTests(SynchronousTestCase):
-    def test_copy_is_independent(self) -> None:
-        """
-        An episode's copy (taken to undo a decision) equals it field for
-        field and shares nothing mutable with it.
-        """
-        episode = Episode("k", "f", "firing", 1.0, 2.0, "g", "staging", "grafana", 3, escalation="low", forwarded="x")
-        episode.recent.extend([1.5, 1.75])
-        copied = episode.copy()
-        self.assertEqual(copied, episode)
-        copied.recent.append(2.0)
-        self.assertEqual(list(episode.recent), [1.5, 1.75])

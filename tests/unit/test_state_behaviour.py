@@ -19,27 +19,90 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from twisted.internet import reactor as _reactor
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import TestCase
 
-from alertgateway.core.decider import AGGREGATED, DUPLICATE, ESCALATED, NEW, RESOLVED_RESULT, Decider, DeciderSettings
-from alertgateway.core.episodes import MemoryEpisodes
-from alertgateway.core.model import Alert
-from alertgateway.core.storms import StormTracker
+from alertgateway.core.decider import DeciderSettings
+from alertgateway.core.decision import Decision, Outgoing, Verdict
+from alertgateway.core.episodes import Delivery
+from alertgateway.core.model import Alert, fingerprint
+from alertgateway.core.storms import StormSettings
 from alertgateway.guards.ratelimit import Limiter, RateLimiter
-from alertgateway.guards.signatures import ReplayCache
+from alertgateway.guards.replays import ReplayCache
 from alertgateway.observability.metrics import GatewayMetrics
-from alertgateway.redis.client import RedisClient, RedisSettings, RedisUnavailable
-from alertgateway.redis.failover import Failover, FailoverDecisions, SharedReplays
+from alertgateway.redis.client import RedisClient, RedisSettings
+from alertgateway.redis.decisions import RedisState
+from alertgateway.redis.failover import Failover, FailoverState, SharedReplays
 from alertgateway.redis.limits import RedisRateLimiter
 from alertgateway.redis.replays import RedisReplays
-from alertgateway.state.decisions import Decisions, MemoryDecisions, RedisDecisions
-from alertgateway.state.errors import StateUnavailable
+from alertgateway.state.errors import QueueFull, StateUnavailable
+from alertgateway.state.memory import MemoryState
+from alertgateway.state.ports import Enqueue, StateStore
 from tests.redis_server import RedisServer, until
-from tests.unit.test_decide import make_alert, make_storms, started_clock
 
 reactor: Any = _reactor
+
+NEW, DUPLICATE, RESOLVED, ESCALATED, AGGREGATED = (
+    Verdict.NEW,
+    Verdict.DUPLICATE,
+    Verdict.RESOLVED,
+    Verdict.ESCALATED,
+    Verdict.AGGREGATED,
+)
+
+
+def make_alert(status: str = "firing", **labels: str) -> Alert:
+    """
+    A PodCrash alert of pod p-1 in payments, C{labels} added or replaced.
+    """
+    merged = {"alertname": "PodCrash", "namespace": "payments", "pod": "p-1", **labels}
+    return Alert(
+        fingerprint(merged), "alertmanager", status, merged, {}, "2026-11-26T03:49:49Z", None, "", "2026-11-26T03:50Z"
+    )
+
+
+def make_storms(**overrides: float) -> StormSettings:
+    values: dict[str, Any] = {
+        "threshold": 3,
+        "window": 60,
+        "flush_interval": 10,
+        "quiet_period": 30,
+        "max_members_listed": 2,
+        **overrides,
+    }
+    return StormSettings(**values)
+
+
+def started_clock() -> Clock:
+    clock = Clock()
+    clock.advance(1_800_000_000)
+    return clock
+
+
+def at_once(decision: Decision) -> Deferred[None]:
+    return succeed(None)
+
+
+def refuse(decision: Decision) -> Deferred[None]:
+    raise QueueFull("the queue refused the write")
+
+
+class Replica:
+    """
+    One gateway's handle on a state store, deciding at the test clock's
+    time and queueing with C{enqueue} (at once, by default).
+    """
+
+    def __init__(self, store: StateStore, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    def decide(self, alerts: list[Alert], enqueue: Enqueue = at_once) -> Deferred[Decision]:
+        return self.store.decide(alerts, self.clock.seconds(), enqueue)
+
+    async def tick(self) -> tuple[Outgoing, ...]:
+        return (await self.store.tick(self.clock.seconds(), at_once)).outgoing
 
 
 def inline(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Deferred[None]]:
@@ -55,9 +118,9 @@ def inline(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Defe
     return run
 
 
-async def results(decisions: Decisions, *alerts: Alert) -> list[str]:
-    decided = await decisions.decide(list(alerts))
-    return [v.result for v in decided.verdicts]
+async def results(replica: Replica, *alerts: Alert) -> list[Verdict]:
+    decided = await replica.decide(list(alerts))
+    return [r.verdict for r in decided.rulings]
 
 
 class _Behaviour:
@@ -66,10 +129,12 @@ class _Behaviour:
     """
 
     clock: Clock
+    # Whether the replicas are one process sharing its memory.
+    one_process = False
 
     def replicas(
-        self, storms: StormTracker | None = None, max_tracked: int = 1000, **settings: Any
-    ) -> tuple[Decisions, Decisions]:
+        self, storms: StormSettings | None = None, max_tracked: int = 1000, **settings: Any
+    ) -> tuple[Replica, Replica]:
         raise NotImplementedError()
 
     def limiters(self, global_limit: int, burst: int) -> tuple[Limiter, Limiter]:
@@ -101,7 +166,7 @@ class _Behaviour:
         a, b = self.replicas()
         assert isinstance(self, TestCase)
         decided = await gatherResults([a.decide([make_alert()]), b.decide([make_alert()])])
-        self.assertEqual(sorted(v.result for d in decided for v in d.verdicts), [DUPLICATE, NEW])
+        self.assertEqual(sorted(r.verdict.value for d in decided for r in d.rulings), ["duplicate", "new"])
         self.assertEqual(sum(len(d.outgoing) for d in decided), 1)
 
     @inline
@@ -113,7 +178,7 @@ class _Behaviour:
         a, b = self.replicas()
         assert isinstance(self, TestCase)
         self.assertEqual(await results(a, make_alert()), [NEW])
-        self.assertEqual(await results(b, make_alert("resolved")), [RESOLVED_RESULT])
+        self.assertEqual(await results(b, make_alert("resolved")), [RESOLVED])
         self.assertEqual(await results(a, make_alert("resolved")), [DUPLICATE])
         self.assertEqual(await results(b, make_alert()), [NEW])
 
@@ -126,7 +191,7 @@ class _Behaviour:
         a, _ = self.replicas()
         assert isinstance(self, TestCase)
         decided = await a.decide([make_alert("resolved", pod="p-9")])
-        self.assertEqual([v.result for v in decided.verdicts], [RESOLVED_RESULT])
+        self.assertEqual([r.verdict for r in decided.rulings], [RESOLVED])
         self.assertEqual(len(decided.outgoing), 1)
 
     @inline
@@ -155,43 +220,61 @@ class _Behaviour:
         assert isinstance(self, TestCase)
         first = await a.decide([make_alert(pod="p-1"), make_alert(pod="p-2")])
         second = await b.decide([make_alert(pod="p-3"), make_alert(pod="p-4")])
-        self.assertEqual([v.result for v in first.verdicts], [NEW, NEW])
-        self.assertEqual([v.result for v in second.verdicts], [NEW, AGGREGATED])
+        self.assertEqual([r.verdict for r in first.rulings], [NEW, NEW])
+        self.assertEqual([r.verdict for r in second.rulings], [NEW, AGGREGATED])
         started = [o.body for o in second.outgoing if o.body.get("type") == "storm"]
         self.assertEqual([e["state"] for e in started], ["started"])
         self.assertEqual(started[0]["memberCount"], 4)
         third = await a.decide([make_alert(pod="p-5")])
-        self.assertEqual([v.result for v in third.verdicts], [AGGREGATED])
-        self.assertEqual(third.outgoing, [])
+        self.assertEqual([r.verdict for r in third.rulings], [AGGREGATED])
+        self.assertEqual(third.outgoing, ())
         self.clock.advance(31)
         events = [o.body for o in await a.tick()] + [o.body for o in await b.tick()]
         self.assertEqual([e["state"] for e in events], ["closed"])
         self.assertEqual([m["fingerprint"] for m in events[0]["members"]], [make_alert(pod="p-5").fingerprint])
 
     @inline
-    async def test_undo(self) -> None:
+    async def test_not_queued_not_kept(self) -> None:
         """
-        A decision taken back (its forwards could not be queued) leaves no
-        trace: the retry is new, on any replica.
+        A decision whose forwards the queue refused leaves no trace: the
+        retry is new, on any replica.
         """
         a, b = self.replicas()
         assert isinstance(self, TestCase)
-        decided = await a.decide([make_alert()])
-        await decided.undo()
+        with self.assertRaises(QueueFull):
+            await a.decide([make_alert()], refuse)
         self.assertEqual(await results(b, make_alert()), [NEW])
 
     @inline
-    async def test_undo_after_a_duplicate_elsewhere(self) -> None:
+    async def test_refused_after_a_duplicate_elsewhere(self) -> None:
         """
-        A forward taken back stays taken back even when another replica
+        A forward the queue refuses is not kept even when another replica
         counted a duplicate of it meanwhile (an HA copy): the retry of the
         refused batch is new, so the alert is forwarded after all.
         """
         a, b = self.replicas()
         assert isinstance(self, TestCase)
-        decided = await a.decide([make_alert()])
-        self.assertEqual(await results(b, make_alert()), [DUPLICATE])
-        await decided.undo()
+        writing: Deferred[None] = Deferred()
+        asked: list[Decision] = []
+
+        def slow(decision: Decision) -> Deferred[None]:
+            asked.append(decision)
+            return writing
+
+        first = a.decide([make_alert()], slow)
+        await until(lambda: bool(asked))
+        second = b.decide([make_alert()])
+        if not self.one_process:
+            # Committed on its own, and answered as a duplicate.
+            self.assertEqual([r.verdict for r in (await second).rulings], [DUPLICATE])
+        writing.errback(QueueFull("disk full"))
+        with self.assertRaises(QueueFull):
+            await first
+        if self.one_process:
+            # Decided on the refused decision, and refused with it.
+            with self.assertRaises(QueueFull):
+                await second
+        # Either way the retry of the refused batch is new.
         self.assertEqual(await results(a, make_alert()), [NEW])
 
     @inline
@@ -206,19 +289,19 @@ class _Behaviour:
         decided = await a.decide(alerts)
         await a.decide([make_alert("resolved", pod="p-0")])
         first = decided.outgoing[1]
-        await a.delivered(first.key, first.idempotency_key, "delivered")
-        episode = await b.by_fingerprint(alerts[1].fingerprint)
+        await a.store.delivered(first.key, first.idempotency_key, Delivery.DELIVERED)
+        episode = await b.store.by_fingerprint(alerts[1].fingerprint)
         assert episode is not None
-        self.assertEqual((episode.fingerprint, episode.delivery), (alerts[1].fingerprint, "delivered"))
-        self.assertIsNone(await b.by_fingerprint("0000000000000000"))
-        firing = await b.page("firing", None, 2)
-        keys = sorted(v.dedup_key for v in decided.verdicts[1:])
+        self.assertEqual((episode.fingerprint, episode.delivery), (alerts[1].fingerprint, Delivery.DELIVERED))
+        self.assertIsNone(await b.store.by_fingerprint("0000000000000000"))
+        firing = await b.store.page("firing", None, 2)
+        keys = sorted(r.dedup_key for r in decided.rulings[1:])
         self.assertEqual([e.key for e in firing], keys[:2])
-        rest = await b.page("firing", keys[1], 10)
+        rest = await b.store.page("firing", keys[1], 10)
         self.assertEqual([e.key for e in rest], keys[2:])
-        resolved = await b.page("resolved", None, 10)
+        resolved = await b.store.page("resolved", None, 10)
         self.assertEqual([e.fingerprint for e in resolved], [alerts[0].fingerprint])
-        tracked = await b.tracked()
+        tracked = await b.store.tracked()
         self.assertEqual(tracked.episodes, 5)
 
     @inline
@@ -233,7 +316,7 @@ class _Behaviour:
         for i in range(5):
             self.clock.advance(1)
             await a.decide([make_alert(pod=f"p-{i}")])
-        tracked = await a.tracked()
+        tracked = await a.store.tracked()
         self.assertEqual((tracked.episodes, tracked.evictions), (3, 2))
         self.assertEqual(await results(a, make_alert(pod="p-0")), [NEW])
 
@@ -247,14 +330,16 @@ class _Behaviour:
         assert isinstance(self, TestCase)
         allowed = []
         for limiter in (a, b, a, b, a, b):
-            decision = await limiter.decide("/webhook/prometheus", "192.0.2.1")
+            decision = await limiter.admit("/webhook/prometheus", "192.0.2.1")
             allowed.append(decision.allowed)
         self.assertEqual(allowed, [True, True, True, True, False, False])
-        refused = await b.decide("/webhook/prometheus", "192.0.2.1")
+        refused = await b.admit("/webhook/prometheus", "192.0.2.1")
         self.assertEqual((refused.scope, refused.remaining), ("global", 0))
         self.assertAlmostEqual(refused.retry_after, 1.0, places=3)
         self.clock.advance(1)
-        self.assertTrue((await a.decide("/webhook/prometheus", "192.0.2.1")).allowed)
+        if isinstance(a, RateLimiter):
+            a.tick()
+        self.assertTrue((await a.admit("/webhook/prometheus", "192.0.2.1")).allowed)
 
     @inline
     async def test_replay_shared(self) -> None:
@@ -292,16 +377,16 @@ class MemoryBackendTests(_Behaviour, TestCase):
     The behaviour suite on state.backend: memory.
     """
 
+    one_process = True
+
     def setUp(self) -> None:
         self.clock = started_clock()
 
     def replicas(
-        self, storms: StormTracker | None = None, max_tracked: int = 1000, **settings: Any
-    ) -> tuple[Decisions, Decisions]:
-        decisions = MemoryDecisions(
-            Decider(self.clock, MemoryEpisodes(max_tracked), DeciderSettings(**settings), storms)
-        )
-        return decisions, decisions
+        self, storms: StormSettings | None = None, max_tracked: int = 1000, **settings: Any
+    ) -> tuple[Replica, Replica]:
+        state = MemoryState(DeciderSettings(storms=storms, **settings), max_tracked=max_tracked)
+        return Replica(state, self.clock), Replica(state, self.clock)
 
     def limiters(self, global_limit: int, burst: int) -> tuple[Limiter, Limiter]:
         limiter = RateLimiter(self.clock, global_limit=global_limit, burst=burst, endpoint_limits={})
@@ -341,10 +426,13 @@ class RedisBackendTests(_Behaviour, TestCase):
         return client
 
     def replicas(
-        self, storms: StormTracker | None = None, max_tracked: int = 1000, **settings: Any
-    ) -> tuple[Decisions, Decisions]:
+        self, storms: StormSettings | None = None, max_tracked: int = 1000, **settings: Any
+    ) -> tuple[Replica, Replica]:
         made = [
-            RedisDecisions(c, self.clock, DeciderSettings(**settings), storms, max_tracked=max_tracked)
+            Replica(
+                RedisState(c, self.clock, DeciderSettings(storms=storms, **settings), max_tracked=max_tracked),
+                self.clock,
+            )
             for c in self.clients
         ]
         return made[0], made[1]
@@ -382,11 +470,11 @@ class FailoverTests(TestCase):
         self.addCleanup(self.client.stop)
         return Deferred.fromCoroutine(until(lambda: self.client.up))
 
-    def decisions(self, mode: str) -> FailoverDecisions:
-        settings = DeciderSettings()
-        local = MemoryDecisions(Decider(self.clock, MemoryEpisodes(100), settings))
-        shared = RedisDecisions(self.client, self.clock, settings, None, max_tracked=100)
-        return FailoverDecisions(shared, local, Failover(self.client, mode, self.metrics))
+    def decisions(self, mode: str) -> Replica:
+        settings = DeciderSettings(storms=None)
+        local = MemoryState(settings, max_tracked=100)
+        shared = RedisState(self.client, self.clock, settings, max_tracked=100)
+        return Replica(FailoverState(shared, local, Failover(self.client, mode, self.metrics)), self.clock)
 
     @inline
     async def test_fail_open(self) -> None:
@@ -411,20 +499,25 @@ class FailoverTests(TestCase):
     @inline
     async def test_undo_waits_for_redis(self) -> None:
         """
-        A decision that cannot be taken back because Redis went away is
-        taken back as soon as it answers again, before the next decision:
-        the sender's retry is new, not a duplicate of a forward never sent.
+        A decision the queue refused, that cannot be taken back because
+        Redis went away meanwhile, is taken back as soon as Redis answers
+        again, before the next decision: the sender's retry is new, not a
+        duplicate of a forward never sent.
         """
-        shared = self.decisions("fail_closed").shared
-        decided = await shared.decide([make_alert()])
-        self.server.kill()
-        await until(lambda: not self.client.up)
-        with self.assertRaises(RedisUnavailable):
-            await decided.undo()
+        store = self.decisions("fail_closed").store
+        assert isinstance(store, FailoverState)
+        shared = store.shared
+
+        def refuse_after_outage(decision: Decision) -> Deferred[None]:
+            self.server.kill()
+            return Deferred.fromCoroutine(_refused_once_down(self.client))
+
+        with self.assertRaises(QueueFull):
+            await shared.decide([make_alert()], self.clock.seconds(), refuse_after_outage)
         self.assertEqual(shared.pending_undos(), 1)
         self.server.start()
         await until(lambda: self.client.up)
-        self.assertEqual(await results(shared, make_alert()), [NEW])
+        self.assertEqual(await results(Replica(shared, self.clock), make_alert()), [NEW])
         self.assertEqual(shared.pending_undos(), 0)
 
     @inline
@@ -470,10 +563,11 @@ class ContentionTests(TestCase):
         until they give up), the storm starts once, and every member is
         counted in it.
         """
-        storms = make_storms(threshold=3, max_members_listed=10)
+        settings = DeciderSettings(storms=make_storms(threshold=3, max_members_listed=10))
         replicas = [
-            RedisDecisions(
-                c, self.clock, DeciderSettings(), storms, max_tracked=1000, pause=lambda s: deferLater(reactor, s)
+            Replica(
+                RedisState(c, self.clock, settings, max_tracked=1000, pause=lambda s: deferLater(reactor, s)),
+                self.clock,
             )
             for c in self.clients
         ]
@@ -482,5 +576,10 @@ class ContentionTests(TestCase):
         )
         events = [o.body for d in decided for o in d.outgoing if o.body.get("type") == "storm"]
         self.assertEqual([e["state"] for e in events], ["started"])
-        results = [v.result for d in decided for v in d.verdicts]
+        results = [r.verdict for d in decided for r in d.rulings]
         self.assertEqual((results.count(NEW), results.count(AGGREGATED)), (3, 57))
+
+
+async def _refused_once_down(client: RedisClient) -> None:
+    await until(lambda: not client.up)
+    raise QueueFull("disk full")
