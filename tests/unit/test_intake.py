@@ -1,58 +1,101 @@
 """
-The intake: decide, then queue; storm events from the tick; delivery
-outcomes back onto episodes; the decision metrics.
+Intake: admission (decide, then commit with the queued envelopes), the
+periodic tick and the room it holds for storm events, delivery outcomes
+back onto episodes, and the decision metrics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import attrs
 from treq.testing import StubTreq
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.core.decider import (
-    AGGREGATED,
-    DUPLICATE,
-    ESCALATED,
-    NEW,
-    RESOLVED_RESULT,
-    Decider,
-    DeciderSettings,
-    occurrence_key,
-)
-from alertgateway.core.episodes import Episode, MemoryEpisodes
-from alertgateway.core.model import Alert
-from alertgateway.core.storms import StormTracker
+from alertgateway.core.decider import DeciderSettings, occurrence_key
+from alertgateway.core.decision import Verdict
+from alertgateway.core.episodes import Delivery, Episode
+from alertgateway.core.model import Alert, fingerprint
+from alertgateway.core.storms import StormSettings
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.forwarder import Forwarder
 from alertgateway.delivery.queue import MemoryQueue
 from alertgateway.delivery.sinks import HTTPSink, PostingClient
-from alertgateway.intake.admission import Intake
+from alertgateway.intake.admission import Admission
+from alertgateway.intake.backlog import StormBacklog
+from alertgateway.intake.outcomes import Outcomes
 from alertgateway.observability.metrics import GatewayMetrics
-from alertgateway.state.errors import QueueFull
+from alertgateway.state.errors import QueueFull, StateUnavailable
+from alertgateway.state.memory import MemoryState
+from alertgateway.state.ports import Enqueue, Tracked
+from alertgateway.testing import Answer, StubProcessor
 from tests.unit._http import capture_events
-from tests.unit._processor import Answer, Processor
-from tests.unit.test_decide import make_alert, make_storms, started_clock
+
+NEW, DUPLICATE, RESOLVED, ESCALATED, AGGREGATED = (
+    Verdict.NEW,
+    Verdict.DUPLICATE,
+    Verdict.RESOLVED,
+    Verdict.ESCALATED,
+    Verdict.AGGREGATED,
+)
+START = 1_800_000_000.0
+
+
+def make_alert(status: str = "firing", **labels: str) -> Alert:
+    """
+    A PodCrash alert of pod p-1 in payments, C{labels} added or replaced.
+    """
+    merged: Mapping[str, str] = {"alertname": "PodCrash", "namespace": "payments", "pod": "p-1", **labels}
+    return Alert(
+        fingerprint=fingerprint(merged),
+        source="alertmanager",
+        status=status,
+        labels=merged,
+        annotations={},
+        starts_at="2026-11-26T03:49:49Z",
+        ends_at=None,
+        generator_url="",
+        received_at="2026-11-26T03:50:00.000Z",
+    )
+
+
+def storms(**overrides: float) -> StormSettings:
+    values: dict[str, Any] = {
+        "threshold": 3,
+        "window": 60,
+        "flush_interval": 10,
+        "quiet_period": 30,
+        "max_members_listed": 2,
+        **overrides,
+    }
+    return StormSettings(**values)
 
 
 class RecordingQueue:
     """
-    A bounded queue that records each batch and can be drained by hand.
+    A bounded queue that records each batch and can be drained by hand;
+    while C{refusals} is set, writes are refused, at once or later.
     """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.queued: list[Envelope] = []
         self.batches: list[list[Envelope]] = []
+        self.refusals = 0
+        self.later = True
 
     def submit(self, envelopes: list[Envelope]) -> Deferred[None]:
         if len(envelopes) > self.room():
             raise QueueFull("recording queue is full")
+        if self.refusals:
+            self.refusals -= 1
+            if self.later:
+                return fail(QueueFull("disk full"))
+            raise QueueFull("over max_bytes")
         self.batches.append(list(envelopes))
         self.queued.extend(envelopes)
         return succeed(None)
@@ -66,44 +109,66 @@ class RecordingQueue:
 
 
 class IntakeTestCase(SynchronousTestCase):
-    def make_intake(
-        self, capacity: int = 100, storms: StormTracker | None = None, max_tracked: int = 1000, **overrides: Any
-    ) -> Intake:
-        self.clock: Clock = started_clock()
+    def make(
+        self, capacity: int = 100, storm: StormSettings | None = None, max_tracked: int = 1000, **overrides: Any
+    ) -> Admission:
+        """
+        Admission, backlog and outcomes on a memory state, wired as the
+        service wires them.
+        """
+        self.clock = Clock()
+        self.clock.advance(START)
         self.queue = RecordingQueue(capacity)
-        self.metrics = GatewayMetrics()
-        self.episodes = MemoryEpisodes(max_tracked)
-        decider = Decider(self.clock, self.episodes, DeciderSettings(**overrides), storms)
-        return Intake(decider, self.queue.submit, self.queue.room, self.metrics)
+        self.metrics = metrics = GatewayMetrics()
+        settings = DeciderSettings(storms=storm, **overrides)
+        self.state = state = MemoryState(settings, max_tracked=max_tracked, on_evict=metrics.dedup_evictions.inc)
+        metrics.dedup_tracked.set_function(lambda: state.tracked_episodes)
+        metrics.storms_active.set_function(lambda: state.active_storms)
+        self.backlog = StormBacklog(clock=self.clock, submit=self.queue.submit, room=self.queue.room)
+        self.backlog.attach(state)
+        self.outcomes = Outcomes(state, clock=self.clock)
+        return Admission(
+            state,
+            clock=self.clock,
+            submit=self.queue.submit,
+            room=self.queue.room,
+            backlog=self.backlog,
+            metrics=metrics,
+            environments=frozenset(settings.rules),
+            default_environment=settings.default_environment,
+        )
 
     def sample(self, name: str, **labels: str) -> float | None:
         value: float | None = self.metrics.registry.get_sample_value(name, labels)
         return value
 
-    def accept(self, intake: Intake, alerts: Sequence[Alert], request_id: str = "req") -> list[str]:
-        return [v.result for v in self.successResultOf(intake.accept(alerts, request_id))]
+    def accept(self, admission: Admission, alerts: Sequence[Alert], request_id: str = "req") -> list[Verdict]:
+        return [r.verdict for r in self.successResultOf(admission.accept(alerts, request_id))]
+
+    def tick(self) -> None:
+        self.successResultOf(self.backlog.tick())
 
     def episode(self, alert: Alert) -> Episode:
-        episode = self.episodes.by_fingerprint(alert.fingerprint)
+        episode = self.successResultOf(self.state.episode(alert.fingerprint))
         assert episode is not None
         return episode
 
 
 class AcceptTests(IntakeTestCase):
     """
-    Deciding and queueing a batch.
+    Deciding and committing a batch with its envelopes.
     """
 
     def test_queues_what_is_forwarded(self) -> None:
         """
-        The verdicts come back in order; only what is forwarded is queued,
+        The rulings come back in order; only what is forwarded is queued,
         as one batch of envelopes with the request's id and forwarded
         headers, each with its ordering key, body and idempotency key.
         """
-        intake = self.make_intake()
+        admission = self.make()
         a, b = make_alert(pod="a"), make_alert(pod="b")
-        verdicts = self.successResultOf(intake.accept([a, a, b], "req-1", (("X-Tenant", "t1"),)))
-        self.assertEqual([v.result for v in verdicts], [NEW, DUPLICATE, NEW])
+        rulings = self.successResultOf(admission.accept([a, a, b], "req-1", (("X-Tenant", "t1"),)))
+        self.assertEqual([r.verdict for r in rulings], [NEW, DUPLICATE, NEW])
         [batch] = self.queue.batches
         self.assertEqual(
             [(e.key, e.idempotency_key, e.request_id, e.headers) for e in batch],
@@ -112,14 +177,23 @@ class AcceptTests(IntakeTestCase):
                 (b.fingerprint, occurrence_key(b, self.clock.seconds()), "req-1", (("X-Tenant", "t1"),)),
             ],
         )
-        self.assertEqual([e.body["decision"] for e in batch], [NEW, NEW])
+        self.assertEqual([e.body["decision"] for e in batch], ["new", "new"])
+
+    def test_duplicates_queue_nothing(self) -> None:
+        """
+        A batch of duplicates only writes no envelope at all.
+        """
+        admission = self.make()
+        self.accept(admission, [make_alert()])
+        self.assertEqual(self.accept(admission, [make_alert(), make_alert()]), [DUPLICATE, DUPLICATE])
+        self.assertEqual(len(self.queue.batches), 1)
 
     def test_exactly_fitting_batch(self) -> None:
         """
         A batch exactly as long as the room left is decided and queued.
         """
-        intake = self.make_intake(capacity=2)
-        self.assertEqual(self.accept(intake, [make_alert(pod="a"), make_alert(pod="b")]), [NEW, NEW])
+        admission = self.make(capacity=2)
+        self.assertEqual(self.accept(admission, [make_alert(pod="a"), make_alert(pod="b")]), [NEW, NEW])
         self.assertEqual(self.queue.room(), 0)
 
     def test_queue_full_before_deciding(self) -> None:
@@ -128,26 +202,73 @@ class AcceptTests(IntakeTestCase):
         is decided: no episode, no count, no metric moves, so the sender's
         retry is decided as if new.
         """
-        intake = self.make_intake(capacity=1)
+        admission = self.make(capacity=1)
         alerts = [make_alert(pod="a"), make_alert(pod="a")]
-        self.assertRaises(QueueFull, intake.accept, alerts, "req")
-        self.assertEqual((len(self.episodes), self.queue.batches), (0, []))
+        self.assertRaises(QueueFull, admission.accept, alerts, "req")
+        self.assertEqual((self.state.tracked_episodes, self.queue.batches), (0, []))
         self.assertIsNone(self.sample("gateway_alerts_deduplicated_total", source="alertmanager"))
         self.assertEqual(self.sample("gateway_dedup_tracked"), 0.0)
         self.queue.capacity = 2
-        self.assertEqual(self.accept(intake, alerts), [NEW, DUPLICATE])
+        self.assertEqual(self.accept(admission, alerts), [NEW, DUPLICATE])
 
     def test_queue_full_keeps_counts(self) -> None:
         """
         A refused retry of a duplicate leaves the episode's count and
         sighting as they were.
         """
-        intake = self.make_intake(capacity=1)
-        self.accept(intake, [make_alert()])
+        admission = self.make(capacity=1)
+        self.accept(admission, [make_alert()])
         self.clock.advance(10)
-        self.assertRaises(QueueFull, intake.accept, [make_alert()], "req")
+        self.assertRaises(QueueFull, admission.accept, [make_alert()], "req")
         episode = self.episode(make_alert())
         self.assertEqual((episode.duplicates, episode.last_seen), (0, self.clock.seconds() - 10))
+
+    def test_refused_write_not_committed(self) -> None:
+        """
+        When the queue refuses the write, as it is asked (its byte bound) or
+        once it was tried (a disk error), QueueFull reaches the caller and
+        nothing of the decision is kept: the retry of the same alert is new,
+        not a duplicate of a forward that never left.
+        """
+        for later in (False, True):
+            with self.subTest(later=later):
+                admission = self.make()
+                self.queue.refusals, self.queue.later = 1, later
+                self.failureResultOf(admission.accept([make_alert()], "r1"), QueueFull)
+                self.assertEqual(self.state.tracked_episodes, 0)
+                self.assertEqual(self.accept(admission, [make_alert()], "r2"), [NEW])
+                self.assertEqual([e.request_id for e in self.queue.queued], ["r2"])
+
+    def test_storm_start_not_committed(self) -> None:
+        """
+        A storm that a refused batch would have started is not started: the
+        retry starts it and forwards its event.
+        """
+        admission = self.make(storm=storms(threshold=2, max_members_listed=10))
+        batch = [make_alert(pod=p) for p in "abc"]
+        self.queue.refusals = 1
+        self.failureResultOf(admission.accept(batch, "r1"), QueueFull)
+        self.assertEqual(self.state.active_storms, 0)
+        self.assertEqual(self.accept(admission, batch, "r2"), [NEW, NEW, AGGREGATED])
+        self.assertEqual([e.body.get("state") for e in self.queue.queued if e.key.startswith("storm:")], ["started"])
+
+    def test_storm_members_not_committed(self) -> None:
+        """
+        Members a refused batch would have folded into a running storm are
+        not counted nor kept waiting, so the retry folds them once.  (The
+        batch's other alert, of another group, is what the queue refused.)
+        """
+        admission = self.make(storm=storms(threshold=2, max_members_listed=10))
+        self.accept(admission, [make_alert(pod=p) for p in "abc"], "r1")
+        self.clock.advance(5)
+        self.queue.refusals = 1
+        batch = [make_alert(pod="d"), make_alert(pod="e"), make_alert(namespace="other")]
+        self.failureResultOf(admission.accept(batch, "r2"), QueueFull)
+        self.assertEqual(self.accept(admission, batch, "r3"), [AGGREGATED, AGGREGATED, NEW])
+        self.clock.advance(10)
+        self.tick()
+        [update] = [e for e in self.queue.queued if e.body.get("state") == "update"]
+        self.assertEqual((update.body["memberCount"], len(update.body["members"])), (5, 2))
 
 
 class TickTests(IntakeTestCase):
@@ -156,11 +277,14 @@ class TickTests(IntakeTestCase):
     """
 
     def setUp(self) -> None:
-        self.intake = self.make_intake(capacity=100, storms=make_storms())
+        self.admission = self.make(capacity=100, storm=storms())
 
     def storm(self, pods: str = "abcdef") -> None:
-        self.accept(self.intake, [make_alert(pod=p) for p in pods])
+        self.accept(self.admission, [make_alert(pod=p) for p in pods])
         self.queue.drain()
+
+    def states(self) -> list[list[str]]:
+        return [[e.body["state"] for e in batch] for batch in self.queue.batches[1:]]
 
     def test_submits_storm_events(self) -> None:
         """
@@ -169,72 +293,99 @@ class TickTests(IntakeTestCase):
         """
         self.storm()
         self.clock.advance(10)
-        self.intake.tick()
+        self.tick()
         [[update]] = self.queue.batches[-1:]
         self.assertEqual((update.body["state"], update.request_id), ("update", "storm"))
         self.assertEqual(update.key, f"storm:{update.body['groupId']}")
         self.clock.advance(30)
-        self.intake.tick()
+        self.tick()
         self.assertEqual([e.body["state"] for e in self.queue.batches[-1]], ["closed"])
 
-    def test_holds_while_full(self) -> None:
+    def test_waits_while_full(self) -> None:
         """
-        While room() is 0 storm events wait (with a warning) for a later
-        tick, which queues them in order, as many as there is room for.
+        While the queue has no room for the events that are due, nothing of
+        them is committed (a warning each tick) and they are due again at
+        the next tick; once there is room they go out in order, without a
+        gap in their sequence, and every member is listed.
         """
         warnings = capture_events(self, lambda e: e.get("log_level") == LogLevel.warn)
         self.storm("abcdefgh")
         self.queue.capacity = 0
-        self.clock.advance(10)
-        self.intake.tick()
-        self.clock.advance(10)
-        self.intake.tick()
-        self.clock.advance(30)
-        self.intake.tick()
-        self.assertEqual(self.queue.batches[1:], [])
-        self.assertEqual([e.get("count") for e in warnings], [1, 2, 3])
-        self.queue.capacity = 2
-        self.intake.tick()
+        for _ in range(3):
+            self.clock.advance(10)
+            self.tick()
+        self.assertEqual(self.states(), [])
+        self.assertEqual(len(warnings), 3)
         self.queue.capacity = 10
-        self.intake.tick()
-        self.assertEqual(
-            [[e.body["state"] for e in b] for b in self.queue.batches[1:]], [["update", "update"], ["closed"]]
-        )
-        self.assertEqual([e.body["sequence"] for b in self.queue.batches[1:] for e in b], [2, 3, 4])
-        self.intake.tick()
-        self.assertEqual(len(self.queue.batches), 3)
+        for _ in range(2):
+            self.tick()
+            self.clock.advance(10)
+        # The second update empties the list enough for the (quiet) storm to
+        # close in the same tick.
+        self.assertEqual(self.states(), [["update"], ["update", "closed"]])
+        events = [e.body for b in self.queue.batches[1:] for e in b]
+        self.assertEqual([e["sequence"] for e in events], [2, 3, 4])
+        listed = [m["fingerprint"] for e in events for m in e["members"]]
+        self.assertEqual(listed, [make_alert(pod=p).fingerprint for p in "cdefgh"])
 
-    def test_accept_behind_held_events(self) -> None:
+    def test_room_held_for_events(self) -> None:
         """
-        Storm events waiting for room go first: a batch is refused unless
-        it fits behind them, and once it does they are queued before it,
-        so a storm's close cannot follow the next storm's start.
+        Storm events that found no room hold as many places: a batch is
+        refused unless it fits behind them, so a steady stream of webhooks
+        cannot starve them; once the tick has queued them the places are
+        free again.
         """
         self.storm("abcd")
         self.queue.capacity = 0
         self.clock.advance(30)
-        self.intake.tick()
+        self.tick()
         self.queue.capacity = 4
-        self.assertRaises(QueueFull, self.intake.accept, [make_alert(pod=p) for p in "wxyz"], "req")
-        self.queue.capacity = 5
-        self.assertEqual(self.accept(self.intake, [make_alert(pod=p) for p in "wxyz"]), [NEW] * 3 + [AGGREGATED])
-        [batch] = self.queue.batches[1:]
-        self.assertEqual(
-            [(e.body.get("state"), e.request_id) for e in batch],
-            [("closed", "storm"), (None, "req"), (None, "req"), (None, "req"), ("started", "req")],
-        )
-        self.intake.tick()
-        self.assertEqual(len(self.queue.batches), 2)
+        self.assertRaises(QueueFull, self.admission.accept, [make_alert(pod=p) for p in "wxyz"], "req")
+        self.tick()
+        self.assertEqual(self.states(), [["closed"]])
+        self.assertEqual(self.accept(self.admission, [make_alert(pod=p) for p in "wxy"]), [NEW] * 3)
+
+    def test_refused_write_retried(self) -> None:
+        """
+        A storm event whose write the queue refused (a disk error) is not
+        lost: it goes out with the next tick.
+        """
+        self.storm("abc" + "d")
+        self.clock.advance(31)
+        self.queue.refusals = 1
+        self.tick()
+        self.assertEqual(self.states(), [])
+        self.tick()
+        self.assertEqual(self.states(), [["closed"]])
 
     def test_expires(self) -> None:
         """
         The tick forgets lapsed episodes and says so in the tracked gauge.
         """
-        self.accept(self.intake, [make_alert()])
+        self.accept(self.admission, [make_alert()])
         self.assertEqual(self.sample("gateway_dedup_tracked"), 1.0)
         self.clock.advance(301)
-        self.intake.tick()
-        self.assertEqual((len(self.episodes), self.sample("gateway_dedup_tracked")), (0, 0.0))
+        self.tick()
+        self.assertEqual((self.state.tracked_episodes, self.sample("gateway_dedup_tracked")), (0, 0.0))
+
+    def test_state_failure_logged(self) -> None:
+        """
+        A tick whose state store cannot answer logs a warning and fires:
+        the next tick tries again (a LoopingCall whose call fails stops).
+        """
+
+        class Unavailable:
+            def tick(self, now: float, enqueue: Enqueue) -> Deferred[object]:
+                return fail(StateUnavailable("no Redis"))
+
+            def tracked(self) -> Deferred[Tracked]:
+                return fail(StateUnavailable("no Redis"))
+
+        warnings = capture_events(self, lambda e: e.get("log_level") == LogLevel.warn)
+        backlog = StormBacklog(clock=self.clock, submit=self.queue.submit, room=self.queue.room, gauges=print)
+        backlog.attach(cast(Any, Unavailable()))
+        self.successResultOf(backlog.tick())
+        self.assertEqual(len(warnings), 2)
 
 
 class DeliveredTests(IntakeTestCase):
@@ -247,12 +398,12 @@ class DeliveredTests(IntakeTestCase):
         An episode's delivery is queued once forwarded, then the outcome of
         its envelope.
         """
-        intake = self.make_intake()
-        self.accept(intake, [make_alert()])
-        self.assertEqual(self.episode(make_alert()).delivery, "queued")
+        admission = self.make()
+        self.accept(admission, [make_alert()])
+        self.assertEqual(self.episode(make_alert()).delivery, Delivery.QUEUED)
         [envelope] = self.queue.drain()
-        intake.delivered(envelope, "delivered")
-        self.assertEqual(self.episode(make_alert()).delivery, "delivered")
+        self.outcomes.delivered(envelope, Delivery.DELIVERED)
+        self.assertEqual(self.episode(make_alert()).delivery, Delivery.DELIVERED)
 
     def test_latest_forward_only(self) -> None:
         """
@@ -260,51 +411,58 @@ class DeliveredTests(IntakeTestCase):
         resolution, a superseded new) does not speak for the latest one;
         storm envelopes and unknown keys are ignored.
         """
-        intake = self.make_intake(storms=make_storms(threshold=1))
-        self.accept(intake, [make_alert(), make_alert("resolved")])
+        admission = self.make(storm=storms(threshold=1))
+        self.accept(admission, [make_alert(), make_alert("resolved")])
         self.clock.advance(1)
         # Firing again: a new start, so a new idempotency key.
-        self.accept(intake, [attrs.evolve(make_alert(), starts_at="2026-11-26T04:10:00Z")])
+        self.accept(admission, [attrs.evolve(make_alert(), starts_at="2026-11-26T04:10:00Z")])
         new, resolved, renewed = self.queue.drain()
-        intake.delivered(new, "rejected")
-        intake.delivered(resolved, "failed")
-        self.assertEqual(self.episode(make_alert()).delivery, "queued")
-        intake.delivered(renewed, "delivered")
-        self.assertEqual(self.episode(make_alert()).delivery, "delivered")
-        self.accept(intake, [make_alert(pod="b")])
+        self.outcomes.delivered(new, Delivery.REJECTED)
+        self.outcomes.delivered(resolved, Delivery.REJECTED)
+        self.assertEqual(self.episode(make_alert()).delivery, Delivery.QUEUED)
+        self.outcomes.delivered(renewed, Delivery.DELIVERED)
+        self.assertEqual(self.episode(make_alert()).delivery, Delivery.DELIVERED)
+        self.accept(admission, [make_alert(pod="b")])
         [storm] = self.queue.drain()
-        intake.delivered(storm, "delivered")
-        intake.delivered(Envelope("unknown", {}, "k", "r"), "delivered")
-        self.assertEqual(self.episode(make_alert(pod="b")).delivery, "queued")
+        self.outcomes.delivered(storm, Delivery.DELIVERED)
+        self.outcomes.delivered(Envelope("unknown", {}, "k", "r"), Delivery.DELIVERED)
+        self.assertEqual(self.episode(make_alert(pod="b")).delivery, Delivery.QUEUED)
 
     def test_through_forwarder(self) -> None:
         """
         With a real forwarder posting to a processor, each alert's episode
         says how its delivery ended: delivered on 202, rejected on 400.
         """
-        clock = started_clock()
-        metrics = GatewayMetrics()
-        episodes = MemoryEpisodes(100)
-        processor = Processor(Answer(202), Answer(400))
+        self.make()
+        processor = StubProcessor(Answer(202), Answer(400))
         stub = StubTreq(processor)
-        sink = HTTPSink(cast(PostingClient, stub), "http://processor.test", clock=clock, timeout=5.0)
-        forwarder = Forwarder(MemoryQueue(10), sink, clock=clock, metrics=metrics, max_in_flight=1, max_retries=0)
-        intake = Intake(Decider(clock, episodes, DeciderSettings()), forwarder.submit, forwarder.room, metrics)
-        forwarder.on_outcome = intake.delivered
+        sink = HTTPSink(cast(PostingClient, stub), "http://processor.test", clock=self.clock, timeout=5.0)
+        forwarder = Forwarder(
+            MemoryQueue(10), sink, clock=self.clock, metrics=self.metrics, max_in_flight=1, max_retries=0
+        )
+        admission = Admission(
+            self.state,
+            clock=self.clock,
+            submit=forwarder.submit,
+            room=forwarder.room,
+            backlog=self.backlog,
+            metrics=self.metrics,
+            environments=frozenset(),
+            default_environment="production",
+        )
+        forwarder.subscribe(self.outcomes.delivered)
         forwarder.start()
         a, b = make_alert(pod="a"), make_alert(pod="b")
-        self.successResultOf(intake.accept([a, b], "req"))
+        self.successResultOf(admission.accept([a, b], "req"))
         stub.flush()
         self.successResultOf(forwarder.stop(0))
         self.assertEqual(len(processor.received), 2)
-        self.assertEqual(
-            [(e.fingerprint, e.delivery) for e in episodes], [(a.fingerprint, "delivered"), (b.fingerprint, "rejected")]
-        )
+        self.assertEqual([(self.episode(alert).delivery) for alert in (a, b)], [Delivery.DELIVERED, Delivery.REJECTED])
 
 
 class MetricsTests(IntakeTestCase):
     """
-    What the intake meters.
+    What admission and the tick meter.
     """
 
     def test_deduplicated_by_source(self) -> None:
@@ -312,8 +470,8 @@ class MetricsTests(IntakeTestCase):
         Each duplicate counts once in gateway_alerts_deduplicated_total of
         its source; new, resolved and escalated alerts do not.
         """
-        intake = self.make_intake()
-        self.accept(intake, [make_alert()] * 5 + [make_alert("resolved")])
+        admission = self.make()
+        self.accept(admission, [make_alert()] * 5 + [make_alert("resolved")])
         self.assertEqual(self.sample("gateway_alerts_deduplicated_total", source="alertmanager"), 3.0)
 
     def test_tracked_and_evictions(self) -> None:
@@ -321,17 +479,17 @@ class MetricsTests(IntakeTestCase):
         gateway_dedup_tracked follows the episodes tracked and
         gateway_dedup_evictions_total counts each eviction once.
         """
-        intake = self.make_intake(max_tracked=2)
-        self.accept(intake, [make_alert(pod="a"), make_alert(pod="b")])
+        admission = self.make(max_tracked=2)
+        self.accept(admission, [make_alert(pod="a"), make_alert(pod="b")])
         self.assertEqual(
             (self.sample("gateway_dedup_tracked"), self.sample("gateway_dedup_evictions_total")), (2.0, 0.0)
         )
-        self.accept(intake, [make_alert(pod="c")])
+        self.accept(admission, [make_alert(pod="c")])
         self.assertEqual(
             (self.sample("gateway_dedup_tracked"), self.sample("gateway_dedup_evictions_total")), (2.0, 1.0)
         )
-        self.accept(intake, [make_alert(pod="d"), make_alert(pod="e")])
-        intake.tick()
+        self.accept(admission, [make_alert(pod="d"), make_alert(pod="e")])
+        self.tick()
         self.assertEqual(self.sample("gateway_dedup_evictions_total"), 3.0)
 
     def test_escalations(self) -> None:
@@ -340,13 +498,13 @@ class MetricsTests(IntakeTestCase):
         level; an environment that is not configured counts as the default
         one, so senders cannot create series.
         """
-        intake = self.make_intake()
-        self.accept(intake, [make_alert(environment="staging")] * 6 + [make_alert(pod="p", env="prod")] * 4)
-        self.accept(intake, [make_alert(environment="development")] * 9)
+        admission = self.make()
+        self.accept(admission, [make_alert(environment="staging")] * 6 + [make_alert(pod="p", env="prod")] * 4)
+        self.accept(admission, [make_alert(environment="development")] * 9)
         for environment, level in (("staging", "normal"), ("production", "immediate"), ("development", "low")):
             with self.subTest(environment=environment):
                 self.assertEqual(self.sample("gateway_escalations_total", environment=environment, level=level), 1.0)
-        self.assertEqual([v for v in self.accept(intake, [make_alert(environment="staging")]) if v == ESCALATED], [])
+        self.assertNotIn(ESCALATED, self.accept(admission, [make_alert(environment="staging")]))
 
     def test_storms(self) -> None:
         """
@@ -354,22 +512,22 @@ class MetricsTests(IntakeTestCase):
         closes; gateway_storm_alerts_aggregated_total counts each alert
         folded into one.
         """
-        intake = self.make_intake(storms=make_storms())
-        self.assertEqual(self.accept(intake, [make_alert(pod=p) for p in "abcdef"]), [NEW] * 3 + [AGGREGATED] * 3)
-        self.accept(intake, [make_alert(namespace="n2", pod=p) for p in "abcd"])
+        admission = self.make(storm=storms())
+        self.assertEqual(self.accept(admission, [make_alert(pod=p) for p in "abcdef"]), [NEW] * 3 + [AGGREGATED] * 3)
+        self.accept(admission, [make_alert(namespace="n2", pod=p) for p in "abcd"])
         self.assertEqual(self.sample("gateway_storms_active"), 2.0)
         self.assertEqual(self.sample("gateway_storm_alerts_aggregated_total"), 4.0)
         self.clock.advance(30)
-        intake.tick()
+        self.tick()
         self.assertEqual(self.sample("gateway_storms_active"), 0.0)
-        self.assertEqual(self.accept(intake, [make_alert("resolved", pod="d")]), [RESOLVED_RESULT])
+        self.assertEqual(self.accept(admission, [make_alert("resolved", pod="d")]), [RESOLVED])
         self.assertEqual(self.sample("gateway_storm_alerts_aggregated_total"), 4.0)
 
     def test_without_storms(self) -> None:
         """
         Without storm detection the storm gauge stays 0.
         """
-        intake = self.make_intake()
-        self.accept(intake, [make_alert(pod=p) for p in "abcdefghijklmn"])
-        intake.tick()
+        admission = self.make()
+        self.accept(admission, [make_alert(pod=p) for p in "abcdefghijklmn"])
+        self.tick()
         self.assertEqual(self.sample("gateway_storms_active"), 0.0)

@@ -8,22 +8,26 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.config import DeliveryMode, EndpointConfig
-from alertgateway.core.decider import Decider, DeciderSettings
-from alertgateway.core.episodes import MemoryEpisodes
+from alertgateway.core.decider import DeciderSettings
+from alertgateway.core.episodes import Delivery
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.guards.auth import BearerAuthenticator
-from alertgateway.intake.admission import Intake
+from alertgateway.intake.admission import Admission
+from alertgateway.intake.backlog import StormBacklog
+from alertgateway.intake.outcomes import Outcomes
 from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.sources import PARSERS
+from alertgateway.state.memory import MemoryState
 from alertgateway.web.health import Readiness
 from alertgateway.web.site import GatewaySite
 from alertgateway.web.tree import Branch, mount
-from alertgateway.web.webhook import Guards, WebhookResource
+from alertgateway.web.webhook import Guards, WebhookEndpoint, WebhookResource
 from tests.unit._http import TOKEN, Connection, fixture
 
 
 class SyncDeliveryTests(SynchronousTestCase):
+    poll_interval: float | None = None
+
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(1_800_000_000)
@@ -34,13 +38,24 @@ class SyncDeliveryTests(SynchronousTestCase):
             self.queued.extend(envelopes)
             return succeed(None)
 
-        decider = Decider(self.clock, MemoryEpisodes(100), DeciderSettings())
-        self.intake = Intake(decider, submit, lambda: 1000, metrics)
+        self.state = state = MemoryState(DeciderSettings(), max_tracked=100)
+        admission = Admission(
+            state,
+            clock=self.clock,
+            submit=submit,
+            room=lambda: 1000,
+            backlog=StormBacklog(clock=self.clock, submit=submit, room=lambda: 1000),
+            metrics=metrics,
+            environments=frozenset(),
+            default_environment="production",
+        )
+        self.outcomes = Outcomes(state, clock=self.clock, poll_interval=self.poll_interval)
         resource = WebhookResource(
-            EndpointConfig(path="/webhook/prometheus", source="alertmanager", delivery=DeliveryMode.SYNC),
+            WebhookEndpoint("/webhook/prometheus", "alertmanager", sync=True),
             parser=PARSERS["alertmanager"],
             guards=Guards(authenticator=BearerAuthenticator([TOKEN])),
-            intake=self.intake,
+            admission=admission,
+            outcomes=self.outcomes,
             readiness=Readiness(),
             metrics=metrics,
             clock=self.clock,
@@ -71,9 +86,9 @@ class SyncDeliveryTests(SynchronousTestCase):
         connection = self.post()
         self.assertEqual(len(self.queued), 2)
         self.assertEqual(connection.responses(), [])
-        self.intake.delivered(self.queued[0], "delivered")
+        self.outcomes.delivered(self.queued[0], Delivery.DELIVERED)
         self.assertEqual(connection.responses(), [])
-        self.intake.delivered(self.queued[1], "delivered")
+        self.outcomes.delivered(self.queued[1], Delivery.DELIVERED)
         [response] = connection.responses()
         self.assertEqual(response.status, 202)
 
@@ -83,8 +98,8 @@ class SyncDeliveryTests(SynchronousTestCase):
         processor-rejected.
         """
         connection = self.post()
-        self.intake.delivered(self.queued[0], "delivered")
-        self.intake.delivered(self.queued[1], "rejected")
+        self.outcomes.delivered(self.queued[0], Delivery.DELIVERED)
+        self.outcomes.delivered(self.queued[1], Delivery.REJECTED)
         [response] = connection.responses()
         self.assertEqual(response.status, 502)
         self.assertEqual(response.json()["type"], "urn:alertgateway:problem:processor-rejected")
@@ -103,7 +118,7 @@ class SyncDeliveryTests(SynchronousTestCase):
         self.assertEqual(len(self.queued), 2)
         self.assertEqual(retry.responses(), [])
         for envelope in self.queued:
-            self.intake.delivered(envelope, "delivered")
+            self.outcomes.delivered(envelope, Delivery.DELIVERED)
         [response] = retry.responses()
         self.assertEqual((response.status, [a["status"] for a in response.json()["alerts"]]), (202, ["duplicate"] * 2))
 
@@ -114,7 +129,7 @@ class SyncDeliveryTests(SynchronousTestCase):
         """
         first = self.post()
         for envelope in self.queued:
-            self.intake.delivered(envelope, "delivered")
+            self.outcomes.delivered(envelope, Delivery.DELIVERED)
         self.assertEqual(first.responses()[0].status, 202)
         [response] = self.post().responses()
         self.assertEqual(response.status, 202)
@@ -126,9 +141,7 @@ class SharedQueueSyncTests(SyncDeliveryTests):
     redis): the outcome is read from the state every poll_interval.
     """
 
-    def setUp(self) -> None:
-        super().setUp()
-        self.intake._poll_interval = 0.1
+    poll_interval = 0.1
 
     def test_delivered_elsewhere(self) -> None:
         """
@@ -137,7 +150,7 @@ class SharedQueueSyncTests(SyncDeliveryTests):
         """
         connection = self.post()
         for envelope in self.queued:
-            self.intake.decisions.delivered(envelope.key, envelope.idempotency_key, "delivered")
+            self.state.delivered(envelope.key, envelope.idempotency_key, Delivery.DELIVERED)
         self.assertEqual(connection.responses(), [])
         self.clock.advance(0.1)
         [response] = connection.responses()
@@ -150,7 +163,7 @@ class SharedQueueSyncTests(SyncDeliveryTests):
         has left the queue, and the request is answered.
         """
         connection = self.post()
-        self.intake.decider.episodes.expire(self.clock.seconds() + 1)
+        self.successResultOf(self.state.tick(self.clock.seconds() + 301, lambda d: succeed(None)))
         self.clock.advance(0.1)
         [response] = connection.responses()
         self.assertEqual(response.status, 202)
