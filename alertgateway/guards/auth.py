@@ -1,5 +1,6 @@
+# -*- test-case-name: tests.unit.test_auth -*-
 """
-Who may send webhooks: one authenticator per endpoint (BR-WH-004).
+Who may send webhooks: one authenticator per endpoint.
 
 Types: C{bearer} (C{Authorization: Bearer <token>}), C{basic} (users and
 passwords), C{api_key} (a header, C{X-API-Key} by default), C{hmac} (a body
@@ -8,8 +9,8 @@ Each accepts several credentials at once so they can be rotated.  Every
 comparison is constant-time and covers all configured credentials, so
 timing tells neither the credential nor which one matched.
 
-An authenticator raises a 401 L{alertgateway.web.problems.Problem} whose
-challenge names its scheme; it never logs or echoes a credential.
+An authenticator raises L{Refused} with the challenge of its scheme (the
+web layer answers 401 with it); it never logs or echoes a credential.
 """
 
 from __future__ import annotations
@@ -21,11 +22,8 @@ import hmac
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from twisted.internet.interfaces import IReactorTime
-
-from alertgateway.config import AuthConfig
-from alertgateway.guards.signatures import GrafanaVerifier, ReplayCache, SignatureError, StandardWebhooksVerifier
-from alertgateway.web import problems
+from alertgateway.guards.errors import Reason, Refused
+from alertgateway.guards.signatures import GrafanaVerifier, SignatureError, StandardWebhooksVerifier
 
 __all__ = [
     "APIKeyAuthenticator",
@@ -33,7 +31,6 @@ __all__ = [
     "BasicAuthenticator",
     "BearerAuthenticator",
     "SignatureAuthenticator",
-    "make_authenticator",
 ]
 
 
@@ -47,12 +44,18 @@ class Authenticator(Protocol):
 
     needs_body: bool
 
+    @property
+    def challenge(self) -> str:
+        """
+        The C{WWW-Authenticate} challenge of its scheme.
+        """
+
     def check(self, headers: Mapping[str, str], body: bytes | None) -> str | None:
         """
         @param headers: Request headers, names lower-cased.
         @return: For signatures, the replay key now remembered, to be
             forgotten if the request is not accepted after all.
-        @raise alertgateway.web.problems.Problem: 401 if not authenticated.
+        @raise Refused: If not authenticated.
         """
 
 
@@ -69,8 +72,20 @@ def _digests(values: Sequence[str]) -> list[bytes]:
     return [hashlib.sha256(v.encode("utf-8")).digest() for v in values if v]
 
 
+def _bearer(detail: str, error: str | None = None) -> Refused:
+    challenge = BearerAuthenticator.challenge
+    if error is not None:
+        challenge += f', error="{error}"'
+    return Refused(Reason.AUTH, detail, challenge=challenge)
+
+
+def _refused(detail: str, challenge: str) -> Refused:
+    return Refused(Reason.AUTH, detail, challenge=challenge)
+
+
 class BearerAuthenticator:
     needs_body = False
+    challenge = 'Bearer realm="alertgateway"'
 
     def __init__(self, tokens: Sequence[str]) -> None:
         self._tokens = _digests(tokens)
@@ -78,12 +93,12 @@ class BearerAuthenticator:
     def check(self, headers: Mapping[str, str], body: bytes | None) -> str | None:
         authorization = headers.get("authorization")
         if authorization is None:
-            raise problems.unauthorized("This endpoint requires a bearer token in the Authorization header.")
+            raise _bearer("This endpoint requires a bearer token in the Authorization header.")
         scheme, _, credential = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not credential.strip():
-            raise problems.unauthorized("The Authorization header must be 'Bearer <token>'.", error="invalid_request")
+            raise _bearer("The Authorization header must be 'Bearer <token>'.", "invalid_request")
         if not _matches(credential.strip().encode("utf-8"), self._tokens):
-            raise problems.unauthorized("The bearer token is not valid.", error="invalid_token")
+            raise _bearer("The bearer token is not valid.", "invalid_token")
         return None
 
 
@@ -98,15 +113,13 @@ class BasicAuthenticator:
         authorization = headers.get("authorization")
         scheme, _, encoded = (authorization or "").strip().partition(" ")
         if scheme.lower() != "basic" or not encoded.strip():
-            raise problems.unauthorized("This endpoint requires HTTP Basic authentication.", challenge=self.challenge)
+            raise _refused("This endpoint requires HTTP Basic authentication.", self.challenge)
         try:
             pair = base64.b64decode(encoded.strip(), validate=True)
         except (binascii.Error, ValueError):
-            raise problems.unauthorized(
-                "The Basic credentials are not valid base64.", challenge=self.challenge
-            ) from None
+            raise _refused("The Basic credentials are not valid base64.", self.challenge) from None
         if not _matches(pair, self._pairs):
-            raise problems.unauthorized("The user name or password is not valid.", challenge=self.challenge)
+            raise _refused("The user name or password is not valid.", self.challenge)
         return None
 
 
@@ -124,11 +137,9 @@ class APIKeyAuthenticator:
     def check(self, headers: Mapping[str, str], body: bytes | None) -> str | None:
         given = headers.get(self.header.lower())
         if not given:
-            raise problems.unauthorized(
-                f"This endpoint requires an API key in {self.header}.", challenge=self.challenge
-            )
+            raise _refused(f"This endpoint requires an API key in {self.header}.", self.challenge)
         if not _matches(given.strip().encode("utf-8"), self._keys):
-            raise problems.unauthorized("The API key is not valid.", challenge=self.challenge)
+            raise _refused("The API key is not valid.", self.challenge)
         return None
 
 
@@ -143,38 +154,4 @@ class SignatureAuthenticator:
         try:
             return self._verifier.verify(dict(headers), body or b"")
         except SignatureError as e:
-            raise problems.unauthorized(f"Signature verification failed: {e}.", challenge=self.challenge) from None
-
-
-def make_authenticator(auth: AuthConfig, *, clock: IReactorTime, replays: ReplayCache) -> Authenticator | None:
-    """
-    The authenticator for an endpoint's (resolved) auth configuration, or
-    C{None} for C{type: none}.
-    """
-    if auth.type == "bearer":
-        return BearerAuthenticator(auth.credentials)
-    if auth.type == "api_key":
-        return APIKeyAuthenticator(auth.credentials, auth.header)
-    if auth.type == "basic":
-        return BasicAuthenticator(auth.basic_users)
-    if auth.type == "hmac":
-        verifier: GrafanaVerifier | StandardWebhooksVerifier
-        if auth.scheme == "standard":
-            verifier = StandardWebhooksVerifier(
-                auth.signing_secrets, clock=clock, replays=replays, tolerance=auth.tolerance
-            )
-        else:
-            verifier = GrafanaVerifier(
-                auth.signing_secrets,
-                clock=clock,
-                replays=replays,
-                header=auth.signature_header,
-                timestamp_header=auth.timestamp_header,
-                tolerance=auth.tolerance,
-            )
-        return SignatureAuthenticator(verifier)
-    if auth.type == "none":
-        return None
-    # The configuration only offers the types above; anything else must not
-    # quietly become "no authentication".
-    raise ValueError(f"unknown authentication type {auth.type!r}")
+            raise Refused(Reason.SIGNATURE, f"Signature verification failed: {e}.", challenge=self.challenge) from None

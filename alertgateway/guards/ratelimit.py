@@ -1,11 +1,14 @@
+# -*- test-case-name: tests.unit.test_ratelimit -*-
 """
 Rate limiting with token buckets: global, per endpoint and per client
-address (BR-WH-023).
+address.
 
-Buckets refill continuously from the injected clock's time, so a decision
-never waits for a timer; a LoopingCall on the same clock prunes client
-buckets that have refilled completely (idle clients), which bounds memory
-by the number of recently active clients, itself capped at C{max_clients}.
+A request only takes tokens; the buckets are refilled by L{RateLimiter.tick},
+which the service runs every L{RateLimiter.interval} seconds on its clock
+(a C{TimerService}), by the time elapsed since the last tick.  Client
+buckets are refilled at most once a second, and a client bucket that is full
+again is forgotten (the client is idle), which bounds memory by the number of
+recently active clients, itself capped at C{max_clients}.
 
 A request is allowed only if every bucket that applies to it has a token,
 and then takes one from each: a request refused by its endpoint's bucket
@@ -20,26 +23,29 @@ from typing import Protocol
 import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 
-__all__ = ["Decision", "Limiter", "RateLimiter", "TokenBucket"]
+__all__ = ["Limiter", "RateCheck", "RateLimiter", "TokenBucket"]
 
 
 class TokenBucket:
     """
-    C{capacity} tokens at most, refilled at C{per_minute} tokens a minute.
+    C{capacity} tokens at most, refilled at C{per_minute} tokens a minute
+    by whoever owns it (L{refill}); taking a token is all a request does.
     """
 
-    def __init__(self, per_minute: float, capacity: float, now: float) -> None:
+    __slots__ = ("capacity", "rate", "tokens")
+
+    def __init__(self, per_minute: float, capacity: float) -> None:
         self.rate = per_minute / 60.0
         self.capacity = capacity
         self.tokens = capacity
-        self.updated = now
 
-    def refill(self, now: float) -> None:
-        elapsed = max(0.0, now - self.updated)
-        self.tokens = min(self.capacity, self.tokens + elapsed * self.rate)
-        self.updated = now
+    def refill(self, elapsed: float) -> None:
+        """
+        Add what C{elapsed} seconds bring, up to the capacity.
+        """
+        if elapsed > 0:
+            self.tokens = min(self.capacity, self.tokens + elapsed * self.rate)
 
     def wait_time(self) -> float:
         """
@@ -61,7 +67,7 @@ class TokenBucket:
 
 
 @attrs.frozen
-class Decision:
+class RateCheck:
     """
     The outcome of a rate-limit check.
 
@@ -83,13 +89,25 @@ class Decision:
 class Limiter(Protocol):
     """
     What the webhook needs of a rate limiter (this process's or shared).
+
     """
 
-    def decide(self, endpoint: str, client: str) -> Deferred[Decision]: ...
+    @property
+    def interval(self) -> float:
+        """
+        How often L{tick} should run.
+        """
 
-    def start(self) -> None: ...
+    def admit(self, endpoint: str, client: str) -> Deferred[RateCheck]:
+        """
+        Decide on one request to C{endpoint} from C{client}, taking a token
+        from every bucket that applies if it is allowed.
+        """
 
-    def stop(self) -> None: ...
+    def tick(self) -> None:
+        """
+        Refill the buckets kept in this process.
+        """
 
 
 class RateLimiter:
@@ -101,9 +119,14 @@ class RateLimiter:
     @param endpoint_limits: Requests per minute by endpoint path.
     @param per_client_limit: Requests per minute per client address, or
         C{None} for no per-client limit.
+    @param interval: How often the service should call L{tick}.
     """
 
     WINDOW = 60
+    # Client buckets are refilled (and the full ones forgotten) at most this
+    # often: there may be many of them, and a second is fine enough for a
+    # limit counted in requests a minute.
+    CLIENT_REFILL = 1.0
 
     def __init__(
         self,
@@ -114,37 +137,51 @@ class RateLimiter:
         endpoint_limits: dict[str, int],
         per_client_limit: int | None = None,
         max_clients: int = 100_000,
-        prune_interval: float = 60.0,
+        interval: float = 0.25,
     ) -> None:
         self._clock = clock
-        now = clock.seconds()
-        self._global = TokenBucket(global_limit, max(burst, 1), now)
+        self.interval = interval
+        self._global = TokenBucket(global_limit, max(burst, 1))
         self._global_limit = global_limit
         # An endpoint's burst is its per-minute limit, capped by the global
         # burst: a quiet endpoint may use a minute's worth at once.
         self._endpoints = {
-            path: (limit, TokenBucket(limit, min(limit, max(burst, 1)), now)) for path, limit in endpoint_limits.items()
+            path: (limit, TokenBucket(limit, min(limit, max(burst, 1)))) for path, limit in endpoint_limits.items()
         }
         self._per_client_limit = per_client_limit
         self._client_burst = max(1, min(burst, per_client_limit or burst))
         self._clients: OrderedDict[str, TokenBucket] = OrderedDict()
         self._max_clients = max_clients
-        self._prune_interval = prune_interval
-        self._pruner = LoopingCall(self.prune)
-        self._pruner.clock = clock
-
-    def start(self) -> None:
-        self._pruner.start(self._prune_interval, now=False)
-
-    def stop(self) -> None:
-        if self._pruner.running:
-            self._pruner.stop()
+        self._ticked = clock.seconds()
+        self._clients_ticked = self._ticked
 
     @property
     def tracked_clients(self) -> int:
         return len(self._clients)
 
-    def _client_bucket(self, client: str, now: float) -> TokenBucket | None:
+    def tick(self) -> None:
+        """
+        Refill every bucket by the time elapsed since the last tick, and
+        forget the client buckets that are full again.
+        """
+        now = self._clock.seconds()
+        elapsed, self._ticked = now - self._ticked, now
+        self._global.refill(elapsed)
+        for _, bucket in self._endpoints.values():
+            bucket.refill(elapsed)
+        elapsed = now - self._clients_ticked
+        if elapsed < self.CLIENT_REFILL and self._clients:
+            return
+        self._clients_ticked = now
+        full = []
+        for client, bucket in self._clients.items():
+            bucket.refill(elapsed)
+            if bucket.full:
+                full.append(client)
+        for client in full:
+            del self._clients[client]
+
+    def _client_bucket(self, client: str) -> TokenBucket | None:
         if self._per_client_limit is None:
             return None
         bucket = self._clients.get(client)
@@ -153,49 +190,35 @@ class RateLimiter:
                 # Forgetting the least recently seen client gives it a fresh
                 # bucket later: a loss of precision, never of availability.
                 self._clients.popitem(last=False)
-            bucket = TokenBucket(self._per_client_limit, self._client_burst, now)
+            bucket = TokenBucket(self._per_client_limit, self._client_burst)
             self._clients[client] = bucket
         else:
             self._clients.move_to_end(client)
         return bucket
 
-    def check(self, endpoint: str, client: str) -> Decision:
+    def check(self, endpoint: str, client: str) -> RateCheck:
         """
         Decide on one request to C{endpoint} from C{client}, taking a token
         from every bucket that applies if it is allowed.
         """
-        now = self._clock.seconds()
         buckets: list[tuple[str, int, TokenBucket]] = [("global", self._global_limit, self._global)]
         limited = self._endpoints.get(endpoint)
         if limited is not None:
             buckets.append(("endpoint", limited[0], limited[1]))
-        client_bucket = self._client_bucket(client, now)
+        client_bucket = self._client_bucket(client)
         if client_bucket is not None and self._per_client_limit is not None:
             buckets.append(("client", self._per_client_limit, client_bucket))
-        for _, _, bucket in buckets:
-            bucket.refill(now)
         blocked = [(bucket.wait_time(), scope, limit, bucket) for scope, limit, bucket in buckets if bucket.tokens < 1]
         if blocked:
             wait, scope, limit, bucket = max(blocked, key=lambda b: b[0])
-            return Decision(False, scope, limit, self.WINDOW, 0, wait, bucket.reset_time())
+            return RateCheck(False, scope, limit, self.WINDOW, 0, wait, bucket.reset_time())
         for _, _, bucket in buckets:
             bucket.tokens -= 1
         scope, limit, tightest = min(buckets, key=lambda b: b[2].tokens)
-        return Decision(True, scope, limit, self.WINDOW, int(tightest.tokens), 0.0, tightest.reset_time())
+        return RateCheck(True, scope, limit, self.WINDOW, int(tightest.tokens), 0.0, tightest.reset_time())
 
-    def decide(self, endpoint: str, client: str) -> Deferred[Decision]:
+    def admit(self, endpoint: str, client: str) -> Deferred[RateCheck]:
         """
         L{check}, answered through a Deferred as the shared limiter's is.
         """
         return succeed(self.check(endpoint, client))
-
-    def prune(self) -> None:
-        """
-        Forget client buckets that have refilled completely.
-        """
-        now = self._clock.seconds()
-        for client in list(self._clients):
-            bucket = self._clients[client]
-            bucket.refill(now)
-            if bucket.full:
-                del self._clients[client]

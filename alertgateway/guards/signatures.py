@@ -1,5 +1,6 @@
+# -*- test-case-name: tests.unit.test_signatures -*-
 """
-Webhook signature verification (BR-WH-005): Grafana's HMAC header and the
+Webhook signature verification: Grafana's HMAC header and the
 Standard Webhooks scheme, with timestamp tolerance and replay protection.
 
 Grafana: header C{X-Grafana-Alerting-Signature} (name configurable) carries
@@ -23,15 +24,14 @@ import binascii
 import hashlib
 import hmac
 import re
-from collections import OrderedDict
 from collections.abc import Sequence
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
+
+from alertgateway.guards.replays import ReplayCache
 
 __all__ = [
     "GrafanaVerifier",
-    "ReplayCache",
     "SignatureError",
     "StandardWebhooksVerifier",
     "decode_standard_secret",
@@ -56,78 +56,6 @@ def _any_equal(given: bytes, candidates: Sequence[bytes]) -> bool:
     for candidate in candidates:
         matched |= hmac.compare_digest(given, candidate)
     return matched
-
-
-class ReplayCache:
-    """
-    Remember message ids (or signatures) while a replay of them would still
-    be acceptable; a LoopingCall forgets the expired ones.  Bounded: past
-    C{max_entries} the least recently remembered are forgotten first.
-
-    @param ttl: How long a key is remembered when the caller cannot say
-        until when its message stays acceptable (a Grafana signature
-        without a timestamp).
-    """
-
-    def __init__(self, clock: IReactorTime, ttl: float, max_entries: int = 100_000) -> None:
-        self._clock = clock
-        self._ttl = ttl
-        self._max = max_entries
-        self._seen: OrderedDict[str, float] = OrderedDict()
-        self._pruner = LoopingCall(self.prune)
-        self._pruner.clock = clock
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def start(self, interval: float = 30.0) -> None:
-        self._pruner.start(interval, now=False)
-
-    def stop(self) -> None:
-        if self._pruner.running:
-            self._pruner.stop()
-
-    def check_and_remember(self, key: str, until: float | None = None) -> bool:
-        """
-        @param until: The last moment at which the message would still be
-            accepted (its timestamp plus the tolerance); C{ttl} from now if
-            not given.
-        @return: C{True} if C{key} is new (and now remembered), C{False} if
-            it is remembered.
-        """
-        now = self._clock.seconds()
-        expires = self._seen.get(key)
-        # Inclusive: a message is still acceptable at exactly its last moment.
-        if expires is not None and expires >= now:
-            return False
-        self._seen[key] = now + self._ttl if until is None else until
-        self._seen.move_to_end(key)
-        while len(self._seen) > self._max:
-            self._seen.popitem(last=False)
-        return True
-
-    def until(self, key: str) -> float | None:
-        """
-        Until when C{key} is remembered, if it is.
-        """
-        return self._seen.get(key)
-
-    def forget(self, key: str) -> None:
-        """
-        Forget C{key}: its request was not accepted after all, and the
-        sender's retry (with the same id, as senders must) is no replay.
-        """
-        self._seen.pop(key, None)
-
-    def prune(self) -> None:
-        """
-        Forget the keys whose messages can no longer be accepted anyway.
-        """
-        now = self._clock.seconds()
-        # Expiry follows each message's own timestamp, not insertion order,
-        # so every entry is looked at.
-        for key in [key for key, expires in self._seen.items() if expires < now]:
-            del self._seen[key]
 
 
 # Unix seconds in ASCII digits; int() alone would also take signs,

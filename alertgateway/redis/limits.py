@@ -13,7 +13,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from alertgateway.guards.ratelimit import Decision
+from alertgateway.guards.ratelimit import RateCheck
 from alertgateway.redis import scripts as _lua
 from alertgateway.redis.client import RedisClient
 
@@ -46,15 +46,14 @@ class RedisRateLimiter:
         self._per_client = per_client_limit
         self._client_burst = max(1, min(burst, per_client_limit or burst))
 
-    def start(self) -> None:
-        """
-        Nothing to prune: an idle bucket expires in Redis by itself.
-        """
+    # The buckets refill inside the script, from the time each request
+    # passes; an idle bucket expires in Redis by itself.
+    interval = 60.0
 
-    def stop(self) -> None:
+    def tick(self) -> None:
         pass
 
-    def decide(self, endpoint: str, client: str) -> Deferred[Decision]:
+    def admit(self, endpoint: str, client: str) -> Deferred[RateCheck]:
         """
         Decide on one request to C{endpoint} from C{client}, taking a token
         from every bucket that applies if it is allowed.
@@ -72,10 +71,10 @@ class RedisRateLimiter:
             args.extend((repr(limit / 60.0), capacity))
         d = self._client.script(_lua.BUCKETS, [key for _, key, _, _ in buckets], args)
 
-        def _decision(reply: list[object]) -> Decision:
+        def _decision(reply: list[object]) -> RateCheck:
             allowed, index, remaining, wait, reset = reply
             scope, _, limit, _ = buckets[int(str(index)) - 1]
-            return Decision(
+            return RateCheck(
                 bool(int(str(allowed))),
                 scope,
                 limit,

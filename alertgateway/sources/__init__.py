@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from alertgateway.config import LimitsConfig
 from alertgateway.sources import alertmanager, grafana
 from alertgateway.sources._fields import FieldError, ParseResult, PayloadError, Rejection
+from alertgateway.sources.limits import Limits
 
-__all__ = ["PARSERS", "FieldError", "ParseResult", "Parser", "PayloadError", "Rejection"]
+__all__ = ["PARSERS", "FieldError", "Limits", "ParseResult", "Parser", "PayloadError", "Rejection"]
 
 
 class Parser(Protocol):
-    def __call__(self, payload: object, received_at: str, limits: LimitsConfig = ..., /) -> ParseResult: ...
+    def __call__(self, payload: object, received_at: str, limits: Limits = ..., /) -> ParseResult: ...
 
 
 PARSERS: dict[str, Parser] = {

@@ -12,10 +12,10 @@ from typing import Any
 
 import attrs
 
-from alertgateway.config import LimitsConfig
 from alertgateway.core.model import FIRING, RESOLVED, Alert, fingerprint
+from alertgateway.sources.limits import Limits
 
-DEFAULT_LIMITS = LimitsConfig()
+DEFAULT_LIMITS = Limits()
 
 __all__ = ["FieldError", "ParseResult", "PayloadError", "Rejection", "is_text", "read_alert"]
 
@@ -154,7 +154,7 @@ def read_string_map(
     errors: list[FieldError],
     *,
     required: bool,
-    limits: LimitsConfig = DEFAULT_LIMITS,
+    limits: Limits = DEFAULT_LIMITS,
     labels: bool = False,
     rename: Callable[[str], str] | None = None,
 ) -> dict[str, str]:
@@ -196,7 +196,7 @@ def read_string_map(
     return result
 
 
-def _name_value_problem(name: str, item: object, labels: bool, limits: LimitsConfig) -> str | None:
+def _name_value_problem(name: str, item: object, labels: bool, limits: Limits) -> str | None:
     """
     What is wrong with one label or annotation, if anything.
     """
@@ -240,7 +240,7 @@ def read_alert(
     received_at: str,
     default_status: object,
     group: Mapping[str, Any],
-    limits: LimitsConfig = DEFAULT_LIMITS,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Alert | Rejection:
     """
     Read one Alertmanager-shaped alert object (Alertmanager v4 and Grafana
@@ -287,7 +287,7 @@ def read_alerts(
     source: str,
     received_at: str,
     group_keys: tuple[str, ...],
-    limits: LimitsConfig,
+    limits: Limits,
 ) -> ParseResult:
     """
     Read every alert of an Alertmanager-shaped body, each on its own; those

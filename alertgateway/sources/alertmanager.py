@@ -4,7 +4,6 @@ Prometheus Alertmanager's webhook payload, version 4.
 
 from __future__ import annotations
 
-from alertgateway.config import LimitsConfig
 from alertgateway.sources._fields import (
     DEFAULT_LIMITS,
     FieldError,
@@ -13,13 +12,14 @@ from alertgateway.sources._fields import (
     read_alerts,
     require_object,
 )
+from alertgateway.sources.limits import Limits
 
 __all__ = ["parse"]
 
 _GROUP_KEYS = ("receiver", "groupKey", "externalURL", "groupLabels")
 
 
-def parse(payload: object, received_at: str, limits: LimitsConfig = DEFAULT_LIMITS) -> ParseResult:
+def parse(payload: object, received_at: str, limits: Limits = DEFAULT_LIMITS) -> ParseResult:
     """
     Turn a decoded Alertmanager webhook body into alerts.
 

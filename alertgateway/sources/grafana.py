@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from alertgateway.config import LimitsConfig
 from alertgateway.core.model import FIRING, RESOLVED, Alert, fingerprint
 from alertgateway.sources._fields import (
     DEFAULT_LIMITS,
@@ -32,6 +31,7 @@ from alertgateway.sources._fields import (
     read_string_map,
     require_object,
 )
+from alertgateway.sources.limits import Limits
 
 __all__ = ["parse"]
 
@@ -41,7 +41,7 @@ _LEGACY_STATES = {"alerting": FIRING, "no_data": FIRING, "ok": RESOLVED}
 _LEGACY_EXTRAS = ("ruleId", "orgId", "dashboardId", "panelId", "evalMatches", "imageUrl", "state")
 
 
-def parse(payload: object, received_at: str, limits: LimitsConfig = DEFAULT_LIMITS) -> ParseResult:
+def parse(payload: object, received_at: str, limits: Limits = DEFAULT_LIMITS) -> ParseResult:
     """
     Turn a decoded Grafana webhook body, unified or legacy, into alerts.
 
@@ -64,7 +64,7 @@ def _tag_name(name: str) -> str:
     return clean if not clean[:1].isdigit() else "_" + clean
 
 
-def _parse_legacy(body: dict[str, Any], received_at: str, limits: LimitsConfig) -> Alert | Rejection:
+def _parse_legacy(body: dict[str, Any], received_at: str, limits: Limits) -> Alert | Rejection:
     errors: list[FieldError] = []
     raw_name = body.get("ruleName")
     # ruleName is the alertname label's value, sanitised like any other.

@@ -14,6 +14,7 @@ from typing import cast
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from alertgateway.app.guards import authenticator_for
 from alertgateway.config import AuthConfig, AuthType, BasicUser, SignatureScheme, parse_config
 from alertgateway.guards.auth import (
     APIKeyAuthenticator,
@@ -21,9 +22,10 @@ from alertgateway.guards.auth import (
     BasicAuthenticator,
     BearerAuthenticator,
     SignatureAuthenticator,
-    make_authenticator,
 )
-from alertgateway.guards.signatures import ReplayCache
+from alertgateway.guards.errors import Refused
+from alertgateway.guards.replays import ReplayCache
+from alertgateway.web import problems
 from alertgateway.web.problems import Problem
 
 BASIC_CHALLENGE = 'Basic realm="alertgateway", charset="UTF-8"'
@@ -42,12 +44,12 @@ def refusal(
     test: SynchronousTestCase, auth: Authenticator, headers: Mapping[str, str], body: bytes | None = None
 ) -> Problem:
     """
-    The 401 problem C{auth} raises for C{headers}.
+    The 401 problem the web layer answers with when C{auth} refuses
+    C{headers}.
     """
-    with test.assertRaises(Problem) as caught:
+    with test.assertRaises(Refused) as caught:
         auth.check(headers, body)
-    problem = caught.exception
-    assert isinstance(problem, Problem)
+    problem = problems.refused(caught.exception)
     test.assertEqual(problem.status, 401)
     test.assertEqual(problem.slug, "unauthorized")
     return problem
@@ -242,7 +244,7 @@ class SignatureAuthenticatorTests(SynchronousTestCase):
         clock = Clock()
         clock.advance(1614265330)
         config = AuthConfig(type=AuthType.HMAC, scheme=SignatureScheme.STANDARD, secrets=(SPEC_SECRET,))
-        auth = make_authenticator(config, clock=clock, replays=ReplayCache(clock, ttl=300))
+        auth = authenticator_for(config, clock=clock, replays=ReplayCache(clock, ttl=300))
         assert auth is not None
         self.assertTrue(auth.needs_body)
         problem = refusal(self, auth, {**SPEC_HEADERS, "webhook-signature": "v1,Zm9yZ2Vk"}, SPEC_BODY)
@@ -260,14 +262,14 @@ class SignatureAuthenticatorTests(SynchronousTestCase):
         clock = Clock()
         clock.advance(1614265330)
         config = AuthConfig(type=AuthType.HMAC, scheme=SignatureScheme.STANDARD, secrets=(SPEC_SECRET,))
-        auth = make_authenticator(config, clock=clock, replays=ReplayCache(clock, ttl=300))
+        auth = authenticator_for(config, clock=clock, replays=ReplayCache(clock, ttl=300))
         assert auth is not None
         refusal(self, auth, SPEC_HEADERS, None)
 
 
 class MakeAuthenticatorTests(SynchronousTestCase):
     """
-    L{make_authenticator} builds the authenticator an endpoint's resolved
+    L{authenticator_for} builds the authenticator an endpoint's resolved
     auth configuration asks for.
     """
 
@@ -277,7 +279,7 @@ class MakeAuthenticatorTests(SynchronousTestCase):
         self.replays = ReplayCache(self.clock, ttl=300)
 
     def make(self, config: AuthConfig) -> Authenticator:
-        auth = make_authenticator(config, clock=self.clock, replays=self.replays)
+        auth = authenticator_for(config, clock=self.clock, replays=self.replays)
         assert auth is not None
         return auth
 
@@ -354,7 +356,7 @@ class MakeAuthenticatorTests(SynchronousTestCase):
         """
         C{none} means no authenticator at all.
         """
-        self.assertIsNone(make_authenticator(AuthConfig(type=AuthType.NONE), clock=self.clock, replays=self.replays))
+        self.assertIsNone(authenticator_for(AuthConfig(type=AuthType.NONE), clock=self.clock, replays=self.replays))
 
     def test_unknown_type(self) -> None:
         """
@@ -363,7 +365,7 @@ class MakeAuthenticatorTests(SynchronousTestCase):
         """
         # Only a configuration built in code can carry one.
         unknown = AuthConfig(type=cast(AuthType, "digest"))
-        self.assertRaises(ValueError, make_authenticator, unknown, clock=self.clock, replays=self.replays)
+        self.assertRaises(ValueError, authenticator_for, unknown, clock=self.clock, replays=self.replays)
 
     def test_from_configuration(self) -> None:
         """
@@ -435,7 +437,7 @@ webhook:
         ]
         for config, headers in cases:
             with self.subTest(type=config.type):
-                auth = make_authenticator(config, clock=clock, replays=replays)
+                auth = authenticator_for(config, clock=clock, replays=replays)
                 assert auth is not None
                 problem = refusal(self, auth, headers, b"{}")
                 text = str(problem.to_json("req", "/webhook")) + str(problem.headers)

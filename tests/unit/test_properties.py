@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.config import LimitsConfig
 from alertgateway.core.model import Alert
 from alertgateway.sources import PARSERS, ParseResult, PayloadError, Rejection
+from alertgateway.sources.limits import Limits
 from alertgateway.web.bodies import check_depth, decode_body, inflate
 from alertgateway.web.problems import Problem
 from alertgateway.web.webhook import Guards
@@ -42,7 +42,7 @@ FAST = settings(
 )
 RECEIVED_AT = "2026-11-26T03:50:00.000Z"
 # Small limits, so that examples reach every limit's branch.
-LIMITS = LimitsConfig(
+LIMITS = Limits(
     max_alerts_per_request=3,
     max_labels_per_alert=4,
     max_label_name_length=12,
@@ -289,7 +289,7 @@ class ParserProperties(SynchronousTestCase):
 
     def check(self, document: object) -> None:
         for name, parse in PARSERS.items():
-            for limits in (LIMITS, LimitsConfig()):
+            for limits in (LIMITS, Limits()):
                 try:
                     result = parse(document, RECEIVED_AT, limits)
                 except PayloadError as e:
@@ -300,7 +300,7 @@ class ParserProperties(SynchronousTestCase):
                 self.assertIsInstance(result, ParseResult, name)
                 self.check_result(result, limits)
 
-    def check_result(self, result: ParseResult, limits: LimitsConfig) -> None:
+    def check_result(self, result: ParseResult, limits: Limits) -> None:
         for outcome in result.outcomes:
             if isinstance(outcome, Rejection):
                 self.assertTrue(outcome.errors)

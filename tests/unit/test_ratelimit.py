@@ -1,14 +1,15 @@
 """
 Tests for L{alertgateway.guards.ratelimit}: token buckets global, per
-endpoint and per client, refilled and pruned on a L{Clock}.
+endpoint and per client, taken by requests and refilled (and the idle
+client buckets forgotten) by a tick on a L{Clock}, as the service runs it.
 """
 
 from __future__ import annotations
 
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, LoopingCall
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.guards.ratelimit import Decision, RateLimiter, TokenBucket
+from alertgateway.guards.ratelimit import RateCheck, RateLimiter, TokenBucket
 
 
 def limiter(
@@ -19,17 +20,25 @@ def limiter(
     endpoints: dict[str, int] | None = None,
     per_client: int | None = None,
     max_clients: int = 100_000,
-    prune_interval: float = 60.0,
+    ticking: bool = True,
 ) -> RateLimiter:
-    return RateLimiter(
+    """
+    A limiter whose tick runs every C{interval} on C{clock}, as the
+    service's TimerService runs it (unless C{ticking} is false).
+    """
+    limits = RateLimiter(
         clock,
         global_limit=global_limit,
         burst=burst,
         endpoint_limits=endpoints or {},
         per_client_limit=per_client,
         max_clients=max_clients,
-        prune_interval=prune_interval,
     )
+    if ticking:
+        ticks = LoopingCall(limits.tick)
+        ticks.clock = clock
+        ticks.start(limits.interval, now=False)
+    return limits
 
 
 class TokenBucketTests(SynchronousTestCase):
@@ -40,17 +49,17 @@ class TokenBucketTests(SynchronousTestCase):
 
     def test_refill(self) -> None:
         """
-        Tokens come back at the per-minute rate, never beyond the capacity,
-        and time going backwards adds none.
+        Tokens come back at the per-minute rate for the time elapsed, never
+        beyond the capacity, and time going backwards adds none.
         """
-        bucket = TokenBucket(60, 5, now=0.0)
+        bucket = TokenBucket(60, 5)
         self.assertEqual(bucket.tokens, 5)
         self.assertTrue(bucket.full)
         bucket.tokens = 0
         bucket.refill(2.5)
         self.assertEqual(bucket.tokens, 2.5)
         self.assertFalse(bucket.full)
-        bucket.refill(1.0)
+        bucket.refill(-1.0)
         self.assertEqual(bucket.tokens, 2.5)
         bucket.refill(100.0)
         self.assertEqual(bucket.tokens, 5)
@@ -61,7 +70,7 @@ class TokenBucketTests(SynchronousTestCase):
         The wait is until one whole token, the reset until the bucket is
         full.
         """
-        bucket = TokenBucket(120, 4, now=0.0)
+        bucket = TokenBucket(120, 4)
         self.assertEqual((bucket.wait_time(), bucket.reset_time()), (0.0, 0.0))
         bucket.tokens = 0.5
         self.assertEqual(bucket.wait_time(), 0.25)
@@ -87,12 +96,12 @@ class GlobalLimitTests(SynchronousTestCase):
         self.assertEqual(
             decisions,
             [
-                Decision(True, "global", 60, 60, 2, 0.0, 1.0),
-                Decision(True, "global", 60, 60, 1, 0.0, 2.0),
-                Decision(True, "global", 60, 60, 0, 0.0, 3.0),
+                RateCheck(True, "global", 60, 60, 2, 0.0, 1.0),
+                RateCheck(True, "global", 60, 60, 1, 0.0, 2.0),
+                RateCheck(True, "global", 60, 60, 0, 0.0, 3.0),
             ],
         )
-        self.assertEqual(limits.check("/a", "192.0.2.1"), Decision(False, "global", 60, 60, 0, 1.0, 3.0))
+        self.assertEqual(limits.check("/a", "192.0.2.1"), RateCheck(False, "global", 60, 60, 0, 1.0, 3.0))
         clock.advance(0.5)
         refused = limits.check("/b", "192.0.2.2")
         self.assertFalse(refused.allowed)
@@ -251,13 +260,12 @@ class ClientLimitTests(SynchronousTestCase):
 
     def test_pruned(self) -> None:
         """
-        Once started, the LoopingCall forgets the buckets of clients that
-        have refilled completely (idle ones) and keeps the others, until it
-        is stopped.
+        The tick forgets the buckets of clients that have refilled
+        completely (idle ones) and keeps the others; without ticks nothing
+        is forgotten.
         """
         clock = Clock()
-        limits = limiter(clock, per_client=60, prune_interval=5.0)
-        limits.start()
+        limits = limiter(clock, per_client=60)
         limits.check("/a", "light")
         for _ in range(20):
             limits.check("/a", "heavy")
@@ -266,11 +274,10 @@ class ClientLimitTests(SynchronousTestCase):
         self.assertEqual(limits.tracked_clients, 1)
         clock.advance(15)
         self.assertEqual(limits.tracked_clients, 0)
-        limits.check("/a", "light")
-        limits.stop()
-        self.assertEqual(clock.getDelayedCalls(), [])
+        still = limiter(clock, per_client=60, ticking=False)
+        still.check("/a", "light")
         clock.advance(60)
-        self.assertEqual(limits.tracked_clients, 1)
+        self.assertEqual(still.tracked_clients, 1)
 
     def test_pruned_client_starts_full(self) -> None:
         """
@@ -281,7 +288,6 @@ class ClientLimitTests(SynchronousTestCase):
         limits = limiter(clock, burst=2, per_client=60)
         limits.check("/a", "c")
         clock.advance(60)
-        limits.prune()
         self.assertEqual(limits.tracked_clients, 0)
         self.assertEqual([limits.check("/a", "c").allowed for _ in range(3)], [True, True, False])
 
@@ -302,22 +308,36 @@ class ClientLimitTests(SynchronousTestCase):
         self.assertEqual(limits.tracked_clients, 2)
 
 
-class LifecycleTests(SynchronousTestCase):
-    def test_start_stop(self) -> None:
+class TickTests(SynchronousTestCase):
+    """
+    Requests only take tokens; the tick is what refills them.
+    """
+
+    def test_no_refill_without_tick(self) -> None:
         """
-        Starting schedules the pruning on the given clock at the configured
-        interval (not at once); stopping cancels it, and stopping again or
-        without starting does nothing.
+        Without a tick, time passing gives no token back; one tick gives
+        back what the whole time since the last tick brings.
         """
         clock = Clock()
-        limits = limiter(clock, prune_interval=7.0)
-        limits.stop()
-        limits.start()
-        (call,) = clock.getDelayedCalls()
-        self.assertEqual(call.getTime(), 7.0)
-        limits.stop()
-        limits.stop()
-        self.assertEqual(clock.getDelayedCalls(), [])
-        limits.start()
-        self.assertEqual(len(clock.getDelayedCalls()), 1)
-        limits.stop()
+        limits = limiter(clock, global_limit=60, burst=1, ticking=False)
+        self.assertTrue(limits.check("/a", "c").allowed)
+        clock.advance(10)
+        self.assertFalse(limits.check("/a", "c").allowed)
+        limits.tick()
+        self.assertTrue(limits.check("/a", "c").allowed)
+
+    def test_client_refill_once_a_second(self) -> None:
+        """
+        Client buckets are refilled at most once a second, by the time
+        elapsed since their last refill: none is lost between ticks.
+        """
+        clock = Clock()
+        limits = limiter(clock, global_limit=6000, burst=2, per_client=60, ticking=False)
+        self.assertEqual([limits.check("/a", "c").allowed for _ in range(3)], [True, True, False])
+        clock.advance(0.5)
+        limits.tick()
+        limits.tick()
+        self.assertFalse(limits.check("/a", "c").allowed)
+        clock.advance(0.5)
+        limits.tick()
+        self.assertTrue(limits.check("/a", "c").allowed)

@@ -10,12 +10,12 @@ import base64
 import hashlib
 import hmac
 
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, LoopingCall
 from twisted.trial.unittest import SynchronousTestCase
 
+from alertgateway.guards.replays import ReplayCache
 from alertgateway.guards.signatures import (
     GrafanaVerifier,
-    ReplayCache,
     SignatureError,
     StandardWebhooksVerifier,
     decode_standard_secret,
@@ -224,7 +224,7 @@ class StandardWebhooksTests(SynchronousTestCase):
         """
         early = clock_at(SPEC_TIMESTAMP - TOLERANCE)
         replays = ReplayCache(early, ttl=TOLERANCE)
-        replays.start()
+        pruning = pruned(replays, early)
         verifier = StandardWebhooksVerifier([SPEC_SECRET], clock=early, replays=replays)
         verifier.verify(standard_headers(), SPEC_BODY)
         for _ in range(20):
@@ -236,7 +236,7 @@ class StandardWebhooksTests(SynchronousTestCase):
         self.assertEqual(str(error), "the timestamp is outside the allowed tolerance")
         early.advance(30)
         self.assertEqual(len(replays), 0)
-        replays.stop()
+        pruning.stop()
 
     def test_refused_messages_not_remembered(self) -> None:
         """
@@ -442,11 +442,10 @@ class GrafanaTests(SynchronousTestCase):
     def test_replay_forgotten(self) -> None:
         """
         Without a timestamp, a signature is remembered for the cache's time
-        to live; once the pruning LoopingCall has forgotten it, the same
-        body is accepted again (Grafana may legitimately send it again
-        later).
+        to live; once the periodic pruning has forgotten it, the same body
+        is accepted again (Grafana may legitimately send it again later).
         """
-        self.replays.start(interval=30.0)
+        pruning = pruned(self.replays, self.clock)
         verifier = self.verifier()
         headers = {"x-grafana-alerting-signature": grafana_signature(self.SECRET, self.BODY)}
         verifier.verify(headers, self.BODY)
@@ -455,7 +454,7 @@ class GrafanaTests(SynchronousTestCase):
         self.clock.advance(30)
         self.assertEqual(len(self.replays), 0)
         verifier.verify(headers, self.BODY)
-        self.replays.stop()
+        pruning.stop()
 
     def test_replay_with_timestamp(self) -> None:
         """
@@ -472,6 +471,16 @@ class GrafanaTests(SynchronousTestCase):
         self.assertEqual(self.refusal(verifier, headers), "this signature was already used (replay)")
         self.clock.advance(1)
         self.assertEqual(self.refusal(verifier, headers), "the timestamp is outside the allowed tolerance")
+
+
+def pruned(cache: ReplayCache, clock: Clock, interval: float = 30.0) -> LoopingCall:
+    """
+    Prune C{cache} every C{interval} on C{clock}, as the service does.
+    """
+    pruning = LoopingCall(cache.prune)
+    pruning.clock = clock
+    pruning.start(interval, now=False)
+    return pruning
 
 
 class ReplayCacheTests(SynchronousTestCase):
@@ -507,38 +516,25 @@ class ReplayCacheTests(SynchronousTestCase):
         clock.advance(1)
         self.assertTrue(cache.check_and_remember("a"))
 
-    def test_pruned_by_looping_call(self) -> None:
+    def test_pruned(self) -> None:
         """
-        Once started, the cache forgets expired keys every interval, each
-        by its own expiry (not by the order they came in), and stops
-        pruning when stopped.
+        Pruning forgets expired keys, each by its own expiry (not by the
+        order they came in); until it runs, expired keys stay (but do not
+        refuse their message).
         """
         clock = Clock()
         cache = ReplayCache(clock, ttl=10.0)
-        cache.start(interval=5.0)
         cache.check_and_remember("long", until=100.0)
         cache.check_and_remember("short")
-        clock.advance(5)
+        clock.advance(15)
         self.assertEqual(len(cache), 2)
-        clock.advance(10)
+        cache.prune()
         self.assertEqual(len(cache), 1)
         self.assertFalse(cache.check_and_remember("long"))
-        cache.stop()
-        self.assertEqual(clock.getDelayedCalls(), [])
         clock.advance(200)
         self.assertEqual(len(cache), 1)
         cache.prune()
         self.assertEqual(len(cache), 0)
-
-    def test_stop_when_not_started(self) -> None:
-        """
-        Stopping a cache that was never started (or twice) does nothing.
-        """
-        cache = ReplayCache(Clock(), ttl=1.0)
-        cache.stop()
-        cache.start()
-        cache.stop()
-        cache.stop()
 
     def test_bounded(self) -> None:
         """

@@ -12,9 +12,9 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.config import LimitsConfig
 from alertgateway.core.model import Alert, fingerprint
 from alertgateway.sources import PARSERS, FieldError, ParseResult, PayloadError, Rejection, alertmanager, grafana
+from alertgateway.sources.limits import Limits
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 RECEIVED = "2026-11-26T03:50:00.000Z"
@@ -577,7 +577,7 @@ class PayloadErrorTests(SynchronousTestCase):
         )
 
 
-def _outcome_of(alert: object, limits: LimitsConfig | None = None) -> Alert | Rejection:
+def _outcome_of(alert: object, limits: Limits | None = None) -> Alert | Rejection:
     body = _alertmanager_body(alert)
     result = alertmanager.parse(body, RECEIVED) if limits is None else alertmanager.parse(body, RECEIVED, limits)
     (outcome,) = result.outcomes
@@ -612,7 +612,7 @@ class LabelSanitisationTests(SynchronousTestCase):
         More labels than C{max_labels_per_alert} refuses the alert at its
         labels; exactly as many is fine.
         """
-        limits = LimitsConfig(max_labels_per_alert=2)
+        limits = Limits(max_labels_per_alert=2)
         self.assertIsInstance(_outcome_of(_good_alert(labels={"a": "1", "b": "2"}), limits), Alert)
         self.assertEqual(
             _outcome_of(_good_alert(labels={"a": "1", "b": "2", "c": "3"}), limits),
@@ -633,7 +633,7 @@ class LabelSanitisationTests(SynchronousTestCase):
         Names and values longer than their limits (in characters) are
         refused at their pointer.
         """
-        limits = LimitsConfig(max_label_name_length=5, max_label_value_length=3)
+        limits = Limits(max_label_name_length=5, max_label_value_length=3)
         self.assertIsInstance(_outcome_of(_good_alert(labels={"abcde": "\u00e4\u00f6\u00fc"}), limits), Alert)
         self.assertEqual(
             _outcome_of(_good_alert(labels={"abcdef": "v", "ok": "abcd"}), limits),
@@ -686,7 +686,7 @@ class AnnotationSanitisationTests(SynchronousTestCase):
         Names and values together, in UTF-8 bytes after cleaning, may not
         exceed C{max_annotation_bytes}.
         """
-        limits = LimitsConfig(max_annotation_bytes=10)
+        limits = Limits(max_annotation_bytes=10)
         for given in ({"s": "123456789"}, {"s": "\u00e4\u00e4\u00e4\u00e4"}, {"s": "12345678\x00\x01\x02"}):
             with self.subTest(given=given):
                 self.assertIsInstance(_outcome_of(_good_alert(annotations=given), limits), Alert)
@@ -709,7 +709,7 @@ class BatchLimitTests(SynchronousTestCase):
         pointer; the alerts before them are judged as usual and the valid
         ones accepted.
         """
-        limits = LimitsConfig(max_alerts_per_request=2)
+        limits = Limits(max_alerts_per_request=2)
         body = _alertmanager_body(_good_alert(), _good_alert(labels={}), _good_alert(), _good_alert())
         result = alertmanager.parse(body, RECEIVED, limits)
         self.assertEqual(
@@ -728,10 +728,10 @@ class BatchLimitTests(SynchronousTestCase):
         """
         body = _fixture("grafana-unified.json")
         body["alerts"] = body["alerts"] * 3
-        result = PARSERS["grafana"](body, RECEIVED, LimitsConfig(max_alerts_per_request=1, max_labels_per_alert=64))
+        result = PARSERS["grafana"](body, RECEIVED, Limits(max_alerts_per_request=1, max_labels_per_alert=64))
         self.assertEqual([type(o) for o in result.outcomes], [Alert, Rejection, Rejection])
         self.assertEqual(result.outcomes[2], Rejection((FieldError("/alerts/2", "at most 1 alerts per request"),)))
-        result = PARSERS["grafana"](body, RECEIVED, LimitsConfig(max_labels_per_alert=1))
+        result = PARSERS["grafana"](body, RECEIVED, Limits(max_labels_per_alert=1))
         self.assertEqual(result.accepted, ())
 
     def test_limits_through_registry(self) -> None:
@@ -740,7 +740,7 @@ class BatchLimitTests(SynchronousTestCase):
         argument.
         """
         body = _alertmanager_body(_good_alert(), _good_alert())
-        result = PARSERS["alertmanager"](body, RECEIVED, LimitsConfig(max_alerts_per_request=1))
+        result = PARSERS["alertmanager"](body, RECEIVED, Limits(max_alerts_per_request=1))
         self.assertEqual([type(o) for o in result.outcomes], [Alert, Rejection])
 
 
@@ -750,7 +750,7 @@ class LegacySanitisationTests(SynchronousTestCase):
     and texts cleaned and limited like any label and annotation.
     """
 
-    def _one(self, limits: LimitsConfig | None = None, **changes: object) -> Alert | Rejection:
+    def _one(self, limits: Limits | None = None, **changes: object) -> Alert | Rejection:
         body: dict[str, Any] = _fixture("grafana-legacy.json")
         body.update(changes)
         result = grafana.parse(body, RECEIVED) if limits is None else grafana.parse(body, RECEIVED, limits)
@@ -774,7 +774,7 @@ class LegacySanitisationTests(SynchronousTestCase):
         A refused tag is pointed at by its name in the body, not the label
         name it would have become.
         """
-        outcome = self._one(LimitsConfig(max_label_name_length=5), tags={"service name": 1, "long name": "x"})
+        outcome = self._one(Limits(max_label_name_length=5), tags={"service name": 1, "long name": "x"})
         self.assertEqual(
             outcome,
             Rejection(
@@ -789,10 +789,10 @@ class LegacySanitisationTests(SynchronousTestCase):
         """
         The tags with C{alertname} added may not exceed the label limit.
         """
-        self.assertIsInstance(self._one(LimitsConfig(max_labels_per_alert=3), tags={"a": "1", "b": "2"}), Alert)
-        self.assertIsInstance(self._one(LimitsConfig(max_labels_per_alert=2), tags={"a": "1", "alertname": "x"}), Alert)
+        self.assertIsInstance(self._one(Limits(max_labels_per_alert=3), tags={"a": "1", "b": "2"}), Alert)
+        self.assertIsInstance(self._one(Limits(max_labels_per_alert=2), tags={"a": "1", "alertname": "x"}), Alert)
         self.assertEqual(
-            self._one(LimitsConfig(max_labels_per_alert=2), tags={"a": "1", "b": "2"}),
+            self._one(Limits(max_labels_per_alert=2), tags={"a": "1", "b": "2"}),
             Rejection((FieldError("/tags", "with alertname makes more than 2 labels"),)),
         )
 
@@ -810,7 +810,7 @@ class LegacySanitisationTests(SynchronousTestCase):
             self._one(ruleName="\x07\x1b"), Rejection((FieldError("/ruleName", "must be a non-empty string"),))
         )
         self.assertEqual(
-            self._one(LimitsConfig(max_label_value_length=4), ruleName="Disk usage", tags={}),
+            self._one(Limits(max_label_value_length=4), ruleName="Disk usage", tags={}),
             Rejection((FieldError("/ruleName", "is a label value; those are at most 4 characters"),)),
         )
 
@@ -823,7 +823,7 @@ class LegacySanitisationTests(SynchronousTestCase):
         outcome = self._one(title="T\x1b[1m", message="a\n\tb\x00")
         assert isinstance(outcome, Alert)
         self.assertEqual(dict(outcome.annotations), {"title": "T[1m", "message": "a\n\tb"})
-        limits = LimitsConfig(max_annotation_bytes=20)
+        limits = Limits(max_annotation_bytes=20)
         self.assertIsInstance(self._one(limits, title="0123456789abcde", message=None), Alert)
         self.assertEqual(
             self._one(limits, title="0123456789", message="0123"),
