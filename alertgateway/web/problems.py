@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_web_webhook -*-
 """
 RFC 9457 problem details: the one shape of every refusal the gateway sends.
 
@@ -13,6 +14,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from alertgateway.guards.errors import Reason, Refused
+
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
     "Problem",
@@ -27,6 +30,7 @@ __all__ = [
     "processor_rejected",
     "queue_full",
     "rate_limited",
+    "refused",
     "request_timeout",
     "shutting_down",
     "state_unavailable",
@@ -110,16 +114,26 @@ def method_not_allowed(method: str, allowed: Iterable[str]) -> Problem:
     )
 
 
-def unauthorized(detail: str, *, error: str | None = None, challenge: str | None = None) -> Problem:
+def unauthorized(detail: str, *, challenge: str | None = None, reason: Reason | None = None) -> Problem:
     """
     401 with the challenge of the endpoint's scheme (Bearer by default).
     """
     if challenge is None:
         challenge = 'Bearer realm="alertgateway"'
-        if error is not None:
-            challenge += f', error="{error}"'
-    reason = "signature" if challenge.startswith("Signature") else "auth"
-    return Problem(401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": challenge}, reason=reason)
+    if reason is None:
+        reason = Reason.SIGNATURE if challenge.startswith("Signature") else Reason.AUTH
+    return Problem(
+        401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": challenge}, reason=reason.value
+    )
+
+
+def refused(refusal: Refused) -> Problem:
+    """
+    The problem a guard's refusal is answered with.
+    """
+    if refusal.reason is Reason.ADDRESS:
+        return forbidden(refusal.detail)
+    return unauthorized(refusal.detail, challenge=refusal.challenge, reason=refusal.reason)
 
 
 def forbidden(detail: str) -> Problem:

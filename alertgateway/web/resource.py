@@ -31,7 +31,7 @@ __all__ = ["HandlerResource", "NotFoundResource", "Response", "json_bytes"]
 
 _log = Logger()
 
-Handler = Callable[[GatewayRequest], Coroutine[Any, Any, "Response"]]
+Handler = Callable[[GatewayRequest], "Deferred[Response] | Coroutine[Any, Any, Response]"]
 
 
 def json_bytes(value: object) -> bytes:
@@ -89,7 +89,13 @@ class HandlerResource(Resource):
         handler = self._handler_for(method)
         if handler is None:
             return fail(problems.method_not_allowed(method, self.allowed_methods()))
-        return Deferred.fromCoroutine(handler(request))
+        try:
+            result = handler(request)
+        except Exception:
+            return fail()
+        if isinstance(result, Deferred):
+            return result
+        return Deferred.fromCoroutine(result)
 
     def render(self, request: GatewayRequest) -> object:
         request.endpoint = self.endpoint

@@ -1,5 +1,6 @@
+# -*- test-case-name: tests.unit.test_web_status -*-
 """
-What the gateway knows of an alert (BR-WH-015): C{GET /v1/alerts/{fingerprint}}
+What the gateway knows of an alert: C{GET /v1/alerts/{fingerprint}}
 and C{GET /v1/alerts?status=firing&limit=100&cursor=…}.
 
 Both are guarded like the webhooks: C{security.allowed_ips} (through the
@@ -19,13 +20,14 @@ from typing import Any, TypeVar
 from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 
-from alertgateway.core.decider import rfc3339
 from alertgateway.core.episodes import Episode
+from alertgateway.core.timefmt import rfc3339
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import Authenticator
+from alertgateway.guards.errors import Refused
 from alertgateway.observability.metrics import GatewayMetrics
-from alertgateway.state.decisions import Decisions
-from alertgateway.state.errors import StateContended, StateUnavailable
+from alertgateway.state.errors import StateUnavailable
+from alertgateway.state.ports import StateStore
 from alertgateway.web import problems
 from alertgateway.web.resource import HandlerResource, Response
 from alertgateway.web.security_log import record_refusal
@@ -55,7 +57,7 @@ def episode_json(episode: Episode) -> dict[str, Any]:
         "escalation": episode.escalation,
         "groupId": episode.group_id,
         "storm": episode.storm_id,
-        "delivery": episode.delivery,
+        "delivery": episode.delivery.value,
         "source": episode.source,
     }
 
@@ -65,7 +67,7 @@ class _Guarded(HandlerResource):
 
     def __init__(
         self,
-        decisions: Decisions,
+        state: StateStore,
         authenticator: Authenticator | None,
         *,
         addresses: AddressFilter | None = None,
@@ -73,7 +75,7 @@ class _Guarded(HandlerResource):
         metrics: GatewayMetrics | None = None,
     ) -> None:
         super().__init__()
-        self._decisions = decisions
+        self._state = state
         self._authenticator = authenticator
         self._addresses = addresses if addresses is not None else AddressFilter(())
         self._clients = clients if clients is not None else ClientAddress(())
@@ -88,6 +90,10 @@ class _Guarded(HandlerResource):
             if self._authenticator is not None:
                 # Signature schemes sign a body; a GET has an empty one.
                 self._authenticator.check(headers, b"")
+        except Refused as refusal:
+            problem = problems.refused(refusal)
+            self._refused(request, client, problem)
+            raise problem from None
         except problems.Problem as problem:
             self._refused(request, client, problem)
             raise
@@ -101,7 +107,7 @@ class AlertResource(_Guarded):
 
     def __init__(
         self,
-        decisions: Decisions,
+        state: StateStore,
         authenticator: Authenticator | None,
         fingerprint: str,
         *,
@@ -109,12 +115,12 @@ class AlertResource(_Guarded):
         clients: ClientAddress | None = None,
         metrics: GatewayMetrics | None = None,
     ) -> None:
-        super().__init__(decisions, authenticator, addresses=addresses, clients=clients, metrics=metrics)
+        super().__init__(state, authenticator, addresses=addresses, clients=clients, metrics=metrics)
         self._fingerprint = fingerprint
 
     async def handle_GET(self, request: GatewayRequest) -> Response:
         self._admit(request)
-        episode = await _read(self._decisions.by_fingerprint(self._fingerprint))
+        episode = await _read(self._state.by_fingerprint(self._fingerprint))
         if episode is None:
             raise problems.not_found(request.path.decode("latin-1"))
         return Response(200, episode_json(episode))
@@ -143,7 +149,7 @@ class AlertsResource(_Guarded):
         if path == b"":
             return self
         return AlertResource(
-            self._decisions,
+            self._state,
             self._authenticator,
             path.decode("utf-8", "replace"),
             addresses=self._addresses,
@@ -165,7 +171,7 @@ class AlertsResource(_Guarded):
         cursor = _arg(request, "cursor")
         after = _decode_cursor(cursor) if cursor else None
         # One more than asked says whether there is a next page.
-        chosen = await _read(self._decisions.page(status, after, limit + 1))
+        chosen = await _read(self._state.page(status, after, limit + 1))
         page = chosen[:limit]
         body: dict[str, Any] = {"alerts": [episode_json(e) for e in page], "count": len(page)}
         body["nextCursor"] = _encode_cursor(page[-1].key) if len(chosen) > limit else None
@@ -175,7 +181,7 @@ class AlertsResource(_Guarded):
 async def _read(d: Deferred[T]) -> T:
     try:
         return await d
-    except (StateUnavailable, StateContended):
+    except StateUnavailable:
         raise problems.state_unavailable(5) from None
 
 

@@ -1,11 +1,14 @@
+# -*- test-case-name: tests.unit.test_web_webhook -*-
 """
-The webhook endpoint: from an HTTP POST to alerts queued for delivery.
+The webhook endpoint: from an HTTP POST to alerts committed for delivery.
 
-Checks run cheapest first and nothing is parsed that will be refused:
-shutdown, requests in flight, source address, body size, credentials, rate
-limits, content encoding, signature, content type, then each alert on its
-own.  Valid alerts of a batch are accepted even when others are not (207);
-the answer lists one result per alert in body order.
+L{WebhookResource.handle_POST} is the request as one Deferred chain, each
+step a small method that returns the exchange (or a Deferred of it) or
+raises: address → size → credentials → rate → body (encoding, signature,
+type, depth) → parse → decide and enqueue → answer.  Cheapest first, and
+nothing is parsed that will be refused.  Valid alerts of a batch are
+accepted even when others are not (207); the answer lists one result per
+alert in body order.
 
 Every security refusal (address, rate, concurrency, auth, signature, size,
 content) is one structured warning event with its reason and the client
@@ -16,26 +19,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
-from twisted.internet.defer import FirstError
+from twisted.internet.defer import Deferred, FirstError, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 
-from alertgateway.config import EndpointConfig, LimitsConfig
-from alertgateway.core.decider import Verdict
+from alertgateway.core.decision import Ruling
+from alertgateway.core.episodes import Delivery
 from alertgateway.core.model import Alert
 from alertgateway.core.timefmt import Stamper
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import Authenticator
-from alertgateway.guards.ratelimit import Decision, Limiter
-from alertgateway.guards.signatures import ReplayCache
-from alertgateway.intake.admission import Intake
+from alertgateway.guards.errors import Refused
+from alertgateway.guards.ratelimit import Limiter, RateCheck
+from alertgateway.guards.replays import ReplayCache
+from alertgateway.intake.admission import Admission
+from alertgateway.intake.outcomes import Outcomes
 from alertgateway.observability.metrics import GatewayMetrics
-from alertgateway.redis.client import RedisUnavailable
 from alertgateway.redis.failover import SharedReplays
-from alertgateway.sources import Parser, PayloadError, Rejection
-from alertgateway.state.errors import QueueFull, StateContended, StateUnavailable
+from alertgateway.sources import Limits, Parser, ParseResult, PayloadError, Rejection
+from alertgateway.state.errors import QueueFull, StateUnavailable, StorageError
 from alertgateway.web import problems
 from alertgateway.web.bodies import check_depth, decode_body, inflate, is_json
 from alertgateway.web.health import Readiness
@@ -43,24 +48,39 @@ from alertgateway.web.resource import HandlerResource, Response
 from alertgateway.web.security_log import record_refusal
 from alertgateway.web.site import GatewayRequest
 
-__all__ = ["Guards", "WebhookResource"]
+__all__ = ["Guards", "WebhookEndpoint", "WebhookResource", "rate_limit_headers"]
 
-_QUEUE_FULL_RETRY_AFTER = 5
+_RETRY_AFTER = 5
+
+T = TypeVar("T")
 
 
 # Every webhook stamps its alerts.
 _timestamp = Stamper("Z")
 
 
-def rate_limit_headers(decision: Decision) -> dict[str, str]:
+def rate_limit_headers(check: RateCheck) -> dict[str, str]:
     """
-    The IETF draft (httpapi-ratelimit-headers) fields for a decision.
+    The IETF draft (httpapi-ratelimit-headers) fields for a rate check.
     """
     return {
-        "RateLimit-Policy": f'"{decision.scope}";q={decision.limit};w={decision.window}',
+        "RateLimit-Policy": f'"{check.scope}";q={check.limit};w={check.window}',
         # Rounded up: a client told t=0 with r=0 would retry at once.
-        "RateLimit": f'"{decision.scope}";r={decision.remaining};t={max(0, math.ceil(decision.reset))}',
+        "RateLimit": f'"{check.scope}";r={check.remaining};t={max(0, math.ceil(check.reset))}',
     }
+
+
+@attrs.frozen
+class WebhookEndpoint:
+    """
+    One configured webhook path.
+
+    @ivar sync: Answer only once the processor has taken every alert.
+    """
+
+    path: str
+    source: str
+    sync: bool = False
 
 
 @attrs.frozen
@@ -72,6 +92,9 @@ class Guards:
     @ivar endpoint_addresses: The endpoint's own C{allowed_ips}.
     @ivar forward_headers: Inbound headers copied onto forwarded alerts.
     @ivar add_headers: Static headers added to forwarded alerts.
+    @ivar replays: Where signature replay keys are remembered, so that a
+        request refused after its signature was checked can be retried.
+    @ivar shared_replays: The replicas' shared replay memory, if any.
     """
 
     addresses: AddressFilter = attrs.field(factory=lambda: AddressFilter(()))
@@ -81,13 +104,10 @@ class Guards:
     reject_status: int = 429
     authenticator: Authenticator | None = None
     max_concurrent: int = 1000
-    limits: LimitsConfig = attrs.field(factory=LimitsConfig)
+    limits: Limits = attrs.field(factory=Limits)
     forward_headers: tuple[str, ...] = ()
     add_headers: Mapping[str, str] = attrs.field(factory=dict)
-    # Where signature replay keys are remembered, so that a request refused
-    # after its signature was checked can be retried by its sender.
     replays: ReplayCache | None = None
-    # The replicas' shared replay memory (state.backend: redis).
     shared_replays: SharedReplays | None = None
 
     def forget(self, replay_key: str | None) -> None:
@@ -99,6 +119,22 @@ class Guards:
             self.replays.forget(replay_key)
 
 
+@attrs.define
+class _Exchange:
+    """
+    One webhook on its way through the chain: what each step learnt.
+    """
+
+    request: GatewayRequest
+    headers: dict[str, str]
+    client: str
+    rate_headers: dict[str, str] = attrs.field(factory=dict)
+    replay_key: str | None = None
+    payload: object = None
+    parsed: ParseResult | None = None
+    rulings: Sequence[Ruling] = ()
+
+
 class WebhookResource(HandlerResource):
     """
     Accept one sender's webhooks on one configured path.
@@ -106,187 +142,251 @@ class WebhookResource(HandlerResource):
 
     def __init__(
         self,
-        endpoint: EndpointConfig,
+        endpoint: WebhookEndpoint,
         *,
         parser: Parser,
         guards: Guards,
-        intake: Intake,
+        admission: Admission,
+        outcomes: Outcomes,
         readiness: Readiness,
         metrics: GatewayMetrics,
         clock: IReactorTime,
     ) -> None:
         super().__init__()
         self.endpoint = endpoint.path
-        self.source = endpoint.source or ""
-        self.sync = endpoint.delivery == "sync"
+        self.source = endpoint.source
+        self.sync = endpoint.sync
         self._parser = parser
         self._guards = guards
-        self._intake = intake
+        self._admission = admission
+        self._outcomes = outcomes
         self._readiness = readiness
         self._metrics = metrics
         self._clock = clock
 
-    async def handle_POST(self, request: GatewayRequest) -> Response:
+    def handle_POST(self, request: GatewayRequest) -> Deferred[Response]:
         if not self._readiness.accepts(request.started):
             raise problems.shutting_down()
         headers = request.header_map()
         peer = str(getattr(request.getClientAddress(), "host", ""))
-        client = self._guards.clients.of(peer, headers)
-        replay_key: str | None = None
-        try:
-            rate_headers = await self._admit(request, client, headers)
-            payload, replay_key = self._read(request, headers)
-            await self._claim(replay_key)
-        except problems.Problem as problem:
-            if problem.reason is not None:
-                self._refused(request, client, problem)
-            raise
-        except (StateUnavailable, StateContended):
-            # Refused for now: the sender's retry is no replay.
-            self._guards.forget(replay_key)
-            raise problems.state_unavailable(_QUEUE_FULL_RETRY_AFTER) from None
-        try:
-            answer = await self._accept(request, payload, headers)
-        except BaseException:
-            # Not accepted: the sender will retry with the same signature.
-            self._guards.forget(replay_key)
-            raise
-        if not rate_headers:
-            return answer
-        return attrs.evolve(answer, headers={**answer.headers, **rate_headers})
+        exchange = _Exchange(request, headers, self._guards.clients.of(peer, headers))
+        return (
+            succeed(exchange)
+            .addCallback(self._address)
+            .addCallback(self._size)
+            .addCallback(self._credentials)
+            .addCallback(self._rate)
+            .addCallback(self._body)
+            .addCallback(self._parse)
+            .addCallback(self._decide)
+            .addCallback(self._answer)
+            .addErrback(self._refused, exchange)
+        )
 
-    async def _accept(self, request: GatewayRequest, payload: object, headers: Mapping[str, str]) -> Response:
-        """
-        Parse the payload, each alert on its own, and queue the valid ones.
-        """
-        received_at = _timestamp(self._clock.seconds())
-        try:
-            result = self._parser(payload, received_at, self._guards.limits)
-        except PayloadError as e:
-            self._metrics.alerts_received.labels(source=self.source, status="invalid").inc()
-            raise problems.invalid_payload(
-                "The body is not a valid webhook payload for this endpoint.", [err.to_json() for err in e.errors]
-            ) from None
-        accepted = result.accepted
-        for outcome in result.outcomes:
-            status = outcome.status if isinstance(outcome, Alert) else "invalid"
-            self._metrics.child(self._metrics.alerts_received, self.source, status).inc()
-        if not accepted:
-            raise problems.invalid_payload(
-                "No alert in the body is valid.",
-                [err.to_json() for o in result.outcomes if isinstance(o, Rejection) for err in o.errors],
-            )
-        forwarded = self._forwarded_headers(headers)
-        try:
-            verdicts = await self._intake.accept(accepted, request.request_id, forwarded)
-        except QueueFull:
-            raise problems.queue_full(_QUEUE_FULL_RETRY_AFTER) from None
-        except (StateUnavailable, StateContended):
-            raise problems.state_unavailable(_QUEUE_FULL_RETRY_AFTER) from None
-        if self.sync:
-            # Answer only once the processor took every alert; past
-            # service.request_timeout the base resource answers 503, and
-            # the alerts stay queued for delivery all the same.
-            try:
-                outcomes = await self._intake.outcomes(verdicts)
-            except FirstError as e:
-                # Reading the shared state failed while waiting.
-                if e.subFailure.check(StateUnavailable, StateContended, RedisUnavailable):
-                    raise problems.state_unavailable(_QUEUE_FULL_RETRY_AFTER) from None
-                e.subFailure.raiseException()
-            if any(outcome != "delivered" for outcome in outcomes):
-                raise problems.processor_rejected()
-        return self._answer(request.request_id, result.outcomes, verdicts)
+    # The steps.
 
-    async def _admit(self, request: GatewayRequest, client: str, headers: Mapping[str, str]) -> dict[str, str]:
+    def _address(self, x: _Exchange) -> _Exchange:
         """
-        The checks that need no parsing, cheapest first: concurrency,
-        address, size, credentials, rate.  Credentials come before the rate
-        buckets so that requests without them cannot use up a real sender's
-        budget (Alertmanager drops a notification refused with 429).
-
-        @return: Rate-limit headers for the answer.
+        Concurrency, then the source address.
         """
         guards = self._guards
         # This request is one of those in flight.
-        if request.gateway_site.in_flight > guards.max_concurrent:
+        if x.request.gateway_site.in_flight > guards.max_concurrent:
             raise problems.too_busy(guards.max_concurrent)
-        if not guards.addresses.allows(client):
-            raise problems.forbidden(f"Address {client} is not in security.allowed_ips.")
-        if not guards.endpoint_addresses.allows(client):
-            raise problems.forbidden(f"Address {client} may not post to {self.endpoint}.")
-        if request.body_too_large:
-            raise problems.payload_too_large(request.max_body_bytes)
-        if guards.authenticator is not None and not guards.authenticator.needs_body:
-            guards.authenticator.check(headers, None)
-        rate_headers: dict[str, str] = {}
-        if guards.limiter is not None:
-            decision = await guards.limiter.decide(self.endpoint, client)
-            rate_headers = rate_limit_headers(decision)
-            if not decision.allowed:
-                self._metrics.rate_limited.labels(endpoint=self.endpoint, scope=decision.scope).inc()
-                raise problems.rate_limited(guards.reject_status, decision.retry_after, decision.scope, rate_headers)
-        return rate_headers
+        if not guards.addresses.allows(x.client):
+            raise problems.forbidden(f"Address {x.client} is not in security.allowed_ips.")
+        if not guards.endpoint_addresses.allows(x.client):
+            raise problems.forbidden(f"Address {x.client} may not post to {self.endpoint}.")
+        return x
 
-    async def _claim(self, replay_key: str | None) -> None:
+    def _size(self, x: _Exchange) -> _Exchange:
+        if x.request.body_too_large:
+            raise problems.payload_too_large(x.request.max_body_bytes)
+        return x
+
+    def _credentials(self, x: _Exchange) -> _Exchange:
+        """
+        Credentials carried in headers, before the rate buckets: requests
+        without them must not use up a real sender's budget (Alertmanager
+        drops a notification refused with 429).
+        """
+        authenticator = self._guards.authenticator
+        if authenticator is not None and not authenticator.needs_body:
+            authenticator.check(x.headers, None)
+        return x
+
+    def _rate(self, x: _Exchange) -> Deferred[_Exchange]:
+        guards = self._guards
+        if guards.limiter is None:
+            return succeed(x)
+
+        def _checked(check: RateCheck) -> _Exchange:
+            x.rate_headers = rate_limit_headers(check)
+            if not check.allowed:
+                self._metrics.rate_limited.labels(endpoint=self.endpoint, scope=check.scope).inc()
+                raise problems.rate_limited(guards.reject_status, check.retry_after, check.scope, x.rate_headers)
+            return x
+
+        return guards.limiter.admit(self.endpoint, x.client).addCallback(_checked)
+
+    def _body(self, x: _Exchange) -> Deferred[_Exchange]:
+        """
+        The checks on the body: encoding, signature (and, across replicas,
+        its replay), type, depth.
+        """
+        guards = self._guards
+        request = x.request
+        raw = inflate(request.body.read(), x.headers.get("content-encoding"), request.max_body_bytes)
+        authenticator = guards.authenticator
+        if authenticator is not None and authenticator.needs_body:
+            x.replay_key = authenticator.check(x.headers, raw)
+        content_type = x.headers.get("content-type")
+        x.payload = decode_body(content_type, raw)
+        check_depth(x.payload, guards.limits.max_json_depth, raw if is_json(content_type) else None)
+        if x.replay_key is None or guards.shared_replays is None:
+            return succeed(x)
+        return guards.shared_replays.claim(x.replay_key).addCallback(self._claimed, x)
+
+    def _claimed(self, fresh: bool, x: _Exchange) -> _Exchange:
         """
         Refuse a signed message another replica has already accepted.
         """
-        shared = self._guards.shared_replays
-        if replay_key is None or shared is None:
-            return
-        if not await shared.claim(replay_key):
-            challenge = getattr(self._guards.authenticator, "challenge", None)
-            raise problems.unauthorized(
-                "Signature verification failed: this message was already accepted (replay).", challenge=challenge
-            )
+        if fresh:
+            return x
+        authenticator = self._guards.authenticator
+        challenge = authenticator.challenge if authenticator is not None else None
+        raise problems.unauthorized(
+            "Signature verification failed: this message was already accepted (replay).", challenge=challenge
+        )
 
-    def _read(self, request: GatewayRequest, headers: Mapping[str, str]) -> tuple[object, str | None]:
+    def _parse(self, x: _Exchange) -> _Exchange:
         """
-        The checks on the body: encoding, signature, type, depth.
-
-        @return: The decoded document, and the signature's replay key.
+        Each alert on its own: the valid ones go on.
         """
-        guards = self._guards
-        raw = inflate(request.body.read(), headers.get("content-encoding"), request.max_body_bytes)
-        replay_key = None
-        if guards.authenticator is not None and guards.authenticator.needs_body:
-            replay_key = guards.authenticator.check(headers, raw)
+        metrics = self._metrics
         try:
-            payload = decode_body(headers.get("content-type"), raw)
-            content_type = headers.get("content-type")
-            check_depth(payload, guards.limits.max_json_depth, raw if is_json(content_type) else None)
-        except problems.Problem:
-            guards.forget(replay_key)
-            raise
-        return payload, replay_key
+            parsed = self._parser(x.payload, _timestamp(self._clock.seconds()), self._guards.limits)
+        except PayloadError as e:
+            metrics.alerts_received.labels(source=self.source, status="invalid").inc()
+            raise problems.invalid_payload(
+                "The body is not a valid webhook payload for this endpoint.", [err.to_json() for err in e.errors]
+            ) from None
+        for outcome in parsed.outcomes:
+            status = outcome.status if isinstance(outcome, Alert) else "invalid"
+            metrics.child(metrics.alerts_received, self.source, status).inc()
+        if not parsed.accepted:
+            raise problems.invalid_payload(
+                "No alert in the body is valid.",
+                [err.to_json() for o in parsed.outcomes if isinstance(o, Rejection) for err in o.errors],
+            )
+        x.parsed = parsed
+        return x
 
-    def _refused(self, request: GatewayRequest, client: str, problem: problems.Problem) -> None:
-        record_refusal(self._metrics, self.endpoint, request, client, problem)
+    def _decide(self, x: _Exchange) -> Deferred[_Exchange]:
+        """
+        Decide on the valid alerts and commit them with what they forward;
+        on a sync endpoint, wait until the processor has taken them.
+        """
+        assert x.parsed is not None
+        # A sender that goes away now does not take the commit with it:
+        # half-written, it could neither be kept nor taken back.  Its retry
+        # finds the alerts decided (duplicates, not forwarded twice).
+        d = _shielded(
+            self._admission.accept(x.parsed.accepted, x.request.request_id, self._forwarded_headers(x.headers))
+        )
 
-    def _forwarded_headers(self, headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-        copied = [(name, headers[name.lower()]) for name in self._guards.forward_headers if name.lower() in headers]
-        return tuple(copied) + tuple(self._guards.add_headers.items())
+        def _decided(rulings: list[Ruling]) -> Deferred[_Exchange]:
+            x.rulings = rulings
+            if not self.sync:
+                return succeed(x)
+            # Past service.request_timeout the base resource answers 503,
+            # and the alerts stay queued for delivery all the same.
+            return self._outcomes.wait(rulings).addCallbacks(self._delivered, _unwrap_first, callbackArgs=(x,))
+
+        return d.addCallback(_decided)
 
     @staticmethod
-    def _answer(request_id: str, outcomes: tuple[Alert | Rejection, ...], verdicts: Sequence[Verdict]) -> Response:
+    def _delivered(outcomes: list[Delivery], x: _Exchange) -> _Exchange:
+        if any(outcome is not Delivery.DELIVERED for outcome in outcomes):
+            raise problems.processor_rejected()
+        return x
+
+    def _answer(self, x: _Exchange) -> Response:
+        assert x.parsed is not None
         results: list[dict[str, Any]] = []
-        decided = iter(verdicts)
+        rulings = iter(x.rulings)
+        outcomes = x.parsed.outcomes
         for index, outcome in enumerate(outcomes):
             if isinstance(outcome, Alert):
-                results.append({"index": index, **next(decided).to_json()})
+                results.append({"index": index, **next(rulings).to_json()})
             else:
                 results.append(
                     {"index": index, "status": "rejected", "errors": [err.to_json() for err in outcome.errors]}
                 )
         partial = any(isinstance(o, Rejection) for o in outcomes)
-        return Response(
-            207 if partial else 202,
-            {
-                "status": "partial" if partial else "accepted",
-                "requestId": request_id,
-                "accepted": sum(1 for o in outcomes if isinstance(o, Alert)),
-                "rejected": sum(1 for o in outcomes if isinstance(o, Rejection)),
-                "alerts": results,
-            },
-        )
+        body = {
+            "status": "partial" if partial else "accepted",
+            "requestId": x.request.request_id,
+            "accepted": sum(1 for o in outcomes if isinstance(o, Alert)),
+            "rejected": sum(1 for o in outcomes if isinstance(o, Rejection)),
+            "alerts": results,
+        }
+        return Response(207 if partial else 202, body, headers=x.rate_headers)
+
+    # What a refusal does.
+
+    def _refused(self, failure: Failure, x: _Exchange) -> Failure:
+        """
+        Map a refusal to its problem, log and count it if it is a security
+        refusal, and forget the signature's replay key: the sender's retry
+        of a request that was not accepted is no replay.
+        """
+        self._guards.forget(x.replay_key)
+        error = failure.value
+        if isinstance(error, Refused):
+            problem = problems.refused(error)
+        elif isinstance(error, QueueFull):
+            problem = problems.queue_full(_RETRY_AFTER)
+        elif isinstance(error, StateUnavailable):
+            problem = problems.state_unavailable(_RETRY_AFTER)
+        elif isinstance(error, problems.Problem):
+            problem = error
+        else:
+            return failure
+        if problem.reason is not None:
+            record_refusal(self._metrics, self.endpoint, x.request, x.client, problem)
+        return Failure(problem)
+
+    def _forwarded_headers(self, headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+        guards = self._guards
+        copied = [(name, headers[name.lower()]) for name in guards.forward_headers if name.lower() in headers]
+        return tuple(copied) + tuple(guards.add_headers.items())
+
+
+def _shielded(d: Deferred[T]) -> Deferred[T]:
+    """
+    A Deferred with C{d}'s result whose cancellation does not reach C{d}.
+    """
+    shield: Deferred[T] = Deferred()
+
+    def _result(result: T | Failure) -> None:
+        if not shield.called:
+            if isinstance(result, Failure):
+                shield.errback(result)
+            else:
+                shield.callback(result)
+
+    d.addBoth(_result)
+    return shield
+
+
+def _unwrap_first(failure: Failure) -> Failure:
+    """
+    The reason one of several waits failed (reading the shared state).
+    """
+    failure.trap(FirstError)
+    assert isinstance(failure.value, FirstError)
+    reason: Failure = failure.value.subFailure
+    if reason.check(StorageError):
+        return Failure(StateUnavailable(str(reason.value)))
+    return reason

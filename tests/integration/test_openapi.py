@@ -28,6 +28,7 @@ from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from alertgateway.guards.errors import Reason, Refused
 from alertgateway.web import problems
 from tests.integration._openapi import DOCUMENT_PATH, APIDocument, Exchange, escape, exchange, load_document
 from tests.integration.harness import (
@@ -174,10 +175,14 @@ class DocumentTests(TestCase):
             "not_found": [problems.not_found("/nowhere")],
             "method_not_allowed": [problems.method_not_allowed("GET", ["POST"])],
             "unauthorized": [
-                problems.unauthorized("No token.", error="invalid_token"),
+                problems.unauthorized("No token.", challenge='Bearer realm="alertgateway", error="invalid_token"'),
                 problems.unauthorized("No key.", challenge='APIKey realm="alertgateway", header="X-API-Key"'),
             ],
             "forbidden": [problems.forbidden("Not from here.")],
+            "refused": [
+                problems.refused(Refused(Reason.SIGNATURE, "Bad.", challenge='Signature realm="alertgateway"')),
+                problems.refused(Refused(Reason.ADDRESS, "Not from here.")),
+            ],
             "payload_too_large": [problems.payload_too_large(1024)],
             "unsupported_media_type": [problems.unsupported_media_type("text/plain")],
             "unsupported_encoding": [problems.unsupported_encoding("br")],

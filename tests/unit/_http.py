@@ -22,29 +22,32 @@ from typing import Any, TypeVar
 
 import attrs
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IProtocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from alertgateway.app.service import GatewayService
-from alertgateway.config import EndpointConfig, GatewayConfig, parse_config
-from alertgateway.core.decider import Decider, DeciderSettings
-from alertgateway.core.episodes import MemoryEpisodes
+from alertgateway.config import GatewayConfig, parse_config
+from alertgateway.core.decider import DeciderSettings
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.guards.auth import BearerAuthenticator
-from alertgateway.intake.admission import Intake
+from alertgateway.intake.admission import Admission
+from alertgateway.intake.backlog import StormBacklog
+from alertgateway.intake.outcomes import Outcomes
 from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.sources import PARSERS, Parser
+from alertgateway.state.memory import MemoryState
+from alertgateway.testing import GatewayReactor, InlineExecutor
 from alertgateway.web.health import Readiness
 from alertgateway.web.site import GatewaySite
 from alertgateway.web.tree import Branch, mount
-from alertgateway.web.webhook import Guards, WebhookResource
+from alertgateway.web.webhook import Guards, WebhookEndpoint, WebhookResource
 
 __all__ = [
     "AUTH",
@@ -97,40 +100,17 @@ def make_config(extra: str = "", *, token: str = TOKEN, sink: str = "file:unused
     return parse_config(text, environ={})
 
 
-class InlineExecutor:
-    """
-    An executor that runs each call at once, on the calling thread: the
-    durable queue on a memory reactor, which runs no threads.
-
-    @ivar calls: How many calls it ran.
-    @ivar broken: While set, every call fails with it instead of running.
-    """
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.broken: Exception | None = None
-
-    def run(self, call: Callable[[], T]) -> Deferred[T]:
-        self.calls += 1
-        if self.broken is not None:
-            return fail(self.broken)
-        try:
-            return succeed(call())
-        except Exception:
-            return fail()
-
-
 def make_service(
     config: GatewayConfig | None = None,
-    reactor: MemoryReactorClock | None = None,
+    reactor: GatewayReactor | None = None,
     executor: InlineExecutor | None = None,
-) -> tuple[GatewayService, MemoryReactorClock, io.StringIO]:
+) -> tuple[GatewayService, GatewayReactor, io.StringIO]:
     """
     A gateway on a memory reactor, its reactor and its log stream.  A
     durable queue runs SQLite inline (C{executor}, by default a new
     L{InlineExecutor}): a memory reactor runs no threads.
     """
-    reactor = reactor if reactor is not None else MemoryReactorClock()
+    reactor = reactor if reactor is not None else GatewayReactor()
     stream = io.StringIO()
     service = GatewayService(
         config if config is not None else make_config(),
@@ -297,15 +277,59 @@ class Connection:
         return bool(self.transport.disconnecting or getattr(self.transport, "disconnected", False))
 
 
-def pass_through_intake(
-    submit: Callable[[list[Envelope]], Deferred[None]], clock: Clock, metrics: GatewayMetrics
-) -> Intake:
+@attrs.frozen
+class PassThrough:
     """
-    An intake that forwards every alert (no deduplication, escalation or
-    storms), for tests of the HTTP layer; the deciders have their own.
+    Admission that forwards every alert (no deduplication, escalation or
+    storms), for tests of the HTTP layer; the decider has tests of its own.
     """
-    decider = Decider(clock, MemoryEpisodes(10_000), DeciderSettings(dedup=False, escalate=False))
-    return Intake(decider, submit, lambda: 1_000_000, metrics)
+
+    admission: Admission
+    outcomes: Outcomes
+
+    @classmethod
+    def of(
+        cls, submit: Callable[[list[Envelope]], Deferred[None]], clock: Clock, metrics: GatewayMetrics
+    ) -> PassThrough:
+        state = MemoryState(DeciderSettings(dedup=False, escalate=False), max_tracked=10_000)
+        backlog = StormBacklog(clock=clock, submit=submit, room=lambda: 1_000_000)
+        admission = Admission(
+            state,
+            clock=clock,
+            submit=submit,
+            room=lambda: 1_000_000,
+            backlog=backlog,
+            metrics=metrics,
+            environments=frozenset(),
+            default_environment="production",
+        )
+        return cls(admission, Outcomes(state, clock=clock))
+
+
+def webhook_resource(
+    path: str,
+    *,
+    parser: Parser,
+    guards: Guards,
+    submit: Callable[[list[Envelope]], Deferred[None]],
+    readiness: Readiness,
+    metrics: GatewayMetrics,
+    clock: Clock,
+) -> WebhookResource:
+    """
+    An Alertmanager endpoint at C{path} that forwards every alert it takes.
+    """
+    through = PassThrough.of(submit, clock, metrics)
+    return WebhookResource(
+        WebhookEndpoint(path, "alertmanager"),
+        parser=parser,
+        guards=guards,
+        admission=through.admission,
+        outcomes=through.outcomes,
+        readiness=readiness,
+        metrics=metrics,
+        clock=clock,
+    )
 
 
 def webhook_site(
@@ -326,11 +350,11 @@ def webhook_site(
     """
     clock = clock if clock is not None else Clock()
     metrics = metrics if metrics is not None else GatewayMetrics()
-    resource = WebhookResource(
-        EndpointConfig(path="/webhook/prometheus", source="alertmanager"),
+    resource = webhook_resource(
+        "/webhook/prometheus",
         parser=parser,
         guards=guards if guards is not None else Guards(authenticator=BearerAuthenticator([TOKEN])),
-        intake=pass_through_intake(submit, clock, metrics),
+        submit=submit,
         readiness=readiness if readiness is not None else Readiness(),
         metrics=metrics,
         clock=clock,
@@ -451,11 +475,11 @@ class Edge:
         root = Branch()
         endpoints = {PROMETHEUS: guards if guards is not None else bearer(), **(more or {})}
         for path, endpoint_guards in endpoints.items():
-            resource = WebhookResource(
-                EndpointConfig(path=path, source="alertmanager"),
+            resource = webhook_resource(
+                path,
                 parser=parser,
                 guards=endpoint_guards,
-                intake=pass_through_intake(submit if submit is not None else self._submit, clock, self.metrics),
+                submit=submit if submit is not None else self._submit,
                 readiness=self.readiness,
                 metrics=self.metrics,
                 clock=clock,

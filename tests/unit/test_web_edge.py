@@ -21,11 +21,11 @@ from urllib.parse import urlencode
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, LoopingCall
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.config import LimitsConfig, parse_config
+from alertgateway.config import parse_config
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.sinks import HTTPSink, PostingClient
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
@@ -36,9 +36,12 @@ from alertgateway.guards.auth import (
     SignatureAuthenticator,
 )
 from alertgateway.guards.ratelimit import RateLimiter
-from alertgateway.guards.signatures import GrafanaVerifier, ReplayCache, StandardWebhooksVerifier
+from alertgateway.guards.replays import ReplayCache
+from alertgateway.guards.signatures import GrafanaVerifier, StandardWebhooksVerifier
 from alertgateway.sources import PARSERS, ParseResult
+from alertgateway.sources.limits import Limits
 from alertgateway.state.errors import QueueFull
+from alertgateway.testing import StubProcessor
 from alertgateway.web.health import Readiness
 from alertgateway.web.problems import Problem
 from alertgateway.web.webhook import Guards
@@ -59,9 +62,8 @@ from tests.unit._http import (
     make_service,
     request_bytes,
 )
-from tests.unit._processor import Processor
 
-DEFAULT_LIMITS = LimitsConfig()
+DEFAULT_LIMITS = Limits()
 PROXY = IPv4Address("TCP", "10.0.0.1", 5000)
 OUTSIDE = IPv4Address("TCP", "192.0.2.1", 5000)
 
@@ -106,6 +108,18 @@ XML_ALERTS = b"""<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
+def ticking(clock: Clock, **limits: Any) -> RateLimiter:
+    """
+    A rate limiter refilled every interval on C{clock}, as the service's
+    TimerService refills it.
+    """
+    limiter = RateLimiter(clock, **limits)
+    ticks = LoopingCall(limiter.tick)
+    ticks.clock = clock
+    ticks.start(limiter.interval, now=False)
+    return limiter
+
+
 def signed_grafana(secret: str, timestamp: int, raw: bytes) -> dict[str, str]:
     signature = hmac.new(secret.encode(), f"{timestamp}:".encode() + raw, hashlib.sha256).hexdigest()
     return {"X-Grafana-Alerting-Signature": signature, "X-Grafana-Alerting-Signature-Timestamp": str(timestamp)}
@@ -142,8 +156,9 @@ class Teapot:
     """
 
     needs_body = False
+    challenge = "Teapot"
 
-    def check(self, headers: Mapping[str, str], body: bytes | None) -> None:
+    def check(self, headers: Mapping[str, str], body: bytes | None) -> str | None:
         raise Problem(418, "teapot", "I'm a teapot", "Short and stout.")
 
 
@@ -294,7 +309,7 @@ class AddressTests(SynchronousTestCase):
         it is 403, and it spends nothing of the rate budget.
         """
         clock = _clock()
-        limiter = RateLimiter(clock, global_limit=60, burst=1, endpoint_limits={})
+        limiter = ticking(clock, global_limit=60, burst=1, endpoint_limits={})
         edge = Edge(
             self, _guards(addresses=AddressFilter(["10.0.0.0/8"]), limiter=limiter), clock=clock, max_body_bytes=200
         )
@@ -316,7 +331,7 @@ class RateLimitTests(SynchronousTestCase):
 
     def edge(self, **limits: Any) -> Edge:
         limits.setdefault("endpoint_limits", {})
-        return Edge(self, _guards(limiter=RateLimiter(self.clock, **limits)), clock=self.clock)
+        return Edge(self, _guards(limiter=ticking(self.clock, **limits)), clock=self.clock)
 
     def rate_limited(self, edge: Edge, scope: str, endpoint: str = PROMETHEUS) -> float | None:
         return edge.sample("gateway_rate_limited_total", {"endpoint": endpoint, "scope": scope})
@@ -395,7 +410,7 @@ class RateLimitTests(SynchronousTestCase):
         answered with any 4xx) answers 503 rate-limited, still with
         Retry-After and the RateLimit headers.
         """
-        limiter = RateLimiter(self.clock, global_limit=60, burst=1, endpoint_limits={})
+        limiter = ticking(self.clock, global_limit=60, burst=1, endpoint_limits={})
         edge = Edge(self, _guards(limiter=limiter, reject_status=503), clock=self.clock)
         edge.accepted(edge.post())
         response = edge.post()
@@ -424,7 +439,7 @@ class RateLimitTests(SynchronousTestCase):
         Behind a trusted proxy each forwarded client has its own bucket,
         not the proxy's one.
         """
-        limiter = RateLimiter(self.clock, global_limit=1000, burst=10, endpoint_limits={}, per_client_limit=1)
+        limiter = ticking(self.clock, global_limit=1000, burst=10, endpoint_limits={}, per_client_limit=1)
         edge = Edge(self, _guards(limiter=limiter, clients=ClientAddress(["10.0.0.0/24"])), clock=self.clock)
         for client in ("203.0.113.1", "203.0.113.2"):
             edge.accepted(edge.post(peer=PROXY, headers={**AUTH, "X-Forwarded-For": client}))
@@ -453,7 +468,7 @@ class RateLimitTests(SynchronousTestCase):
         global one: another endpoint still gets the rest of the global
         budget, and only then the global refusal.
         """
-        limiter = RateLimiter(self.clock, global_limit=60, burst=2, endpoint_limits={PROMETHEUS: 1})
+        limiter = ticking(self.clock, global_limit=60, burst=2, endpoint_limits={PROMETHEUS: 1})
         edge = Edge(self, _guards(limiter=limiter), clock=self.clock, more={GRAFANA: _guards(limiter=limiter)})
         edge.accepted(edge.post())
         for _ in range(3):
@@ -489,7 +504,8 @@ class ConcurrencyTests(SynchronousTestCase):
         """
         With as many requests in flight as allowed, one more is 503
         too-busy with Retry-After, logged with reason concurrency; once one
-        finishes, a new one is taken.
+        finishes, a new one (of another alert: one of the same would wait
+        for the decision still being queued) is taken.
         """
         edge = Edge(self, _guards(max_concurrent=2), submit=self.submit)
         connections = [Connection(edge.site) for _ in range(2)]
@@ -503,7 +519,7 @@ class ConcurrencyTests(SynchronousTestCase):
         self.held[0].callback(None)
         self.assertEqual([r.status for r in connections[0].responses()], [202])
         self.hold = False
-        edge.accepted(edge.post())
+        edge.accepted(edge.post(raw=body(alert("B"))))
 
     def test_upload_counts(self) -> None:
         """
@@ -987,7 +1003,7 @@ class DepthTests(SynchronousTestCase):
         A document nested exactly max_json_depth deep is read; one level
         more is 400 with reason content, whatever branch is deep.
         """
-        edge = Edge(self, _guards(limits=LimitsConfig(max_json_depth=6)))
+        edge = Edge(self, _guards(limits=Limits(max_json_depth=6)))
 
         def nested(levels: int) -> object:
             value: object = "leaf"
@@ -1006,7 +1022,7 @@ class DepthTests(SynchronousTestCase):
         """
         The depth limit applies to the document a form carries as well.
         """
-        edge = Edge(self, _guards(limits=LimitsConfig(max_json_depth=3)))
+        edge = Edge(self, _guards(limits=Limits(max_json_depth=3)))
         raw = urlencode({"payload": body(alert("A"))}).encode()
         edge.refused(
             edge.post(raw, headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"}),
@@ -1160,7 +1176,7 @@ class SecurityHeaderTests(SynchronousTestCase):
         A 500 from an unexpected failure carries them too.
         """
 
-        def failing(payload: object, received_at: str, limits: LimitsConfig = DEFAULT_LIMITS, /) -> ParseResult:
+        def failing(payload: object, received_at: str, limits: Limits = DEFAULT_LIMITS, /) -> ParseResult:
             raise RuntimeError("boom")
 
         edge = Edge(self, parser=failing)
@@ -1176,8 +1192,8 @@ class ForwardedHeaderTests(SynchronousTestCase):
     added onto the request that delivers each alert.
     """
 
-    def deliver(self, envelopes: list[Envelope]) -> Processor:
-        processor = Processor()
+    def deliver(self, envelopes: list[Envelope]) -> StubProcessor:
+        processor = StubProcessor()
         clock = Clock()
         sink = HTTPSink(cast(PostingClient, StubTreq(processor)), "http://processor.test", clock=clock, timeout=5)
         for envelope in envelopes:

@@ -11,12 +11,13 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import StringTransport
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import HTTPChannel
 
 from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.testing import GatewayReactor
 from alertgateway.web.health import HealthResource, LiveResource, Readiness
 from alertgateway.web.resource import HandlerResource, Response
 from alertgateway.web.site import GatewayRequest, GatewaySite
@@ -249,7 +250,7 @@ class AccessLogTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.reactor = MemoryReactorClock()
+        self.reactor = GatewayReactor()
         self.service, _, self.stream = make_service(reactor=self.reactor)
         self.events = capture_events(self, is_access)
 
@@ -376,7 +377,7 @@ class RequestMetricsTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.reactor = MemoryReactorClock()
+        self.reactor = GatewayReactor()
         self.service, _, _ = make_service(reactor=self.reactor)
 
     def sample(self, name: str, labels: dict[str, str]) -> float | None:

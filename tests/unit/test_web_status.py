@@ -11,18 +11,20 @@ from typing import Any
 from urllib.parse import quote
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.config import parse_config
-from alertgateway.core.decider import Decider, DeciderSettings
-from alertgateway.core.episodes import MemoryEpisodes
-from alertgateway.core.model import Alert
+from alertgateway.core.decider import DeciderSettings
+from alertgateway.core.decision import Decision
+from alertgateway.core.model import Alert, fingerprint
+from alertgateway.core.storms import StormSettings
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import BearerAuthenticator
 from alertgateway.observability.metrics import GatewayMetrics
-from alertgateway.state.decisions import MemoryDecisions
+from alertgateway.state.memory import MemoryState
 from alertgateway.web.site import GatewaySite
 from alertgateway.web.status import AlertsResource
 from alertgateway.web.tree import Branch, mount
@@ -41,7 +43,40 @@ from tests.unit._http import (
     make_config,
     make_service,
 )
-from tests.unit.test_decide import START_TEXT, make_alert, make_storms, started_clock
+
+# 2027-01-15T08:00:00Z: a clock at 0 would hide times printed as 1970.
+START = 1_800_000_000.0
+START_TEXT = "2027-01-15T08:00:00.000Z"
+
+
+def make_alert(status: str = "firing", **labels: str) -> Alert:
+    """
+    A PodCrash alert of pod p-1 in payments, C{labels} added or replaced.
+    """
+    merged = {"alertname": "PodCrash", "namespace": "payments", "pod": "p-1", **labels}
+    return Alert(
+        fingerprint(merged),
+        "alertmanager",
+        status,
+        merged,
+        {},
+        "2026-11-26T03:49:49Z",
+        None,
+        "",
+        "2026-11-26T03:50:00.000Z",
+        {"group": {"groupKey": '{}:{alertname="PodCrash"}'}},
+    )
+
+
+def make_storms() -> StormSettings:
+    return StormSettings(threshold=3, window=60, flush_interval=10, quiet_period=30, max_members_listed=2)
+
+
+def started_clock() -> Clock:
+    clock = Clock()
+    clock.advance(START)
+    return clock
+
 
 OTHER = IPv4Address("TCP", "192.0.2.7", 5000)
 
@@ -56,11 +91,10 @@ class StatusSite:
     ) -> None:
         self.clock: Clock = started_clock()
         self.metrics = GatewayMetrics()
-        self.episodes = MemoryEpisodes(10_000)
-        self.decider = Decider(self.clock, self.episodes, DeciderSettings(), make_storms())
+        self.state = MemoryState(DeciderSettings(storms=make_storms()), max_tracked=10_000)
         root = Branch()
         resource = AlertsResource(
-            MemoryDecisions(self.decider),
+            self.state,
             BearerAuthenticator([token]) if token is not None else None,
             addresses=AddressFilter(allowed),
             clients=ClientAddress(proxies),
@@ -68,6 +102,18 @@ class StatusSite:
         )
         mount(root, "/v1/alerts", resource)
         self.site = GatewaySite(root, clock=self.clock, metrics=self.metrics, max_body_bytes=10_000, idle_timeout=60)
+
+    def decide(self, alerts: list[Alert]) -> Decision:
+        """
+        Decide on C{alerts} now, committed at once.
+        """
+        d = self.state.decide(alerts, self.clock.seconds(), lambda decision: succeed(None))
+        decided: list[Decision] = []
+        d.addCallback(decided.append)
+        return decided[0]
+
+    def tick(self) -> None:
+        self.state.tick(self.clock.seconds(), lambda decision: succeed(None))
 
     def get(
         self,
@@ -113,9 +159,9 @@ class AlertTests(SynchronousTestCase):
         delivery and source.
         """
         alert = make_alert(env="staging")
-        verdicts, _ = self.status.decider.decide([alert])
+        verdicts = self.status.decide([alert]).rulings
         self.status.clock.advance(2.5)
-        self.status.decider.decide([alert] * 5)
+        self.status.decide([alert] * 5)
         response = self.status.get(f"/v1/alerts/{alert.fingerprint}")
         self.assertEqual(response.status, 200)
         self.assertEqual(response.header("content-type"), "application/json")
@@ -143,7 +189,7 @@ class AlertTests(SynchronousTestCase):
         A resolved alert says so; one folded into a storm names the storm.
         """
         alerts = [make_alert(pod=p) for p in "abcd"]
-        self.status.decider.decide([*alerts, make_alert("resolved", pod="a")])
+        self.status.decide([*alerts, make_alert("resolved", pod="a")])
         resolved = page(self.status.get(f"/v1/alerts/{alerts[0].fingerprint}"))
         folded = page(self.status.get(f"/v1/alerts/{alerts[3].fingerprint}"))
         self.assertEqual((resolved["status"], resolved["storm"]), ("resolved", None))
@@ -155,7 +201,7 @@ class AlertTests(SynchronousTestCase):
         problem.
         """
         alert = make_alert()
-        self.status.decider.decide([alert])
+        self.status.decide([alert])
         problem = assert_problem(self, self.status.get("/v1/alerts/0123456789abcdef"), 404, "not-found")
         self.assertEqual(problem["instance"], "/v1/alerts/0123456789abcdef")
         assert_problem(self, self.status.get(f"/v1/alerts/{alert.fingerprint}/more"), 404, "not-found")
@@ -179,8 +225,8 @@ class ListTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.status = StatusSite()
         self.alerts = pods(5)
-        self.status.decider.decide(self.alerts)
-        self.status.decider.decide([make_alert("resolved", pod="p1", namespace="ns1")])
+        self.status.decide(self.alerts)
+        self.status.decide([make_alert("resolved", pod="p1", namespace="ns1")])
 
     def test_everything_by_key(self) -> None:
         """
@@ -243,7 +289,7 @@ class ListTests(SynchronousTestCase):
         without a next cursor; an empty cursor starts from the beginning.
         """
         status = StatusSite()
-        status.decider.decide(pods(25))
+        status.decide(pods(25))
         seen: list[str] = []
         cursor = ""
         counts = []
@@ -266,10 +312,10 @@ class ListTests(SynchronousTestCase):
         """
         status = StatusSite()
         first = pods(20)
-        status.decider.decide(first)
+        status.decide(first)
         status.clock.advance(200)
         stay = first[::2]
-        status.decider.decide(stay)
+        status.decide(stay)
         seen: list[str] = []
         found = page(status.get("/v1/alerts?limit=4"))
         for n in range(30):
@@ -278,8 +324,8 @@ class ListTests(SynchronousTestCase):
                 break
             # Some alerts lapse, others arrive, between two pages.
             status.clock.advance(60)
-            status.decider.tick()
-            status.decider.decide([make_alert(pod=f"new{n}", namespace=f"new{n}")])
+            status.tick()
+            status.decide([make_alert(pod=f"new{n}", namespace=f"new{n}")])
             found = page(status.get(f"/v1/alerts?limit=4&cursor={quote(found['nextCursor'])}"))
         self.assertEqual(len(seen), len(set(seen)))
         self.assertLessEqual({a.fingerprint for a in stay}, set(seen))
@@ -299,7 +345,7 @@ class GuardTests(SynchronousTestCase):
         status = StatusSite()
         events = capture_events(self, is_security)
         fingerprint = make_alert().fingerprint
-        status.decider.decide([make_alert()])
+        status.decide([make_alert()])
         for path, endpoint in (("/v1/alerts", "/v1/alerts"), (f"/v1/alerts/{fingerprint}", "/v1/alerts/{fingerprint}")):
             for headers in ({}, {"Authorization": "Bearer wrong"}):
                 with self.subTest(path=path, headers=headers):
@@ -330,9 +376,7 @@ class GuardTests(SynchronousTestCase):
         mount(
             root,
             "/v1/alerts",
-            AlertsResource(
-                MemoryDecisions(Decider(Clock(), MemoryEpisodes(10), DeciderSettings())), BearerAuthenticator([TOKEN])
-            ),
+            AlertsResource(MemoryState(DeciderSettings(), max_tracked=10), BearerAuthenticator([TOKEN])),
         )
         site = GatewaySite(root, clock=Clock(), metrics=GatewayMetrics(), max_body_bytes=100, idle_timeout=60)
         events = capture_events(self, is_security)
