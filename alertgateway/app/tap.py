@@ -10,7 +10,7 @@ as C{alertgateway check-config}.
 from __future__ import annotations
 
 import sys
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from twisted.application.service import IService
 from twisted.python import usage
@@ -40,8 +40,11 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> IService:
+    # The reactor twistd installed, imported only now: importing this module
+    # must not install one.
     from twisted.internet import reactor
 
     from alertgateway.app.service import GatewayService
+    from alertgateway.interfaces import IGatewayReactor
 
-    return GatewayService(options.config, reactor, log_stream=sys.stdout)
+    return GatewayService(options.config, cast(IGatewayReactor, reactor), log_stream=sys.stdout)

@@ -14,12 +14,13 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from twisted.internet.defer import CancelledError, Deferred, DeferredList
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from alertgateway.core.episodes import Delivery
 from alertgateway.delivery.breaker import CircuitBreaker
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.sinks import Rejected, Retryable, Sink
@@ -120,7 +121,6 @@ class Forwarder:
         breaker: CircuitBreaker | None = None,
         timeouts: AdaptiveTimeout | None = None,
         failures: FailureRatio | None = None,
-        on_outcome: Callable[[Envelope, str], None] = lambda envelope, outcome: None,
         batch_size: int = 1,
     ) -> None:
         self.queue = queue
@@ -135,9 +135,9 @@ class Forwarder:
         self.breaker = breaker
         self.timeouts = timeouts
         self.failures = failures or FailureRatio()
-        # Told how each envelope ended (delivered, rejected), so the alert
-        # status API can say it.
-        self.on_outcome = on_outcome
+        # Told how each envelope ended, so that the alert status API can say
+        # it and requests waiting for it can answer.
+        self._subscribers: list[Callable[[Envelope, Delivery], None]] = []
         self._workers: list[Deferred[None]] = []
         # Attempts so far of envelopes that went back to the queue.
         self._attempts: dict[tuple[str, str, int | None], int] = {}
@@ -145,6 +145,16 @@ class Forwarder:
         # (not waiting) when it is cancelled cannot be interrupted, so it
         # must see this and leave its loop by itself.
         self._stopping = False
+
+    def subscribe(self, subscriber: Callable[[Envelope, Delivery], None]) -> None:
+        """
+        Tell C{subscriber} how each envelope's delivery ends.
+        """
+        self._subscribers.append(subscriber)
+
+    def _publish(self, envelope: Envelope, outcome: Delivery) -> None:
+        for subscriber in self._subscribers:
+            subscriber(envelope, outcome)
 
     def submit(self, envelopes: list[Envelope]) -> Deferred[None]:
         """
@@ -241,7 +251,7 @@ class Forwarder:
         while pending:
             envelope = pending.pop(0)
             delivered.inc()
-            self.on_outcome(envelope, "delivered")
+            self._publish(envelope, Delivery.DELIVERED)
             self.queue.done(envelope)
 
     def _id(self, envelope: Envelope) -> tuple[str, str, int | None]:
@@ -296,7 +306,7 @@ class Forwarder:
                 self._succeeded(None, outcome="reject", kind="4xx")
                 self._metrics.alerts_forwarded.labels(outcome="rejected").inc()
                 self._metrics.dead_letters.inc()
-                self.on_outcome(envelope, "rejected")
+                self._publish(envelope, Delivery.REJECTED)
                 self.log.error(
                     "Alert Processor refused {key} for good; kept as a dead letter: {reason}",
                     key=envelope.key,
@@ -310,7 +320,7 @@ class Forwarder:
                 self._metrics.forward_duration.observe(elapsed)
                 self._succeeded(elapsed, outcome="success", kind="ok")
                 self._metrics.alerts_forwarded.labels(outcome="delivered").inc()
-                self.on_outcome(envelope, "delivered")
+                self._publish(envelope, Delivery.DELIVERED)
                 self.queue.done(envelope)
                 return
 
@@ -342,6 +352,9 @@ class Forwarder:
         stop them; what is left stays queued (on disk, with the durable
         queue, for the next start).
         """
+        if not self._workers:
+            # Not started, or stopped already.
+            return succeed(None)
         drained = self.queue.when_empty()
         drained.addTimeout(grace, self._clock)
 

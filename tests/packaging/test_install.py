@@ -126,7 +126,7 @@ class InstalledPackageTests(TestCase):
         venv, scratch = _installed()
         code = (
             "from importlib import resources\n"
-            "import alertgateway.redis.queue, alertgateway.state.decisions\n"
+            "import alertgateway.redis.queue, alertgateway.redis.decisions\n"
             "from alertgateway.redis import scripts\n"
             "files = [f for f in resources.files(scripts.__name__).iterdir() if f.name.endswith('.lua')]\n"
             "print(len(files), scripts.load('queue_put').name, scripts.LOAD.name)\n"

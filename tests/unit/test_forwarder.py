@@ -22,8 +22,8 @@ from alertgateway.delivery.queue import MemoryQueue
 from alertgateway.delivery.sinks import HTTPSink, PostingClient, Retryable
 from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.state.errors import QueueFull
+from alertgateway.testing import HANG, RESET, Answer, StubProcessor
 from tests.unit._http import capture_events
-from tests.unit._processor import HANG, RESET, Answer, Processor
 from tests.unit.test_queue import envelope
 
 
@@ -75,7 +75,7 @@ class Harness(SynchronousTestCase):
         self.clock = Clock()
         self.breaker = breaker(self.clock) if breaker is not None else None
         self.metrics = GatewayMetrics()
-        self.processor = Processor(*answers, default=default_answer or Answer(202))
+        self.processor = StubProcessor(*answers, default=default_answer or Answer(202))
         self.stub = StubTreq(self.processor)
         sink = HTTPSink(cast(PostingClient, self.stub), "http://processor.test", clock=self.clock, timeout=5.0)
         forwarder = Forwarder(
@@ -251,7 +251,7 @@ class ForwarderTests(Harness):
 
         self.clock = Clock()
         self.metrics = GatewayMetrics()
-        self.processor = Processor(Answer(503), Answer(400, body=b"bad labels"), Answer(202))
+        self.processor = StubProcessor(Answer(503), Answer(400, body=b"bad labels"), Answer(202))
         self.stub = StubTreq(self.processor)
         forwarder = Forwarder(
             Recording(10),
@@ -357,7 +357,7 @@ class StopTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.processor = Processor(default=HANG)
+        self.processor = StubProcessor(default=HANG)
         self.stub = StubTreq(self.processor)
         self.forwarder = self.start(Backoff(rand=lambda: 0.0))
 

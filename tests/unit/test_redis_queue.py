@@ -414,7 +414,7 @@ class RedisQueueTests(TestCase):
         local SQLite queue and is delivered through the same take; done
         removes it there.
         """
-        client = await self.client(RedisFailure.FAIL_OPEN)
+        client = await self.client("fail_open")
         queue = await self.queue(client, "r1")
         await self.reading(queue)
         await self.kill_redis(client)
@@ -437,7 +437,7 @@ class RedisQueueTests(TestCase):
         What the fallback queue still holds when a replica stops is loaded
         and delivered, in order, when it starts again.
         """
-        client = await self.client(RedisFailure.FAIL_OPEN)
+        client = await self.client("fail_open")
         queue = await self.queue(client, "r1")
         await self.reading(queue)
         await self.kill_redis(client)
@@ -457,7 +457,7 @@ class RedisQueueTests(TestCase):
         with QueueFull (the webhook answers 503), and nothing is kept
         locally.
         """
-        client = await self.client(RedisFailure.FAIL_CLOSED)
+        client = await self.client("fail_closed")
         queue = await self.queue(client, "r1")
         await self.reading(queue)
         await self.kill_redis(client)

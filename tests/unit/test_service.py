@@ -24,9 +24,11 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from zope.interface import implementer
 
-from alertgateway.app.service import GatewayService, _exit_nonzero
+from alertgateway.app.service import GatewayService, exit_nonzero
 from alertgateway.config import parse_config
 from alertgateway.guards.ratelimit import RateLimiter
+from alertgateway.state.memory import MemoryState
+from alertgateway.testing import Answer, GatewayReactor, StubProcessor
 from alertgateway.web.resource import HandlerResource, Response
 from alertgateway.web.site import GatewayRequest
 from tests.unit._http import (
@@ -42,7 +44,6 @@ from tests.unit._http import (
     make_service,
     request_bytes,
 )
-from tests.unit._processor import Answer, Processor
 
 BODY = body(alert("A"))
 
@@ -68,7 +69,7 @@ class RecordingPort:
         return self._address
 
 
-class RecordingReactor(MemoryReactorClock):
+class RecordingReactor(GatewayReactor):
     """
     A memory reactor whose ports record stopListening, and that refuses to
     listen on the ports in C{refuse}.
@@ -202,7 +203,7 @@ class StartTests(SynchronousTestCase):
         service, _, _ = make_service(make_config(), reactor)
         service.startService()
         self.assertTrue(reactor.hasStopped)
-        self.assertIn((_exit_nonzero, (), {}), reactor.triggers["after"]["shutdown"])
+        self.assertIn((exit_nonzero, (), {}), reactor.triggers["after"]["shutdown"])
         [event] = critical
         self.assertIn("Address already in use", event["reason"])
         self.assertEqual(ready(service), 503)
@@ -493,7 +494,7 @@ class HTTPProcessorTests(SynchronousTestCase):
         Alerts still queued when stop begins are delivered before the stop
         completes; the processor sees them with the request's id.
         """
-        processor = Processor(Answer(202), Answer(202))
+        processor = StubProcessor(Answer(202), Answer(202))
         stopping = self.service.stopService()
         self.reactor.advance(3.9)
         self.assertNoResult(stopping)
@@ -555,14 +556,14 @@ class ExitTests(SynchronousTestCase):
     The exit used when the gateway cannot listen.
     """
 
-    def test_exit_nonzero(self) -> None:
+    def testexit_nonzero(self) -> None:
         """
         It ends the process at once with status 1 (twistd would otherwise
         exit 0 after the reactor stops).
         """
         statuses: list[int] = []
         self.patch(os, "_exit", statuses.append)
-        _exit_nonzero()
+        exit_nonzero()
         self.assertEqual(statuses, [1])
 
 
@@ -586,6 +587,11 @@ class DecideWiringTests(SynchronousTestCase):
         value: float | None = self.service.metrics.registry.get_sample_value("gateway_dedup_tracked")
         return value
 
+    def episodes(self) -> int:
+        state = self.service.state
+        assert isinstance(state, MemoryState)
+        return state.tracked_episodes
+
     def test_tick_every_expire_interval(self) -> None:
         """
         The tick runs every dedup.expire_interval: an
@@ -598,9 +604,9 @@ class DecideWiringTests(SynchronousTestCase):
         self.assertEqual(self.tracked(), 1.0)
         # In steps, so that each tick runs at its own time.
         self.reactor.pump([2.5, 3, 3, 2.9])
-        self.assertEqual((len(self.service.decider.episodes), self.tracked()), (1, 1.0))
+        self.assertEqual((self.episodes(), self.tracked()), (1, 1.0))
         self.reactor.advance(0.1)
-        self.assertEqual((len(self.service.decider.episodes), self.tracked()), (0, 0.0))
+        self.assertEqual((self.episodes(), self.tracked()), (0, 0.0))
 
     def test_tick_stops_with_service(self) -> None:
         """
@@ -614,10 +620,10 @@ class DecideWiringTests(SynchronousTestCase):
             [c for c in self.reactor.getDelayedCalls() if "tick" in repr(c) or "LoopingCall" in repr(c)], []
         )
         self.reactor.advance(60)
-        self.assertEqual(len(self.service.decider.episodes), 1)
+        self.assertEqual(self.episodes(), 1)
         self.service.startService()
         self.reactor.advance(3)
-        self.assertEqual(len(self.service.decider.episodes), 0)
+        self.assertEqual(self.episodes(), 0)
         self.successResultOf(self.service.stopService())
 
     def test_outcomes_reach_episodes(self) -> None:
@@ -674,8 +680,9 @@ class DurableQueueServiceTests(SynchronousTestCase):
 
         reactor.listenTCP = listen  # type: ignore[method-assign]
         service.startService()
-        # Opened and replayed (then delivered and removed) before listening.
-        self.assertEqual(order[0], "listen after 2 queue calls, 0 queued")
+        # Opened and replayed, the dead letters marked for retry taken, then
+        # delivered and removed, before listening.
+        self.assertEqual(order[0], "listen after 3 queue calls, 0 queued")
         lines = [json.loads(line) for line in self.sink.read_text().splitlines()]
         self.assertEqual([line["labels"]["alertname"] for line in lines], ["Old"])
         response = Connection(service.site).request("GET", "/health/ready")
@@ -756,7 +763,7 @@ class DurableQueueServiceTests(SynchronousTestCase):
         service, _, _ = make_service(self.config(), reactor, executor)
         service.startService()
         self.assertEqual(reactor.tcpServers, [])
-        self.assertIn((_exit_nonzero, (), {}), reactor.triggers["after"]["shutdown"])
+        self.assertIn((exit_nonzero, (), {}), reactor.triggers["after"]["shutdown"])
         [event] = critical
         self.assertIn("disk on fire", event["reason"])
         self.assertEqual(ready(service), 503)

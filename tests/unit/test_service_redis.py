@@ -130,9 +130,9 @@ class SettingsTests(SynchronousTestCase):
             environ={"REDIS_PW": "pw"},
         )
         service, _, _ = make_service(config)
-        assert service.redis is not None
+        assert service.gateway.redis is not None
         self.assertEqual(
-            service.redis.settings,
+            service.gateway.redis.settings,
             RedisSettings(
                 url="rediss://redis.invalid:6380/2",
                 password="pw",
@@ -146,6 +146,6 @@ class SettingsTests(SynchronousTestCase):
         queue = service.queue
         assert isinstance(queue, RedisQueue)
         self.assertEqual(queue.settings, RedisQueueSettings(max_items=7, partitions=3, claim_idle=9.0, read_batch=11))
-        self.assertIs(queue.failover, service.failover)
-        assert service.failover is not None
-        self.assertFalse(service.failover.fail_open)
+        self.assertIs(queue.failover, service.gateway.failover)
+        assert service.gateway.failover is not None
+        self.assertFalse(service.gateway.failover.fail_open)

@@ -30,7 +30,7 @@ from alertgateway.delivery.sinks import (
     outgoing_headers,
     parse_retry_after,
 )
-from tests.unit._processor import HANG, RESET, STALL, Answer, Processor
+from alertgateway.testing import HANG, RESET, STALL, Answer, StubProcessor
 from tests.unit.test_queue import envelope
 
 # Thu, 26 Nov 2026 03:50:00 GMT
@@ -42,10 +42,10 @@ class HTTPSinkTests(SynchronousTestCase):
     One delivery attempt against a stub processor.
     """
 
-    def sink(self, *answers: Answer, endpoint: str = "http://processor.test:8081/") -> tuple[HTTPSink, Processor]:
+    def sink(self, *answers: Answer, endpoint: str = "http://processor.test:8081/") -> tuple[HTTPSink, StubProcessor]:
         self.clock = Clock()
         self.clock.advance(NOW)
-        processor = Processor(*answers)
+        processor = StubProcessor(*answers)
         self.stub = StubTreq(processor)
         return HTTPSink(cast(PostingClient, self.stub), endpoint, clock=self.clock, timeout=5.0), processor
 

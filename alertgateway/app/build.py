@@ -1,0 +1,343 @@
+# -*- test-case-name: tests.unit.test_service -*-
+"""
+The gateway's object graph, built from a validated configuration in one
+place: the queue and its store, the sink and the forwarder, the decision
+state, admission, the guards and the resource trees.
+
+Nothing here starts anything: L{alertgateway.app.service} owns the
+lifecycle.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import IO
+
+import attrs
+from treq.client import HTTPClient
+from twisted.internet.task import deferLater
+from twisted.logger import ILogObserver
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from alertgateway.app import settings
+from alertgateway.config import GatewayConfig
+from alertgateway.core.decider import DeciderSettings
+from alertgateway.delivery.breaker import STATE_VALUES, CircuitBreaker
+from alertgateway.delivery.durable import DurableQueue
+from alertgateway.delivery.executor import ThreadExecutor
+from alertgateway.delivery.forwarder import DeliveryQueue, Forwarder
+from alertgateway.delivery.journal import Executor, SQLiteJournal
+from alertgateway.delivery.queue import MemoryQueue
+from alertgateway.delivery.sinks import BytesProducer, FileSink, HTTPSink, Sink
+from alertgateway.delivery.timeouts import AdaptiveTimeout
+from alertgateway.guards.ratelimit import Limiter, RateLimiter
+from alertgateway.guards.replays import ReplayCache
+from alertgateway.intake.admission import Admission
+from alertgateway.intake.backlog import StormBacklog
+from alertgateway.intake.outcomes import Outcomes
+from alertgateway.interfaces import IGatewayReactor
+from alertgateway.observability.logs import make_observer
+from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.redis.client import RedisClient
+from alertgateway.redis.decisions import RedisState
+from alertgateway.redis.failover import Failover, FailoverLimiter, FailoverState, SharedReplays
+from alertgateway.redis.limits import RedisRateLimiter
+from alertgateway.redis.queue import RedisQueue
+from alertgateway.redis.replays import RedisReplays
+from alertgateway.state.memory import MemoryState
+from alertgateway.state.ports import StateStore, Tracked
+from alertgateway.tls import ReloadingServerTLS, TLSFilesError
+from alertgateway.web.health import Readiness
+
+__all__ = ["Gateway", "build"]
+
+# How often a synchronous request reads whether another replica delivered
+# its alerts (queue.backend: redis).
+SHARED_QUEUE_POLL = 0.1
+
+
+@attrs.define
+class Gateway:
+    """
+    Every part of one gateway, wired together.
+
+    @ivar durable: The SQLite queue: the queue itself, or the Redis
+        queue's fallback; C{None} with the memory queue.
+    @ivar own_executor: The SQLite thread, when the gateway runs its own.
+    @ivar tls: The webhook listener's TLS, unless its files could not be
+        loaded (then C{tls_problem} says why, reported at start).
+    """
+
+    config: GatewayConfig
+    reactor: IGatewayReactor
+    log_observer: ILogObserver
+    metrics: GatewayMetrics
+    readiness: Readiness
+    decider: DeciderSettings
+    own_executor: ThreadExecutor | None
+    redis: RedisClient | None
+    failover: Failover | None
+    queue: DeliveryQueue
+    durable: DurableQueue | None
+    pool: HTTPConnectionPool | None
+    sink: Sink
+    breaker: CircuitBreaker | None
+    forwarder: Forwarder
+    state: StateStore
+    backlog: StormBacklog
+    admission: Admission
+    outcomes: Outcomes
+    replays: ReplayCache
+    shared_replays: SharedReplays | None
+    limiter: Limiter | None
+    tls: ReloadingServerTLS | None
+    tls_problem: str | None
+
+
+def build(
+    config: GatewayConfig,
+    reactor: IGatewayReactor,
+    *,
+    log_stream: IO[str] | None = None,
+    executor: Executor | None = None,
+) -> Gateway:
+    """
+    Build every part of a gateway from C{config}.
+
+    @param executor: Runs SQLite calls; by default a thread of the
+        gateway's own (tests pass one that runs them inline).
+    """
+    metrics = GatewayMetrics()
+    observer = make_observer(log_stream or sys.stdout, config.logging.format, config.logging.level, reactor)
+    own_executor = None
+    if executor is None and config.queue.backend in ("sqlite", "redis"):
+        executor = own_executor = ThreadExecutor(reactor)
+    uses_redis = config.state.backend == "redis" or config.queue.backend == "redis"
+    # One connection pool for everything shared through Redis.
+    redis = RedisClient(settings.redis_settings(config.state.redis), reactor, metrics) if uses_redis else None
+    failover = Failover(redis, config.state.redis.on_failure, metrics) if redis is not None else None
+    if redis is None:
+        # A gateway without Redis exports no Redis series: an alert on
+        # gateway_redis_up == 0 must not fire for it.
+        metrics.forget_redis()
+    queue, durable = _queue(config, reactor, executor, redis, failover)
+    processor = config.alert_processor
+    timeouts = (
+        AdaptiveTimeout(initial=processor.timeout, minimum=processor.timeout_min, maximum=processor.timeout_max)
+        if processor.adaptive_timeout
+        else None
+    )
+    sink, pool = _sink(config, reactor, timeouts)
+    metrics.forward_timeout.set(processor.timeout)
+    breaker = _breaker(config, reactor, metrics)
+    forwarder = Forwarder(
+        queue,
+        sink,
+        clock=reactor,
+        metrics=metrics,
+        max_in_flight=processor.max_in_flight,
+        max_retries=processor.max_retries,
+        batch_size=processor.batch_size,
+        breaker=breaker,
+        timeouts=timeouts,
+    )
+    decider = settings.decider_settings(config)
+    state, local = _state(config, reactor, metrics, decider, redis, failover)
+    if local is not None:
+        # In memory the gauges read the state when scraped, at no cost per
+        # request; elsewhere counting costs a round trip, made by the tick.
+        metrics.dedup_tracked.set_function(lambda: local.tracked_episodes)
+        metrics.storms_active.set_function(lambda: local.active_storms)
+    backlog = StormBacklog(
+        clock=reactor,
+        submit=forwarder.submit,
+        room=forwarder.room,
+        gauges=_gauges(metrics) if local is None else None,
+    )
+    backlog.attach(state)
+    admission = Admission(
+        state,
+        clock=reactor,
+        submit=forwarder.submit,
+        room=forwarder.room,
+        backlog=backlog,
+        metrics=metrics,
+        environments=frozenset(decider.rules),
+        default_environment=decider.default_environment,
+    )
+    outcomes = Outcomes(
+        state, clock=reactor, poll_interval=SHARED_QUEUE_POLL if config.queue.backend == "redis" else None
+    )
+    forwarder.subscribe(outcomes.delivered)
+    replays = ReplayCache(reactor, ttl=settings.replay_window(config))
+    shared_replays = (
+        SharedReplays(RedisReplays(redis, reactor), replays, failover)
+        if redis is not None and failover is not None and config.state.backend == "redis"
+        else None
+    )
+    tls, tls_problem = _tls(config)
+    return Gateway(
+        config=config,
+        reactor=reactor,
+        log_observer=observer,
+        metrics=metrics,
+        readiness=Readiness(),
+        decider=decider,
+        own_executor=own_executor,
+        redis=redis,
+        failover=failover,
+        queue=queue,
+        durable=durable,
+        pool=pool,
+        sink=sink,
+        breaker=breaker,
+        forwarder=forwarder,
+        state=state,
+        backlog=backlog,
+        admission=admission,
+        outcomes=outcomes,
+        replays=replays,
+        shared_replays=shared_replays,
+        limiter=_limiter(config, reactor, redis, failover),
+        tls=tls,
+        tls_problem=tls_problem,
+    )
+
+
+def _queue(
+    config: GatewayConfig,
+    reactor: IGatewayReactor,
+    executor: Executor | None,
+    redis: RedisClient | None,
+    failover: Failover | None,
+) -> tuple[DeliveryQueue, DurableQueue | None]:
+    queue = config.queue
+    if queue.backend == "memory":
+        return MemoryQueue(queue.max_items), None
+    assert executor is not None
+    journal = SQLiteJournal(queue.path, executor, clock_seconds=reactor.seconds, synchronous=queue.synchronous)
+    durable = DurableQueue(journal, max_items=queue.max_items, max_bytes=queue.max_bytes)
+    if queue.backend == "redis":
+        assert redis is not None and failover is not None
+        # The SQLite queue holds what is accepted while Redis is down.
+        redis_queue = RedisQueue(
+            redis, durable, failover, reactor=reactor, settings=settings.redis_queue_settings(queue)
+        )
+        return redis_queue, durable
+    return durable, durable
+
+
+def _sink(
+    config: GatewayConfig, reactor: IGatewayReactor, timeouts: AdaptiveTimeout | None
+) -> tuple[Sink, HTTPConnectionPool | None]:
+    processor = config.alert_processor
+    endpoint = processor.endpoint
+    if endpoint.startswith("file:"):
+        return FileSink(endpoint[len("file:") :]), None
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool.maxPersistentPerHost = processor.max_in_flight
+    agent = Agent(reactor, pool=pool, connectTimeout=processor.timeout)
+    client = HTTPClient(agent, data_to_body_producer=BytesProducer)
+    timeout = timeouts.current if timeouts is not None else processor.timeout
+    return HTTPSink(client, endpoint, clock=reactor, timeout=timeout), pool
+
+
+def _breaker(config: GatewayConfig, reactor: IGatewayReactor, metrics: GatewayMetrics) -> CircuitBreaker | None:
+    breaker = config.circuit_breaker
+    if not breaker.enabled:
+        return None
+    target = config.alert_processor.endpoint
+    metrics.breaker_state.labels(target=target).set(0)
+
+    def _transition(old: str, new: str) -> None:
+        metrics.breaker_state.labels(target=target).set(STATE_VALUES[new])
+        metrics.breaker_transitions.labels(target=target, to=new).inc()
+        CircuitBreaker.log.info("Circuit breaker for {target}: {old} -> {new}", target=target, old=old, new=new)
+
+    return CircuitBreaker(
+        reactor,
+        failure_threshold=breaker.failure_threshold,
+        recovery_timeout=breaker.recovery_timeout,
+        half_open_requests=breaker.half_open_requests,
+        max_recovery_timeout=breaker.max_recovery_timeout,
+        on_transition=_transition,
+    )
+
+
+def _state(
+    config: GatewayConfig,
+    reactor: IGatewayReactor,
+    metrics: GatewayMetrics,
+    decider: DeciderSettings,
+    redis: RedisClient | None,
+    failover: Failover | None,
+) -> tuple[StateStore, MemoryState | None]:
+    """
+    The state store, and the memory store when it is the only one.
+    """
+    if config.state.backend != "redis" or redis is None or failover is None:
+        local = MemoryState(decider, max_tracked=config.dedup.max_tracked, on_evict=metrics.dedup_evictions.inc)
+        return local, local
+    local = MemoryState(decider, max_tracked=config.dedup.max_tracked)
+    shared = RedisState(
+        redis,
+        reactor,
+        decider,
+        max_tracked=config.dedup.max_tracked,
+        pause=lambda seconds: deferLater(reactor, seconds),
+    )
+    return FailoverState(shared, local, failover), None
+
+
+def _gauges(metrics: GatewayMetrics) -> Callable[[Tracked], None]:
+    evicted = [0]
+
+    def _set(tracked: Tracked) -> None:
+        metrics.dedup_tracked.set(tracked.episodes)
+        metrics.storms_active.set(tracked.storms)
+        if tracked.evictions > evicted[0]:
+            metrics.dedup_evictions.inc(tracked.evictions - evicted[0])
+            evicted[0] = tracked.evictions
+
+    return _set
+
+
+def _limiter(
+    config: GatewayConfig, reactor: IGatewayReactor, redis: RedisClient | None, failover: Failover | None
+) -> Limiter | None:
+    limits = config.rate_limiting
+    if not limits.enabled:
+        return None
+    local = RateLimiter(
+        reactor,
+        global_limit=limits.global_limit,
+        burst=limits.burst_size,
+        endpoint_limits=settings.endpoint_limits(config),
+        per_client_limit=limits.per_client_limit,
+        max_clients=limits.max_tracked_clients,
+    )
+    if redis is None or failover is None or config.state.backend != "redis":
+        return local
+    shared = RedisRateLimiter(
+        redis,
+        reactor,
+        global_limit=limits.global_limit,
+        burst=limits.burst_size,
+        endpoint_limits=settings.endpoint_limits(config),
+        per_client_limit=limits.per_client_limit,
+    )
+    return FailoverLimiter(shared, local, failover)
+
+
+def _tls(config: GatewayConfig) -> tuple[ReloadingServerTLS | None, str | None]:
+    files = config.security.tls_files()
+    if files is None or config.service.listen:
+        return None, None
+    try:
+        return ReloadingServerTLS(files), None
+    except TLSFilesError as e:
+        # Reported when starting, through the same path as a port that
+        # cannot be bound: a log line and a non-zero exit, not a traceback
+        # out of twistd.
+        return None, str(e)

@@ -1,0 +1,92 @@
+# -*- test-case-name: tests.unit.test_auth -*-
+"""
+The guards of each endpoint, built from the configuration: who may send
+(its authenticator), from where, how fast, and what is forwarded with it.
+"""
+
+from __future__ import annotations
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+
+from alertgateway.app.build import Gateway
+from alertgateway.config import AuthConfig, AuthType, EndpointConfig, SignatureScheme
+from alertgateway.guards.addresses import AddressFilter, ClientAddress
+from alertgateway.guards.auth import (
+    APIKeyAuthenticator,
+    Authenticator,
+    BasicAuthenticator,
+    BearerAuthenticator,
+    SignatureAuthenticator,
+)
+from alertgateway.guards.replays import ReplayCache
+from alertgateway.guards.signatures import GrafanaVerifier, StandardWebhooksVerifier
+from alertgateway.sources import Limits
+from alertgateway.web.webhook import Guards
+
+__all__ = ["authenticator_for", "guards_for"]
+
+
+def authenticator_for(auth: AuthConfig, *, clock: IReactorTime, replays: ReplayCache) -> Authenticator | None:
+    """
+    The authenticator for an endpoint's (resolved) auth configuration, or
+    C{None} for C{type: none}.
+    """
+    if auth.type == AuthType.BEARER:
+        return BearerAuthenticator(auth.credentials)
+    if auth.type == AuthType.API_KEY:
+        return APIKeyAuthenticator(auth.credentials, auth.header)
+    if auth.type == AuthType.BASIC:
+        return BasicAuthenticator(auth.basic_users)
+    if auth.type == AuthType.HMAC:
+        verifier: GrafanaVerifier | StandardWebhooksVerifier
+        if auth.scheme == SignatureScheme.STANDARD:
+            verifier = StandardWebhooksVerifier(
+                auth.signing_secrets, clock=clock, replays=replays, tolerance=auth.tolerance
+            )
+        else:
+            verifier = GrafanaVerifier(
+                auth.signing_secrets,
+                clock=clock,
+                replays=replays,
+                header=auth.signature_header,
+                timestamp_header=auth.timestamp_header,
+                tolerance=auth.tolerance,
+            )
+        return SignatureAuthenticator(verifier)
+    if auth.type == AuthType.NONE:
+        return None
+    # The configuration only offers the types above; anything else must not
+    # quietly become "no authentication".
+    raise ValueError(f"unknown authentication type {auth.type!r}")
+
+
+def guards_for(
+    gateway: Gateway, endpoint: EndpointConfig, addresses: AddressFilter, clients: ClientAddress
+) -> tuple[Guards, AddressFilter]:
+    """
+    The guards of one endpoint, and its own address filter (whose host
+    names are to be resolved with the others').
+    """
+    config = gateway.config
+    authenticator = (
+        authenticator_for(config.webhook.auth_for(endpoint), clock=gateway.reactor, replays=gateway.replays)
+        if endpoint.auth_required
+        else None
+    )
+    endpoint_addresses = AddressFilter(endpoint.allowed_ips)
+    guards = Guards(
+        addresses=addresses,
+        endpoint_addresses=endpoint_addresses,
+        clients=clients,
+        limiter=gateway.limiter,
+        reject_status=endpoint.reject_status or config.rate_limiting.reject_status,
+        authenticator=authenticator,
+        max_concurrent=config.service.max_concurrent_requests,
+        limits=Limits(**attrs.asdict(config.limits)),
+        forward_headers=config.webhook.forward_headers,
+        add_headers=endpoint.add_headers,
+        replays=gateway.replays,
+        shared_replays=gateway.shared_replays,
+    )
+    return guards, endpoint_addresses

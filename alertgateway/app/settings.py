@@ -1,0 +1,117 @@
+# -*- test-case-name: tests.unit.test_settings -*-
+"""
+The configuration turned into the small settings objects the parts take:
+the only place, with the CLI, that reads L{alertgateway.config}.
+"""
+
+from __future__ import annotations
+
+from alertgateway.config import EnvironmentConfig, GatewayConfig, QueueConfig, RedisConfig
+from alertgateway.core.decider import DeciderSettings
+from alertgateway.core.escalation import DEFAULT_RULES, EscalationRule
+from alertgateway.core.storms import StormSettings
+from alertgateway.redis.client import RedisSettings
+from alertgateway.redis.queue import RedisQueueSettings
+
+__all__ = ["decider_settings", "endpoint_limits", "redis_queue_settings", "redis_settings", "replay_window"]
+
+
+def _override(start: EscalationRule, env: EnvironmentConfig) -> EscalationRule:
+    return EscalationRule(
+        level=env.level or start.level,
+        total=env.total or start.total,
+        within=env.within or start.within,
+        window=env.window or start.window,
+    )
+
+
+def decider_settings(config: GatewayConfig) -> DeciderSettings:
+    """
+    The decider's settings: escalation rules are the defaults, overridden
+    field by field by C{escalation.environments}; an added environment
+    starts from the default environment's rule, as configured.
+
+    Environment names are compared in lower case, as environment labels are
+    read: C{env: QA} must find the rule of an environment configured as
+    C{QA}.
+    """
+    escalation = config.escalation
+    environments = {name.lower(): env for name, env in escalation.environments.items()}
+    default = escalation.default_environment.lower()
+    rules = dict(DEFAULT_RULES)
+    # The default environment's rule first, whatever the order of the
+    # file: the added environments start from it.
+    base = rules.get(default, DEFAULT_RULES["production"])
+    if default in environments:
+        base = rules[default] = _override(base, environments[default])
+    for name, env in environments.items():
+        if name != default:
+            rules[name] = _override(rules.get(name, base), env)
+    storm = config.storm
+    storms = (
+        StormSettings(
+            threshold=storm.threshold,
+            window=storm.window,
+            flush_interval=storm.flush_interval,
+            quiet_period=storm.quiet_period,
+            max_members_listed=storm.max_members_listed,
+        )
+        if storm.enabled
+        else None
+    )
+    return DeciderSettings(
+        dedup=config.dedup.enabled,
+        window=config.dedup.window,
+        ignore_labels=config.dedup.ignore_labels,
+        group_by=config.correlation.group_by,
+        use_sender_group=config.correlation.use_sender_group,
+        escalate=escalation.enabled,
+        environment_labels=escalation.environment_labels,
+        environment_namespaces={n: e.namespaces for n, e in environments.items() if e.namespaces},
+        default_environment=default,
+        rules=rules,
+        storms=storms,
+    )
+
+
+def endpoint_limits(config: GatewayConfig) -> dict[str, int]:
+    """
+    Requests per minute by endpoint path, for the endpoints that have one.
+    """
+    return {e.path: e.rate_limit for e in config.webhook.endpoints if e.rate_limit is not None}
+
+
+def replay_window(config: GatewayConfig) -> float:
+    """
+    How long signatures are remembered: the widest timestamp tolerance.
+    """
+    auths = [config.webhook.auth] + [e.auth for e in config.webhook.endpoints if e.auth is not None]
+    return max(a.tolerance for a in auths)
+
+
+def redis_settings(config: RedisConfig) -> RedisSettings:
+    """
+    How to reach Redis (C{state.redis}); the password as read from
+    C{password}, C{password_file} or C{password_env} when loading.
+    """
+    return RedisSettings(
+        url=config.url,
+        password=config.password,
+        key_prefix=config.key_prefix,
+        timeout=config.timeout,
+        connect_timeout=config.connect_timeout,
+        pool_size=config.pool_size,
+        ca_file=config.ca_file,
+    )
+
+
+def redis_queue_settings(config: QueueConfig) -> RedisQueueSettings:
+    """
+    The Redis queue's settings (C{queue.max_items}, C{queue.redis}).
+    """
+    return RedisQueueSettings(
+        max_items=config.max_items,
+        partitions=config.redis.partitions,
+        claim_idle=config.redis.claim_idle,
+        read_batch=config.redis.read_batch,
+    )

@@ -1,0 +1,147 @@
+# -*- test-case-name: tests.unit.test_service -*-
+"""
+The three sites the gateway serves and their resource trees: the webhook
+listener's (every endpoint, the status API, the probes, and the metrics
+when they share its port), the probe listener's and the metrics listener's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.web.resource import Resource
+
+from alertgateway.app.build import Gateway
+from alertgateway.app.guards import authenticator_for, guards_for
+from alertgateway.config import DeliveryMode
+from alertgateway.guards.addresses import AddressFilter, ClientAddress
+from alertgateway.redis.queue import RedisQueue
+from alertgateway.sources import PARSERS
+from alertgateway.web.health import HealthResource, LiveResource, ReadyResource
+from alertgateway.web.site import GatewaySite
+from alertgateway.web.status import AlertsResource
+from alertgateway.web.tree import Branch, MetricsResource, mount
+from alertgateway.web.webhook import WebhookEndpoint, WebhookResource
+
+__all__ = ["Sites", "build_sites"]
+
+
+@attrs.define
+class Sites:
+    """
+    @ivar address_filters: Every C{allowed_ips} filter, for the periodic
+        resolution of the host names they list.
+    """
+
+    webhook: GatewaySite
+    probe: GatewaySite
+    metrics: GatewaySite
+    address_filters: list[AddressFilter]
+
+
+def build_sites(gateway: Gateway) -> Sites:
+    filters: list[AddressFilter] = []
+    return Sites(
+        webhook=_site(gateway, _webhook_tree(gateway, filters)),
+        probe=_site(gateway, _probe_tree(gateway)),
+        metrics=_site(gateway, _metrics_tree(gateway)),
+        address_filters=filters,
+    )
+
+
+def _site(gateway: Gateway, root: Resource) -> GatewaySite:
+    service = gateway.config.service
+    return GatewaySite(
+        root,
+        clock=gateway.reactor,
+        metrics=gateway.metrics,
+        max_body_bytes=service.max_body_bytes,
+        idle_timeout=service.idle_timeout,
+        gzip_min_bytes=service.gzip_min_bytes,
+        request_timeout=service.request_timeout,
+        access_log=gateway.config.logging.access_log,
+    )
+
+
+def _add_health(gateway: Gateway, root: Resource) -> None:
+    mount(root, "/health", HealthResource(gateway.config.service.name, gateway.readiness))
+    mount(root, "/health/live", LiveResource())
+    ready = ReadyResource(gateway.readiness, lambda: _ready_details(gateway), lambda: _can_serve(gateway))
+    mount(root, "/health/ready", ready)
+
+
+def _webhook_tree(gateway: Gateway, filters: list[AddressFilter]) -> Resource:
+    config = gateway.config
+    root = Branch()
+    addresses = AddressFilter(config.security.allowed_ips)
+    filters.append(addresses)
+    clients = ClientAddress(config.security.trusted_proxies)
+    for endpoint in config.webhook.endpoints:
+        guards, own_addresses = guards_for(gateway, endpoint, addresses, clients)
+        filters.append(own_addresses)
+        source = endpoint.source or ""
+        resource = WebhookResource(
+            WebhookEndpoint(endpoint.path, source, sync=endpoint.delivery == DeliveryMode.SYNC),
+            parser=PARSERS[source],
+            guards=guards,
+            admission=gateway.admission,
+            outcomes=gateway.outcomes,
+            readiness=gateway.readiness,
+            metrics=gateway.metrics,
+            clock=gateway.reactor,
+        )
+        for path in endpoint.served_paths():
+            mount(root, path, resource)
+    _add_health(gateway, root)
+    # Guarded like the webhooks: security.allowed_ips, and webhook.auth
+    # unless no webhook endpoint asks for authentication at all.
+    status_auth = (
+        authenticator_for(config.webhook.auth, clock=gateway.reactor, replays=gateway.replays)
+        if any(e.auth_required for e in config.webhook.endpoints)
+        else None
+    )
+    status = AlertsResource(gateway.state, status_auth, addresses=addresses, clients=clients, metrics=gateway.metrics)
+    mount(root, "/v1/alerts", status)
+    if config.metrics_on_webhook_port():
+        mount(root, config.metrics.path, MetricsResource(gateway.metrics, config.metrics.path))
+    gateway.metrics.declare_endpoints(e.path for e in config.webhook.endpoints)
+    return root
+
+
+def _probe_tree(gateway: Gateway) -> Resource:
+    root = Branch()
+    _add_health(gateway, root)
+    return root
+
+
+def _metrics_tree(gateway: Gateway) -> Resource:
+    root = Branch()
+    path = gateway.config.metrics.path
+    mount(root, path, MetricsResource(gateway.metrics, path))
+    return root
+
+
+def _ready_details(gateway: Gateway) -> dict[str, Any]:
+    config = gateway.config
+    queue = gateway.queue
+    details: dict[str, Any] = {
+        "queue": {"backend": str(config.queue.backend), "depth": len(queue), "capacity": queue.max_items}
+    }
+    if isinstance(queue, RedisQueue):
+        details["queue"]["partitions"] = sorted(queue.held)
+    if gateway.breaker is not None:
+        details["circuitBreaker"] = {"state": gateway.breaker.state, "target": config.alert_processor.endpoint}
+    if gateway.redis is not None:
+        details["redis"] = {"up": gateway.redis.up, "onFailure": str(config.state.redis.on_failure)}
+    return details
+
+
+def _can_serve(gateway: Gateway) -> bool:
+    """
+    Whether webhooks can be taken as configured: not while Redis is down
+    and the gateway fails closed (a load balancer should send them to a
+    replica that can).
+    """
+    redis = gateway.redis
+    return redis is None or redis.up or gateway.config.state.redis.on_failure == "fail_open"
