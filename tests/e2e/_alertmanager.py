@@ -3,8 +3,8 @@ Helpers for the end-to-end tests with a real Alertmanager.
 
 L{DocumentedAlertmanager} is the harness's Alertmanager whose webhook
 receiver is the one C{docs/operations.md} tells operators to copy (the
-block marked C{<!-- e2e: alertmanager-config -->}), so the documented
-configuration is the tested one.  L{RepeatingAlertmanager} is that
+block marked C{<!-- snippet: alertmanager-config name=e2e -->}), so the
+documented configuration is the tested one.  L{RepeatingAlertmanager} is that
 Alertmanager with route timers of the test's choosing (a short C{repeat_interval} makes it re-send a firing
 group every few seconds).  L{WebhookRecorder} sits between Alertmanager and
 the gateway and keeps every webhook and the gateway's answer to it, which
@@ -46,13 +46,13 @@ def rfc3339(moment: datetime) -> str:
 
 
 OPERATIONS = REPO / "docs" / "operations.md"
-E2E_MARKER = "<!-- e2e: alertmanager-config -->"
+E2E_MARKER = "<!-- snippet: alertmanager-config name=e2e -->"
 
 
 def documented_alertmanager_config() -> dict[str, Any]:
     """
     The C{alertmanager.yml} of C{docs/operations.md}: the fenced YAML block
-    right after the C{<!-- e2e: alertmanager-config -->} marker.
+    right after its C{<!-- snippet: alertmanager-config name=e2e -->} marker.
     """
     text = OPERATIONS.read_text()
     _, marker, rest = text.partition(E2E_MARKER)
