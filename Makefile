@@ -26,6 +26,7 @@ run: install
 lint: install
 	$(VENV)/bin/ruff check alertgateway twisted tests bench
 	$(VENV)/bin/ruff format --check alertgateway twisted tests bench
+	$(VENV)/bin/lint-imports
 
 typecheck: install
 	$(VENV)/bin/mypy
