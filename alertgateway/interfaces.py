@@ -17,21 +17,19 @@ from twisted.internet.interfaces import (
     IReactorTime,
 )
 
-__all__ = ["IGatewayReactor"]
+__all__ = ["IClientReactor", "IGatewayReactor"]
 
 
-class IGatewayReactor(
-    IReactorCore,
-    IReactorTime,
-    IReactorTCP,
-    IReactorSSL,
-    IReactorSocket,
-    IReactorThreads,
-    IReactorPluggableNameResolver,
-):
+class IClientReactor(IReactorTime, IReactorTCP, IReactorPluggableNameResolver):
     """
-    Time (every timer and timeout), TCP and TLS (listeners, the processor,
-    Redis), socket adoption (C{SO_REUSEPORT}), threads (the SQLite thread),
-    name resolution (host names in C{allowed_ips}) and the core (start,
-    stop, shutdown triggers).
+    What a client connection needs (Redis, the processor): time for its
+    timeouts, TCP, and name resolution.
+    """
+
+
+class IGatewayReactor(IClientReactor, IReactorCore, IReactorSSL, IReactorSocket, IReactorThreads):
+    """
+    Everything the gateway asks of its reactor: what clients need, TLS
+    listeners, socket adoption (C{SO_REUSEPORT}), threads (the SQLite
+    thread) and the core (start, stop, shutdown triggers).
     """

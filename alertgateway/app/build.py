@@ -115,12 +115,12 @@ def build(
         executor = own_executor = ThreadExecutor(reactor)
     uses_redis = config.state.backend == "redis" or config.queue.backend == "redis"
     # One connection pool for everything shared through Redis.
-    redis = RedisClient(settings.redis_settings(config.state.redis), reactor, metrics) if uses_redis else None
-    failover = Failover(redis, config.state.redis.on_failure, metrics) if redis is not None else None
+    redis = RedisClient(settings.redis_settings(config.state.redis), reactor, metrics.redis) if uses_redis else None
+    failover = Failover(redis, config.state.redis.on_failure, metrics.redis) if redis is not None else None
     if redis is None:
         # A gateway without Redis exports no Redis series: an alert on
         # gateway_redis_up == 0 must not fire for it.
-        metrics.forget_redis()
+        metrics.redis.forget()
     queue, durable = _queue(config, reactor, executor, redis, failover)
     processor = config.alert_processor
     timeouts = (
@@ -129,13 +129,13 @@ def build(
         else None
     )
     sink, pool = _sink(config, reactor, timeouts)
-    metrics.forward_timeout.set(processor.timeout)
+    metrics.delivery.forward_timeout.set(processor.timeout)
     breaker = _breaker(config, reactor, metrics)
     forwarder = Forwarder(
         queue,
         sink,
         clock=reactor,
-        metrics=metrics,
+        metrics=metrics.delivery,
         max_in_flight=processor.max_in_flight,
         max_retries=processor.max_retries,
         batch_size=processor.batch_size,
@@ -147,8 +147,8 @@ def build(
     if local is not None:
         # In memory the gauges read the state when scraped, at no cost per
         # request; elsewhere counting costs a round trip, made by the tick.
-        metrics.dedup_tracked.set_function(lambda: local.tracked_episodes)
-        metrics.storms_active.set_function(lambda: local.active_storms)
+        metrics.decisions.dedup_tracked.set_function(lambda: local.tracked_episodes)
+        metrics.decisions.storms_active.set_function(lambda: local.active_storms)
     backlog = StormBacklog(
         clock=reactor,
         submit=forwarder.submit,
@@ -162,7 +162,7 @@ def build(
         submit=forwarder.submit,
         room=forwarder.room,
         backlog=backlog,
-        metrics=metrics,
+        metrics=metrics.decisions,
         environments=frozenset(decider.rules),
         default_environment=decider.default_environment,
     )
@@ -248,11 +248,12 @@ def _breaker(config: GatewayConfig, reactor: IGatewayReactor, metrics: GatewayMe
     if not breaker.enabled:
         return None
     target = config.alert_processor.endpoint
-    metrics.breaker_state.labels(target=target).set(0)
+    delivery = metrics.delivery
+    delivery.breaker_state.labels(target=target).set(0)
 
     def _transition(old: str, new: str) -> None:
-        metrics.breaker_state.labels(target=target).set(STATE_VALUES[new])
-        metrics.breaker_transitions.labels(target=target, to=new).inc()
+        delivery.breaker_state.labels(target=target).set(STATE_VALUES[new])
+        delivery.breaker_transitions.labels(target=target, to=new).inc()
         CircuitBreaker.log.info("Circuit breaker for {target}: {old} -> {new}", target=target, old=old, new=new)
 
     return CircuitBreaker(
@@ -277,7 +278,8 @@ def _state(
     The state store, and the memory store when it is the only one.
     """
     if config.state.backend != "redis" or redis is None or failover is None:
-        local = MemoryState(decider, max_tracked=config.dedup.max_tracked, on_evict=metrics.dedup_evictions.inc)
+        evictions = metrics.decisions.dedup_evictions
+        local = MemoryState(decider, max_tracked=config.dedup.max_tracked, on_evict=evictions.inc)
         return local, local
     local = MemoryState(decider, max_tracked=config.dedup.max_tracked)
     shared = RedisState(
@@ -294,10 +296,11 @@ def _gauges(metrics: GatewayMetrics) -> Callable[[Tracked], None]:
     evicted = [0]
 
     def _set(tracked: Tracked) -> None:
-        metrics.dedup_tracked.set(tracked.episodes)
-        metrics.storms_active.set(tracked.storms)
+        decisions = metrics.decisions
+        decisions.dedup_tracked.set(tracked.episodes)
+        decisions.storms_active.set(tracked.storms)
         if tracked.evictions > evicted[0]:
-            metrics.dedup_evictions.inc(tracked.evictions - evicted[0])
+            decisions.dedup_evictions.inc(tracked.evictions - evicted[0])
             evicted[0] = tracked.evictions
 
     return _set

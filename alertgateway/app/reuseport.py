@@ -57,7 +57,7 @@ class ReusePortEndpoint:
     @param backlog: The length of the socket's accept queue.
     """
 
-    def __init__(self, reactor: Any, port: int, interface: str = "", backlog: int = 50) -> None:
+    def __init__(self, reactor: IReactorSocket, port: int, interface: str = "", backlog: int = 50) -> None:
         self._reactor = reactor
         self._port = port
         self._interface = interface
@@ -110,7 +110,7 @@ class ReusePortEndpoint:
         return socket.AF_INET6, found[0][4]
 
 
-def endpoint_for(reactor: Any, host: str, port: int, backlog: int = 50) -> ReusePortEndpoint:
+def endpoint_for(reactor: IReactorSocket, host: str, port: int, backlog: int = 50) -> ReusePortEndpoint:
     """
     The endpoint for C{service.host} and C{service.port} when
     C{service.reuse_port} is set.

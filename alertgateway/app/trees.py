@@ -55,7 +55,7 @@ def _site(gateway: Gateway, root: Resource) -> GatewaySite:
     return GatewaySite(
         root,
         clock=gateway.reactor,
-        metrics=gateway.metrics,
+        metrics=gateway.metrics.http,
         max_body_bytes=service.max_body_bytes,
         idle_timeout=service.idle_timeout,
         gzip_min_bytes=service.gzip_min_bytes,
@@ -88,7 +88,7 @@ def _webhook_tree(gateway: Gateway, filters: list[AddressFilter]) -> Resource:
             admission=gateway.admission,
             outcomes=gateway.outcomes,
             readiness=gateway.readiness,
-            metrics=gateway.metrics,
+            metrics=gateway.metrics.webhooks,
             clock=gateway.reactor,
         )
         for path in endpoint.served_paths():
@@ -101,11 +101,13 @@ def _webhook_tree(gateway: Gateway, filters: list[AddressFilter]) -> Resource:
         if any(e.auth_required for e in config.webhook.endpoints)
         else None
     )
-    status = AlertsResource(gateway.state, status_auth, addresses=addresses, clients=clients, metrics=gateway.metrics)
+    status = AlertsResource(
+        gateway.state, status_auth, addresses=addresses, clients=clients, metrics=gateway.metrics.webhooks
+    )
     mount(root, "/v1/alerts", status)
     if config.metrics_on_webhook_port():
         mount(root, config.metrics.path, MetricsResource(gateway.metrics, config.metrics.path))
-    gateway.metrics.declare_endpoints(e.path for e in config.webhook.endpoints)
+    gateway.metrics.http.declare_endpoints(e.path for e in config.webhook.endpoints)
     return root
 
 

@@ -8,9 +8,10 @@ come back on the reactor thread as Deferreds.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
@@ -26,7 +27,7 @@ class ThreadExecutor:
     @param reactor: Provides C{callFromThread} (IReactorFromThreads).
     """
 
-    def __init__(self, reactor: Any, name: str = "alertgateway-queue") -> None:
+    def __init__(self, reactor: IReactorFromThreads, name: str = "alertgateway-queue") -> None:
         self._reactor = reactor
         self._name = name
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name=name)

@@ -25,7 +25,7 @@ from alertgateway.delivery.breaker import CircuitBreaker
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.sinks import Rejected, Retryable, Sink
 from alertgateway.delivery.timeouts import AdaptiveTimeout, FailureRatio
-from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.observability.metrics import DeliveryMetrics
 
 __all__ = ["Backoff", "Forwarder"]
 
@@ -114,7 +114,7 @@ class Forwarder:
         sink: Sink,
         *,
         clock: IReactorTime,
-        metrics: GatewayMetrics,
+        metrics: DeliveryMetrics,
         max_in_flight: int,
         max_retries: int,
         backoff: Backoff | None = None,

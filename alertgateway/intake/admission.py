@@ -25,7 +25,7 @@ from alertgateway.core.decision import Decision, Ruling, Verdict
 from alertgateway.core.model import Alert
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.intake.backlog import StormBacklog
-from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.observability.metrics import DecisionMetrics
 from alertgateway.state.errors import QueueFull
 from alertgateway.state.ports import StateStore
 
@@ -53,7 +53,7 @@ class Admission:
         submit: Callable[[list[Envelope]], Deferred[None]],
         room: Callable[[], int],
         backlog: StormBacklog,
-        metrics: GatewayMetrics,
+        metrics: DecisionMetrics,
         environments: frozenset[str],
         default_environment: str,
     ) -> None:

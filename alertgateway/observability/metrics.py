@@ -1,8 +1,20 @@
+# -*- test-case-name: tests.unit.test_metrics -*-
 """
-The gateway's Prometheus metrics, on a registry of its own.
+The gateway's Prometheus metrics, on a registry of its own, in groups: each
+part of the gateway is given only the group it records.
 
-A registry per service (not prometheus_client's global one) keeps tests
-independent and keeps library metrics that nobody asked for off /metrics.
+  - L{HTTPMetrics}: every request answered (the site);
+  - L{WebhookMetrics}: alerts received, rate limits and security refusals
+    (the webhook and status resources);
+  - L{DecisionMetrics}: duplicates, escalations, storms and what the state
+    tracks (admission, the state store);
+  - L{DeliveryMetrics}: forwarding, the queue and the circuit breaker (the
+    forwarder);
+  - L{RedisMetrics}: the Redis connection (the client, the fail-open
+    policy).
+
+A registry per gateway (not prometheus_client's global one) keeps tests
+independent and keeps library metrics nobody asked for off /metrics.
 """
 
 from __future__ import annotations
@@ -13,22 +25,50 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-__all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "LATENCY_BUCKETS",
+    "DecisionMetrics",
+    "DeliveryMetrics",
+    "GatewayMetrics",
+    "HTTPMetrics",
+    "RedisMetrics",
+    "WebhookMetrics",
+]
 
-# The plan's buckets (1 ms … 100 ms, around its 50 ms p95 target), extended
-# to 1 s so slow outliers are still told apart.
+# 1 ms to 100 ms around a 50 ms p95 target, extended to 1 s so slow
+# outliers are still told apart.
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
-class GatewayMetrics:
+class _Group:
     """
-    Every metric the gateway exports, created on one registry.
+    Metrics on one registry, with their labelled children cached.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
-        r = self.registry
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """
+        C{metric.labels(*values)}, resolved once: prometheus_client checks
+        and locks on every C{labels()} call, and the hot paths (each
+        request, each alert) need the same few children again and again.
+        Label values here come from the configuration or small fixed sets,
+        never from senders, so the cache stays small.
+        """
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
+
+
+class HTTPMetrics(_Group):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        r = registry
         self.requests = Counter(
             "gateway_requests", "HTTP requests answered, by endpoint and status code", ["endpoint", "code"], registry=r
         )
@@ -39,26 +79,25 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+
+    def declare_endpoints(self, endpoints: Iterable[str]) -> None:
+        """
+        Create the per-endpoint series up front, so rates over them exist
+        before the first request.
+        """
+        for endpoint in endpoints:
+            self.request_duration.labels(endpoint=endpoint)
+
+
+class WebhookMetrics(_Group):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        r = registry
         self.alerts_received = Counter(
             "gateway_alerts_received",
             "Alerts received in webhooks, by source and status (firing, resolved, invalid)",
             ["source", "status"],
             registry=r,
-        )
-        self.alerts_forwarded = Counter(
-            "gateway_alerts_forwarded",
-            "Alerts leaving the gateway, by outcome (delivered, rejected, failed)",
-            ["outcome"],
-            registry=r,
-        )
-        self.forward_duration = Histogram(
-            "gateway_forward_duration_seconds",
-            "Duration of one delivery attempt to the Alert Processor",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.forward_retries = Counter(
-            "gateway_forward_retries", "Delivery attempts that failed and were retried", registry=r
         )
         self.rate_limited = Counter(
             "gateway_rate_limited",
@@ -73,7 +112,12 @@ class GatewayMetrics:
             ["endpoint", "reason"],
             registry=r,
         )
-        self.tls_reloads = Counter("gateway_tls_reloads", "TLS certificate reloads after a rotation", registry=r)
+
+
+class DecisionMetrics(_Group):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        r = registry
         self.alerts_deduplicated = Counter(
             "gateway_alerts_deduplicated",
             "Alerts recognised as duplicates and not forwarded, by source",
@@ -94,6 +138,27 @@ class GatewayMetrics:
         self.storm_alerts_aggregated = Counter(
             "gateway_storm_alerts_aggregated", "New alerts folded into a storm instead of forwarded alone", registry=r
         )
+
+
+class DeliveryMetrics(_Group):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        r = registry
+        self.alerts_forwarded = Counter(
+            "gateway_alerts_forwarded",
+            "Alerts leaving the gateway, by outcome (delivered, rejected)",
+            ["outcome"],
+            registry=r,
+        )
+        self.forward_duration = Histogram(
+            "gateway_forward_duration_seconds",
+            "Duration of one delivery attempt to the Alert Processor",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.forward_retries = Counter(
+            "gateway_forward_retries", "Delivery attempts that failed and were retried", registry=r
+        )
         self.forward_attempts = Counter(
             "gateway_forward_attempts",
             "Delivery attempts by outcome (success, retry, reject) and class of result"
@@ -113,6 +178,7 @@ class GatewayMetrics:
         self.queue_oldest_age = Gauge(
             "gateway_queue_oldest_age_seconds", "Age of the oldest alert accepted and not yet delivered", registry=r
         )
+        self.queue_depth = Gauge("gateway_queue_depth", "Alerts accepted and not yet delivered", registry=r)
         self.breaker_state = Gauge(
             "gateway_circuit_breaker_state",
             "Circuit breaker state by target: 0 closed, 1 open, 2 half-open",
@@ -125,57 +191,63 @@ class GatewayMetrics:
             ["target", "to"],
             registry=r,
         )
-        self.queue_depth = Gauge("gateway_queue_depth", "Alerts accepted and not yet delivered", registry=r)
-        self.ready = Gauge("gateway_ready", "1 while the gateway accepts webhooks, 0 otherwise", registry=r)
-        self.redis_up = Gauge("gateway_redis_up", "1 while the gateway has a working connection to Redis", registry=r)
-        self.redis_errors = Counter(
+
+
+class RedisMetrics(_Group):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        r = registry
+        self.up = Gauge("gateway_redis_up", "1 while the gateway has a working connection to Redis", registry=r)
+        self.errors = Counter(
             "gateway_redis_errors",
             "Redis operations that failed, by operation and reason (unavailable, timeout, error)",
             ["operation", "reason"],
             registry=r,
         )
-        self.redis_latency = Histogram(
+        self.latency = Histogram(
             "gateway_redis_latency_seconds",
             "Round-trip time of Redis operations, by operation",
             ["operation"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.redis_fallbacks = Counter(
+        self.fallbacks = Counter(
             "gateway_redis_fallbacks",
             "Decisions taken from local memory because Redis was unreachable (state.redis.on_failure: fail_open)",
             ["facility"],
             registry=r,
         )
 
-    def child(self, metric: Any, *values: str) -> Any:
+    @classmethod
+    def unregistered(cls) -> RedisMetrics:
         """
-        C{metric.labels(*values)}, resolved once: prometheus_client checks
-        and locks on every C{labels()} call, and the hot paths (each
-        request, each alert) need the same few children again and again.
-        Label values here come from the configuration or small fixed sets,
-        never from senders, so the cache stays small.
+        Metrics that nobody scrapes (a connection metered apart).
         """
-        key = (id(metric), values)
-        found = self._children.get(key)
-        if found is None:
-            found = self._children[key] = metric.labels(*values)
-        return found
+        return cls(CollectorRegistry())
 
-    def forget_redis(self) -> None:
+    def forget(self) -> None:
         """
-        Leave the Redis metrics out of the output (no Redis backend).
+        Leave these metrics out of the registry (no Redis backend: an alert
+        on gateway_redis_up == 0 must not fire for it).
         """
-        for collector in (self.redis_up, self.redis_errors, self.redis_latency, self.redis_fallbacks):
+        for collector in (self.up, self.errors, self.latency, self.fallbacks):
             self.registry.unregister(collector)
 
-    def declare_endpoints(self, endpoints: Iterable[str]) -> None:
-        """
-        Create the per-endpoint series up front, so rates over them exist
-        before the first request.
-        """
-        for endpoint in endpoints:
-            self.request_duration.labels(endpoint=endpoint)
+
+class GatewayMetrics:
+    """
+    Every metric the gateway exports, created on one registry.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = r = registry if registry is not None else CollectorRegistry()
+        self.http = HTTPMetrics(r)
+        self.webhooks = WebhookMetrics(r)
+        self.decisions = DecisionMetrics(r)
+        self.delivery = DeliveryMetrics(r)
+        self.redis = RedisMetrics(r)
+        self.tls_reloads = Counter("gateway_tls_reloads", "TLS certificate reloads after a rotation", registry=r)
+        self.ready = Gauge("gateway_ready", "1 while the gateway accepts webhooks, 0 otherwise", registry=r)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

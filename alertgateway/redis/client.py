@@ -39,7 +39,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.interfaces import IClientReactor
+from alertgateway.observability.metrics import RedisMetrics
 from alertgateway.state.errors import StateUnavailable
 
 __all__ = ["RedisClient", "RedisError", "RedisSettings", "RedisUnavailable", "Script"]
@@ -192,8 +193,8 @@ class RedisClient:
     def __init__(
         self,
         settings: RedisSettings,
-        reactor: Any,
-        metrics: GatewayMetrics,
+        reactor: IClientReactor,
+        metrics: RedisMetrics,
         *,
         name: str = "state",
     ) -> None:
@@ -297,7 +298,7 @@ class RedisClient:
         if up == self.up:
             return
         self.up = up
-        self._metrics.redis_up.set(1 if up else 0)
+        self._metrics.up.set(1 if up else 0)
         if up:
             self.log.info("Connected to Redis ({name})", name=self._name)
         else:
@@ -359,23 +360,23 @@ class RedisClient:
     def _run(self, operation: str, call: Callable[[Any], Deferred[Any]]) -> Deferred[Any]:
         metrics = self._metrics
         if self._factory is None or not self.up:
-            metrics.redis_errors.labels(operation=operation, reason="unavailable").inc()
+            metrics.errors.labels(operation=operation, reason="unavailable").inc()
             return fail(RedisUnavailable("not connected to Redis"))
         started = self._reactor.seconds()
         try:
             d = call(self._factory.handler)
         except Exception as e:  # txredisapi raises when a connection just died
-            metrics.redis_errors.labels(operation=operation, reason="unavailable").inc()
+            metrics.errors.labels(operation=operation, reason="unavailable").inc()
             return fail(RedisUnavailable(str(e)))
         d.addTimeout(self.settings.timeout, self._reactor)
 
         def _done(result: Any) -> Any:
-            metrics.redis_latency.labels(operation=operation).observe(self._reactor.seconds() - started)
+            metrics.latency.labels(operation=operation).observe(self._reactor.seconds() - started)
             return result
 
         def _failed(failure: Failure) -> Failure:
             reason = _classify(failure)
-            metrics.redis_errors.labels(operation=operation, reason=reason).inc()
+            metrics.errors.labels(operation=operation, reason=reason).inc()
             if reason != "error":
                 raise RedisUnavailable(f"{operation}: {failure.getErrorMessage() or repr(failure.value)}")
             refused = _refusal(failure)

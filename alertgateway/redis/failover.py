@@ -24,7 +24,7 @@ from alertgateway.core.episodes import Delivery, Episode
 from alertgateway.core.model import Alert
 from alertgateway.guards.ratelimit import RateCheck, RateLimiter
 from alertgateway.guards.replays import ReplayCache
-from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.observability.metrics import RedisMetrics
 from alertgateway.redis.client import RedisClient, RedisError, RedisUnavailable
 from alertgateway.redis.decisions import RedisState
 from alertgateway.redis.limits import RedisRateLimiter
@@ -46,7 +46,7 @@ class Failover:
 
     log = Logger()
 
-    def __init__(self, client: RedisClient, mode: str, metrics: GatewayMetrics) -> None:
+    def __init__(self, client: RedisClient, mode: str, metrics: RedisMetrics) -> None:
         self.client = client
         self.mode = mode
         self._metrics = metrics
@@ -74,7 +74,7 @@ class Failover:
             # either: it is counted (gateway_redis_errors_total) and logged.
             if not self.fail_open:
                 raise StateUnavailable(str(e)) from None
-            self._metrics.redis_fallbacks.labels(facility=facility).inc()
+            self._metrics.fallbacks.labels(facility=facility).inc()
             if not self._warned:
                 self._warned = True
                 self.log.warn(

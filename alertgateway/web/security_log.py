@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from twisted.logger import Logger
 
-from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.observability.metrics import WebhookMetrics
 from alertgateway.web.problems import Problem
 from alertgateway.web.site import GatewayRequest
 
@@ -18,7 +18,7 @@ _security_log = Logger(namespace="alertgateway.security")
 
 
 def record_refusal(
-    metrics: GatewayMetrics | None, endpoint: str, request: GatewayRequest, client: str, problem: Problem
+    metrics: WebhookMetrics | None, endpoint: str, request: GatewayRequest, client: str, problem: Problem
 ) -> None:
     """
     Log and count one refusal; never the credential or the body.

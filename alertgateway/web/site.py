@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.resource import IResource
 
-from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.observability.metrics import HTTPMetrics
 
 __all__ = ["GatewayRequest", "GatewaySite"]
 
@@ -149,7 +149,7 @@ class GatewaySite(server.Site):
         resource: IResource,
         *,
         clock: IReactorTime,
-        metrics: GatewayMetrics,
+        metrics: HTTPMetrics,
         max_body_bytes: int,
         idle_timeout: float,
         gzip_min_bytes: int = 1024,

@@ -25,7 +25,7 @@ from alertgateway.core.timefmt import rfc3339
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import Authenticator
 from alertgateway.guards.errors import Refused
-from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.observability.metrics import WebhookMetrics
 from alertgateway.state.errors import StateUnavailable
 from alertgateway.state.ports import StateStore
 from alertgateway.web import problems
@@ -72,7 +72,7 @@ class _Guarded(HandlerResource):
         *,
         addresses: AddressFilter | None = None,
         clients: ClientAddress | None = None,
-        metrics: GatewayMetrics | None = None,
+        metrics: WebhookMetrics | None = None,
     ) -> None:
         super().__init__()
         self._state = state
@@ -113,7 +113,7 @@ class AlertResource(_Guarded):
         *,
         addresses: AddressFilter | None = None,
         clients: ClientAddress | None = None,
-        metrics: GatewayMetrics | None = None,
+        metrics: WebhookMetrics | None = None,
     ) -> None:
         super().__init__(state, authenticator, addresses=addresses, clients=clients, metrics=metrics)
         self._fingerprint = fingerprint

@@ -37,7 +37,7 @@ from alertgateway.guards.ratelimit import Limiter, RateCheck
 from alertgateway.guards.replays import ReplayCache
 from alertgateway.intake.admission import Admission
 from alertgateway.intake.outcomes import Outcomes
-from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.observability.metrics import WebhookMetrics
 from alertgateway.redis.failover import SharedReplays
 from alertgateway.sources import Limits, Parser, ParseResult, PayloadError, Rejection
 from alertgateway.state.errors import QueueFull, StateUnavailable, StorageError
@@ -149,7 +149,7 @@ class WebhookResource(HandlerResource):
         admission: Admission,
         outcomes: Outcomes,
         readiness: Readiness,
-        metrics: GatewayMetrics,
+        metrics: WebhookMetrics,
         clock: IReactorTime,
     ) -> None:
         super().__init__()

@@ -41,7 +41,8 @@ def exported_metrics() -> dict[str, tuple[str, ...]]:
     """
     metrics = GatewayMetrics()
     found: dict[str, tuple[str, ...]] = {}
-    for value in vars(metrics).values():
+    groups = (metrics, metrics.http, metrics.webhooks, metrics.decisions, metrics.delivery, metrics.redis)
+    for value in (value for group in groups for value in vars(group).values()):
         if isinstance(value, MetricWrapperBase):
             name = value._name + ("_total" if isinstance(value, Counter) else "")
             labels: tuple[str, ...] = value._labelnames

@@ -299,7 +299,7 @@ class PassThrough:
             submit=submit,
             room=lambda: 1_000_000,
             backlog=backlog,
-            metrics=metrics,
+            metrics=metrics.decisions,
             environments=frozenset(),
             default_environment="production",
         )
@@ -327,7 +327,7 @@ def webhook_resource(
         admission=through.admission,
         outcomes=through.outcomes,
         readiness=readiness,
-        metrics=metrics,
+        metrics=metrics.webhooks,
         clock=clock,
     )
 
@@ -364,7 +364,7 @@ def webhook_site(
     return GatewaySite(
         root,
         clock=clock,
-        metrics=metrics,
+        metrics=metrics.http,
         max_body_bytes=max_body_bytes,
         idle_timeout=60,
         gzip_min_bytes=gzip_min_bytes,
@@ -488,7 +488,7 @@ class Edge:
         self.site = GatewaySite(
             root,
             clock=clock,
-            metrics=self.metrics,
+            metrics=self.metrics.http,
             max_body_bytes=max_body_bytes,
             idle_timeout=60,
             gzip_min_bytes=gzip_min_bytes,

@@ -121,9 +121,11 @@ class IntakeTestCase(SynchronousTestCase):
         self.queue = RecordingQueue(capacity)
         self.metrics = metrics = GatewayMetrics()
         settings = DeciderSettings(storms=storm, **overrides)
-        self.state = state = MemoryState(settings, max_tracked=max_tracked, on_evict=metrics.dedup_evictions.inc)
-        metrics.dedup_tracked.set_function(lambda: state.tracked_episodes)
-        metrics.storms_active.set_function(lambda: state.active_storms)
+        self.state = state = MemoryState(
+            settings, max_tracked=max_tracked, on_evict=metrics.decisions.dedup_evictions.inc
+        )
+        metrics.decisions.dedup_tracked.set_function(lambda: state.tracked_episodes)
+        metrics.decisions.storms_active.set_function(lambda: state.active_storms)
         self.backlog = StormBacklog(clock=self.clock, submit=self.queue.submit, room=self.queue.room)
         self.backlog.attach(state)
         self.outcomes = Outcomes(state, clock=self.clock)
@@ -133,7 +135,7 @@ class IntakeTestCase(SynchronousTestCase):
             submit=self.queue.submit,
             room=self.queue.room,
             backlog=self.backlog,
-            metrics=metrics,
+            metrics=metrics.decisions,
             environments=frozenset(settings.rules),
             default_environment=settings.default_environment,
         )
@@ -438,7 +440,7 @@ class DeliveredTests(IntakeTestCase):
         stub = StubTreq(processor)
         sink = HTTPSink(cast(PostingClient, stub), "http://processor.test", clock=self.clock, timeout=5.0)
         forwarder = Forwarder(
-            MemoryQueue(10), sink, clock=self.clock, metrics=self.metrics, max_in_flight=1, max_retries=0
+            MemoryQueue(10), sink, clock=self.clock, metrics=self.metrics.delivery, max_in_flight=1, max_retries=0
         )
         admission = Admission(
             self.state,
@@ -446,7 +448,7 @@ class DeliveredTests(IntakeTestCase):
             submit=forwarder.submit,
             room=forwarder.room,
             backlog=self.backlog,
-            metrics=self.metrics,
+            metrics=self.metrics.decisions,
             environments=frozenset(),
             default_environment="production",
         )

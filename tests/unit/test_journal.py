@@ -14,7 +14,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.executor import ThreadExecutor
@@ -284,6 +286,7 @@ class DeadLetterTests(SynchronousTestCase):
         self.assertEqual(list_items(self.connection), [])
 
 
+@implementer(IReactorFromThreads)
 class FromThreadReactor:
     """
     Just enough of a reactor for deferToThreadPool: callables from other
@@ -293,8 +296,8 @@ class FromThreadReactor:
     def __init__(self) -> None:
         self.calls: threadqueue.Queue[tuple[Callable[..., object], tuple[object, ...]]] = threadqueue.Queue()
 
-    def callFromThread(self, f: Callable[..., object], *args: object) -> None:
-        self.calls.put((f, args))
+    def callFromThread(self, callable: Callable[..., Any], *args: object, **kwargs: object) -> None:
+        self.calls.put((callable, args))
 
 
 class ThreadTests(SynchronousTestCase):

@@ -22,7 +22,7 @@ class GatewayMetricsTests(SynchronousTestCase):
         would refuse the second) and nothing lands in the global one.
         """
         first, second = GatewayMetrics(), GatewayMetrics()
-        first.requests.labels(endpoint="/x", code="200").inc()
+        first.http.requests.labels(endpoint="/x", code="200").inc()
         self.assertIsNot(first.registry, second.registry)
         self.assertIsNone(second.registry.get_sample_value("gateway_requests_total", {"endpoint": "/x", "code": "200"}))
         self.assertIsNone(REGISTRY.get_sample_value("gateway_requests_total", {"endpoint": "/x", "code": "200"}))
@@ -33,13 +33,13 @@ class GatewayMetricsTests(SynchronousTestCase):
         its type and labels.
         """
         metrics = GatewayMetrics()
-        metrics.requests.labels(endpoint="/webhook/prometheus", code="202").inc()
-        metrics.request_duration.labels(endpoint="/webhook/prometheus").observe(0.002)
-        metrics.alerts_received.labels(source="alertmanager", status="firing").inc(2)
-        metrics.alerts_forwarded.labels(outcome="delivered").inc()
-        metrics.forward_duration.observe(0.2)
-        metrics.rate_limited.labels(endpoint="/webhook/prometheus", scope="client").inc()
-        metrics.security_rejections.labels(endpoint="/webhook/prometheus", reason="auth").inc(3)
+        metrics.http.requests.labels(endpoint="/webhook/prometheus", code="202").inc()
+        metrics.http.request_duration.labels(endpoint="/webhook/prometheus").observe(0.002)
+        metrics.webhooks.alerts_received.labels(source="alertmanager", status="firing").inc(2)
+        metrics.delivery.alerts_forwarded.labels(outcome="delivered").inc()
+        metrics.delivery.forward_duration.observe(0.2)
+        metrics.webhooks.rate_limited.labels(endpoint="/webhook/prometheus", scope="client").inc()
+        metrics.webhooks.security_rejections.labels(endpoint="/webhook/prometheus", reason="auth").inc(3)
         families = {f.name: f for f in text_string_to_metric_families(metrics.exposition().decode("utf-8"))}
         expected = {
             "gateway_requests": "counter",
@@ -73,13 +73,13 @@ class GatewayMetricsTests(SynchronousTestCase):
 
     def test_buckets(self) -> None:
         """
-        Both histograms use the plan's buckets, 1 ms to 100 ms, extended by
+        Both histograms use the same buckets, 1 ms to 100 ms, extended by
         0.25, 0.5 and 1 s.
         """
         self.assertEqual(LATENCY_BUCKETS, (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
         metrics = GatewayMetrics()
-        metrics.forward_duration.observe(0.003)
-        metrics.request_duration.labels(endpoint="/e").observe(0.003)
+        metrics.delivery.forward_duration.observe(0.003)
+        metrics.http.request_duration.labels(endpoint="/e").observe(0.003)
         for name, labels in (
             ("gateway_forward_duration_seconds_bucket", {}),
             ("gateway_request_duration_seconds_bucket", {"endpoint": "/e"}),
@@ -94,7 +94,7 @@ class GatewayMetricsTests(SynchronousTestCase):
         Declared endpoints have (empty) duration series before any request.
         """
         metrics = GatewayMetrics()
-        metrics.declare_endpoints(["/a", "/b"])
+        metrics.http.declare_endpoints(["/a", "/b"])
         for endpoint in ("/a", "/b"):
             self.assertEqual(
                 metrics.registry.get_sample_value("gateway_request_duration_seconds_count", {"endpoint": endpoint}),
@@ -107,12 +107,12 @@ class GatewayMetricsTests(SynchronousTestCase):
         types and labels, counters exposed with _total.
         """
         metrics = GatewayMetrics()
-        metrics.alerts_deduplicated.labels(source="grafana").inc(2)
-        metrics.dedup_tracked.set(7)
-        metrics.dedup_evictions.inc()
-        metrics.escalations.labels(environment="staging", level="normal").inc()
-        metrics.storms_active.set(1)
-        metrics.storm_alerts_aggregated.inc(3)
+        metrics.decisions.alerts_deduplicated.labels(source="grafana").inc(2)
+        metrics.decisions.dedup_tracked.set(7)
+        metrics.decisions.dedup_evictions.inc()
+        metrics.decisions.escalations.labels(environment="staging", level="normal").inc()
+        metrics.decisions.storms_active.set(1)
+        metrics.decisions.storm_alerts_aggregated.inc(3)
         families = {f.name: f for f in text_string_to_metric_families(metrics.exposition().decode("utf-8"))}
         expected = {
             "gateway_alerts_deduplicated": "counter",
@@ -130,3 +130,30 @@ class GatewayMetricsTests(SynchronousTestCase):
         self.assertEqual(samples[("gateway_escalations_total", (("environment", "staging"), ("level", "normal")))], 1)
         self.assertEqual(samples[("gateway_storms_active", ())], 1)
         self.assertEqual(samples[("gateway_storm_alerts_aggregated_total", ())], 3)
+
+
+class GroupTests(SynchronousTestCase):
+    """
+    The groups each part is given share the gateway's one registry.
+    """
+
+    def test_one_registry(self) -> None:
+        """
+        What any group records is in the one exposition, and every group
+        caches its labelled children.
+        """
+        metrics = GatewayMetrics()
+        for group in (metrics.http, metrics.webhooks, metrics.decisions, metrics.delivery, metrics.redis):
+            self.assertIs(group.registry, metrics.registry)
+        child = metrics.delivery.child(metrics.delivery.alerts_forwarded, "delivered")
+        self.assertIs(metrics.delivery.child(metrics.delivery.alerts_forwarded, "delivered"), child)
+        child.inc()
+        self.assertIn(b'gateway_alerts_forwarded_total{outcome="delivered"} 1.0', metrics.exposition())
+
+    def test_redis_forgotten(self) -> None:
+        """
+        Without Redis, no Redis series is exported at all.
+        """
+        metrics = GatewayMetrics()
+        metrics.redis.forget()
+        self.assertNotIn(b"gateway_redis", metrics.exposition())

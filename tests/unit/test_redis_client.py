@@ -79,7 +79,7 @@ class AddressTests(SynchronousTestCase):
         """
         Every key starts with the configured prefix.
         """
-        client = RedisClient(RedisSettings(url="redis://redis", key_prefix="gw1:"), reactor, GatewayMetrics())
+        client = RedisClient(RedisSettings(url="redis://redis", key_prefix="gw1:"), reactor, GatewayMetrics().redis)
         self.assertEqual(client.key("ep", "abc"), "gw1:ep:abc")
 
     def test_secrets_out_of_repr(self) -> None:
@@ -109,13 +109,13 @@ class _Connected(TestCase):
         return RedisSettings(url=self.server.url, timeout=0.3)
 
     def connect(self, settings: RedisSettings) -> RedisClient:
-        client = RedisClient(settings, reactor, self.metrics)
+        client = RedisClient(settings, reactor, self.metrics.redis)
         client.start()
         self.addCleanup(client.stop)
         return client
 
     def errors(self, operation: str, reason: str) -> float:
-        value: float = self.metrics.redis_errors.labels(operation=operation, reason=reason)._value.get()
+        value: float = self.metrics.redis.errors.labels(operation=operation, reason=reason)._value.get()
         return value
 
 
@@ -135,7 +135,7 @@ class ClientTests(_Connected):
             if s.name == "gateway_redis_latency_seconds_count"
         }
         self.assertEqual(samples[("gateway_redis_latency_seconds_count", "get")], 1)
-        self.assertEqual(self.metrics.redis_up._value.get(), 1)
+        self.assertEqual(self.metrics.redis.up._value.get(), 1)
 
     @inline
     async def test_script_reloaded(self) -> None:
@@ -223,7 +223,7 @@ class ClientTests(_Connected):
         self.client.on_state(changes.append)
         self.server.kill()
         await until(lambda: not self.client.up)
-        self.assertEqual(self.metrics.redis_up._value.get(), 0)
+        self.assertEqual(self.metrics.redis.up._value.get(), 0)
         with self.assertRaises(RedisUnavailable):
             await self.client.command("get", "GET", "k")
         self.assertEqual(self.errors("get", "unavailable"), 1)

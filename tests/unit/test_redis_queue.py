@@ -151,8 +151,8 @@ class RedisQueueTests(TestCase):
         # One connection, so that once it is up no handshake is left that
         # killing Redis could interrupt (txredisapi then stops reconnecting).
         settings = RedisSettings(url=self.server.url, timeout=0.5, connect_timeout=0.5, pool_size=1)
-        client = RedisClient(settings, reactor, GatewayMetrics())
-        self.failovers[client] = Failover(client, on_failure, GatewayMetrics())
+        client = RedisClient(settings, reactor, GatewayMetrics().redis)
+        self.failovers[client] = Failover(client, on_failure, GatewayMetrics().redis)
         client.start()
         self.addCleanup(client.stop)
         await until(lambda: client.up, "connected to Redis")

@@ -95,7 +95,7 @@ class ServerTests(TestCase):
     def setUp(self) -> Deferred[None]:  # type: ignore[override]  # trial waits for it
         self.server = RedisServer().start()
         self.addCleanup(self.server.stop)
-        self.client = RedisClient(RedisSettings(url=self.server.url), reactor, GatewayMetrics())
+        self.client = RedisClient(RedisSettings(url=self.server.url), reactor, GatewayMetrics().redis)
         self.client.start()
         self.addCleanup(self.client.stop)
         return Deferred.fromCoroutine(until(lambda: self.client.up))

@@ -11,12 +11,12 @@ import errno
 import fcntl
 import os
 import socket
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import reactor as _global_reactor
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IReactorSocket, IStreamServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor
@@ -217,7 +217,8 @@ class ListenErrorTests(SynchronousTestCase):
         """
         if NO_REUSEPORT:
             raise SkipTest(NO_REUSEPORT)
-        failure = self.failureResultOf(ReusePortEndpoint(Clock(), 0).listen(Factory.forProtocol(Protocol)))
+        clock = cast(IReactorSocket, Clock())
+        failure = self.failureResultOf(ReusePortEndpoint(clock, 0).listen(Factory.forProtocol(Protocol)))
         failure.trap(CannotListenError)
         self.assertIsInstance(failure.value.socketError, ReusePortUnsupported)
 

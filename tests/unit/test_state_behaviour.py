@@ -420,7 +420,7 @@ class RedisBackendTests(_Behaviour, TestCase):
             await deferLater(reactor, 0.01)
 
     def client(self) -> RedisClient:
-        client = RedisClient(self.settings, reactor, self.metrics)
+        client = RedisClient(self.settings, reactor, self.metrics.redis)
         client.start()
         self.addCleanup(client.stop)
         return client
@@ -447,7 +447,9 @@ class RedisBackendTests(_Behaviour, TestCase):
     def replays(self) -> tuple[SharedReplays | ReplayCache, SharedReplays | ReplayCache]:
         made = [
             SharedReplays(
-                RedisReplays(c, self.clock), ReplayCache(self.clock, ttl=300), Failover(c, "fail_open", self.metrics)
+                RedisReplays(c, self.clock),
+                ReplayCache(self.clock, ttl=300),
+                Failover(c, "fail_open", self.metrics.redis),
             )
             for c in self.clients
         ]
@@ -465,7 +467,7 @@ class FailoverTests(TestCase):
         self.addCleanup(self.server.stop)
         self.clock = started_clock()
         self.metrics = GatewayMetrics()
-        self.client = RedisClient(RedisSettings(url=self.server.url, timeout=0.5), reactor, self.metrics)
+        self.client = RedisClient(RedisSettings(url=self.server.url, timeout=0.5), reactor, self.metrics.redis)
         self.client.start()
         self.addCleanup(self.client.stop)
         return Deferred.fromCoroutine(until(lambda: self.client.up))
@@ -474,7 +476,7 @@ class FailoverTests(TestCase):
         settings = DeciderSettings(storms=None)
         local = MemoryState(settings, max_tracked=100)
         shared = RedisState(self.client, self.clock, settings, max_tracked=100)
-        return Replica(FailoverState(shared, local, Failover(self.client, mode, self.metrics)), self.clock)
+        return Replica(FailoverState(shared, local, Failover(self.client, mode, self.metrics.redis)), self.clock)
 
     @inline
     async def test_fail_open(self) -> None:
@@ -487,10 +489,10 @@ class FailoverTests(TestCase):
         self.assertEqual(await results(decisions, make_alert()), [NEW])
         self.server.kill()
         await until(lambda: not self.client.up)
-        self.assertEqual(self.metrics.redis_up._value.get(), 0)
+        self.assertEqual(self.metrics.redis.up._value.get(), 0)
         self.assertEqual(await results(decisions, make_alert(pod="p-2")), [NEW])
         self.assertEqual(await results(decisions, make_alert(pod="p-2")), [DUPLICATE])
-        fallbacks = self.metrics.redis_fallbacks.labels(facility="dedup")._value.get()
+        fallbacks = self.metrics.redis.fallbacks.labels(facility="dedup")._value.get()
         self.assertEqual(fallbacks, 2)
         self.server.start()
         await until(lambda: self.client.up)
@@ -549,7 +551,7 @@ class ContentionTests(TestCase):
         settings = RedisSettings(url=self.server.url)
         self.clients = []
         for _ in range(3):
-            client = RedisClient(settings, reactor, self.metrics)
+            client = RedisClient(settings, reactor, self.metrics.redis)
             client.start()
             self.addCleanup(client.stop)
             self.clients.append(client)

@@ -45,7 +45,7 @@ class SyncDeliveryTests(SynchronousTestCase):
             submit=submit,
             room=lambda: 1000,
             backlog=StormBacklog(clock=self.clock, submit=submit, room=lambda: 1000),
-            metrics=metrics,
+            metrics=metrics.decisions,
             environments=frozenset(),
             default_environment="production",
         )
@@ -57,12 +57,12 @@ class SyncDeliveryTests(SynchronousTestCase):
             admission=admission,
             outcomes=self.outcomes,
             readiness=Readiness(),
-            metrics=metrics,
+            metrics=metrics.webhooks,
             clock=self.clock,
         )
         root = Branch()
         mount(root, "/webhook/prometheus", resource)
-        self.site = GatewaySite(root, clock=self.clock, metrics=metrics, max_body_bytes=100_000, idle_timeout=60)
+        self.site = GatewaySite(root, clock=self.clock, metrics=metrics.http, max_body_bytes=100_000, idle_timeout=60)
         self.site.request_timeout = 30.0
 
     def post(self) -> Connection:

@@ -129,7 +129,7 @@ class EncodingFailureTests(SynchronousTestCase):
         """
         root = Branch()
         mount(root, "/odd", Unencodable())
-        site = GatewaySite(root, clock=Clock(), metrics=GatewayMetrics(), max_body_bytes=100, idle_timeout=60)
+        site = GatewaySite(root, clock=Clock(), metrics=GatewayMetrics().http, max_body_bytes=100, idle_timeout=60)
         failures = capture_events(self, lambda e: "log_failure" in e)
         response = Connection(site).request("GET", "/odd")
         self.assertEqual(response.status, 500)
@@ -156,7 +156,7 @@ class MountTests(SynchronousTestCase):
         root = Branch()
         mount(root, "/a/b", LiveResource())
         mount(root, "/a", HealthResource("gw", Readiness()))
-        site = GatewaySite(root, clock=Clock(), metrics=GatewayMetrics(), max_body_bytes=100, idle_timeout=60)
+        site = GatewaySite(root, clock=Clock(), metrics=GatewayMetrics().http, max_body_bytes=100, idle_timeout=60)
         self.assertEqual(Connection(site).request("GET", "/a/b").json(), {"status": "alive"})
         self.assertEqual(Connection(site).request("GET", "/a").json()["service"], "gw")
         self.assertEqual(Connection(site).request("GET", "/a/c").status, 404)

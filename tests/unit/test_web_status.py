@@ -98,10 +98,12 @@ class StatusSite:
             BearerAuthenticator([token]) if token is not None else None,
             addresses=AddressFilter(allowed),
             clients=ClientAddress(proxies),
-            metrics=self.metrics,
+            metrics=self.metrics.webhooks,
         )
         mount(root, "/v1/alerts", resource)
-        self.site = GatewaySite(root, clock=self.clock, metrics=self.metrics, max_body_bytes=10_000, idle_timeout=60)
+        self.site = GatewaySite(
+            root, clock=self.clock, metrics=self.metrics.http, max_body_bytes=10_000, idle_timeout=60
+        )
 
     def decide(self, alerts: list[Alert]) -> Decision:
         """
@@ -378,7 +380,7 @@ class GuardTests(SynchronousTestCase):
             "/v1/alerts",
             AlertsResource(MemoryState(DeciderSettings(), max_tracked=10), BearerAuthenticator([TOKEN])),
         )
-        site = GatewaySite(root, clock=Clock(), metrics=GatewayMetrics(), max_body_bytes=100, idle_timeout=60)
+        site = GatewaySite(root, clock=Clock(), metrics=GatewayMetrics().http, max_body_bytes=100, idle_timeout=60)
         events = capture_events(self, is_security)
         self.assertEqual(Connection(site, OTHER).request("GET", "/v1/alerts", headers=AUTH).status, 200)
         assert_problem(self, Connection(site, OTHER).request("GET", "/v1/alerts"), 401, "unauthorized")

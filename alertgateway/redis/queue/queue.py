@@ -12,7 +12,6 @@ import os
 import secrets
 import socket
 from collections.abc import Sequence
-from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -20,6 +19,7 @@ from twisted.logger import Logger
 
 from alertgateway.delivery.durable import DurableQueue
 from alertgateway.delivery.envelope import Envelope
+from alertgateway.interfaces import IClientReactor
 from alertgateway.redis._loop import Loop
 from alertgateway.redis.client import RedisClient, RedisError, RedisUnavailable
 from alertgateway.redis.failover import Failover
@@ -68,7 +68,7 @@ class RedisQueue:
         fallback: DurableQueue,
         failover: Failover,
         *,
-        reactor: Any,
+        reactor: IClientReactor,
         settings: RedisQueueSettings,
         replica: str | None = None,
     ) -> None:

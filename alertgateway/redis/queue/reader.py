@@ -27,7 +27,8 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.interfaces import IClientReactor
+from alertgateway.observability.metrics import RedisMetrics
 from alertgateway.redis._loop import Loop
 from alertgateway.redis.client import RedisClient, RedisError
 from alertgateway.redis.queue.buffer import Buffer
@@ -68,7 +69,7 @@ class Reader:
         leases: Leases,
         outage: Outage,
         *,
-        reactor: Any,
+        reactor: IClientReactor,
         settings: RedisQueueSettings,
         replica: str,
         on_state: Callable[[bool], None],
@@ -101,7 +102,7 @@ class Reader:
         self._connection = RedisClient(
             attrs.evolve(settings, timeout=settings.timeout + self._settings.block, pool_size=1),
             self._reactor,
-            GatewayMetrics(),
+            RedisMetrics.unregistered(),
             name="queue",
         )
         self._connection.on_state(self._on_state)
