@@ -17,13 +17,13 @@ from typing import IO
 import attrs
 from treq.client import HTTPClient
 from twisted.internet.task import deferLater
-from twisted.logger import ILogObserver
+from twisted.logger import ILogObserver, Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from alertgateway.app import settings
 from alertgateway.config import GatewayConfig
 from alertgateway.core.decider import DeciderSettings
-from alertgateway.delivery.breaker import STATE_VALUES, CircuitBreaker
+from alertgateway.delivery.breaker import BreakerState, CircuitBreaker
 from alertgateway.delivery.durable import DurableQueue
 from alertgateway.delivery.executor import ThreadExecutor
 from alertgateway.delivery.forwarder import DeliveryQueue, Forwarder
@@ -51,6 +51,8 @@ from alertgateway.tls import ReloadingServerTLS, TLSFilesError
 from alertgateway.web.health import Readiness
 
 __all__ = ["Gateway", "build"]
+
+_log = Logger()
 
 # How often a synchronous request reads whether another replica delivered
 # its alerts (queue.backend: redis).
@@ -251,10 +253,10 @@ def _breaker(config: GatewayConfig, reactor: IGatewayReactor, metrics: GatewayMe
     delivery = metrics.delivery
     delivery.breaker_state.labels(target=target).set(0)
 
-    def _transition(old: str, new: str) -> None:
-        delivery.breaker_state.labels(target=target).set(STATE_VALUES[new])
-        delivery.breaker_transitions.labels(target=target, to=new).inc()
-        CircuitBreaker.log.info("Circuit breaker for {target}: {old} -> {new}", target=target, old=old, new=new)
+    def _transition(old: BreakerState, new: BreakerState) -> None:
+        delivery.breaker_state.labels(target=target).set(new.gauge)
+        delivery.breaker_transitions.labels(target=target, to=new.value).inc()
+        _log.info("Circuit breaker for {target}: {old} -> {new}", target=target, old=old.value, new=new.value)
 
     return CircuitBreaker(
         reactor,

@@ -83,8 +83,6 @@ class GatewayService(MultiService):
         inline); by default a thread of the service's own.
     """
 
-    log = Logger()
-
     def __init__(
         self,
         config: GatewayConfig,
@@ -158,7 +156,7 @@ class GatewayService(MultiService):
     def startService(self) -> None:
         # A service may be started again after a stop (not under twistd,
         # but by anything that embeds it).
-        self.readiness.state = "starting"
+        self.readiness.start()
         problem = self.gateway.tls_problem
         if problem is not None:
             Service.startService(self)
@@ -188,9 +186,7 @@ class GatewayService(MultiService):
             return gateway.queue.start().addCallback(_adopt_retried)
 
         def _loaded(count: int) -> None:
-            self.log.info(
-                "Queue {path}: {count} alerts to deliver from before", path=self.config.queue.path, count=count
-            )
+            _log.info("Queue {path}: {count} alerts to deliver from before", path=self.config.queue.path, count=count)
             _adopt_retried()
 
         return durable.load().addCallback(_loaded)
@@ -200,23 +196,20 @@ class GatewayService(MultiService):
         d.addCallbacks(self._listening, self._cannot_listen)
 
     def _listening(self, _: object) -> None:
-        if self.running and self.readiness.state == "starting":
-            self.readiness.state = "ready"
+        if self.running and self.readiness.started():
             self.metrics.ready.set(1)
-            self.log.info("Ready")
+            _log.info("Ready")
 
     def _cannot_listen(self, failure: Failure) -> None:
         reason = getattr(failure.value, "subFailure", failure)
         self._fail(str(reason.value))
 
     def _cannot_load(self, failure: Failure) -> None:
-        self.log.critical(
-            "Cannot open the queue {path}: {reason}", path=self.config.queue.path, reason=str(failure.value)
-        )
+        _log.critical("Cannot open the queue {path}: {reason}", path=self.config.queue.path, reason=str(failure.value))
         self._exit()
 
     def _fail(self, reason: str) -> None:
-        self.log.critical("Cannot listen: {reason}", reason=reason)
+        _log.critical("Cannot listen: {reason}", reason=reason)
         self._exit()
 
     def _exit(self) -> None:
@@ -260,10 +253,10 @@ class GatewayService(MultiService):
         def remaining() -> float:
             return max(0.0, deadline - float(reactor.seconds()))
 
-        self.log.info("Shutting down: no longer accepting webhooks")
+        _log.info("Shutting down: no longer accepting webhooks")
         d = self._front.close()
         d.addCallback(lambda _: self.site.when_idle().addTimeout(remaining(), reactor))
-        d.addErrback(lambda f: self.log.warn("In-flight requests still open at the end of the grace period"))
+        d.addErrback(lambda f: _log.warn("In-flight requests still open at the end of the grace period"))
         d.addCallback(lambda _: gateway.forwarder.stop(remaining()))
         d.addCallback(lambda _: self._stop_child("forwarder"))
         d.addCallback(lambda _: gateway.sink.close())
@@ -275,7 +268,7 @@ class GatewayService(MultiService):
         d.addCallback(lambda _: self._stop_child("redis"))
         d.addCallback(lambda _: gateway.pool.closeCachedConnections() if gateway.pool is not None else None)
         d.addCallback(lambda _: self._back.close())
-        d.addErrback(lambda f: self.log.failure("Error during shutdown", failure=f))
+        d.addErrback(lambda f: _log.failure("Error during shutdown", failure=f))
         d.addCallback(self._stopped)
         return d
 
@@ -306,10 +299,10 @@ class GatewayService(MultiService):
             d = gateway.durable.journal.close()
         else:
             return None
-        return d.addErrback(lambda f: self.log.error("Cannot close the queue database: {error}", error=str(f.value)))
+        return d.addErrback(lambda f: _log.error("Cannot close the queue database: {error}", error=str(f.value)))
 
     def _stopped(self, _: object) -> None:
-        self.log.info("Stopped")
+        _log.info("Stopped")
         # twistd re-raises the signal that stopped the reactor so the process
         # dies "by SIGTERM"; after a clean drain a plain exit 0 is the truth,
         # and what supervisors expect from a graceful stop.

@@ -133,7 +133,7 @@ def _ready_details(gateway: Gateway) -> dict[str, Any]:
     if isinstance(queue, RedisQueue):
         details["queue"]["partitions"] = sorted(queue.held)
     if gateway.breaker is not None:
-        details["circuitBreaker"] = {"state": gateway.breaker.state, "target": config.alert_processor.endpoint}
+        details["circuitBreaker"] = {"state": gateway.breaker.state.value, "target": config.alert_processor.endpoint}
     if gateway.redis is not None:
         details["redis"] = {"up": gateway.redis.up, "onFailure": str(config.state.redis.on_failure)}
     return details

@@ -16,6 +16,7 @@ wait their turn.
 
 from __future__ import annotations
 
+import enum
 from collections import deque
 from collections.abc import Callable
 
@@ -23,12 +24,29 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "CircuitBreaker"]
+__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "BreakerState", "CircuitBreaker"]
 
-CLOSED = "closed"
-OPEN = "open"
-HALF_OPEN = "half_open"
-STATE_VALUES = {CLOSED: 0, OPEN: 1, HALF_OPEN: 2}
+_log = Logger()
+
+
+class BreakerState(enum.Enum):
+    """
+    Where the breaker is; C{gauge} is its value in
+    C{gateway_circuit_breaker_state}.
+    """
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+    @property
+    def gauge(self) -> int:
+        return {"closed": 0, "open": 1, "half_open": 2}[self.value]
+
+
+CLOSED = BreakerState.CLOSED
+OPEN = BreakerState.OPEN
+HALF_OPEN = BreakerState.HALF_OPEN
 
 
 class CircuitBreaker:
@@ -38,8 +56,6 @@ class CircuitBreaker:
     @param on_transition: Told C{(old, new)} at every change of state.
     """
 
-    log = Logger()
-
     def __init__(
         self,
         clock: IReactorTime,
@@ -48,7 +64,7 @@ class CircuitBreaker:
         recovery_timeout: float,
         half_open_requests: int,
         max_recovery_timeout: float | None = None,
-        on_transition: Callable[[str, str], None] = lambda old, new: None,
+        on_transition: Callable[[BreakerState, BreakerState], None] = lambda old, new: None,
     ) -> None:
         self._clock = clock
         self.failure_threshold = failure_threshold
@@ -98,7 +114,7 @@ class CircuitBreaker:
     def _open(self) -> None:
         self._move(OPEN)
         self.opened_at = self._clock.seconds()
-        self.log.warn(
+        _log.warn(
             "Circuit breaker open after {failures} consecutive failures; next probe in {timeout:g}s",
             failures=self.consecutive_failures,
             timeout=self.recovery_timeout,
@@ -117,7 +133,7 @@ class CircuitBreaker:
         for d in waiting:
             d.callback(None)
 
-    def _move(self, new: str) -> None:
+    def _move(self, new: BreakerState) -> None:
         old, self.state = self.state, new
         if old != new:
             self._on_transition(old, new)

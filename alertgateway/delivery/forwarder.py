@@ -23,11 +23,13 @@ from twisted.logger import Logger
 from alertgateway.core.episodes import Delivery
 from alertgateway.delivery.breaker import CircuitBreaker
 from alertgateway.delivery.envelope import Envelope
-from alertgateway.delivery.sinks import Rejected, Retryable, Sink
+from alertgateway.delivery.sinks import AttemptClass, Rejected, Retryable, Sink
 from alertgateway.delivery.timeouts import AdaptiveTimeout, FailureRatio
 from alertgateway.observability.metrics import DeliveryMetrics
 
 __all__ = ["Backoff", "Forwarder"]
+
+_log = Logger()
 
 
 class Backoff:
@@ -60,7 +62,7 @@ async def _attempt(sink: Sink, envelope: Envelope) -> None:
     except (Retryable, Rejected, CancelledError):
         raise
     except Exception as e:
-        Forwarder.log.failure("Sink failed unexpectedly", requestId=envelope.request_id)
+        _log.failure("Sink failed unexpectedly", requestId=envelope.request_id)
         raise Retryable(f"{type(e).__name__}: {e}") from e
 
 
@@ -105,8 +107,6 @@ class Forwarder:
     makes it a dead letter.  The circuit breaker decides when attempts may
     be made at all.
     """
-
-    log = Logger()
 
     def __init__(
         self,
@@ -183,7 +183,7 @@ class Forwarder:
             self._workers.append(Deferred.fromCoroutine(self._work()))
 
     async def _work(self) -> None:
-        batching = self._batch_size > 1 and getattr(self.sink, "deliver_batch", None) is not None
+        batching = self._batch_size > 1 and self.sink.batches
         while not self._stopping:
             envelope = await self.queue.take()
             if self._stopping:
@@ -226,7 +226,7 @@ class Forwarder:
             await self.breaker.admit()
         started = self._clock.seconds()
         try:
-            await self.sink.deliver_batch(pending)  # type: ignore[attr-defined]
+            await self.sink.deliver_batch(pending)
         except CancelledError:
             raise
         except Exception as e:
@@ -235,7 +235,7 @@ class Forwarder:
                 raise CancelledError() from e
             if isinstance(e, Retryable):
                 self._failed(e.kind)
-            self.log.info(
+            _log.info(
                 "A batch of {count} alerts failed ({reason}); delivering them one by one",
                 count=len(pending),
                 reason=str(e),
@@ -246,7 +246,7 @@ class Forwarder:
             return
         elapsed = self._clock.seconds() - started
         self._metrics.forward_duration.observe(elapsed)
-        self._succeeded(elapsed, outcome="success", kind="ok")
+        self._succeeded(elapsed, outcome="success", kind=AttemptClass.OK)
         delivered = self._metrics.child(self._metrics.alerts_forwarded, "delivered")
         while pending:
             envelope = pending.pop(0)
@@ -282,7 +282,7 @@ class Forwarder:
                 self._metrics.forward_retries.inc()
                 if quick > self._max_retries:
                     self._attempts[ident] = attempt
-                    self.log.warn(
+                    _log.warn(
                         "Delivery of {key} failed {attempts} times ({reason}); it waits {delay:.1f}s in the queue",
                         key=envelope.key,
                         reason=str(e),
@@ -292,7 +292,7 @@ class Forwarder:
                     )
                     self.queue.postpone(envelope, delay, self._clock)
                     return
-                self.log.warn(
+                _log.warn(
                     "Delivery of {key} failed ({reason}); retry {attempt} in {delay:.2f}s",
                     key=envelope.key,
                     reason=str(e),
@@ -303,11 +303,11 @@ class Forwarder:
                 await deferLater(self._clock, delay)
             except Rejected as e:
                 self._metrics.forward_duration.observe(self._clock.seconds() - started)
-                self._succeeded(None, outcome="reject", kind="4xx")
+                self._succeeded(None, outcome="reject", kind=AttemptClass.CLIENT)
                 self._metrics.alerts_forwarded.labels(outcome="rejected").inc()
                 self._metrics.dead_letters.inc()
                 self._publish(envelope, Delivery.REJECTED)
-                self.log.error(
+                _log.error(
                     "Alert Processor refused {key} for good; kept as a dead letter: {reason}",
                     key=envelope.key,
                     reason=str(e),
@@ -318,20 +318,20 @@ class Forwarder:
             else:
                 elapsed = self._clock.seconds() - started
                 self._metrics.forward_duration.observe(elapsed)
-                self._succeeded(elapsed, outcome="success", kind="ok")
+                self._succeeded(elapsed, outcome="success", kind=AttemptClass.OK)
                 self._metrics.alerts_forwarded.labels(outcome="delivered").inc()
                 self._publish(envelope, Delivery.DELIVERED)
                 self.queue.done(envelope)
                 return
 
-    def _failed(self, kind: str) -> None:
-        self._metrics.forward_attempts.labels(outcome="retry", **{"class": kind}).inc()
-        self._metrics.forward_failure_ratio.set(self.failures.record(True, kind))
+    def _failed(self, kind: AttemptClass) -> None:
+        self._metrics.forward_attempts.labels(outcome="retry", **{"class": kind.value}).inc()
+        self._metrics.forward_failure_ratio.set(self.failures.record(True, kind.value))
         if self.breaker is not None:
             self.breaker.failure()
 
-    def _succeeded(self, latency: float | None, *, outcome: str, kind: str) -> None:
-        self._metrics.forward_attempts.labels(outcome=outcome, **{"class": kind}).inc()
+    def _succeeded(self, latency: float | None, *, outcome: str, kind: AttemptClass) -> None:
+        self._metrics.forward_attempts.labels(outcome=outcome, **{"class": kind.value}).inc()
         self._metrics.forward_failure_ratio.set(self.failures.record(False))
         if self.breaker is not None:
             self.breaker.success()
@@ -364,7 +364,7 @@ class Forwarder:
             if self.breaker is not None:
                 self.breaker.stop()
             if len(self.queue):
-                self.log.warn("Stopping with {count} alerts still queued", count=len(self.queue))
+                _log.warn("Stopping with {count} alerts still queued", count=len(self.queue))
             for worker in self._workers:
                 worker.cancel()
             workers, self._workers = self._workers, []

@@ -8,6 +8,7 @@ later) or L{Rejected} (the receiver refuses this alert for good).
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.headers import HOP_BY_HOP
 
 __all__ = [
+    "AttemptClass",
     "BytesProducer",
     "FileSink",
     "HTTPSink",
@@ -42,6 +44,22 @@ __all__ = [
 _ERROR_BODY_LIMIT = 4096
 
 
+class AttemptClass(enum.Enum):
+    """
+    How a delivery attempt went, as C{gateway_forward_attempts_total}'s
+    C{class} label says it.
+    """
+
+    OK = "ok"
+    TIMEOUT = "timeout"
+    CONNECT = "connect"
+    TLS = "tls"
+    TOO_MANY = "429"
+    SERVER = "5xx"
+    CLIENT = "4xx"
+    IO = "io"
+
+
 class Retryable(Exception):
     """
     The delivery failed in a way that may succeed later.
@@ -51,7 +69,9 @@ class Retryable(Exception):
         C{429}, C{5xx}, C{4xx} (408, 425) or C{io}.
     """
 
-    def __init__(self, reason: str, retry_after: float | None = None, kind: str = "connect") -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, kind: AttemptClass = AttemptClass.CONNECT
+    ) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
         self.kind = kind
@@ -64,7 +84,21 @@ class Rejected(Exception):
 
 
 class Sink(Protocol):
+    """
+    Where envelopes are delivered.
+
+    @ivar batches: Whether L{deliver_batch} sends several envelopes in one
+        exchange (worth waiting a reactor turn to fill).
+    """
+
+    batches: bool
+
     def deliver(self, envelope: Envelope) -> Deferred[None]: ...
+
+    def deliver_batch(self, envelopes: Sequence[Envelope]) -> Deferred[None]:
+        """
+        Deliver several envelopes: all of them, or fail.
+        """
 
     def close(self) -> Deferred[None]: ...
 
@@ -172,20 +206,20 @@ def read_bounded(response: IResponse, limit: int) -> Deferred[bytes]:
 
 
 def _timed_out(result: object, timeout: float) -> NoReturn:
-    raise Retryable(f"no response within {timeout:g}s", kind="timeout")
+    raise Retryable(f"no response within {timeout:g}s", kind=AttemptClass.TIMEOUT)
 
 
-def _failure_kind(error: Exception) -> str:
+def _failure_kind(error: Exception) -> AttemptClass:
     """
     Classify a failed exchange for the failure-pattern metrics.
     """
     reasons = [error] + [r.value for r in getattr(error, "reasons", None) or () if isinstance(r, Failure)]
     names = " ".join(type(r).__name__ for r in reasons) + " " + " ".join(str(r) for r in reasons)
     if "SSL" in names or "TLS" in names or "certificate" in names:
-        return "tls"
+        return AttemptClass.TLS
     if "Timeout" in names or "timed out" in names:
-        return "timeout"
-    return "connect"
+        return AttemptClass.TIMEOUT
+    return AttemptClass.CONNECT
 
 
 def _is_cancellation(error: Exception) -> bool:
@@ -235,6 +269,8 @@ class HTTPSink:
     """
     POST each alert as JSON to C{<endpoint>/api/v1/alerts}.
     """
+
+    batches = True
 
     def __init__(
         self,
@@ -312,7 +348,7 @@ class HTTPSink:
         if code in (408, 425, 429) or code >= 500:
             header = response.headers.getRawHeaders(b"retry-after", [None])[0]
             retry_after = parse_retry_after(header.decode("latin-1") if header else None, self._clock.seconds())
-            kind = "429" if code == 429 else "5xx" if code >= 500 else "4xx"
+            kind = AttemptClass.TOO_MANY if code == 429 else AttemptClass.SERVER if code >= 500 else AttemptClass.CLIENT
             raise Retryable(detail, retry_after, kind=kind)
         raise Rejected(detail)
 
@@ -334,6 +370,8 @@ class FileSink:
     Append one JSON line per alert to a file: the embedded default with
     which the gateway runs without an Alert Processor.
     """
+
+    batches = False
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
@@ -358,7 +396,17 @@ class FileSink:
             self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
             self._file.flush()
         except OSError as e:
-            return fail(Retryable(f"cannot write {self.path}: {e}", kind="io"))
+            return fail(Retryable(f"cannot write {self.path}: {e}", kind=AttemptClass.IO))
+        return succeed(None)
+
+    def deliver_batch(self, envelopes: Sequence[Envelope]) -> Deferred[None]:
+        """
+        One line each, in order; fails at the first that cannot be written.
+        """
+        for envelope in envelopes:
+            written = self.deliver(envelope)
+            if written.called and isinstance(written.result, Failure):
+                return written
         return succeed(None)
 
     def close(self) -> Deferred[None]:

@@ -19,6 +19,8 @@ from twisted.logger import Logger
 
 __all__ = ["Loop"]
 
+_log = Logger()
+
 # How long a loop waits after an unexpected error (a bug) before going on.
 _AFTER_BUG = 1.0
 
@@ -31,8 +33,6 @@ class Loop:
 
     @param name: Names the loop in the log line of a step that failed.
     """
-
-    log = Logger()
 
     def __init__(self, name: str, clock: IReactorTime, step: Callable[[], Coroutine[Any, Any, float]]) -> None:
         self._name = name
@@ -53,7 +53,7 @@ class Loop:
             try:
                 delay = await self._step()
             except Exception:
-                self.log.failure("{name} failed; going on", name=self._name)
+                _log.failure("{name} failed; going on", name=self._name)
                 delay = _AFTER_BUG
             if self._running:
                 await self._sleep(delay)

@@ -45,6 +45,8 @@ from alertgateway.state.errors import StateUnavailable
 
 __all__ = ["RedisClient", "RedisError", "RedisSettings", "RedisUnavailable", "Script"]
 
+_log = Logger()
+
 # Errors of a server that is there but cannot serve now: as good as down.
 # MISCONF: it cannot persist (disk full); NOREPLICAS: too few replicas
 # acknowledge writes; NOAUTH, WRONGPASS, NOPERM: credentials revoked.
@@ -188,8 +190,6 @@ class RedisClient:
         reads (the queue's) has one of its own.
     """
 
-    log = Logger()
-
     def __init__(
         self,
         settings: RedisSettings,
@@ -255,7 +255,7 @@ class RedisClient:
         factory = self._factory
         if factory is None or self.up or not factory.stopped:
             return
-        self.log.warn("The Redis client ({name}) stopped reconnecting; starting it again", name=self._name)
+        _log.warn("The Redis client ({name}) stopped reconnecting; starting it again", name=self._name)
         factory.disconnect().addErrback(lambda _: None)
         self._connect()
 
@@ -300,9 +300,9 @@ class RedisClient:
         self.up = up
         self._metrics.up.set(1 if up else 0)
         if up:
-            self.log.info("Connected to Redis ({name})", name=self._name)
+            _log.info("Connected to Redis ({name})", name=self._name)
         else:
-            self.log.warn("Lost every connection to Redis ({name}); reconnecting", name=self._name)
+            _log.warn("Lost every connection to Redis ({name}); reconnecting", name=self._name)
         for listener in list(self._listeners):
             listener(up)
 

@@ -35,6 +35,8 @@ from alertgateway.state.ports import Enqueue, Tracked
 
 __all__ = ["Failover", "FailoverLimiter", "FailoverState", "SharedReplays", "StateUnavailable"]
 
+_log = Logger()
+
 T = TypeVar("T")
 
 
@@ -43,8 +45,6 @@ class Failover:
     Run an operation on Redis, or on local memory when Redis cannot answer
     and the mode allows it.
     """
-
-    log = Logger()
 
     def __init__(self, client: RedisClient, mode: str, metrics: RedisMetrics) -> None:
         self.client = client
@@ -63,7 +63,7 @@ class Failover:
 
     def _changed(self, up: bool) -> None:
         if up and self._warned:
-            self.log.info("Redis is back: decisions use the shared state again")
+            _log.info("Redis is back: decisions use the shared state again")
             self._warned = False
 
     async def run(self, facility: str, shared: Callable[[], Deferred[T]], local: Callable[[], Deferred[T]]) -> T:
@@ -77,7 +77,7 @@ class Failover:
             self._metrics.fallbacks.labels(facility=facility).inc()
             if not self._warned:
                 self._warned = True
-                self.log.warn(
+                _log.warn(
                     "Redis unavailable ({reason}): deciding from local memory until it is back (fail_open)",
                     reason=str(e),
                 )

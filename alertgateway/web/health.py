@@ -7,6 +7,7 @@ shutdown begins, so a load balancer stops sending before connections close.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,17 @@ from alertgateway import __version__
 from alertgateway.web.resource import HandlerResource, Response
 from alertgateway.web.site import GatewayRequest
 
-__all__ = ["HealthResource", "LiveResource", "Readiness", "ReadyResource"]
+__all__ = ["HealthResource", "Lifecycle", "LiveResource", "Readiness", "ReadyResource"]
+
+
+class Lifecycle(enum.Enum):
+    """
+    Where the gateway is in its life, as the probes report it.
+    """
+
+    STARTING = "starting"
+    READY = "ready"
+    STOPPING = "stopping"
 
 
 class Readiness:
@@ -23,18 +34,36 @@ class Readiness:
     """
 
     def __init__(self) -> None:
-        self.state = "starting"
+        self.state = Lifecycle.STARTING
         self.stopping_since: float | None = None
 
     @property
     def ready(self) -> bool:
-        return self.state == "ready"
+        return self.state is Lifecycle.READY
+
+    def start(self) -> None:
+        """
+        Starting (again): not ready until every listener is up.
+        """
+        self.state = Lifecycle.STARTING
+        self.stopping_since = None
+
+    def started(self) -> bool:
+        """
+        Every listener is up: ready, unless shutdown has begun meanwhile.
+
+        @return: Whether this made the gateway ready.
+        """
+        if self.state is not Lifecycle.STARTING:
+            return False
+        self.state = Lifecycle.READY
+        return True
 
     def stop(self, now: float) -> None:
         """
         Shutdown begins at C{now}.
         """
-        self.state = "stopping"
+        self.state = Lifecycle.STOPPING
         self.stopping_since = now
 
     def accepts(self, arrived: float) -> bool:
@@ -43,7 +72,7 @@ class Readiness:
         while starting (a request racing the last listener is not refused),
         and during shutdown only if it began before, as it is in flight.
         """
-        if self.state != "stopping":
+        if self.state is not Lifecycle.STOPPING:
             return True
         return self.stopping_since is not None and arrived < self.stopping_since
 
@@ -71,7 +100,7 @@ class ReadyResource(HandlerResource):
 
     async def handle_GET(self, request: GatewayRequest) -> Response:
         ready = self._readiness.ready and self._can_serve()
-        body = {"status": "ready" if ready else "not ready", "state": self._readiness.state}
+        body = {"status": "ready" if ready else "not ready", "state": self._readiness.state.value}
         body.update(self._details())
         return Response(200 if ready else 503, body)
 
@@ -87,5 +116,5 @@ class HealthResource(HandlerResource):
     async def handle_GET(self, request: GatewayRequest) -> Response:
         return Response(
             200,
-            {"status": "ok", "service": self._name, "version": __version__, "state": self._readiness.state},
+            {"status": "ok", "service": self._name, "version": __version__, "state": self._readiness.state.value},
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.delivery.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from alertgateway.delivery.breaker import CLOSED, HALF_OPEN, OPEN, BreakerState, CircuitBreaker
 
 
 class BreakerTests(SynchronousTestCase):
@@ -17,7 +17,7 @@ class BreakerTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.transitions: list[tuple[str, str]] = []
+        self.transitions: list[tuple[BreakerState, BreakerState]] = []
         self.breaker = CircuitBreaker(
             self.clock,
             failure_threshold=3,

@@ -6,7 +6,7 @@ a real HTTPSink talking to a stub processor through StubTreq.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import cast
 
 from treq.testing import StubTreq
@@ -319,6 +319,11 @@ class ForwarderTests(Harness):
         calls: list[Envelope] = []
 
         class Flaky:
+            batches = False
+
+            def deliver_batch(self, envelopes: Sequence[Envelope]) -> Deferred[None]:
+                raise NotImplementedError()
+
             def deliver(self, e: Envelope) -> Deferred[None]:
                 calls.append(e)
                 if len(calls) == 1:
@@ -448,6 +453,11 @@ class StopTests(SynchronousTestCase):
         calls: list[Envelope] = []
 
         class Disguising:
+            batches = False
+
+            def deliver_batch(self, envelopes: Sequence[Envelope]) -> Deferred[None]:
+                raise NotImplementedError()
+
             def deliver(self, e: Envelope) -> Deferred[None]:
                 calls.append(e)
                 return Deferred(lambda d: d.errback(Retryable("cancelled, says the sink")))

@@ -29,6 +29,7 @@ from alertgateway.config import parse_config
 from alertgateway.guards.ratelimit import RateLimiter
 from alertgateway.state.memory import MemoryState
 from alertgateway.testing import Answer, GatewayReactor, StubProcessor
+from alertgateway.web.health import Lifecycle
 from alertgateway.web.resource import HandlerResource, Response
 from alertgateway.web.site import GatewayRequest
 from tests.unit._http import (
@@ -745,7 +746,7 @@ class DurableQueueServiceTests(SynchronousTestCase):
         """
         service, _, _ = make_service(self.config("circuit_breaker:\n  enabled: false\n"))
         self.assertIsNone(service.breaker)
-        service.readiness.state = "ready"
+        service.readiness.state = Lifecycle.READY
         answer = Connection(service.site).request("GET", "/health/ready").json()
         self.assertNotIn("circuitBreaker", answer)
 

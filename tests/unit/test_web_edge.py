@@ -42,7 +42,7 @@ from alertgateway.sources import PARSERS, ParseResult
 from alertgateway.sources.limits import Limits
 from alertgateway.state.errors import QueueFull
 from alertgateway.testing import StubProcessor
-from alertgateway.web.health import Readiness
+from alertgateway.web.health import Lifecycle, Readiness
 from alertgateway.web.problems import Problem
 from alertgateway.web.webhook import Guards
 from tests.unit._http import (
@@ -1142,7 +1142,7 @@ class SecurityHeaderTests(SynchronousTestCase):
         without a version.
         """
         service, _, _ = make_service()
-        service.readiness.state = "ready"
+        service.readiness.state = Lifecycle.READY
         answers = [
             ("POST", PROMETHEUS, AUTH, body(alert("A"))),
             ("POST", PROMETHEUS, AUTH, body(alert("A"), {"labels": {}})),
@@ -1163,7 +1163,7 @@ class SecurityHeaderTests(SynchronousTestCase):
             assert_security_headers(self, response, (method, path))
             statuses.append(response.status)
         self.assertEqual(statuses, [202, 207, 400, 401, 404, 405, 405, 413, 200, 200, 200, 200])
-        service.readiness.state = "stopping"
+        service.readiness.state = Lifecycle.STOPPING
         response = Connection(service.site).request("GET", "/health/ready")
         self.assertEqual(response.status, 503)
         assert_security_headers(self, response)

@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway import __version__
 from alertgateway.observability.metrics import CONTENT_TYPE_LATEST
-from alertgateway.web.health import Readiness
+from alertgateway.web.health import Lifecycle, Readiness
 from tests.unit._http import Connection, assert_security_headers, make_config, make_service
 from tests.unit.test_web_webhook import assert_problem
 
@@ -34,7 +34,7 @@ class HealthTests(SynchronousTestCase):
         every state.
         """
         for state in ("starting", "ready", "stopping"):
-            self.service.readiness.state = state
+            self.service.readiness.state = Lifecycle(state)
             self.assertEqual(
                 self.get("/health"),
                 (200, {"status": "ok", "service": "gw-test", "version": __version__, "state": state}),
@@ -45,7 +45,7 @@ class HealthTests(SynchronousTestCase):
         /health/live is 200 whatever the state.
         """
         for state in ("starting", "ready", "stopping"):
-            self.service.readiness.state = state
+            self.service.readiness.state = Lifecycle(state)
             self.assertEqual(self.get("/health/live"), (200, {"status": "alive"}))
 
     def test_ready(self) -> None:
@@ -56,7 +56,7 @@ class HealthTests(SynchronousTestCase):
         """
         expected = {"starting": 503, "ready": 200, "stopping": 503}
         for state, code in expected.items():
-            self.service.readiness.state = state
+            self.service.readiness.state = Lifecycle(state)
             status, answer = self.get("/health/ready")
             self.assertEqual(status, code, state)
             self.assertEqual(answer["state"], state)
@@ -70,7 +70,7 @@ class HealthTests(SynchronousTestCase):
         path is as reachable as any other.
         """
         for state in ("ready", "stopping"):
-            self.service.readiness.state = state
+            self.service.readiness.state = Lifecycle(state)
             for path in ("/health", "/health/live", "/health/ready"):
                 assert_security_headers(self, Connection(self.service.site).request("GET", path), (state, path))
 
@@ -93,10 +93,10 @@ class ReadinessTests(SynchronousTestCase):
         """
         readiness = Readiness()
         self.assertTrue(readiness.accepts(100.0))
-        readiness.state = "ready"
+        readiness.state = Lifecycle.READY
         self.assertTrue(readiness.accepts(100.0))
         readiness.stop(50.0)
-        self.assertEqual((readiness.state, readiness.ready), ("stopping", False))
+        self.assertEqual((readiness.state, readiness.ready), (Lifecycle.STOPPING, False))
         self.assertTrue(readiness.accepts(49.9))
         self.assertFalse(readiness.accepts(50.0))
         self.assertFalse(readiness.accepts(51.0))
@@ -106,7 +106,7 @@ class ReadinessTests(SynchronousTestCase):
         A stopping state without a start time refuses everything.
         """
         readiness = Readiness()
-        readiness.state = "stopping"
+        readiness.state = Lifecycle.STOPPING
         self.assertFalse(readiness.accepts(0.0))
 
 

@@ -36,6 +36,8 @@ from alertgateway.redis.scripts import load
 
 __all__ = ["Leases"]
 
+_log = Logger()
+
 _HEARTBEAT = load("queue_heartbeat")
 _ACQUIRE = load("queue_acquire")
 _RELEASE = load("queue_release")
@@ -56,8 +58,6 @@ class Leases:
     @ivar draining: Whether this replica is stopping: it counts itself out
         of the live replicas and acquires nothing more.
     """
-
-    log = Logger()
 
     def __init__(
         self,
@@ -172,7 +172,7 @@ class Leases:
                 lost.append(partition)
                 self.lose(partition)
         if lost:
-            self.log.warn(
+            _log.warn(
                 "Redis queue partitions {partitions} were taken over by another replica; what is buffered of them"
                 " is left to it",
                 partitions=lost,
@@ -221,7 +221,7 @@ class Leases:
         for partition in expired:
             self.lose(partition)
         if expired:
-            self.log.warn(
+            _log.warn(
                 "Redis queue leases of partitions {partitions} not renewed for {seconds}s; their buffered entries"
                 " are left to their next holder",
                 partitions=expired,
@@ -265,7 +265,7 @@ class Leases:
             self._leaving_since.pop(partition, None)
             self._unready.discard(partition)
         await self._client.script(_RELEASE, [self._keys.leases[p] for p in idle], [self._replica])
-        self.log.info("Redis queue partitions {partitions} given back", partitions=idle)
+        _log.info("Redis queue partitions {partitions} given back", partitions=idle)
 
     async def leave(self, held: list[int]) -> None:
         """

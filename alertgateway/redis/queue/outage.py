@@ -13,6 +13,8 @@ from alertgateway.redis.failover import Failover
 
 __all__ = ["Outage"]
 
+_log = Logger()
+
 
 class Outage:
     """
@@ -22,8 +24,6 @@ class Outage:
     @param failover: Says what happens to alerts meanwhile (its mode), for
         the log line.
     """
-
-    log = Logger()
 
     def __init__(self, failover: Failover) -> None:
         self._failover = failover
@@ -37,7 +37,7 @@ class Outage:
             return
         self.down = True
         then = "alerts go to the local fallback queue" if self._failover.fail_open else "webhooks are answered 503"
-        self.log.warn("Redis queue unavailable ({reason}); {then} until it is back", reason=str(reason), then=then)
+        _log.warn("Redis queue unavailable ({reason}); {then} until it is back", reason=str(reason), then=then)
 
     def recovered(self) -> None:
         """
@@ -45,4 +45,4 @@ class Outage:
         """
         if self.down:
             self.down = False
-            self.log.info("Redis queue available again")
+            _log.info("Redis queue available again")

@@ -36,6 +36,8 @@ from alertgateway.state.errors import QueueFull
 
 __all__ = ["RedisQueue"]
 
+_log = Logger()
+
 _PUT = load("queue_put")
 _RECOUNT = load("queue_recount")
 
@@ -59,8 +61,6 @@ class RedisQueue:
     @param replica: This replica's consumer name, unique among replicas
         (hostname, pid and a random part by default).
     """
-
-    log = Logger()
 
     def __init__(
         self,
@@ -147,7 +147,7 @@ class RedisQueue:
 
     def _loaded(self, count: int) -> None:
         if count:
-            self.log.info(
+            _log.info(
                 "{count} alerts from the fallback queue {path} to deliver", count=count, path=self.fallback.journal.path
             )
         if not self._running:
@@ -191,7 +191,7 @@ class RedisQueue:
             await self._acks.retry()
             await self._leases.leave(held)
         except RedisError as e:
-            self.log.warn(
+            _log.warn(
                 "Cannot leave the Redis queue cleanly ({reason}); partitions {partitions} are taken over in {seconds}s",
                 reason=str(e),
                 partitions=held,
@@ -412,6 +412,4 @@ class RedisQueue:
             reply = None
         self._durability_checked = True
         if reply and reply[1] == "no":
-            self.log.warn(
-                "Redis runs without appendonly: alerts accepted into the Redis queue are lost if Redis restarts"
-            )
+            _log.warn("Redis runs without appendonly: alerts accepted into the Redis queue are lost if Redis restarts")

@@ -41,6 +41,8 @@ from alertgateway.redis.scripts import load
 
 __all__ = ["Reader"]
 
+_log = Logger()
+
 _ENSURE_GROUP = load("queue_group")
 _FORGET_CONSUMER = load("queue_forget")
 
@@ -58,8 +60,6 @@ class Reader:
     @param on_unreadable: Called with an entry that is not an envelope and
         why, to keep it as a dead letter.
     """
-
-    log = Logger()
 
     def __init__(
         self,
@@ -160,7 +160,7 @@ class Reader:
         if str(error).startswith("NOGROUP"):
             # The group is gone (Redis lost its data, or someone deleted
             # it): set the partitions up again, from what the streams hold.
-            self.log.warn("Redis queue: consumer group missing ({reason}); creating it again", reason=str(error))
+            _log.warn("Redis queue: consumer group missing ({reason}); creating it again", reason=str(error))
             self._leases.set_up_again()
             return
         self._outage.failed(error)
@@ -173,7 +173,7 @@ class Reader:
             if self._leases.ready(partition):
                 readied.append(partition)
         if readied:
-            self.log.info("Redis queue partitions {partitions} are now read here", partitions=readied)
+            _log.info("Redis queue partitions {partitions} are now read here", partitions=readied)
 
     async def _claim_pending(self, partition: int) -> None:
         stream = self._keys.streams[partition]
@@ -218,7 +218,7 @@ class Reader:
         if not ids:
             return
         entries = await self._client.command("queue_sweep", "XCLAIM", stream, GROUP, self._replica, idle, *ids)
-        self.log.warn(
+        _log.warn(
             "Redis queue: claimed {count} entries of partition {partition} left pending by {consumer}",
             count=len(entries),
             partition=partition,
@@ -269,7 +269,7 @@ class Reader:
             try:
                 envelope = decode(partition, entry, fields)
             except ValueError as e:
-                self.log.error(
+                _log.error(
                     "Redis queue entry {entry} of partition {partition} is not an alert ({error}); kept as a dead"
                     " letter",
                     entry=entry,
