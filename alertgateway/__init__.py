@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_tap -*-
 """
 alertgateway: the webhook gateway between monitoring systems (Prometheus
 Alertmanager, Grafana) and the Alert Processor.

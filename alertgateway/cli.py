@@ -1,9 +1,10 @@
+# -*- test-case-name: tests.unit.test_cli -*-
 """
 The C{alertgateway} command: C{check-config} and C{send-test}.
 
 C{check-config PATH} validates a configuration file exactly as twistd does
 (exit 0 with a summary, 2 with one line per problem).  C{send-test URL}
-posts a sample alert in a sender's format and prints the answer (BR-WH-019).
+posts a sample alert in a sender's format and prints the answer.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ shipped as public API, as C{treq.testing} is.
 
   - L{StateTable} and L{DecisionDriver}: the pure decider on plain
     dictionaries, each decision committed at once;
-  - L{InlineExecutor}: runs SQLite calls on the calling thread, for the
-    durable queue on a memory reactor;
+  - L{InlineExecutor} and L{ManualExecutor}: run SQLite calls on the
+    calling thread, at once or when the test says, for the durable queue on
+    a memory reactor;
   - L{StubProcessor}: an Alert Processor for C{treq.testing.StubTreq} (or a
     real listener), answering each request as told and recording it;
   - L{GatewayReactor} and L{gateway_service}: a whole gateway on a
@@ -44,6 +45,7 @@ __all__ = [
     "DecisionDriver",
     "GatewayReactor",
     "InlineExecutor",
+    "ManualExecutor",
     "Received",
     "StateTable",
     "StubProcessor",
@@ -142,6 +144,33 @@ class InlineExecutor:
             return succeed(call())
         except Exception:
             return fail()
+
+
+class ManualExecutor:
+    """
+    An executor that holds each call until the test runs it
+    (L{run_next}): what happens while SQLite is busy.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Callable[[], Any], Deferred[Any]]] = []
+
+    def run(self, call: Callable[[], T]) -> Deferred[T]:
+        d: Deferred[T] = Deferred()
+        self.calls.append((call, d))
+        return d
+
+    def run_next(self) -> None:
+        """
+        Run the oldest call held, and fire its Deferred with the result.
+        """
+        call, d = self.calls.pop(0)
+        try:
+            result = call()
+        except Exception:
+            d.errback()
+        else:
+            d.callback(result)
 
 
 @attrs.frozen

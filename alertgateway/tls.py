@@ -1,5 +1,6 @@
+# -*- test-case-name: tests.unit.test_tls -*-
 """
-TLS and mutual TLS for the webhook listener (BR-WH-021).
+TLS and mutual TLS for the webhook listener.
 
 L{ReloadingServerTLS} is an C{IOpenSSLServerConnectionCreator}: every new
 connection gets the current C{SSL.Context}, and L{ReloadingServerTLS.refresh}

@@ -27,9 +27,10 @@ from alertgateway.delivery.breaker import BreakerState, CircuitBreaker
 from alertgateway.delivery.durable import DurableQueue
 from alertgateway.delivery.executor import ThreadExecutor
 from alertgateway.delivery.forwarder import DeliveryQueue, Forwarder
+from alertgateway.delivery.http import BytesProducer, HTTPSink
 from alertgateway.delivery.journal import Executor, SQLiteJournal
 from alertgateway.delivery.queue import MemoryQueue
-from alertgateway.delivery.sinks import BytesProducer, FileSink, HTTPSink, Sink
+from alertgateway.delivery.sinks import FileSink, Sink
 from alertgateway.delivery.timeouts import AdaptiveTimeout
 from alertgateway.guards.ratelimit import Limiter, RateLimiter
 from alertgateway.guards.replays import ReplayCache

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_reuseport -*-
 """
 A TCP server endpoint that binds with C{SO_REUSEPORT}, so that several
 gateway processes on one host listen on the same port.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_settings -*-
+# -*- test-case-name: tests.unit.test_decide,tests.unit.test_service_redis -*-
 """
 The configuration turned into the small settings objects the parts take:
 the only place, with the CLI, that reads L{alertgateway.config}.

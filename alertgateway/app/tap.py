@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_tap -*-
 """
 The twistd plugin's options and service factory:
 C{twistd -n alertgateway --config FILE}.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_decide -*-
 """
 The keys an alert is decided by: its dedup key, its correlation group and
 its environment.

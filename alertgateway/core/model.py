@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_model -*-
 """
 The alert value object every sender's payload is turned into, and its
 fingerprint.

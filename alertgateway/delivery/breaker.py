@@ -1,6 +1,7 @@
+# -*- test-case-name: tests.unit.test_breaker -*-
 """
 A circuit breaker for deliveries to the Alert Processor, on an injected
-clock (BR-GATEWAY-METRICS-001, 002).
+clock.
 
 Closed: everything goes through; C{failure_threshold} consecutive failures
 open it.  Open: nothing is sent (the queue holds the alerts) for the

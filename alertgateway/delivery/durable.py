@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_durable -*-
 """
 The durable queue: the in-memory per-key ordered queue, backed by the
 SQLite journal.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_queue -*-
 """
 One thing on its way to the Alert Processor, as the queues keep it and the
 sinks send it.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_journal -*-
 """
 One dedicated thread for blocking work (SQLite), owned by the service.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_forwarder -*-
 """
 The forwarder: takes envelopes off the queue and delivers them through a
 sink, retrying what may succeed later.

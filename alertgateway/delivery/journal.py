@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_journal -*-
 """
 The durable side of the delivery queue: a SQLite database in WAL mode.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_queue -*-
 """
 The queue between accepting an alert and delivering it.
 

@@ -1,7 +1,7 @@
+# -*- test-case-name: tests.unit.test_patterns -*-
 """
 What recent deliveries say about the Alert Processor: an adaptive per-attempt
-timeout and an exponentially weighted failure ratio (BR-GATEWAY-METRICS-002,
-003).
+timeout and an exponentially weighted failure ratio.
 
 The timeout follows observed latency: a high percentile of recent successful
 attempts times a safety factor, within configured bounds, so a slow but

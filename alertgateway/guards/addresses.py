@@ -1,5 +1,6 @@
+# -*- test-case-name: tests.unit.test_addresses -*-
 """
-Where a request comes from, and whether that may post (BR-WH-022).
+Where a request comes from, and whether that may post.
 
 L{AddressFilter} holds C{allowed_ips} entries: addresses, CIDR networks
 (IPv4 and IPv6) and host names.  Host names are resolved through the

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_intake -*-
 """
 From accepted alerts to queued envelopes: L{admission} decides and commits
 each webhook's alerts with their forwards, L{backlog} runs the periodic

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_metrics -*-
 """
 Metrics and logs.
 """

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_logs -*-
 """
 Log observers for C{logging.format} C{json} (one object per line) and
 C{text}, filtered at C{logging.level}.

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -35,12 +35,22 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from alertgateway.core.decider import DeciderSettings, decide, tick
-from alertgateway.core.decision import Changes, Decision, WaitingChange
+from alertgateway.core.decision import Changes, Decision
 from alertgateway.core.episodes import Delivery, Episode
 from alertgateway.core.keys import dedup_key, group_id
 from alertgateway.core.model import Alert
-from alertgateway.core.storms import Group, Member, Storm
 from alertgateway.redis import scripts as _lua
+from alertgateway.redis._entries import (
+    EPISODE,
+    GROUP,
+    Doc,
+    Entry,
+    Loaded,
+    Written,
+    new_forward,
+    read_group,
+    with_outcome,
+)
 from alertgateway.redis.client import RedisClient
 from alertgateway.state.errors import StateContended
 from alertgateway.state.ports import Enqueue, Tracked
@@ -60,165 +70,8 @@ _SHARED_PENDING = 500
 # window applied anyway; this only bounds memory in Redis).
 _TTL_MARGIN = 60.0
 
-_EPISODE = "e"
-_GROUP = "g"
 
 _log = Logger()
-
-
-@attrs.frozen
-class _Doc:
-    """
-    A shared entry's JSON document, with the few fields the scripts need
-    taken out when it is made or loaded (so it is never parsed again).
-
-    @ivar extra: An episode's fingerprint, or C{1}/C{0}: whether a group is
-        in a storm.
-    @ivar score: An episode's last sighting (its rank for expiry).
-    @ivar forwarded: The idempotency key of what an episode last forwarded.
-    """
-
-    text: str
-    extra: str = ""
-    score: str = "0"
-    forwarded: str = ""
-
-
-def _episode_doc(episode: Episode) -> _Doc:
-    text = json.dumps(episode.to_json(), separators=(",", ":"), sort_keys=True)
-    return _Doc(text, episode.fingerprint, repr(float(episode.last_seen)), episode.forwarded or "")
-
-
-def _storm_json(storm: Storm, waiting: Sequence[Member]) -> dict[str, Any]:
-    return {
-        "id": storm.id,
-        "group_id": storm.group_id,
-        "group_labels": dict(storm.group_labels),
-        "first_seen": storm.first_seen,
-        "last_seen": storm.last_seen,
-        "last_flush": storm.last_flush,
-        "members": storm.members,
-        "listed": storm.listed,
-        "pending": [member.to_json() for member in waiting],
-        "sequence": storm.sequence,
-    }
-
-
-def _group_doc(group: Group, waiting: Sequence[Member]) -> _Doc:
-    data = {
-        "recent": [member.to_json() for member in group.recent],
-        "storm": _storm_json(group.storm, waiting) if group.storm is not None else None,
-    }
-    return _Doc(json.dumps(data, separators=(",", ":"), sort_keys=True), "1" if group.storm is not None else "0")
-
-
-def _read_group(data: Mapping[str, Any]) -> tuple[Group, list[Member]]:
-    recent = tuple(Member.from_json(m) for m in data.get("recent") or ())
-    storm_data = data.get("storm")
-    if storm_data is None:
-        return Group(recent=recent), []
-    waiting = [Member.from_json(m) for m in storm_data.get("pending") or ()]
-    storm = Storm(
-        id=storm_data["id"],
-        group_id=storm_data["group_id"],
-        group_labels=dict(storm_data["group_labels"]),
-        first_seen=float(storm_data["first_seen"]),
-        last_seen=float(storm_data["last_seen"]),
-        last_flush=float(storm_data["last_flush"]),
-        members=int(storm_data["members"]),
-        listed=int(storm_data["listed"]),
-        waiting=len(waiting),
-        sequence=int(storm_data["sequence"]),
-    )
-    return Group(recent=recent, storm=storm), waiting
-
-
-def _with_outcome(episode: Episode, outcome: str | None) -> Episode:
-    """
-    The episode with the delivery outcome recorded beside it, if that is of
-    what the episode last forwarded.
-    """
-    if not outcome:
-        return episode
-    forwarded, _, result = outcome.partition("\n")
-    try:
-        return episode.delivered(forwarded, Delivery(result))
-    except ValueError:
-        return episode
-
-
-@attrs.define
-class _Entry:
-    """
-    One shared entry as loaded: its Redis key, name, kind, version and
-    document.
-    """
-
-    redis_key: str
-    name: str
-    kind: str
-    version: str
-    document: _Doc | None
-
-
-@attrs.frozen
-class _Written:
-    """
-    One entry as a decision wrote it: the version it got and the document.
-    """
-
-    entry: _Entry
-    version: str
-    document: _Doc | None
-
-
-class _Loaded:
-    """
-    The entries a decision needs, as loaded: the decider's view.
-    """
-
-    def __init__(self, entries: list[_Entry]) -> None:
-        self.entries = entries
-        self.episodes: dict[str, Episode] = {}
-        self.groups: dict[str, Group] = {}
-        self.members: dict[str, list[Member]] = {}
-
-    def episode(self, key: str) -> Episode | None:
-        return self.episodes.get(key)
-
-    def group(self, group_id: str) -> Group | None:
-        return self.groups.get(group_id)
-
-    def waiting(self, group_id: str, offset: int, count: int) -> Sequence[Member]:
-        return self.members.get(group_id, [])[offset : offset + count]
-
-    def storm_groups(self) -> Iterable[str]:
-        return [g for g, group in self.groups.items() if group.storm is not None]
-
-    def documents(self, changes: Changes) -> list[tuple[_Entry, _Doc | None]]:
-        """
-        The entries the changes touch, with their new documents.
-        """
-        written: list[tuple[_Entry, _Doc | None]] = []
-        for entry in self.entries:
-            if entry.kind == _EPISODE and entry.name in changes.episodes:
-                episode = changes.episodes[entry.name]
-                written.append((entry, _episode_doc(episode) if episode is not None else None))
-            elif entry.kind == _GROUP and (entry.name in changes.groups or entry.name in changes.waiting):
-                written.append((entry, self._group_document(entry.name, changes)))
-        return written
-
-    def _group_document(self, name: str, changes: Changes) -> _Doc | None:
-        group = changes.groups[name] if name in changes.groups else self.groups.get(name)
-        if group is None:
-            return None
-        members = list(self.members.get(name, []))
-        change = changes.waiting.get(name, WaitingChange())
-        if change.cleared:
-            members = []
-        del members[: change.taken]
-        members.extend(change.added)
-        return _group_doc(group, members)
 
 
 class RedisState:
@@ -255,7 +108,7 @@ class RedisState:
         # Per correlation group, the decision that may write it now.
         self._locks: dict[str, DeferredLock] = {}
         # Decisions to take back, oldest first.
-        self._undos: list[list[_Written]] = []
+        self._undos: list[list[Written]] = []
         self._max_tracked = max_tracked
         self._episode_ttl = settings.window + _TTL_MARGIN
         self._group_ttl = (
@@ -275,35 +128,35 @@ class RedisState:
         wanted: dict[str, tuple[str, str, str]] = {}
         for alert in alerts:
             key = dedup_key(alert, s.ignore_labels)
-            wanted.setdefault(_EPISODE + key, (self._episode_key(key), key, _EPISODE))
+            wanted.setdefault(EPISODE + key, (self._episode_key(key), key, EPISODE))
             if s.storms is not None:
                 group = group_id(alert, s.group_by, s.use_sender_group)
-                wanted.setdefault(_GROUP + group, (self._group_key(group), group, _GROUP))
+                wanted.setdefault(GROUP + group, (self._group_key(group), group, GROUP))
         return list(wanted.values())
 
-    async def _load(self, wanted: Sequence[tuple[str, str, str]]) -> _Loaded:
+    async def _load(self, wanted: Sequence[tuple[str, str, str]]) -> Loaded:
         raw = await self._client.script(_lua.LOAD, [redis_key for redis_key, _, _ in wanted], [])
-        entries: list[_Entry] = []
-        loaded = _Loaded(entries)
+        entries: list[Entry] = []
+        loaded = Loaded(entries)
         for index, (redis_key, name, kind) in enumerate(wanted):
             version, document, outcome = raw[3 * index], raw[3 * index + 1], raw[3 * index + 2]
             if not document:
-                entries.append(_Entry(redis_key, name, kind, str(version), None))
+                entries.append(Entry(redis_key, name, kind, str(version), None))
                 continue
             data = json.loads(document)
-            if kind == _EPISODE:
+            if kind == EPISODE:
                 episode = Episode.from_json(data)
-                doc = _Doc(document, episode.fingerprint, repr(float(episode.last_seen)), episode.forwarded or "")
-                loaded.episodes[name] = _with_outcome(episode, outcome)
+                doc = Doc(document, episode.fingerprint, repr(float(episode.last_seen)), episode.forwarded or "")
+                loaded.episodes[name] = with_outcome(episode, outcome)
             else:
-                group, members = _read_group(data)
-                doc = _Doc(document, "1" if group.storm is not None else "0")
+                group, members = read_group(data)
+                doc = Doc(document, "1" if group.storm is not None else "0")
                 loaded.groups[name] = group
                 loaded.members[name] = members
-            entries.append(_Entry(redis_key, name, kind, str(version), doc))
+            entries.append(Entry(redis_key, name, kind, str(version), doc))
         return loaded
 
-    async def _commit(self, written: Sequence[tuple[_Entry, _Doc | None]]) -> list[_Written] | None:
+    async def _commit(self, written: Sequence[tuple[Entry, Doc | None]]) -> list[Written] | None:
         """
         Write documents if nothing moved since they were loaded.
 
@@ -324,15 +177,15 @@ class RedisState:
         except Exception:
             # Unknown whether it was written: take back any forward it made,
             # or the sender's retry would find a duplicate of nothing sent.
-            self._undos.append([_Written(e, "", d) for e, d in changed if e.kind == _EPISODE])
+            self._undos.append([Written(e, "", d) for e, d in changed if e.kind == EPISODE])
             raise
         if not versions:
             return None
-        return [_Written(e, str(v), d) for (e, d), v in zip(changed, versions, strict=True)]
+        return [Written(e, str(v), d) for (e, d), v in zip(changed, versions, strict=True)]
 
-    def _entry_args(self, entry: _Entry, document: _Doc | None) -> list[Any]:
-        ttl = self._episode_ttl if entry.kind == _EPISODE else self._group_ttl
-        doc = document if document is not None else _Doc("")
+    def _entry_args(self, entry: Entry, document: Doc | None) -> list[Any]:
+        ttl = self._episode_ttl if entry.kind == EPISODE else self._group_ttl
+        doc = document if document is not None else Doc("")
         return [entry.version, doc.text, int(ttl * 1000), entry.kind, entry.name, doc.extra, doc.score, doc.forwarded]
 
     # Deciding.
@@ -349,7 +202,7 @@ class RedisState:
         # a storm every new member rewrites its group, and sixty requests
         # racing for it would mostly lose; across replicas, at most one
         # contender per replica is left, and the pauses sort those out.
-        groups = sorted(name for _, name, kind in wanted if kind == _GROUP)
+        groups = sorted(name for _, name, kind in wanted if kind == GROUP)
         for group in groups:
             await self._group_lock(group).acquire()
         try:
@@ -374,7 +227,7 @@ class RedisState:
 
     async def _decide_loaded(
         self, alerts: Sequence[Alert], wanted: list[tuple[str, str, str]], now: float
-    ) -> tuple[Decision, list[_Written]]:
+    ) -> tuple[Decision, list[Written]]:
         for attempt in range(_MAX_ATTEMPTS):
             if attempt and self._pause is not None:
                 await self._pause(_RETRY_BASE * 2**attempt * (0.5 + _jitter.random()))
@@ -385,7 +238,7 @@ class RedisState:
                 return decision, written
         raise StateContended(f"{len(wanted)} shared entries kept changing")
 
-    async def _queue(self, decision: Decision, written: list[_Written], enqueue: Enqueue) -> None:
+    async def _queue(self, decision: Decision, written: list[Written], enqueue: Enqueue) -> None:
         """
         Queue a committed decision's forwards, taking the decision back if
         the queue refuses them.
@@ -396,7 +249,7 @@ class RedisState:
             await self.undo(written)
             raise
 
-    async def undo(self, written: list[_Written]) -> None:
+    async def undo(self, written: list[Written]) -> None:
         """
         Take back a decision whose forwards could not be queued; kept for
         later if Redis cannot be reached now.
@@ -415,7 +268,7 @@ class RedisState:
                 args: list[Any] = [self._client.prefix]
                 for w in written:
                     loaded = w.entry.document.text if w.entry.document is not None else ""
-                    args.extend((w.entry.kind, w.version, _new_forward(w), loaded))
+                    args.extend((w.entry.kind, w.version, new_forward(w), loaded))
                 await self._client.script(_lua.UNDO, [w.entry.redis_key for w in written], args)
             self._undos.pop(0)
 
@@ -442,7 +295,7 @@ class RedisState:
         groups = await self._client.command("storm_groups", "SMEMBERS", self._client.key("storms"))
         if not groups:
             return nothing
-        loaded = await self._load([(self._group_key(g), g, _GROUP) for g in sorted(groups)])
+        loaded = await self._load([(self._group_key(g), g, GROUP) for g in sorted(groups)])
         gone = [entry.name for entry in loaded.entries if entry.document is None]
         if gone:
             # Expired while every replica was away: nothing left to close.
@@ -483,7 +336,7 @@ class RedisState:
             episode = Episode.from_json(json.loads(document))
             # As the decider sees it: past its window, an episode is gone.
             if episode.last_seen >= lapsed:
-                found.append(_with_outcome(episode, outcome))
+                found.append(with_outcome(episode, outcome))
         return found
 
     def by_fingerprint(self, fingerprint: str) -> Deferred[Episode | None]:
@@ -526,14 +379,3 @@ class RedisState:
         counts = await self._client.script(_lua.EXPIRE, [], [self._client.prefix, repr(now - self.settings.window)])
         storms = await self._client.command("storm_count", "SCARD", self._client.key("storms"))
         return Tracked(int(counts[0]), int(counts[1]), int(storms))
-
-
-def _new_forward(written: _Written) -> str:
-    """
-    The idempotency key of what the decision newly forwarded for an
-    episode, or C{""}: an episode only counted as a duplicate is not worth
-    taking back (and taking it back could erase another replica's count).
-    """
-    after = written.document.forwarded if written.document is not None else ""
-    before = written.entry.document.forwarded if written.entry.document is not None else ""
-    return after if after and after != before else ""

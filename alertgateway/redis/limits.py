@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_state_behaviour -*-
 """
 Rate limits shared by every replica: the same token buckets as
 L{alertgateway.guards.ratelimit.RateLimiter} (global, per endpoint, per

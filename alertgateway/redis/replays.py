@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_state_behaviour -*-
 """
 Signature replay memory shared by every replica: a signed webhook accepted
 by one replica is a replay on any other.

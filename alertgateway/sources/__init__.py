@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_sources -*-
 """
 Parsers from each sender's webhook body to L{alertgateway.core.model.Alert}s.
 

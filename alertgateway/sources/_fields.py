@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_sources -*-
 """
 What every sender parser shares: the result types and field readers that
 record a JSON pointer for everything they refuse.

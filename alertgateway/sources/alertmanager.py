@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_sources -*-
 """
 Prometheus Alertmanager's webhook payload, version 4.
 """

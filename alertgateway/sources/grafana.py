@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_sources -*-
 """
 Grafana's webhook payloads: unified alerting (C{version} "1", the
 Alertmanager shape plus Grafana's extras) and legacy dashboard alerting

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_state_memory -*-
 """
 The one hierarchy of errors the gateway's stores raise.
 

@@ -1,5 +1,6 @@
+# -*- test-case-name: tests.unit.test_bodies -*-
 """
-Request body decoding: content encodings and content types (BR-WH-018).
+Request body decoding: content encodings and content types.
 
 - C{Content-Encoding: gzip} (or C{x-gzip}) is inflated in bounded steps: the
   inflated size counts against the body limit while inflating, so a gzip

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_web_health -*-
 """
 Liveness and readiness: C{/health}, C{/health/live}, C{/health/ready}.
 

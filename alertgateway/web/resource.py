@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_web_site -*-
 """
 The one base Resource that turns a handler's result into a response.
 
@@ -160,7 +161,7 @@ def _write(response: Response, request: GatewayRequest, lost: list[Failure]) -> 
     for header, header_value in SECURITY_HEADERS:
         request.setHeader(header, header_value)
     if len(body) >= request.gateway_site.gzip_min_bytes:
-        # The answer depends on Accept-Encoding from this size on (BR-WH-013).
+        # The answer depends on Accept-Encoding from this size on.
         request.setHeader(b"Vary", b"Accept-Encoding")
         if _accepts_gzip(request):
             body = gzip.compress(body, compresslevel=6, mtime=0)

@@ -1,5 +1,6 @@
+# -*- test-case-name: tests.unit.test_web_edge -*-
 """
-The security log (BR-WH-025): every refusal at the edge is one structured
+The security log: every refusal at the edge is one structured
 warning event, with its reason and the client address, and is counted in
 C{gateway_security_rejections_total{endpoint,reason}}.
 """

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_web_site -*-
 """
 The twisted.web Site and Request the gateway serves with.
 
@@ -162,7 +163,7 @@ class GatewaySite(server.Site):
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.gzip_min_bytes = gzip_min_bytes
-        # Handlers not done by then answer 503 (BR-WH-009).
+        # Handlers not done by then answer 503, so the sender retries.
         self.request_timeout = request_timeout
         self.abort_after_bytes = max(max_body_bytes * _ABORT_FACTOR, _ABORT_FLOOR)
         self._in_flight = 0

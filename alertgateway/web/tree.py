@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_web_site -*-
 """
 The resource trees served on the webhook and metrics listeners.
 

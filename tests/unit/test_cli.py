@@ -433,7 +433,7 @@ class QueueCommandTests(SynchronousTestCase):
     def setUp(self) -> None:
         from alertgateway.delivery.journal import SQLiteJournal
         from tests.unit._http import InlineExecutor
-        from tests.unit.test_queue import envelope
+        from tests.unit._support import envelope
 
         directory = Path(self.mktemp())
         directory.mkdir()

@@ -14,9 +14,9 @@ from alertgateway.delivery.durable import DurableQueue
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.journal import SQLiteJournal, list_items, open_database, retry_dead
 from alertgateway.state.errors import QueueFull
+from alertgateway.testing import ManualExecutor
 from tests.unit._http import InlineExecutor
-from tests.unit.test_journal import ManualExecutor
-from tests.unit.test_queue import envelope
+from tests.unit._support import envelope
 
 
 def size(e: Envelope) -> int:

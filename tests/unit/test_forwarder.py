@@ -18,13 +18,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from alertgateway.delivery.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.forwarder import Backoff, Forwarder
+from alertgateway.delivery.http import HTTPSink, PostingClient
 from alertgateway.delivery.queue import MemoryQueue
-from alertgateway.delivery.sinks import HTTPSink, PostingClient, Retryable
+from alertgateway.delivery.sinks import Retryable
 from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.state.errors import QueueFull
 from alertgateway.testing import HANG, RESET, Answer, StubProcessor
 from tests.unit._http import capture_events
-from tests.unit.test_queue import envelope
+from tests.unit._support import envelope
 
 
 class BackoffTests(SynchronousTestCase):

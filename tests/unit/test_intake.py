@@ -23,8 +23,8 @@ from alertgateway.core.model import Alert, fingerprint
 from alertgateway.core.storms import StormSettings
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.forwarder import Forwarder
+from alertgateway.delivery.http import HTTPSink, PostingClient
 from alertgateway.delivery.queue import MemoryQueue
-from alertgateway.delivery.sinks import HTTPSink, PostingClient
 from alertgateway.intake.admission import Admission
 from alertgateway.intake.backlog import StormBacklog
 from alertgateway.intake.outcomes import Outcomes

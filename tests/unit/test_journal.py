@@ -21,33 +21,10 @@ from zope.interface import implementer
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.executor import ThreadExecutor
 from alertgateway.delivery.journal import JournalError, SQLiteJournal, list_items, open_database, purge, retry_dead
-from tests.unit._http import InlineExecutor
-from tests.unit.test_queue import envelope
+from alertgateway.testing import InlineExecutor, ManualExecutor
+from tests.unit._support import envelope
 
 T = TypeVar("T")
-
-
-class ManualExecutor:
-    """
-    An executor that holds each call until the test runs it.
-    """
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Callable[[], Any], Deferred[Any]]] = []
-
-    def run(self, call: Callable[[], T]) -> Deferred[T]:
-        d: Deferred[T] = Deferred()
-        self.calls.append((call, d))
-        return d
-
-    def run_next(self) -> None:
-        call, d = self.calls.pop(0)
-        try:
-            result = call()
-        except Exception:
-            d.errback()
-        else:
-            d.callback(result)
 
 
 def open_journal(case: SynchronousTestCase, executor: Any = None) -> tuple[SQLiteJournal, str]:

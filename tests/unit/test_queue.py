@@ -8,26 +8,10 @@ import attrs
 from twisted.internet.defer import CancelledError
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.core.model import Alert, fingerprint
-from alertgateway.delivery.envelope import Envelope
+from alertgateway.core.model import fingerprint
 from alertgateway.delivery.queue import MemoryQueue
 from alertgateway.state.errors import QueueFull
-
-
-def envelope(name: str, status: str = "firing", request_id: str = "r") -> Envelope:
-    labels = {"alertname": name}
-    alert = Alert(
-        fingerprint=fingerprint(labels),
-        source="alertmanager",
-        status=status,
-        labels=labels,
-        annotations={},
-        starts_at="2026-11-26T03:49:49Z",
-        ends_at=None,
-        generator_url="",
-        received_at="2026-11-26T03:50:00.000Z",
-    )
-    return Envelope.for_alert(alert, request_id)
+from tests.unit._support import envelope
 
 
 class MemoryQueueTests(SynchronousTestCase):

@@ -20,7 +20,7 @@ from alertgateway.redis.client import RedisClient, RedisError, RedisSettings, Re
 from alertgateway.state.errors import StateUnavailable
 from tests.integration._certs import Authority, write_pem
 from tests.redis_server import RedisServer, until
-from tests.unit.test_state_behaviour import inline
+from tests.unit._support import inline
 
 reactor: Any = _reactor
 

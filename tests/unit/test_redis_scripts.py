@@ -18,7 +18,7 @@ from alertgateway.redis import scripts as _lua
 from alertgateway.redis.client import RedisClient, RedisSettings
 from alertgateway.redis.scripts import load
 from tests.redis_server import RedisServer, until
-from tests.unit.test_state_behaviour import inline
+from tests.unit._support import inline
 
 reactor: Any = _reactor
 

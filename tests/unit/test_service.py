@@ -661,7 +661,7 @@ class DurableQueueServiceTests(SynchronousTestCase):
         """
         from alertgateway.delivery.journal import SQLiteJournal
         from tests.unit._http import InlineExecutor
-        from tests.unit.test_queue import envelope
+        from tests.unit._support import envelope
 
         config = self.config()
         Path(self.db).parent.mkdir(parents=True)

@@ -20,18 +20,10 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import Agent
 
-from alertgateway.delivery.sinks import (
-    BytesProducer,
-    FileSink,
-    HTTPSink,
-    PostingClient,
-    Rejected,
-    Retryable,
-    outgoing_headers,
-    parse_retry_after,
-)
+from alertgateway.delivery.http import BytesProducer, HTTPSink, PostingClient, outgoing_headers, parse_retry_after
+from alertgateway.delivery.sinks import FileSink, Rejected, Retryable
 from alertgateway.testing import HANG, RESET, STALL, Answer, StubProcessor
-from tests.unit.test_queue import envelope
+from tests.unit._support import envelope
 
 # Thu, 26 Nov 2026 03:50:00 GMT
 NOW = 1795665000.0

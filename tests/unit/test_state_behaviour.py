@@ -15,7 +15,6 @@ Redis I/O itself is real, on the real reactor.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 from twisted.internet import reactor as _reactor
@@ -40,6 +39,7 @@ from alertgateway.state.errors import QueueFull, StateUnavailable
 from alertgateway.state.memory import MemoryState
 from alertgateway.state.ports import Enqueue, StateStore
 from tests.redis_server import RedisServer, until
+from tests.unit._support import inline
 
 reactor: Any = _reactor
 
@@ -103,19 +103,6 @@ class Replica:
 
     async def tick(self) -> tuple[Outgoing, ...]:
         return (await self.store.tick(self.clock.seconds(), at_once)).outgoing
-
-
-def inline(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Deferred[None]]:
-    """
-    Run an async test method as trial expects: through a Deferred.
-    """
-
-    def run(self: Any) -> Deferred[None]:
-        return Deferred.fromCoroutine(test(self))
-
-    run.__name__ = test.__name__
-    run.__doc__ = test.__doc__
-    return run
 
 
 async def results(replica: Replica, *alerts: Alert) -> list[Verdict]:

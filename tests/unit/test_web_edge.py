@@ -27,7 +27,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.config import parse_config
 from alertgateway.delivery.envelope import Envelope
-from alertgateway.delivery.sinks import HTTPSink, PostingClient
+from alertgateway.delivery.http import HTTPSink, PostingClient
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import (
     APIKeyAuthenticator,

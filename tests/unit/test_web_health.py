@@ -9,8 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from alertgateway import __version__
 from alertgateway.observability.metrics import CONTENT_TYPE_LATEST
 from alertgateway.web.health import Lifecycle, Readiness
-from tests.unit._http import Connection, assert_security_headers, make_config, make_service
-from tests.unit.test_web_webhook import assert_problem
+from tests.unit._http import Connection, assert_problem, assert_security_headers, make_config, make_service
 
 
 class HealthTests(SynchronousTestCase):

@@ -23,9 +23,14 @@ from alertgateway.web.resource import HandlerResource, Response
 from alertgateway.web.site import GatewayRequest, GatewaySite
 from alertgateway.web.tree import Branch, mount
 from tests.unit._http import (
+    AUTH,
+    PROMETHEUS,
     TOKEN,
     Connection,
+    alert,
+    assert_problem,
     assert_security_headers,
+    body,
     capture_events,
     fixture,
     make_config,
@@ -33,7 +38,6 @@ from tests.unit._http import (
     request_bytes,
     webhook_site,
 )
-from tests.unit.test_web_webhook import AUTH, PROMETHEUS, alert, assert_problem, body
 
 _GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 
