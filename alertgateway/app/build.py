@@ -21,7 +21,7 @@ from twisted.logger import ILogObserver, Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from alertgateway.app import settings
-from alertgateway.config import GatewayConfig
+from alertgateway.config import GatewayConfig, StateBackend
 from alertgateway.core.decider import DeciderSettings
 from alertgateway.delivery.breaker import BreakerState, CircuitBreaker
 from alertgateway.delivery.durable import DurableQueue
@@ -48,6 +48,7 @@ from alertgateway.redis.queue import RedisQueue
 from alertgateway.redis.replays import RedisReplays
 from alertgateway.state.memory import MemoryState
 from alertgateway.state.ports import StateStore, Tracked
+from alertgateway.state.sqlite import SQLiteState
 from alertgateway.tls import ReloadingServerTLS, TLSFilesError
 from alertgateway.web.health import Readiness
 
@@ -146,7 +147,7 @@ def build(
         timeouts=timeouts,
     )
     decider = settings.decider_settings(config)
-    state, local = _state(config, reactor, metrics, decider, redis, failover)
+    state, local = _state(config, reactor, metrics, decider, redis, failover, durable)
     if local is not None:
         # In memory the gauges read the state when scraped, at no cost per
         # request; elsewhere counting costs a round trip, made by the tick.
@@ -276,12 +277,24 @@ def _state(
     decider: DeciderSettings,
     redis: RedisClient | None,
     failover: Failover | None,
+    durable: DurableQueue | None,
 ) -> tuple[StateStore, MemoryState | None]:
     """
-    The state store, and the memory store when it is the only one.
+    The state store, and the memory store (on its own, or under the SQLite
+    state) when it is the only one.
     """
-    if config.state.backend != "redis" or redis is None or failover is None:
-        evictions = metrics.decisions.dedup_evictions
+    evictions = metrics.decisions.dedup_evictions
+    if config.state.backend == StateBackend.SQLITE:
+        assert durable is not None
+        stored = SQLiteState(
+            decider,
+            durable.journal,
+            clock=reactor.seconds,
+            max_tracked=config.dedup.max_tracked,
+            on_evict=evictions.inc,
+        )
+        return stored, stored
+    if config.state.backend != StateBackend.REDIS or redis is None or failover is None:
         local = MemoryState(decider, max_tracked=config.dedup.max_tracked, on_evict=evictions.inc)
         return local, local
     local = MemoryState(decider, max_tracked=config.dedup.max_tracked)

@@ -42,6 +42,7 @@ from alertgateway.config import GatewayConfig
 from alertgateway.delivery.journal import Executor
 from alertgateway.interfaces import IGatewayReactor
 from alertgateway.redis.queue import RedisQueue
+from alertgateway.state.sqlite import Restored, SQLiteState
 
 __all__ = ["GatewayService", "Part"]
 
@@ -127,6 +128,8 @@ class GatewayService(MultiService):
         self._queue_part.setServiceParent(self)
         Part("forwarder", gateway.forwarder.start, lambda: gateway.forwarder.stop(0)).setServiceParent(self)
         self._every(config.dedup.expire_interval, self._tick)
+        if isinstance(gateway.state, SQLiteState):
+            self._every(config.state.flush_interval, self._flush)
         self._every(_REPLAY_PRUNE_INTERVAL, gateway.replays.prune)
         if gateway.limiter is not None:
             self._every(gateway.limiter.interval, gateway.limiter.tick)
@@ -185,11 +188,34 @@ class GatewayService(MultiService):
         if isinstance(gateway.queue, RedisQueue):
             return gateway.queue.start().addCallback(_adopt_retried)
 
-        def _loaded(count: int) -> None:
+        def _loaded(count: int) -> Deferred[None] | None:
             _log.info("Queue {path}: {count} alerts to deliver from before", path=self.config.queue.path, count=count)
             _adopt_retried()
+            state = gateway.state
+            if isinstance(state, SQLiteState):
+                return state.restore(self._reactor.seconds()).addCallback(self._restored, count)
+            return None
 
         return durable.load().addCallback(_loaded)
+
+    def _restored(self, restored: Restored, queued: int) -> None:
+        """
+        The decisions from before are back: so are the signatures already
+        accepted.
+        """
+        for key, until in restored.replay_keys:
+            self.gateway.replays.remember(key, until)
+        _log.info(
+            "Restored {episodes} episodes, {storms} open storms with {members} waiting members,"
+            " {replays} signatures and {queued} queued alerts from {path} in {seconds:.2f}s",
+            episodes=restored.episodes,
+            storms=restored.storms,
+            members=restored.members,
+            replays=restored.replays,
+            queued=queued,
+            path=self.config.queue.path,
+            seconds=restored.seconds,
+        )
 
     def _open(self, _: object) -> None:
         d = DeferredList([self._front.open(), self._back.open()], fireOnOneErrback=True, consumeErrors=True)
@@ -225,6 +251,13 @@ class GatewayService(MultiService):
             self._reactor.callWhenRunning(self._reactor.stop)
 
     # Periodic work.
+
+    def _flush(self) -> Deferred[None]:
+        state = self.gateway.state
+        assert isinstance(state, SQLiteState)
+        return state.flush().addErrback(
+            lambda f: _log.warn("Cannot write the state's bookkeeping yet: {error}", error=str(f.value))
+        )
 
     def _tick(self) -> Deferred[None]:
         self.forwarder.refresh_age()
@@ -263,6 +296,7 @@ class GatewayService(MultiService):
         # No periodic work (a storm flush into the queue) once the queue
         # and Redis are closing.
         d.addCallback(lambda _: self._stop_timers())
+        d.addCallback(lambda _: self._flush() if isinstance(gateway.state, SQLiteState) else None)
         d.addCallback(lambda _: self._stop_child("queue"))
         d.addCallback(lambda _: self._stop_child("sqlite-thread"))
         d.addCallback(lambda _: self._stop_child("redis"))

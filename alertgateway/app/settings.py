@@ -66,6 +66,7 @@ def decider_settings(config: GatewayConfig) -> DeciderSettings:
         group_by=config.correlation.group_by,
         use_sender_group=config.correlation.use_sender_group,
         escalate=escalation.enabled,
+        min_spacing=escalation.min_spacing,
         environment_labels=escalation.environment_labels,
         environment_namespaces={n: e.namespaces for n, e in environments.items() if e.namespaces},
         default_environment=default,

@@ -18,12 +18,13 @@ import attrs
 from twisted.internet.endpoints import serverFromString
 
 from alertgateway.config._schema import Problem
+from alertgateway.config.delivery import QueueBackend, QueueConfig
 from alertgateway.config.listeners import metrics_on_webhook_port
 from alertgateway.config.observability import MetricsConfig
 from alertgateway.config.secrets import resolve_auth, resolve_redis
 from alertgateway.config.security import SecurityConfig
 from alertgateway.config.service import ServiceConfig
-from alertgateway.config.state import StateConfig
+from alertgateway.config.state import StateBackend, StateConfig
 from alertgateway.config.webhook import (
     SOURCES,
     WELL_KNOWN_PATHS,
@@ -206,6 +207,9 @@ def check_across(sections: dict[str, Any], environ: Mapping[str, str], problems:
     if security is not None and service is not None:
         _check_tls_files(security, service, problems)
     state: StateConfig | None = sections.get("state")
+    queue: QueueConfig | None = sections.get("queue")
+    if state is not None and queue is not None:
+        state = _resolve_state_backend(state, queue, problems)
     if state is not None:
         redis = resolve_redis(state.redis, environ, problems)
         if redis.ca_file and not Path(redis.ca_file).is_file():
@@ -221,3 +225,23 @@ def check_across(sections: dict[str, Any], environ: Mapping[str, str], problems:
             message = _check_listener(description)
             if message is not None:
                 problems.append(Problem(f"{key}[{index}]", message))
+
+
+def _resolve_state_backend(state: StateConfig, queue: QueueConfig, problems: list[Problem]) -> StateConfig:
+    """
+    Unset, the state backend follows the queue's: the SQLite queue's
+    database keeps the state too; another queue, memory.  Set to sqlite, it
+    needs the SQLite queue, whose database it shares.
+    """
+    if state.backend is None:
+        backend = StateBackend.SQLITE if queue.backend == QueueBackend.SQLITE else StateBackend.MEMORY
+        return attrs.evolve(state, backend=backend)
+    if state.backend == StateBackend.SQLITE and queue.backend != QueueBackend.SQLITE:
+        problems.append(
+            Problem(
+                "state.backend",
+                f"sqlite keeps the state in the queue's database, so it needs queue.backend: sqlite"
+                f" (not {queue.backend}); or use state.backend: memory",
+            )
+        )
+    return state

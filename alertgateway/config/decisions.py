@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from alertgateway.config._fields import positive
+from alertgateway.config._fields import not_negative, positive
 from alertgateway.config._schema import duration
 
 __all__ = ["CorrelationConfig", "DedupConfig", "EnvironmentConfig", "EscalationConfig", "StormConfig"]
@@ -64,6 +64,10 @@ class EscalationConfig:
     """
 
     enabled: bool = True
+    # A duplicate closer than this to the last one counted in its episode
+    # does not count toward escalation: two copies of one notification
+    # (an HA pair of Alertmanagers or Prometheus replicas) count once.
+    min_spacing: float = duration(30.0, not_negative)
     environment_labels: tuple[str, ...] = ("environment", "env")
     default_environment: str = "production"
     environments: dict[str, EnvironmentConfig] = attrs.field(

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.unit.test_config -*-
 """
-The C{state} section: where decisions keep what they remember (one
-process's memory, or Redis shared by every replica) and how to reach Redis.
+The C{state} section: where decisions keep what they remember (the queue's
+SQLite database, one process's memory, or Redis shared by every replica)
+and how to reach Redis.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ def _redis_url(value: str) -> str | None:
 
 class StateBackend(enum.StrEnum):
     """
-    Where decision state lives: one process's memory, or Redis.
+    Where decision state lives: the queue's SQLite database (kept across
+    restarts), one process's memory (forgotten on restart), or Redis.
     """
 
+    SQLITE = "sqlite"
     MEMORY = "memory"
     REDIS = "redis"
 
@@ -80,9 +83,14 @@ class RedisConfig:
 class StateConfig:
     """
     Where deduplication, escalation, storm, replay and rate-limit state
-    lives: C{memory} (one process, the default) or C{redis} (shared by
-    every replica).
+    lives: C{sqlite} (the queue's database, kept across restarts),
+    C{memory} (one process, forgotten on restart) or C{redis} (shared by
+    every replica).  Unset, it follows the queue: C{sqlite} with the SQLite
+    queue, C{memory} with the others (loading resolves it).
     """
 
-    backend: StateBackend = StateBackend.MEMORY
+    backend: StateBackend | None = None
+    # How late, at most, bookkeeping (a duplicate's count and last
+    # sighting, a delivery's outcome) reaches the SQLite database.
+    flush_interval: float = duration(1.0, positive)
     redis: RedisConfig = attrs.field(factory=RedisConfig)

@@ -34,7 +34,7 @@ from alertgateway.core.decision import (
     Verdict,
     WaitingChange,
 )
-from alertgateway.core.episodes import Delivery, Episode
+from alertgateway.core.episodes import NO_COPIES, Delivery, Episode
 from alertgateway.core.escalation import DEFAULT_RULES, Escalation, EscalationRule, escalate
 from alertgateway.core.keys import dedup_key, environment_of, group_id, group_labels
 from alertgateway.core.model import FIRING, RESOLVED, Alert
@@ -50,12 +50,16 @@ class DeciderSettings:
     @ivar dedup: With C{False}, every alert is forwarded (firing ones as
         new), though still correlated.
     @ivar escalate: With C{False}, duplicates are never escalated.
+    @ivar min_spacing: A duplicate closer than this to the last counted
+        sighting of its episode does not count toward escalation (two
+        copies of one notification, from an HA pair, count once).
     @ivar rules: Escalation rules by (lower-case) environment.
     @ivar storms: C{None} when storms are not detected.
     """
 
     dedup: bool = True
     escalate: bool = True
+    min_spacing: float = 30.0
     window: float = 300.0
     ignore_labels: tuple[str, ...] = ()
     group_by: tuple[str, ...] = ("alertname", "namespace")
@@ -167,26 +171,74 @@ def _decide_one(draft: _Draft, alert: Alert, now: float, s: DeciderSettings, out
         episode = Episode(key, alert.fingerprint, RESOLVED, now, now, group, environment, alert.source)
         return _forward(draft, alert, episode, Verdict.RESOLVED, s, outgoing)
     if alert.status == RESOLVED and episode.status == FIRING:
-        episode = attrs.evolve(episode, status=RESOLVED, last_seen=now)
-        return _forward(draft, alert, episode, Verdict.RESOLVED, s, outgoing)
+        copies = _still_firing(episode, alert.fingerprint, now - s.window)
+        if not copies:
+            episode = attrs.evolve(episode, status=RESOLVED, last_seen=now, copies=NO_COPIES)
+            return _forward(draft, alert, episode, Verdict.RESOLVED, s, outgoing)
+        # Another copy of it (an HA replica) still fires: the episode goes
+        # on, and resolves when the last copy does.
+        episode = attrs.evolve(episode, last_seen=now, duplicates=episode.duplicates + 1, copies=copies)
+        draft.put(episode)
+        return _ruling(alert, episode, Verdict.DUPLICATE)
     duplicates = episode.duplicates + 1
-    recent = episode.recent
+    counted, last_counted, recent = episode.counted, episode.last_counted, episode.recent
+    copies = episode.copies
+    if alert.status == FIRING and alert.fingerprint != key:
+        copies = {**copies, alert.fingerprint: now}
     escalation: Escalation | None = None
-    if s.escalate and alert.status == FIRING and episode.escalation is None:
-        recent, escalation = escalate(s.rule(episode.environment), (*recent, now), duplicates, episode.environment, now)
+    if (
+        s.escalate
+        and alert.status == FIRING
+        and episode.escalation is None
+        and now - episode.last_counted >= s.min_spacing
+    ):
+        counted, last_counted = counted + 1, now
+        recent, escalation = escalate(s.rule(episode.environment), (*recent, now), counted, episode.environment, now)
     if escalation is not None:
-        episode = attrs.evolve(episode, last_seen=now, duplicates=duplicates, recent=(), escalation=escalation.level)
+        episode = attrs.evolve(
+            episode,
+            last_seen=now,
+            duplicates=duplicates,
+            counted=counted,
+            last_counted=last_counted,
+            recent=(),
+            escalation=escalation.level,
+            copies=copies,
+        )
         return _forward(draft, alert, episode, Verdict.ESCALATED, s, outgoing, escalation)
-    episode = attrs.evolve(episode, last_seen=now, duplicates=duplicates, recent=recent)
+    episode = attrs.evolve(
+        episode,
+        last_seen=now,
+        duplicates=duplicates,
+        counted=counted,
+        last_counted=last_counted,
+        recent=recent,
+        copies=copies,
+    )
     draft.put(episode)
     return _ruling(alert, episode, Verdict.DUPLICATE)
+
+
+def _still_firing(episode: Episode, resolved: str, lapsed: float) -> Mapping[str, float]:
+    """
+    The copies of an episode other than C{resolved} that still fire: seen
+    within the window (a copy not sent for a window has stopped).
+    """
+    if not episode.copies:
+        return NO_COPIES
+    return {fp: seen for fp, seen in episode.copies.items() if fp != resolved and seen >= lapsed}
 
 
 def _new(
     draft: _Draft, alert: Alert, key: str, group: str, now: float, s: DeciderSettings, outgoing: list[Outgoing]
 ) -> Ruling:
     environment = environment_of(alert, s.environment_labels, s.environment_namespaces, s.default_environment)
-    episode = Episode(key, alert.fingerprint, FIRING, now, now, group, environment, alert.source)
+    # With labels ignored in the key, its copies (the replicas) are followed
+    # so that the episode resolves once all have.
+    copies = {alert.fingerprint: now} if alert.fingerprint != key else NO_COPIES
+    episode = Episode(
+        key, alert.fingerprint, FIRING, now, now, group, environment, alert.source, last_counted=now, copies=copies
+    )
     if s.storms is not None:
         labels = group_labels(alert, s.group_by, s.use_sender_group)
         sighting = sight(draft.group(group), Member.of(alert, labels, now), group, labels, now, s.storms)

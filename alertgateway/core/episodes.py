@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import attrs
 
-__all__ = ["Delivery", "Episode"]
+__all__ = ["NO_COPIES", "Delivery", "Episode"]
+
+# Most episodes have one copy, and track none: one shared empty mapping.
+NO_COPIES: Mapping[str, float] = MappingProxyType({})
 
 
 class Delivery(enum.Enum):
@@ -36,9 +40,17 @@ class Episode:
     One dedup key's episode.
 
     @ivar duplicates: Sightings after the first, in this episode.
-    @ivar recent: Times of recent duplicates that can still escalate it,
-        for rules "N within W" (a tuple: it holds a few times at most, and
-        there may be 100,000 episodes).
+    @ivar counted: Duplicates counted toward escalation: those at least
+        C{escalation.min_spacing} after the last counted sighting (so that
+        two copies of one notification, from an HA pair, count once).
+    @ivar last_counted: When the last sighting counted (the first one, to
+        begin with).
+    @ivar recent: Times of recent counted duplicates that can still
+        escalate it, for rules "N within W" (a tuple: it holds a few times
+        at most, and there may be 100,000 episodes).
+    @ivar copies: With labels ignored in the dedup key (the replica label of
+        an HA pair), each copy (fingerprint) that fired in this episode and
+        when it was last seen: the episode resolves once all have.
     @ivar escalation: The escalation level, once escalated in this episode.
     @ivar storm_id: The storm its first alert was folded into, if any.
     @ivar delivery: How the delivery of what was last forwarded for it went;
@@ -58,11 +70,14 @@ class Episode:
     environment: str
     source: str
     duplicates: int = 0
+    counted: int = 0
+    last_counted: float = 0.0
     recent: tuple[float, ...] = ()
     escalation: str | None = None
     storm_id: str | None = None
     delivery: Delivery = Delivery.QUEUED
     forwarded: str | None = None
+    copies: Mapping[str, float] = NO_COPIES
 
     def delivered(self, idempotency_key: str, outcome: Delivery) -> Episode:
         """
@@ -87,17 +102,21 @@ class Episode:
             "environment": self.environment,
             "source": self.source,
             "duplicates": self.duplicates,
+            "counted": self.counted,
+            "last_counted": self.last_counted,
             "recent": list(self.recent),
             "escalation": self.escalation,
             "storm_id": self.storm_id,
             "delivery": self.delivery.value,
             "forwarded": self.forwarded,
+            "copies": dict(self.copies),
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Episode:
         """
-        Read what L{to_json} wrote.
+        Read what L{to_json} wrote (or an older gateway did: without
+        spacing, every duplicate counted).
 
         @raise KeyError: If a required field is missing.
         @raise ValueError: If the delivery outcome is not one of ours.
@@ -112,9 +131,12 @@ class Episode:
             environment=data["environment"],
             source=data["source"],
             duplicates=int(data.get("duplicates") or 0),
+            counted=int(data.get("counted", data.get("duplicates")) or 0),
+            last_counted=float(data.get("last_counted", data["last_seen"])),
             recent=tuple(float(t) for t in data.get("recent") or ()),
             escalation=data.get("escalation"),
             storm_id=data.get("storm_id"),
             delivery=Delivery(data.get("delivery") or Delivery.QUEUED.value),
             forwarded=data.get("forwarded"),
+            copies={str(k): float(v) for k, v in data["copies"].items()} if data.get("copies") else NO_COPIES,
         )

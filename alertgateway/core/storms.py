@@ -110,6 +110,42 @@ class Storm:
     waiting: int = 0
     sequence: int = 0
 
+    def to_json(self) -> dict[str, Any]:
+        """
+        The storm as a store keeps it (its waiting members apart).
+        """
+        return {
+            "id": self.id,
+            "group_id": self.group_id,
+            "group_labels": dict(self.group_labels),
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "last_flush": self.last_flush,
+            "members": self.members,
+            "listed": self.listed,
+            "waiting": self.waiting,
+            "sequence": self.sequence,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], waiting: int | None = None) -> Storm:
+        """
+        Read what L{to_json} wrote; C{waiting} when the store counts the
+        waiting members itself.
+        """
+        return cls(
+            id=str(data["id"]),
+            group_id=str(data["group_id"]),
+            group_labels={str(k): str(v) for k, v in data["group_labels"].items()},
+            first_seen=float(data["first_seen"]),
+            last_seen=float(data["last_seen"]),
+            last_flush=float(data["last_flush"]),
+            members=int(data["members"]),
+            listed=int(data["listed"]),
+            waiting=int(data.get("waiting") or 0) if waiting is None else waiting,
+            sequence=int(data["sequence"]),
+        )
+
 
 @attrs.frozen
 class Group:
@@ -120,6 +156,23 @@ class Group:
 
     recent: tuple[Member, ...] = ()
     storm: Storm | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """
+        The group as a store keeps it (its storm's waiting members apart).
+        """
+        return {
+            "recent": [member.to_json() for member in self.recent],
+            "storm": self.storm.to_json() if self.storm is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], waiting: int | None = None) -> Group:
+        storm = data.get("storm")
+        return cls(
+            recent=tuple(Member.from_json(m) for m in data.get("recent") or ()),
+            storm=Storm.from_json(storm, waiting) if storm is not None else None,
+        )
 
 
 @attrs.frozen

@@ -14,6 +14,7 @@ being committed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -21,7 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from alertgateway.delivery.envelope import Envelope
-from alertgateway.delivery.journal import JournalError, SQLiteJournal
+from alertgateway.delivery.journal import DiskWrite, JournalError, SQLiteJournal
 from alertgateway.delivery.queue import MemoryQueue
 from alertgateway.state.errors import QueueFull
 
@@ -85,9 +86,12 @@ class DurableQueue:
                 self._sizes[envelope.id] = size
         self._memory.put(envelopes)
 
-    def put(self, envelopes: Sequence[Envelope]) -> Deferred[None]:
+    def put(self, envelopes: Sequence[Envelope], write: object | None = None) -> Deferred[None]:
         """
         Write a batch to disk, all or nothing, then queue it.
+
+        @param write: A L{DiskWrite} to commit in the same transaction (the
+            decision state kept in this database).
 
         @raise QueueFull: If the batch does not fit; the Deferred fails with
             it when the disk refuses the write.
@@ -110,7 +114,9 @@ class DurableQueue:
             failure.trap(JournalError)
             raise QueueFull(f"the queue database refused the write: {failure.value}")
 
-        d = self.journal.append(envelopes).addBoth(_release)
+        if write is not None and not callable(write):
+            raise TypeError(f"the SQLite queue cannot commit {write!r}")
+        d = self.journal.append(envelopes, cast(DiskWrite | None, write)).addBoth(_release)
         return d.addCallbacks(_written, _failed)
 
     def take(self) -> Deferred[Envelope]:

@@ -76,7 +76,7 @@ class DeliveryQueue(Protocol):
 
     def __len__(self) -> int: ...
 
-    def put(self, envelopes: Sequence[Envelope]) -> Deferred[None]: ...
+    def put(self, envelopes: Sequence[Envelope], write: object | None = None) -> Deferred[None]: ...
 
     def take(self) -> Deferred[Envelope]: ...
 
@@ -157,13 +157,14 @@ class Forwarder:
         for subscriber in self._subscribers:
             subscriber(envelope, outcome)
 
-    def submit(self, envelopes: list[Envelope]) -> Deferred[None]:
+    def submit(self, envelopes: list[Envelope], write: object | None = None) -> Deferred[None]:
         """
-        Queue envelopes for delivery.
+        Queue envelopes for delivery, and commit C{write} (state kept where
+        the queue is) with them.
 
-        @raise alertgateway.delivery.queue.QueueFull: If they do not fit.
+        @raise alertgateway.state.errors.QueueFull: If they do not fit.
         """
-        d = self.queue.put(envelopes)
+        d = self.queue.put(envelopes, write)
         d.addBoth(self._refresh_depth)
         self._refresh_depth(None)
         return d

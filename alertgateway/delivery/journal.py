@@ -28,7 +28,11 @@ from twisted.python.failure import Failure
 
 from alertgateway.delivery.envelope import Envelope
 
-__all__ = ["DeadLetter", "Executor", "JournalError", "SQLiteJournal", "open_database"]
+__all__ = ["DeadLetter", "DiskWrite", "Executor", "JournalError", "SQLiteJournal", "open_database"]
+
+# Something else to write in the transaction that writes envelopes (the
+# decision state kept in the same database).
+DiskWrite = Callable[[sqlite3.Connection], object]
 
 T = TypeVar("T")
 _log = Logger()
@@ -144,14 +148,21 @@ class SQLiteJournal:
 
         return self._executor.run(_open)
 
-    def append(self, envelopes: Sequence[Envelope]) -> Deferred[list[Envelope]]:
+    def append(self, envelopes: Sequence[Envelope], write: DiskWrite | None = None) -> Deferred[list[Envelope]]:
         """
-        Write envelopes; fires with them carrying their row ids once they
-        are committed.
+        Write envelopes, and C{write} in the same transaction; fires with
+        the envelopes carrying their row ids once they are committed.
         """
-        if not envelopes:
+        if not envelopes and write is None:
             return succeed([])
-        return self._submit("append", (list(envelopes), self._seconds()))
+        return self._submit("append", (list(envelopes), self._seconds(), write))
+
+    def run(self, work: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
+        """
+        Run C{work} on the database, in the next transaction (with the
+        writes asked for meanwhile); fires with what it returned.
+        """
+        return self._submit("run", work)
 
     def remove(self, envelope: Envelope) -> Deferred[None]:
         """
@@ -208,11 +219,19 @@ class SQLiteJournal:
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
             raise JournalError(f"{type(e).__name__}: {e}") from e
+        except BaseException:
+            # Not SQLite's doing (a bug in a write): nothing of the batch
+            # may stay half-written either.
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+            raise
         return results
 
     def _apply(self, connection: sqlite3.Connection, operation: _Operation) -> Any:
+        if operation.kind == "run":
+            return operation.args(connection)
         if operation.kind == "append":
-            envelopes, now = operation.args
+            envelopes, now, write = operation.args
             stored = []
             for envelope in envelopes:
                 accepted_at = envelope.accepted_at or now
@@ -229,6 +248,8 @@ class SQLiteJournal:
                     ),
                 )
                 stored.append(attrs.evolve(envelope, id=cursor.lastrowid, accepted_at=accepted_at))
+            if write is not None:
+                write(connection)
             return stored
         if operation.kind == "remove":
             connection.execute("DELETE FROM items WHERE id = ?", (operation.args,))

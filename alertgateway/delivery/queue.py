@@ -41,13 +41,17 @@ class MemoryQueue:
     def __len__(self) -> int:
         return self._size
 
-    def put(self, envelopes: Sequence[Envelope]) -> Deferred[None]:
+    def put(self, envelopes: Sequence[Envelope], write: object | None = None) -> Deferred[None]:
         """
         Enqueue a batch, all or nothing.
+
+        @param write: Must be C{None}: this queue keeps nothing else.
 
         @return: A Deferred that fires once the batch is queued.
         @raise QueueFull: If the batch does not fit.
         """
+        if write is not None:
+            raise TypeError("the memory queue keeps no state")
         if self._size + len(envelopes) > self.max_items:
             raise QueueFull(f"{self._size} queued, room for {self.max_items - self._size}")
         for envelope in envelopes:

@@ -46,11 +46,18 @@ class ReplayCache:
         # Inclusive: a message is still acceptable at exactly its last moment.
         if expires is not None and expires >= now:
             return False
-        self._seen[key] = now + self._ttl if until is None else until
+        self.remember(key, now + self._ttl if until is None else until)
+        return True
+
+    def remember(self, key: str, until: float) -> None:
+        """
+        Remember C{key} until C{until}: a signature accepted before a
+        restart.
+        """
+        self._seen[key] = until
         self._seen.move_to_end(key)
         while len(self._seen) > self._max:
             self._seen.popitem(last=False)
-        return True
 
     def until(self, key: str) -> float | None:
         """

@@ -27,7 +27,7 @@ from alertgateway.delivery.envelope import Envelope
 from alertgateway.intake.backlog import StormBacklog
 from alertgateway.observability.metrics import DecisionMetrics
 from alertgateway.state.errors import QueueFull
-from alertgateway.state.ports import StateStore
+from alertgateway.state.ports import Replay, StateStore, StateWrite
 
 __all__ = ["Admission"]
 
@@ -50,7 +50,7 @@ class Admission:
         state: StateStore,
         *,
         clock: IReactorTime,
-        submit: Callable[[list[Envelope]], Deferred[None]],
+        submit: Callable[[list[Envelope], StateWrite | None], Deferred[None]],
         room: Callable[[], int],
         backlog: StormBacklog,
         metrics: DecisionMetrics,
@@ -66,9 +66,12 @@ class Admission:
         self._environments = environments
         self._default_environment = default_environment
 
-    def accept(self, alerts: Sequence[Alert], request_id: str, headers: Headers = ()) -> Deferred[list[Ruling]]:
+    def accept(
+        self, alerts: Sequence[Alert], request_id: str, headers: Headers = (), replay: Replay | None = None
+    ) -> Deferred[list[Ruling]]:
         """
-        Decide on C{alerts} and commit the decision with its envelopes.
+        Decide on C{alerts} and commit the decision with its envelopes (and
+        the request's signature, C{replay}, where the state keeps them).
 
         @raise QueueFull: At once, before deciding anything, if they might
             not fit; through the Deferred if the queue refuses the write.
@@ -80,17 +83,16 @@ class Admission:
             raise QueueFull(f"no room for {len(alerts)} alerts behind {reserved} storm events")
         now = self._clock.seconds()
 
-        def _enqueue(decision: Decision) -> Deferred[None]:
-            if not decision.outgoing:
+        def _enqueue(decision: Decision, write: StateWrite | None) -> Deferred[None]:
+            if not decision.outgoing and write is None:
                 return succeed(None)
-            return self._submit(
-                [
-                    Envelope(o.key, o.body, o.idempotency_key, request_id, headers, accepted_at=now)
-                    for o in decision.outgoing
-                ]
-            )
+            envelopes = [
+                Envelope(o.key, o.body, o.idempotency_key, request_id, headers, accepted_at=now)
+                for o in decision.outgoing
+            ]
+            return self._submit(envelopes, write)
 
-        return self._state.decide(alerts, now, _enqueue).addCallback(self._count)
+        return self._state.decide(alerts, now, _enqueue, replay).addCallback(self._count)
 
     def _count(self, decision: Decision) -> list[Ruling]:
         metrics = self._metrics

@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from alertgateway.core.decision import Decision
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.state.errors import QueueFull, StorageError
-from alertgateway.state.ports import StateStore, Tracked
+from alertgateway.state.ports import StateStore, StateWrite, Tracked
 
 __all__ = ["StormBacklog"]
 
@@ -45,7 +45,7 @@ class StormBacklog:
         self,
         *,
         clock: IReactorTime,
-        submit: Callable[[list[Envelope]], Deferred[None]],
+        submit: Callable[[list[Envelope], StateWrite | None], Deferred[None]],
         room: Callable[[], int],
         gauges: Callable[[Tracked], None] | None = None,
     ) -> None:
@@ -93,9 +93,9 @@ class StormBacklog:
         except StorageError as e:
             _log.warn("Cannot read the state figures: {error}", error=str(e))
 
-    def _enqueue(self, decision: Decision) -> Deferred[None]:
+    def _enqueue(self, decision: Decision, write: StateWrite | None) -> Deferred[None]:
         if not decision.outgoing:
-            return succeed(None)
+            return self._submit([], write) if write is not None else succeed(None)
         count = len(decision.outgoing)
         if self._room() < count:
             # Held from now on: webhooks must not take these places.
@@ -104,7 +104,7 @@ class StormBacklog:
         now = self._clock.seconds()
         envelopes = [Envelope(o.key, o.body, o.idempotency_key, "storm", accepted_at=now) for o in decision.outgoing]
         try:
-            return self._submit(envelopes)
+            return self._submit(envelopes, write)
         except QueueFull:
             self.reserved = count
             raise

@@ -53,7 +53,7 @@ from alertgateway.redis._entries import (
 )
 from alertgateway.redis.client import RedisClient
 from alertgateway.state.errors import StateContended
-from alertgateway.state.ports import Enqueue, Tracked
+from alertgateway.state.ports import Enqueue, Replay, Tracked
 
 __all__ = ["RedisState"]
 
@@ -190,7 +190,9 @@ class RedisState:
 
     # Deciding.
 
-    def decide(self, alerts: Sequence[Alert], now: float, enqueue: Enqueue) -> Deferred[Decision]:
+    def decide(
+        self, alerts: Sequence[Alert], now: float, enqueue: Enqueue, replay: Replay | None = None
+    ) -> Deferred[Decision]:
         return Deferred.fromCoroutine(self._decide(alerts, now, enqueue))
 
     async def _decide(self, alerts: Sequence[Alert], now: float, enqueue: Enqueue) -> Decision:
@@ -244,7 +246,7 @@ class RedisState:
         the queue refuses them.
         """
         try:
-            await enqueue(decision)
+            await enqueue(decision, None)
         except BaseException:
             await self.undo(written)
             raise

@@ -31,7 +31,7 @@ from alertgateway.redis.limits import RedisRateLimiter
 from alertgateway.redis.replays import RedisReplays
 from alertgateway.state.errors import StateUnavailable
 from alertgateway.state.memory import MemoryState
-from alertgateway.state.ports import Enqueue, Tracked
+from alertgateway.state.ports import Enqueue, Replay, Tracked
 
 __all__ = ["Failover", "FailoverLimiter", "FailoverState", "SharedReplays", "StateUnavailable"]
 
@@ -97,9 +97,13 @@ class FailoverState:
         self.local = local
         self._failover = failover
 
-    def decide(self, alerts: Sequence[Alert], now: float, enqueue: Enqueue) -> Deferred[Decision]:
+    def decide(
+        self, alerts: Sequence[Alert], now: float, enqueue: Enqueue, replay: Replay | None = None
+    ) -> Deferred[Decision]:
         return self._failover.call(
-            "dedup", lambda: self.shared.decide(alerts, now, enqueue), lambda: self.local.decide(alerts, now, enqueue)
+            "dedup",
+            lambda: self.shared.decide(alerts, now, enqueue, replay),
+            lambda: self.local.decide(alerts, now, enqueue, replay),
         )
 
     def tick(self, now: float, enqueue: Enqueue) -> Deferred[Decision]:

@@ -33,7 +33,7 @@ from alertgateway.core.episodes import Delivery, Episode
 from alertgateway.core.model import Alert
 from alertgateway.core.storms import Group, Member
 from alertgateway.state.errors import QueueFull
-from alertgateway.state.ports import Enqueue, Tracked
+from alertgateway.state.ports import Enqueue, Replay, StateWrite, Tracked
 
 __all__ = ["MemoryState"]
 
@@ -54,6 +54,9 @@ class _Staged:
     groups: dict[str, Group | None]
     waiting: dict[str, WaitingChange]
     settled: bool = False
+    # Whether its changes were written with its queue write (a store that
+    # keeps state elsewhere writes the others later).
+    written: bool = False
     tainted: set[str] = attrs.field(factory=set)
     # Fires once the decision is committed (or fails when it is not).
     done: Deferred[None] = attrs.field(factory=Deferred)
@@ -97,8 +100,10 @@ class MemoryState:
 
     # Deciding.
 
-    def decide(self, alerts: Sequence[Alert], now: float, enqueue: Enqueue) -> Deferred[Decision]:
-        return self._commit(decide(self._view(), alerts, now, self.settings), enqueue)
+    def decide(
+        self, alerts: Sequence[Alert], now: float, enqueue: Enqueue, replay: Replay | None = None
+    ) -> Deferred[Decision]:
+        return self._commit(decide(self._view(), alerts, now, self.settings), enqueue, replay)
 
     def tick(self, now: float, enqueue: Enqueue) -> Deferred[Decision]:
         self._expire(now - self.settings.window)
@@ -110,12 +115,37 @@ class MemoryState:
     def _view(self) -> _Overlay:
         return _Overlay(self)
 
-    def _commit(self, decision: Decision, enqueue: Enqueue) -> Deferred[Decision]:
+    def _state_write(self, decision: Decision, replay: Replay | None, staged: _Staged) -> StateWrite | None:
+        """
+        What to commit with the decision's queue write: nothing, in memory.
+        """
+        return None
+
+    # What a store that keeps the state elsewhere too must write later.
+
+    def _changed(self, key: str) -> None:
+        """
+        The committed episode of C{key} changed without being written.
+        """
+
+    def _dropped(self, key: str) -> None:
+        """
+        The committed episode of C{key} was forgotten (evicted, expired).
+        """
+
+    def _group_dropped(self, group: str) -> None:
+        """
+        A watched group was forgotten (past C{max_groups}).
+        """
+
+    def _commit(self, decision: Decision, enqueue: Enqueue, replay: Replay | None = None) -> Deferred[Decision]:
         changes = decision.changes
         staged = _Staged(dict(changes.episodes), dict(changes.groups), dict(changes.waiting))
+        write = self._state_write(decision, replay, staged)
+        staged.written = write is not None
         self._stage(staged)
         try:
-            queued = enqueue(decision)
+            queued = enqueue(decision, write)
         except Exception:
             self._drop(staged)
             return fail()
@@ -187,6 +217,8 @@ class MemoryState:
                 self._forget(key)
             else:
                 self._put(episode)
+            if not staged.written:
+                self._changed(key)
         for group, value in staged.groups.items():
             if "g" + group not in tainted:
                 self._put_group(group, value)
@@ -207,6 +239,7 @@ class MemoryState:
         while len(self._episodes) > self.max_tracked:
             _, evicted = self._episodes.popitem(last=False)
             self._unindex(evicted)
+            self._dropped(evicted.key)
             self.evictions += 1
             if self._on_evict is not None:
                 self._on_evict(1)
@@ -233,7 +266,8 @@ class MemoryState:
         self._watching[group] = value
         self._watching.move_to_end(group)
         while len(self._watching) > self.max_groups:
-            self._watching.popitem(last=False)
+            dropped, _ = self._watching.popitem(last=False)
+            self._group_dropped(dropped)
 
     def _change_waiting(self, group: str, change: WaitingChange) -> None:
         if change.cleared:
@@ -260,19 +294,24 @@ class MemoryState:
                 break
             del episodes[key]
             self._unindex(episode)
+            self._dropped(key)
 
     # What the status API and the gauges read.
 
     def delivered(self, key: str, idempotency_key: str, outcome: Delivery) -> Deferred[None]:
         episode = self._episodes.get(key)
         if episode is not None:
-            self._episodes[key] = episode.delivered(idempotency_key, outcome)
+            updated = episode.delivered(idempotency_key, outcome)
+            if updated is not episode:
+                self._episodes[key] = updated
+                self._changed(key)
         # A delivery can end before its decision is committed (a sink that
         # answers at once): the pending versions learn it too.
         for staged in self._touching.get("e" + key, ()):
             pending = staged.episodes[key]
             if pending is not None:
                 staged.episodes[key] = pending.delivered(idempotency_key, outcome)
+                self._changed(key)
         return succeed(None)
 
     def episode(self, key: str) -> Deferred[Episode | None]:

@@ -6,8 +6,11 @@ The interfaces of the stores the gateway decides on, whatever keeps them
 A L{StateStore} runs one decision as load → decide → commit: it gives the
 pure decider (L{alertgateway.core.decider}) a view of what the alerts
 touch, and commits the decision's state changes only once C{enqueue} has
-queued its forwards.  If the queue refuses them, the changes are not
-committed: the sender's retry is decided as if the batch had never come.
+queued its forwards.  A store that keeps its state where the queue keeps
+its rows (the SQLite database, Redis) hands C{enqueue} its state write, to
+be committed in the same transaction.  If the queue refuses them, nothing
+is committed: the sender's retry is decided as if the batch had never
+come.
 """
 
 from __future__ import annotations
@@ -22,11 +25,21 @@ from alertgateway.core.decision import Decision
 from alertgateway.core.episodes import Delivery, Episode
 from alertgateway.core.model import Alert
 
-__all__ = ["Enqueue", "StateStore", "Tracked"]
+__all__ = ["Enqueue", "Replay", "StateStore", "StateWrite", "Tracked"]
 
-# Queues a decision's forwards: raises, or fails the Deferred, with a
-# StorageError (QueueFull) when they cannot all be queued.
-Enqueue = Callable[[Decision], Deferred[None]]
+# A store's state changes to commit in the same transaction as the queue
+# write: each queue takes the kind it can commit (a write on the queue's
+# SQLite database, a Redis commit beside the stream entries).
+StateWrite = object
+
+# Queues a decision's forwards, and its state write if any, in one
+# transaction: raises, or fails the Deferred, with a StorageError
+# (QueueFull) when it cannot.
+Enqueue = Callable[[Decision, StateWrite | None], Deferred[None]]
+
+# A signature's replay key, and until when its message stays acceptable:
+# remembered with the webhook's decision by a store that keeps it.
+Replay = tuple[str, float]
 
 
 @attrs.frozen
@@ -47,10 +60,13 @@ class StateStore(Protocol):
     Where the decider's state lives, and what the status API reads.
     """
 
-    def decide(self, alerts: Sequence[Alert], now: float, enqueue: Enqueue) -> Deferred[Decision]:
+    def decide(
+        self, alerts: Sequence[Alert], now: float, enqueue: Enqueue, replay: Replay | None = None
+    ) -> Deferred[Decision]:
         """
         Decide on C{alerts} at C{now} and commit the decision together with
-        its queued forwards.
+        its queued forwards (and the webhook's signature, C{replay}, in a
+        store that remembers them).
 
         @raise alertgateway.state.errors.StorageError: Through the
             Deferred (or at once), when the state or the queue cannot take

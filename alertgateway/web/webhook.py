@@ -41,6 +41,7 @@ from alertgateway.observability.metrics import WebhookMetrics
 from alertgateway.redis.failover import SharedReplays
 from alertgateway.sources import Limits, Parser, ParseResult, PayloadError, Rejection
 from alertgateway.state.errors import QueueFull, StateUnavailable, StorageError
+from alertgateway.state.ports import Replay
 from alertgateway.web import problems
 from alertgateway.web.bodies import check_depth, decode_body, inflate, is_json
 from alertgateway.web.health import Readiness
@@ -292,7 +293,9 @@ class WebhookResource(HandlerResource):
         # half-written, it could neither be kept nor taken back.  Its retry
         # finds the alerts decided (duplicates, not forwarded twice).
         d = _shielded(
-            self._admission.accept(x.parsed.accepted, x.request.request_id, self._forwarded_headers(x.headers))
+            self._admission.accept(
+                x.parsed.accepted, x.request.request_id, self._forwarded_headers(x.headers), self._replay(x)
+            )
         )
 
         def _decided(rulings: list[Ruling]) -> Deferred[_Exchange]:
@@ -304,6 +307,17 @@ class WebhookResource(HandlerResource):
             return self._outcomes.wait(rulings).addCallbacks(self._delivered, _unwrap_first, callbackArgs=(x,))
 
         return d.addCallback(_decided)
+
+    def _replay(self, x: _Exchange) -> Replay | None:
+        """
+        The request's signature, remembered with its decision where the
+        state is kept across restarts (a replay after one is refused too).
+        """
+        replays = self._guards.replays
+        if x.replay_key is None or replays is None:
+            return None
+        until = replays.until(x.replay_key)
+        return (x.replay_key, until) if until is not None else None
 
     @staticmethod
     def _delivered(outcomes: list[Delivery], x: _Exchange) -> _Exchange:

@@ -216,7 +216,7 @@ class RedisQueue:
 
     # Accepting.
 
-    def put(self, envelopes: Sequence[Envelope]) -> Deferred[None]:
+    def put(self, envelopes: Sequence[Envelope], write: object | None = None) -> Deferred[None]:
         """
         Append a batch to the partitions' streams, all or nothing.
 

@@ -1,0 +1,325 @@
+# -*- test-case-name: tests.unit.test_state_sqlite -*-
+"""
+The decider's state in the queue's SQLite database (C{state.backend:
+sqlite}, the default): decisions survive a restart, or a crash.
+
+The working set is the memory store's (decisions read memory, so a
+duplicate-heavy load is no read load on the disk); the database is written
+through and read at start.  What the processor must receive is committed in
+the same transaction as the queue rows it produces, before the webhook is
+answered: a decision that forwards something (a new episode, an
+escalation, a resolution, a storm event) or changes a correlation group
+(a storm's members, which must never be only in memory), and the signature
+of a signed webhook.  Pure bookkeeping (a duplicate's count and last
+sighting, a delivery's outcome, what expiry and the bounds forget) is
+written by L{SQLiteState.flush}, run every C{state.flush_interval}: a crash
+loses at most that much of it.
+
+Tables: C{episodes} (one JSON document per dedup key), C{groups} (one per
+correlation group, its storm's waiting members apart), C{members} (the
+members waiting in storms, in order) and C{replays} (signature replay keys
+and until when they count).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+import attrs
+from twisted.internet.defer import Deferred, succeed
+
+from alertgateway.core.decider import DeciderSettings
+from alertgateway.core.decision import Decision
+from alertgateway.core.episodes import Episode
+from alertgateway.core.storms import Group, Member
+from alertgateway.state.memory import MAX_GROUPS, MemoryState, _Staged
+from alertgateway.state.ports import Replay, StateWrite
+
+__all__ = ["Database", "Restored", "SQLiteState", "create_tables", "stats"]
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS episodes (key TEXT PRIMARY KEY, last_seen REAL NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS episodes_seen ON episodes (last_seen);
+CREATE TABLE IF NOT EXISTS groups (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS members (seq INTEGER PRIMARY KEY AUTOINCREMENT, group_id TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS members_group ON members (group_id, seq);
+CREATE TABLE IF NOT EXISTS replays (key TEXT PRIMARY KEY, until REAL NOT NULL);
+"""
+
+
+class Database(Protocol):
+    """
+    The queue's database, as the state store uses it: C{run} runs work on
+    the database's own thread, in its next transaction.
+    """
+
+    def run(self, work: Callable[[sqlite3.Connection], T]) -> Deferred[T]: ...
+
+
+def create_tables(connection: sqlite3.Connection) -> None:
+    """
+    Create the state's tables where they are missing.
+    """
+    for statement in _SCHEMA.strip().split(";"):
+        if statement.strip():
+            connection.execute(statement)
+
+
+def _dumps(data: object) -> str:
+    return json.dumps(data, separators=(",", ":"))
+
+
+@attrs.frozen
+class Restored:
+    """
+    What a start found in the database, and how long reading it took.
+    """
+
+    episodes: int
+    storms: int
+    members: int
+    replays: int
+    seconds: float
+    replay_keys: tuple[Replay, ...] = ()
+
+
+@attrs.frozen
+class _Rows:
+    """
+    The state as read from the database.
+    """
+
+    episodes: list[tuple[str, str]]
+    groups: list[tuple[str, str]]
+    members: list[tuple[str, str]]
+    replays: list[tuple[str, float]]
+
+
+def _read(connection: sqlite3.Connection, *, lapsed: float, max_tracked: int, now: float) -> _Rows:
+    """
+    On the database's thread: forget what lapsed while the gateway was
+    away, then read the rest.
+    """
+    create_tables(connection)
+    connection.execute("DELETE FROM episodes WHERE last_seen < ?", (lapsed,))
+    # Past the bound (dedup.max_tracked lowered), the least recent go.
+    connection.execute(
+        "DELETE FROM episodes WHERE key NOT IN (SELECT key FROM episodes ORDER BY last_seen DESC LIMIT ?)",
+        (max_tracked,),
+    )
+    connection.execute("DELETE FROM replays WHERE until < ?", (now,))
+    return _Rows(
+        episodes=connection.execute("SELECT key, doc FROM episodes ORDER BY last_seen, key").fetchall(),
+        groups=connection.execute("SELECT id, doc FROM groups").fetchall(),
+        members=connection.execute("SELECT group_id, doc FROM members ORDER BY seq").fetchall(),
+        replays=connection.execute("SELECT key, until FROM replays").fetchall(),
+    )
+
+
+def _write_changes(
+    connection: sqlite3.Connection,
+    episodes: Sequence[tuple[str, Episode | None]],
+    groups: Sequence[tuple[str, Group | None]],
+    waiting: Sequence[tuple[str, bool, int, Sequence[Member]]],
+    replays: Sequence[Replay],
+    staged: _Staged | None,
+) -> None:
+    """
+    On the database's thread, in the transaction of the queue rows: write a
+    decision's changes (those not tainted by an earlier decision that could
+    not be committed).
+    """
+    tainted = staged.tainted if staged is not None else set()
+    for key, episode in episodes:
+        if "e" + key in tainted:
+            continue
+        if episode is None:
+            connection.execute("DELETE FROM episodes WHERE key = ?", (key,))
+        else:
+            connection.execute(
+                "INSERT OR REPLACE INTO episodes (key, last_seen, doc) VALUES (?, ?, ?)",
+                (key, episode.last_seen, _dumps(episode.to_json())),
+            )
+    for group_id, group in groups:
+        if "g" + group_id in tainted:
+            continue
+        if group is None:
+            connection.execute("DELETE FROM groups WHERE id = ?", (group_id,))
+        else:
+            connection.execute(
+                "INSERT OR REPLACE INTO groups (id, doc) VALUES (?, ?)", (group_id, _dumps(group.to_json()))
+            )
+    for group_id, cleared, taken, added in waiting:
+        if "w" + group_id in tainted:
+            continue
+        if cleared:
+            connection.execute("DELETE FROM members WHERE group_id = ?", (group_id,))
+        elif taken:
+            connection.execute(
+                "DELETE FROM members WHERE seq IN (SELECT seq FROM members WHERE group_id = ? ORDER BY seq LIMIT ?)",
+                (group_id, taken),
+            )
+        connection.executemany(
+            "INSERT INTO members (group_id, doc) VALUES (?, ?)",
+            [(group_id, _dumps(member.to_json())) for member in added],
+        )
+    connection.executemany("INSERT OR REPLACE INTO replays (key, until) VALUES (?, ?)", list(replays))
+
+
+def _write_bookkeeping(
+    connection: sqlite3.Connection,
+    episodes: Sequence[tuple[str, Episode | None]],
+    groups: Sequence[str],
+    now: float,
+) -> None:
+    """
+    On the database's thread: what changed without being written, what was
+    forgotten, and the replay keys that no longer count.
+    """
+    _write_changes(connection, episodes, [], [], [], None)
+    connection.executemany("DELETE FROM groups WHERE id = ?", [(g,) for g in groups])
+    connection.execute("DELETE FROM replays WHERE until < ?", (now,))
+
+
+class SQLiteState(MemoryState):
+    """
+    The memory store, written through to the queue's database.
+
+    @param database: The queue's database (its journal).
+    @param clock: Gives the time for what the flush forgets.
+    """
+
+    def __init__(
+        self,
+        settings: DeciderSettings,
+        database: Database,
+        *,
+        clock: Callable[[], float],
+        max_tracked: int,
+        max_groups: int = MAX_GROUPS,
+        on_evict: Callable[[int], object] | None = None,
+    ) -> None:
+        super().__init__(settings, max_tracked=max_tracked, max_groups=max_groups, on_evict=on_evict)
+        self._database = database
+        self._clock = clock
+        # Written later, by the flush: keys whose committed episode changed
+        # (or went), groups that went.
+        self._dirty: set[str] = set()
+        self._dropped_groups: set[str] = set()
+
+    # Durable decisions.
+
+    def _state_write(self, decision: Decision, replay: Replay | None, staged: _Staged) -> StateWrite | None:
+        changes = decision.changes
+        if not (decision.outgoing or changes.groups or changes.waiting or replay is not None):
+            return None
+        return partial(
+            _write_changes,
+            episodes=list(changes.episodes.items()),
+            groups=list(changes.groups.items()),
+            waiting=[(g, c.cleared, c.taken, c.added) for g, c in changes.waiting.items()],
+            replays=[replay] if replay is not None else [],
+            staged=staged,
+        )
+
+    # Bookkeeping, written later.
+
+    def _changed(self, key: str) -> None:
+        self._dirty.add(key)
+
+    def _dropped(self, key: str) -> None:
+        self._dirty.add(key)
+
+    def _group_dropped(self, group: str) -> None:
+        self._dropped_groups.add(group)
+
+    def flush(self) -> Deferred[None]:
+        """
+        Write what changed without being written (and forget what was
+        forgotten).  Keys with a decision still being committed wait for the
+        next flush: their value on disk must not go back in time.
+        """
+        if not self._dirty and not self._dropped_groups:
+            return succeed(None)
+        ready = [key for key in self._dirty if "e" + key not in self._touching]
+        episodes = [(key, self._episodes.get(key)) for key in ready]
+        self._dirty.difference_update(ready)
+        groups = [g for g in self._dropped_groups if g not in self._watching and g not in self._storms]
+        self._dropped_groups.clear()
+        work = partial(_write_bookkeeping, episodes=episodes, groups=groups, now=self._clock())
+        d = self._database.run(work)
+
+        def _failed(failure: Any) -> None:
+            # Written by the next flush.
+            self._dirty.update(ready)
+            self._dropped_groups.update(groups)
+            failure.raiseException()
+
+        return d.addCallbacks(lambda _: None, _failed)
+
+    # Start.
+
+    def restore(self, now: float) -> Deferred[Restored]:
+        """
+        Read the state the database holds: the episodes still within their
+        window (the most recent C{max_tracked}), the groups and their storms,
+        the members waiting in them, the replay keys that still count.
+        """
+        started = time.monotonic()
+        work = partial(_read, lapsed=now - self.settings.window, max_tracked=self.max_tracked, now=now)
+        return self._database.run(work).addCallback(self._adopt, started)
+
+    def _adopt(self, rows: _Rows, started: float) -> Restored:
+        for _, doc in rows.episodes:
+            episode = Episode.from_json(json.loads(doc))
+            self._episodes[episode.key] = episode
+            self._by_fingerprint[episode.fingerprint] = episode.key
+        waiting: dict[str, list[Member]] = {}
+        for group_id, doc in rows.members:
+            waiting.setdefault(group_id, []).append(Member.from_json(json.loads(doc)))
+        members = 0
+        for group_id, doc in rows.groups:
+            listed = waiting.get(group_id, [])
+            group = Group.from_json(json.loads(doc), waiting=len(listed))
+            if group.storm is not None:
+                self._storms[group_id] = group
+                if listed:
+                    self._waiting[group_id] = deque(listed)
+                    members += len(listed)
+            else:
+                self._watching[group_id] = group
+        return Restored(
+            episodes=len(self._episodes),
+            storms=len(self._storms),
+            members=members,
+            replays=len(rows.replays),
+            seconds=time.monotonic() - started,
+            replay_keys=tuple((key, until) for key, until in rows.replays),
+        )
+
+
+def stats(connection: sqlite3.Connection) -> dict[str, int]:
+    """
+    What the database holds, for C{alertgateway state stats}: episodes,
+    groups, open storms, members waiting in storms, replay keys, and queue
+    items by state.
+    """
+    create_tables(connection)
+    counts = {
+        "episodes": connection.execute("SELECT COUNT(*) FROM episodes").fetchone()[0],
+        "groups": connection.execute("SELECT COUNT(*) FROM groups").fetchone()[0],
+        "storms": sum(
+            1 for (doc,) in connection.execute("SELECT doc FROM groups") if json.loads(doc).get("storm") is not None
+        ),
+        "waiting members": connection.execute("SELECT COUNT(*) FROM members").fetchone()[0],
+        "replay keys": connection.execute("SELECT COUNT(*) FROM replays").fetchone()[0],
+    }
+    return counts
