@@ -184,7 +184,7 @@ def _decide_one(draft: _Draft, alert: Alert, now: float, s: DeciderSettings, out
     counted, last_counted, recent = episode.counted, episode.last_counted, episode.recent
     copies = episode.copies
     if alert.status == FIRING and alert.fingerprint != key:
-        copies = {**copies, alert.fingerprint: now}
+        copies = (*((fp, seen) for fp, seen in copies if fp != alert.fingerprint), (alert.fingerprint, now))
     escalation: Escalation | None = None
     if (
         s.escalate
@@ -219,14 +219,12 @@ def _decide_one(draft: _Draft, alert: Alert, now: float, s: DeciderSettings, out
     return _ruling(alert, episode, Verdict.DUPLICATE)
 
 
-def _still_firing(episode: Episode, resolved: str, lapsed: float) -> Mapping[str, float]:
+def _still_firing(episode: Episode, resolved: str, lapsed: float) -> tuple[tuple[str, float], ...]:
     """
     The copies of an episode other than C{resolved} that still fire: seen
     within the window (a copy not sent for a window has stopped).
     """
-    if not episode.copies:
-        return NO_COPIES
-    return {fp: seen for fp, seen in episode.copies.items() if fp != resolved and seen >= lapsed}
+    return tuple((fp, seen) for fp, seen in episode.copies if fp != resolved and seen >= lapsed)
 
 
 def _new(
@@ -235,7 +233,7 @@ def _new(
     environment = environment_of(alert, s.environment_labels, s.environment_namespaces, s.default_environment)
     # With labels ignored in the key, its copies (the replicas) are followed
     # so that the episode resolves once all have.
-    copies = {alert.fingerprint: now} if alert.fingerprint != key else NO_COPIES
+    copies = ((alert.fingerprint, now),) if alert.fingerprint != key else NO_COPIES
     episode = Episode(
         key, alert.fingerprint, FIRING, now, now, group, environment, alert.source, last_counted=now, copies=copies
     )

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 import attrs
 
 __all__ = ["NO_COPIES", "Delivery", "Episode"]
 
-# Most episodes have one copy, and track none: one shared empty mapping.
-NO_COPIES: Mapping[str, float] = MappingProxyType({})
+# Most episodes have one copy, and track none.
+NO_COPIES: tuple[tuple[str, float], ...] = ()
 
 
 class Delivery(enum.Enum):
@@ -50,7 +49,8 @@ class Episode:
         at most, and there may be 100,000 episodes).
     @ivar copies: With labels ignored in the dedup key (the replica label of
         an HA pair), each copy (fingerprint) that fired in this episode and
-        when it was last seen: the episode resolves once all have.
+        when it was last seen (a few pairs): the episode resolves once all
+        have.
     @ivar escalation: The escalation level, once escalated in this episode.
     @ivar storm_id: The storm its first alert was folded into, if any.
     @ivar delivery: How the delivery of what was last forwarded for it went;
@@ -77,7 +77,7 @@ class Episode:
     storm_id: str | None = None
     delivery: Delivery = Delivery.QUEUED
     forwarded: str | None = None
-    copies: Mapping[str, float] = NO_COPIES
+    copies: tuple[tuple[str, float], ...] = NO_COPIES
 
     def delivered(self, idempotency_key: str, outcome: Delivery) -> Episode:
         """
@@ -138,5 +138,5 @@ class Episode:
             storm_id=data.get("storm_id"),
             delivery=Delivery(data.get("delivery") or Delivery.QUEUED.value),
             forwarded=data.get("forwarded"),
-            copies={str(k): float(v) for k, v in data["copies"].items()} if data.get("copies") else NO_COPIES,
+            copies=tuple((str(k), float(v)) for k, v in data["copies"].items()) if data.get("copies") else NO_COPIES,
         )

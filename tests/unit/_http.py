@@ -292,11 +292,17 @@ class PassThrough:
         cls, submit: Callable[[list[Envelope]], Deferred[None]], clock: Clock, metrics: GatewayMetrics
     ) -> PassThrough:
         state = MemoryState(DeciderSettings(dedup=False, escalate=False), max_tracked=10_000)
-        backlog = StormBacklog(clock=clock, submit=submit, room=lambda: 1_000_000)
+
+        def queue(envelopes: list[Envelope], write: object | None) -> Deferred[None]:
+            # The memory state writes nothing with the queue.
+            assert write is None
+            return submit(envelopes)
+
+        backlog = StormBacklog(clock=clock, submit=queue, room=lambda: 1_000_000)
         admission = Admission(
             state,
             clock=clock,
-            submit=submit,
+            submit=queue,
             room=lambda: 1_000_000,
             backlog=backlog,
             metrics=metrics.decisions,

@@ -238,7 +238,7 @@ class CheckConfigTests(SynchronousTestCase):
                 "  endpoint /webhook/grafana (and /v1/webhook/grafana): grafana, auth required (bearer)",
                 "  alert processor: http://alert-processor:8081",
                 "  queue: sqlite",
-                "  state: memory",
+                "  state: sqlite",
                 "  metrics: /metrics on tcp:9090:interface=0.0.0.0",
                 "  warning: /webhook/prometheus, /webhook/grafana require authentication but no token is configured"
                 " (webhook.auth.token, webhook.auth.tokens or WEBHOOK_AUTH_TOKEN): every request will get 401",

@@ -23,8 +23,10 @@ from alertgateway.config import (
     EscalationConfig,
     GatewayConfig,
     LimitsConfig,
+    load_config,
     LogFormat,
     MetricsConfig,
+    parse_config,
     QueueBackend,
     RateLimitingConfig,
     RedisFailure,
@@ -33,11 +35,10 @@ from alertgateway.config import (
     SignatureScheme,
     SQLiteSync,
     StateBackend,
+    StateConfig,
     StormConfig,
-    WebhookConfig,
-    load_config,
-    parse_config,
     warnings_for,
+    WebhookConfig,
 )
 from alertgateway.tls import TLSFiles
 from tests.integration._certs import Authority, write_pem
@@ -179,9 +180,27 @@ class TLSTests(SynchronousTestCase):
 class KeyTests(SynchronousTestCase):
     def test_empty_file(self) -> None:
         """
-        An empty file is the default configuration.
+        An empty file is the default configuration, the state kept in the
+        SQLite queue's database.
         """
-        self.assertEqual(_valid(""), GatewayConfig())
+        self.assertEqual(_valid(""), GatewayConfig(state=StateConfig(backend=StateBackend.SQLITE)))
+
+    def test_state_follows_the_queue(self) -> None:
+        """
+        Unset, state.backend is sqlite with the SQLite queue and memory with
+        the others; sqlite with another queue is refused, saying why.
+        """
+        self.assertEqual(_valid("queue: {backend: memory}\n").state.backend, StateBackend.MEMORY)
+        self.assertEqual(_valid("queue: {backend: redis}\n").state.backend, StateBackend.MEMORY)
+        self.assertEqual(_valid("state: {backend: redis}\n").state.backend, StateBackend.REDIS)
+        problems = _problems("queue: {backend: memory}\nstate: {backend: sqlite}\n")
+        self.assertEqual(
+            problems,
+            [
+                "state.backend: sqlite keeps the state in the queue's database, so it needs queue.backend: sqlite"
+                " (not memory); or use state.backend: memory"
+            ],
+        )
 
     def test_misspelt_key(self) -> None:
         """
@@ -536,7 +555,7 @@ logging: {format: xml}
                 "webhook.auth.scheme: must be one of grafana, standard",
                 "queue.backend: must be one of sqlite, memory, redis",
                 "queue.synchronous: must be one of full, normal",
-                "state.backend: must be one of memory, redis",
+                "state.backend: must be one of sqlite, memory, redis",
                 "state.redis.on_failure: must be one of fail_open, fail_closed",
                 "logging.format: must be one of json, text",
             ],

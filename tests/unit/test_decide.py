@@ -71,9 +71,11 @@ def labelled(labels: Mapping[str, str], status: str = "firing", group: Mapping[s
 def make_settings(storms: StormSettings | None = None, **overrides: Any) -> DeciderSettings:
     """
     Decider settings with C{overrides}; storms are watched only when
-    C{storms} is given.
+    C{storms} is given, and every duplicate counts toward escalation
+    however close to the last (C{min_spacing} 0) unless said otherwise:
+    the spacing has tests of its own.
     """
-    return DeciderSettings(**overrides, storms=storms)
+    return DeciderSettings(**{"min_spacing": 0.0, **overrides}, storms=storms)
 
 
 def make_driver(clock: Clock, storms: StormSettings | None = None, **overrides: Any) -> DecisionDriver:
@@ -92,7 +94,7 @@ def make_storms(**overrides: float) -> StormSettings:
     return StormSettings(**values)
 
 
-def queued(decision: Decision) -> Deferred[None]:
+def queued(decision: Decision, write: object | None = None) -> Deferred[None]:
     """
     A queue that takes every decision's forwards at once.
     """
@@ -424,19 +426,36 @@ class DedupTests(SynchronousTestCase):
         """
         The same alert from two Prometheus replicas is one alert: one dedup
         key, carried with each fingerprint, and one ordering key so that the
-        resolution from one replica cannot overtake the other's firing.
+        resolution cannot overtake a firing.  The episode resolves when the
+        last replica does, not when the first does while the other fires.
         """
         driver = make_driver(self.clock, ignore_labels=("replica",))
-        a, b = make_alert(replica="a"), make_alert("resolved", replica="b")
-        decision = driver.decide([a, make_alert(replica="b"), b])
-        self.assertEqual([r.verdict for r in decision.rulings], [NEW, DUPLICATE, RESOLVED])
+        a, b = make_alert(replica="a"), make_alert(replica="b")
+        decision = driver.decide([a, b, make_alert("resolved", replica="b")])
+        self.assertEqual([r.verdict for r in decision.rulings], [NEW, DUPLICATE, DUPLICATE])
+        last = driver.decide([make_alert("resolved", replica="a")])
+        self.assertEqual([r.verdict for r in last.rulings], [RESOLVED])
         key = make_alert().fingerprint
-        self.assertEqual({r.dedup_key for r in decision.rulings}, {key})
-        self.assertEqual([o.key for o in decision.outgoing], [key, key])
+        self.assertEqual({r.dedup_key for r in (*decision.rulings, *last.rulings)}, {key})
+        outgoing = (*decision.outgoing, *last.outgoing)
+        self.assertEqual([o.key for o in outgoing], [key, key])
         self.assertEqual(
-            [(o.body["fingerprint"], o.body["dedupKey"]) for o in decision.outgoing],
-            [(a.fingerprint, key), (b.fingerprint, key)],
+            [(o.body["fingerprint"], o.body["dedupKey"]) for o in outgoing],
+            [(a.fingerprint, key), (make_alert("resolved", replica="a").fingerprint, key)],
         )
+
+    def test_ha_copy_that_stopped_does_not_hold_resolution(self) -> None:
+        """
+        A replica that stopped sending (not seen for a window) does not keep
+        the episode open: the other's resolution is forwarded.
+        """
+        driver = make_driver(self.clock, ignore_labels=("replica",), window=300.0)
+        driver.decide([make_alert(replica="a"), make_alert(replica="b")])
+        for _ in range(4):
+            self.clock.advance(100)
+            driver.decide([make_alert(replica="a")])
+        decision = driver.decide([make_alert("resolved", replica="a")])
+        self.assertEqual([r.verdict for r in decision.rulings], [RESOLVED])
 
     def test_dedup_disabled_forwards_everything(self) -> None:
         """
@@ -571,6 +590,59 @@ PLAN_RULES = {
     "staging": ("normal", 8, 5, 600.0),
     "development": ("low", 10, 8, 900.0),
 }
+
+
+class SpacingTests(SynchronousTestCase):
+    """
+    escalation.min_spacing: copies of one notification close together (an
+    HA pair of senders) count once toward escalation.
+    """
+
+    def setUp(self) -> None:
+        self.clock = started_clock()
+
+    def test_ha_pair_not_escalated(self) -> None:
+        """
+        Two copies of one alert a second apart, three times within five
+        minutes (two Alertmanagers): two counted duplicates, not the three
+        the production rule asks for.
+        """
+        driver = make_driver(self.clock, min_spacing=30.0)
+        verdicts = []
+        for round in range(3):
+            if round:
+                self.clock.advance(99)
+            verdicts += results(driver, make_alert())
+            self.clock.advance(1)
+            verdicts += results(driver, make_alert())
+        self.assertNotIn(ESCALATED, verdicts)
+        episode = driver.table.episodes[make_alert().fingerprint]
+        self.assertEqual((episode.duplicates, episode.counted), (5, 2))
+
+    def test_one_sender_every_40_seconds(self) -> None:
+        """
+        The same alert from one sender every 40 s counts every time, and
+        escalates by the rules (its third duplicate within five minutes).
+        """
+        driver = make_driver(self.clock, min_spacing=30.0)
+        verdicts = results(driver, make_alert())
+        for _ in range(4):
+            self.clock.advance(40)
+            verdicts += results(driver, make_alert())
+        self.assertEqual(verdicts, [NEW, DUPLICATE, DUPLICATE, ESCALATED, DUPLICATE])
+
+    def test_spacing_from_the_last_counted(self) -> None:
+        """
+        Spacing is measured from the last counted sighting, not the last
+        one: a copy every 10 s counts every third.
+        """
+        driver = make_driver(self.clock, min_spacing=30.0)
+        results(driver, make_alert())
+        for _ in range(9):
+            self.clock.advance(10)
+            results(driver, make_alert())
+        episode = driver.table.episodes[make_alert().fingerprint]
+        self.assertEqual((episode.duplicates, episode.counted), (9, 3))
 
 
 class EscalationTests(SynchronousTestCase):
@@ -960,7 +1032,8 @@ escalation:
         configured for QA applies to alerts labelled env=QA or env=qa.
         """
         settings = config_settings(
-            "escalation:\n  default_environment: Staging\n  environments: {QA: {total: 2, namespaces: [qa]}}\n"
+            "escalation:\n  min_spacing: 0s\n  default_environment: Staging\n"
+            "  environments: {QA: {total: 2, namespaces: [qa]}}\n"
         )
         self.assertEqual(settings.default_environment, "staging")
         self.assertEqual(self.rule(settings, "qa"), ("normal", 2, 5, 600.0))

@@ -29,7 +29,9 @@ from alertgateway.testing import StateTable
 
 NOW = 1_800_001_000.0
 STORMS = StormSettings(threshold=3, window=60, flush_interval=10, quiet_period=30, max_members_listed=2)
-SETTINGS = DeciderSettings(storms=STORMS)
+# Every duplicate counts toward escalation here (min_spacing has tests of
+# its own in test_decide).
+SETTINGS = DeciderSettings(storms=STORMS, min_spacing=0.0)
 GROUP_LABELS = {"alertname": "PodCrash", "namespace": "payments"}
 # An episode's storm_id that must be the id of the storm its decision
 # started (not known before).
@@ -68,6 +70,7 @@ A_RESOLVED = alert("a", "resolved")
 A_REPLICA_1 = alert("a", replica="1")
 A_REPLICA_2 = alert("a", replica="2")
 A_REPLICA_2_RESOLVED = alert("a", "resolved", replica="2")
+A_REPLICA_1_RESOLVED = alert("a", "resolved", replica="1")
 GROUP = group_id(A, SETTINGS.group_by, SETTINGS.use_sender_group)
 # The ordering key of the group's storm events.
 STORM = f"storm:{GROUP}"
@@ -75,9 +78,11 @@ STORM = f"storm:{GROUP}"
 
 def episode(of: Alert, first_seen: float, last_seen: float, **fields: Any) -> Episode:
     """
-    The episode of an alert of the group, in production, with C{fields}.
+    The episode of an alert of the group, in production, with C{fields}
+    (every duplicate counted toward escalation unless said otherwise).
     """
     status = fields.pop("status", "firing")
+    fields.setdefault("counted", fields.get("duplicates", 0))
     return Episode(
         of.fingerprint, of.fingerprint, status, first_seen, last_seen, GROUP, "production", "alertmanager", **fields
     )
@@ -438,18 +443,19 @@ DECIDE_ROWS = (
     Row(
         "ignore_labels_merge_replicas",
         "Two HA replicas of one alert (differing in an ignored label) are "
-        "one dedup key: the second replica's firing is a duplicate, its "
-        "resolution closes the episode; both forwards are ordered by that "
+        "one dedup key: the second replica's firing is a duplicate, and so "
+        "is its resolution while the first still fires; the first's "
+        "resolution closes the episode.  Both forwards are ordered by that "
         "key and carry their own fingerprints.",
-        (A_REPLICA_1, A_REPLICA_2, A_REPLICA_2_RESOLVED),
-        verdicts=(NEW, DUPLICATE, RESOLVED),
+        (A_REPLICA_1, A_REPLICA_2, A_REPLICA_2_RESOLVED, A_REPLICA_1_RESOLVED),
+        verdicts=(NEW, DUPLICATE, DUPLICATE, RESOLVED),
         episodes={
             A.fingerprint: {
                 "fingerprint": A_REPLICA_1.fingerprint,
                 "status": "resolved",
                 "first_seen": NOW,
-                "duplicates": 1,
-                "forwarded": occurrence_key(A_REPLICA_2_RESOLVED, NOW),
+                "duplicates": 2,
+                "forwarded": occurrence_key(A_REPLICA_1_RESOLVED, NOW),
             }
         },
         groups={GROUP: {"recent": (A_REPLICA_1.fingerprint,), "storm": False}},
@@ -462,9 +468,9 @@ DECIDE_ROWS = (
             ),
             Sent(
                 A.fingerprint,
-                occurrence_key(A_REPLICA_2_RESOLVED, NOW),
+                occurrence_key(A_REPLICA_1_RESOLVED, NOW),
                 "resolved",
-                body={"fingerprint": A_REPLICA_2_RESOLVED.fingerprint, "dedupKey": A.fingerprint},
+                body={"fingerprint": A_REPLICA_1_RESOLVED.fingerprint, "dedupKey": A.fingerprint},
             ),
         ),
         settings=attrs.evolve(SETTINGS, ignore_labels=("replica",)),

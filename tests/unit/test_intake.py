@@ -88,7 +88,7 @@ class RecordingQueue:
         self.refusals = 0
         self.later = True
 
-    def submit(self, envelopes: list[Envelope]) -> Deferred[None]:
+    def submit(self, envelopes: list[Envelope], write: object | None = None) -> Deferred[None]:
         if len(envelopes) > self.room():
             raise QueueFull("recording queue is full")
         if self.refusals:
@@ -120,7 +120,9 @@ class IntakeTestCase(SynchronousTestCase):
         self.clock.advance(START)
         self.queue = RecordingQueue(capacity)
         self.metrics = metrics = GatewayMetrics()
-        settings = DeciderSettings(storms=storm, **overrides)
+        # Every duplicate counts toward escalation (the spacing has tests
+        # of its own).
+        settings = DeciderSettings(storms=storm, **{"min_spacing": 0.0, **overrides})
         self.state = state = MemoryState(
             settings, max_tracked=max_tracked, on_evict=metrics.decisions.dedup_evictions.inc
         )

@@ -681,9 +681,9 @@ class DurableQueueServiceTests(SynchronousTestCase):
 
         reactor.listenTCP = listen  # type: ignore[method-assign]
         service.startService()
-        # Opened and replayed, the dead letters marked for retry taken, then
-        # delivered and removed, before listening.
-        self.assertEqual(order[0], "listen after 3 queue calls, 0 queued")
+        # Opened and replayed, the state restored, the dead letters marked
+        # for retry taken, then delivered and removed, before listening.
+        self.assertEqual(order[0], "listen after 4 queue calls, 0 queued")
         lines = [json.loads(line) for line in self.sink.read_text().splitlines()]
         self.assertEqual([line["labels"]["alertname"] for line in lines], ["Old"])
         response = Connection(service.site).request("GET", "/health/ready")

@@ -80,11 +80,11 @@ def started_clock() -> Clock:
     return clock
 
 
-def at_once(decision: Decision) -> Deferred[None]:
+def at_once(decision: Decision, write: object | None = None) -> Deferred[None]:
     return succeed(None)
 
 
-def refuse(decision: Decision) -> Deferred[None]:
+def refuse(decision: Decision, write: object | None = None) -> Deferred[None]:
     raise QueueFull("the queue refused the write")
 
 
@@ -186,8 +186,9 @@ class _Behaviour:
         """
         Duplicates seen by either replica count toward escalation: the
         production rule (3 within 5 minutes) escalates once, on the third.
+        (Every duplicate counts: the spacing has tests of its own.)
         """
-        a, b = self.replicas()
+        a, b = self.replicas(min_spacing=0.0)
         assert isinstance(self, TestCase)
         self.assertEqual(await results(a, make_alert()), [NEW])
         seen = []
@@ -244,7 +245,7 @@ class _Behaviour:
         writing: Deferred[None] = Deferred()
         asked: list[Decision] = []
 
-        def slow(decision: Decision) -> Deferred[None]:
+        def slow(decision: Decision, write: object | None) -> Deferred[None]:
             asked.append(decision)
             return writing
 
@@ -497,7 +498,7 @@ class FailoverTests(TestCase):
         assert isinstance(store, FailoverState)
         shared = store.shared
 
-        def refuse_after_outage(decision: Decision) -> Deferred[None]:
+        def refuse_after_outage(decision: Decision, write: object | None) -> Deferred[None]:
             self.server.kill()
             return Deferred.fromCoroutine(_refused_once_down(self.client))
 

@@ -42,14 +42,14 @@ class Writes:
         self.pending: list[Deferred[None]] = []
         self.decisions: list[Decision] = []
 
-    def __call__(self, decision: Decision) -> Deferred[None]:
+    def __call__(self, decision: Decision, write: object | None = None) -> Deferred[None]:
         d: Deferred[None] = Deferred()
         self.pending.append(d)
         self.decisions.append(decision)
         return d
 
 
-def at_once(decision: Decision) -> Deferred[None]:
+def at_once(decision: Decision, write: object | None = None) -> Deferred[None]:
     return succeed(None)
 
 
@@ -169,7 +169,7 @@ class PendingTests(SynchronousTestCase):
         Deferred fails with its error.
         """
 
-        def refuse(decision: Decision) -> Deferred[None]:
+        def refuse(decision: Decision, write: object | None) -> Deferred[None]:
             raise QueueFull("over max_bytes")
 
         self.failureResultOf(self.state.decide([make_alert()], NOW, refuse), QueueFull)

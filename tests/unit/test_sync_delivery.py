@@ -34,7 +34,7 @@ class SyncDeliveryTests(SynchronousTestCase):
         self.queued: list[Envelope] = []
         metrics = GatewayMetrics()
 
-        def submit(envelopes: list[Envelope]) -> Deferred[None]:
+        def submit(envelopes: list[Envelope], write: object | None = None) -> Deferred[None]:
             self.queued.extend(envelopes)
             return succeed(None)
 
@@ -163,7 +163,7 @@ class SharedQueueSyncTests(SyncDeliveryTests):
         has left the queue, and the request is answered.
         """
         connection = self.post()
-        self.successResultOf(self.state.tick(self.clock.seconds() + 301, lambda d: succeed(None)))
+        self.successResultOf(self.state.tick(self.clock.seconds() + 301, lambda d, w: succeed(None)))
         self.clock.advance(0.1)
         [response] = connection.responses()
         self.assertEqual(response.status, 202)

@@ -493,7 +493,7 @@ class ConcurrencyTests(SynchronousTestCase):
         self.held: list[Deferred[None]] = []
         self.hold = True
 
-    def submit(self, envelopes: list[Envelope]) -> Deferred[None]:
+    def submit(self, envelopes: list[Envelope], write: object | None = None) -> Deferred[None]:
         if not self.hold:
             return succeed(None)
         d: Deferred[None] = Deferred()

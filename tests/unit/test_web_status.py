@@ -91,7 +91,7 @@ class StatusSite:
     ) -> None:
         self.clock: Clock = started_clock()
         self.metrics = GatewayMetrics()
-        self.state = MemoryState(DeciderSettings(storms=make_storms()), max_tracked=10_000)
+        self.state = MemoryState(DeciderSettings(storms=make_storms(), min_spacing=0.0), max_tracked=10_000)
         root = Branch()
         resource = AlertsResource(
             self.state,
@@ -109,13 +109,13 @@ class StatusSite:
         """
         Decide on C{alerts} now, committed at once.
         """
-        d = self.state.decide(alerts, self.clock.seconds(), lambda decision: succeed(None))
+        d = self.state.decide(alerts, self.clock.seconds(), lambda decision, write: succeed(None))
         decided: list[Decision] = []
         d.addCallback(decided.append)
         return decided[0]
 
     def tick(self) -> None:
-        self.state.tick(self.clock.seconds(), lambda decision: succeed(None))
+        self.state.tick(self.clock.seconds(), lambda decision, write: succeed(None))
 
     def get(
         self,

@@ -1,0 +1,281 @@
+"""
+The SQLite state: decisions committed in the queue's database with the rows
+they queue, restored at start; bookkeeping flushed later; what a failed
+write leaves (nothing).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from alertgateway.core.decider import DeciderSettings
+from alertgateway.core.decision import Decision, Verdict
+from alertgateway.core.model import Alert, fingerprint
+from alertgateway.core.storms import StormSettings
+from alertgateway.delivery.durable import DurableQueue
+from alertgateway.delivery.envelope import Envelope
+from alertgateway.delivery.journal import JournalError, SQLiteJournal
+from alertgateway.state.errors import QueueFull
+from alertgateway.state.sqlite import SQLiteState, stats
+from alertgateway.testing import InlineExecutor
+
+NOW = 1_800_000_000.0
+STORMS = StormSettings(threshold=2, window=60, flush_interval=10, quiet_period=30, max_members_listed=2)
+
+
+def make_alert(status: str = "firing", **labels: str) -> Alert:
+    merged: Mapping[str, str] = {"alertname": "PodCrash", "namespace": "payments", "pod": "p-1", **labels}
+    return Alert(fingerprint(merged), "alertmanager", status, merged, {}, "2026-11-26T03:49:49Z", None, "", "t")
+
+
+class Gateway:
+    """
+    A SQLite state over a real durable queue on a file, as one run of the
+    gateway would have them; L{restart} is another run on the same file.
+    """
+
+    def __init__(
+        self,
+        case: SynchronousTestCase,
+        path: str,
+        settings: DeciderSettings,
+        *,
+        start: float = NOW,
+        max_tracked: int = 100,
+        **state: Any,
+    ) -> None:
+        self.case = case
+        self.path = path
+        self.clock = Clock()
+        self.clock.advance(start)
+        self.executor = InlineExecutor()
+        self.journal = SQLiteJournal(path, self.executor, clock_seconds=self.clock.seconds)
+        self.queue = DurableQueue(self.journal, max_items=100, max_bytes=10**6)
+        case.successResultOf(self.queue.load())
+        self.state = SQLiteState(settings, self.journal, clock=self.clock.seconds, max_tracked=max_tracked, **state)
+        self.restored = case.successResultOf(self.state.restore(self.clock.seconds()))
+        self.queued: list[Envelope] = []
+
+    def enqueue(self, decision: Decision, write: object | None) -> Deferred[None]:
+        if not decision.outgoing and write is None:
+            return succeed(None)
+        envelopes = [Envelope(o.key, o.body, o.idempotency_key, "req") for o in decision.outgoing]
+        self.queued.extend(envelopes)
+        return self.queue.put(envelopes, write)
+
+    def decide(self, *alerts: Alert, replay: tuple[str, float] | None = None) -> list[Verdict]:
+        decision = self.case.successResultOf(self.state.decide(alerts, self.clock.seconds(), self.enqueue, replay))
+        return [r.verdict for r in decision.rulings]
+
+    def tick(self) -> Decision:
+        return self.case.successResultOf(self.state.tick(self.clock.seconds(), self.enqueue))
+
+    def crash(self) -> None:
+        """
+        Stop as kill -9 would: nothing more is written (no flush).
+        """
+        self.case.successResultOf(self.journal.close())
+
+
+class SQLiteStateTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        directory = self.mktemp()
+        os.makedirs(directory)
+        self.path = os.path.join(directory, "queue.db")
+
+    def run_gateway(self, settings: DeciderSettings | None = None, **options: Any) -> Gateway:
+        return Gateway(self, self.path, settings or DeciderSettings(storms=None), **options)
+
+    def rows(self, query: str) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.path) as connection:
+            return connection.execute(query).fetchall()
+
+
+class RestartTests(SQLiteStateTestCase):
+    """
+    What a restart, clean or not, keeps.
+    """
+
+    def test_forwarded_alert_is_duplicate_after_restart(self) -> None:
+        """
+        An alert forwarded before a crash is a duplicate after it, not
+        forwarded again, and its count carries on once flushed.
+        """
+        first = self.run_gateway()
+        self.assertEqual(first.decide(make_alert()), [Verdict.NEW])
+        first.clock.advance(10)
+        first.decide(make_alert())
+        self.successResultOf(first.state.flush())
+        first.crash()
+        second = self.run_gateway()
+        second.clock.advance(20)
+        self.assertEqual(second.decide(make_alert()), [Verdict.DUPLICATE])
+        self.assertEqual(second.queued, [])
+        episode = self.successResultOf(second.state.episode(make_alert().fingerprint))
+        assert episode is not None
+        self.assertEqual(episode.duplicates, 2)
+        self.assertEqual(second.restored.episodes, 1)
+
+    def test_forward_committed_with_its_row(self) -> None:
+        """
+        A forwarding decision is written in the transaction of its queue
+        row: both are on disk when the decision fires, without any flush.
+        """
+        gateway = self.run_gateway()
+        gateway.decide(make_alert())
+        self.assertEqual(len(self.rows("SELECT key FROM episodes")), 1)
+        self.assertEqual(len(self.rows("SELECT id FROM items")), 1)
+
+    def test_duplicates_written_later(self) -> None:
+        """
+        A duplicate (bookkeeping) does not wait for the disk: it is written
+        by the next flush; a crash before it loses the count, never the
+        episode.
+        """
+        gateway = self.run_gateway()
+        gateway.decide(make_alert())
+        calls = gateway.executor.calls
+        gateway.decide(make_alert())
+        self.assertEqual(gateway.executor.calls, calls)
+        gateway.crash()
+        again = self.run_gateway()
+        episode = self.successResultOf(again.state.episode(make_alert().fingerprint))
+        assert episode is not None
+        self.assertEqual(episode.duplicates, 0)
+
+    def test_storm_members_survive(self) -> None:
+        """
+        Members waiting in a storm are on disk when accepted: after a crash
+        the storm is restored and its next events list every one of them.
+        """
+        first = self.run_gateway(DeciderSettings(storms=STORMS))
+        verdicts = first.decide(*(make_alert(pod=str(n)) for n in range(8)))
+        self.assertEqual(verdicts.count(Verdict.AGGREGATED), 6)
+        first.crash()
+        second = self.run_gateway(DeciderSettings(storms=STORMS))
+        self.assertEqual((second.restored.storms, second.restored.members), (1, 6))
+        listed: list[str] = []
+        for _ in range(4):
+            second.clock.advance(10)
+            listed += [m["fingerprint"] for o in second.tick().outgoing for m in o.body["members"]]
+        self.assertEqual(listed, [make_alert(pod=str(n)).fingerprint for n in range(2, 8)])
+        self.assertEqual(second.state.active_storms, 0)
+        self.assertEqual(self.rows("SELECT COUNT(*) FROM members"), [(0,)])
+
+    def test_replay_keys_survive(self) -> None:
+        """
+        A signed webhook's replay key is written with its decision, even one
+        of duplicates only, and restored.
+        """
+        gateway = self.run_gateway()
+        gateway.decide(make_alert())
+        gateway.decide(make_alert(), replay=("std:msg-1", NOW + 300))
+        gateway.crash()
+        again = self.run_gateway()
+        self.assertEqual(again.restored.replay_keys, (("std:msg-1", NOW + 300),))
+
+    def test_lapsed_not_restored(self) -> None:
+        """
+        Episodes that lapsed while the gateway was away are not restored,
+        and are forgotten on disk too.
+        """
+        first = self.run_gateway()
+        first.decide(make_alert())
+        first.crash()
+        later = self.run_gateway(start=NOW + 301)
+        self.assertEqual(later.restored.episodes, 0)
+        self.assertEqual(self.rows("SELECT COUNT(*) FROM episodes"), [(0,)])
+        self.assertEqual(later.decide(make_alert()), [Verdict.NEW])
+
+    def test_bound_on_restore(self) -> None:
+        """
+        At most max_tracked episodes are restored: the most recently seen.
+        """
+        first = self.run_gateway()
+        for n in range(5):
+            first.clock.advance(1)
+            first.decide(make_alert(pod=str(n)))
+        first.crash()
+        smaller = self.run_gateway(start=NOW + 10, max_tracked=3)
+        self.assertEqual(smaller.restored.episodes, 3)
+        kept = {str(row[0]) for row in self.rows("SELECT key FROM episodes")}
+        self.assertEqual(kept, {make_alert(pod=str(n)).fingerprint for n in (2, 3, 4)})
+
+
+class FailureTests(SQLiteStateTestCase):
+    """
+    A refused write leaves nothing, in the state or the queue.
+    """
+
+    def test_disk_error_leaves_no_trace(self) -> None:
+        """
+        When the transaction fails (the disk refuses it), the decision is
+        not kept in memory nor on disk, no row is queued, and the retry is
+        new.
+        """
+        gateway = self.run_gateway()
+        gateway.executor.broken = JournalError("OperationalError: disk I/O error")
+        self.failureResultOf(gateway.state.decide([make_alert()], gateway.clock.seconds(), gateway.enqueue), QueueFull)
+        gateway.executor.broken = None
+        self.assertEqual(self.rows("SELECT COUNT(*) FROM episodes"), [(0,)])
+        self.assertEqual(self.rows("SELECT COUNT(*) FROM items"), [(0,)])
+        self.assertEqual(gateway.decide(make_alert()), [Verdict.NEW])
+
+    def test_state_write_error_rolls_back_the_rows(self) -> None:
+        """
+        A state write that fails in the transaction takes the queue rows
+        with it.
+        """
+        gateway = self.run_gateway()
+        with sqlite3.connect(self.path) as connection:
+            connection.execute("DROP TABLE episodes")
+        self.failureResultOf(gateway.state.decide([make_alert()], gateway.clock.seconds(), gateway.enqueue), QueueFull)
+        self.assertEqual(self.rows("SELECT COUNT(*) FROM items"), [(0,)])
+
+    def test_queue_full_leaves_no_trace(self) -> None:
+        """
+        A batch the queue cannot take is refused before anything is written.
+        """
+        gateway = self.run_gateway()
+        gateway.queue.max_items = 0
+        self.failureResultOf(gateway.state.decide([make_alert()], gateway.clock.seconds(), gateway.enqueue), QueueFull)
+        self.assertEqual(self.rows("SELECT COUNT(*) FROM episodes"), [(0,)])
+
+
+class BookkeepingTests(SQLiteStateTestCase):
+    """
+    What the flush writes, and forgets.
+    """
+
+    def test_evictions_and_expiry_written(self) -> None:
+        """
+        Episodes evicted past max_tracked or expired are deleted on disk by
+        the next flush.
+        """
+        gateway = self.run_gateway(DeciderSettings(storms=None, window=100))
+        gateway.state.max_tracked = 2
+        for n in range(3):
+            gateway.decide(make_alert(pod=str(n)))
+        self.successResultOf(gateway.state.flush())
+        self.assertEqual(self.rows("SELECT COUNT(*) FROM episodes"), [(2,)])
+        gateway.clock.advance(101)
+        gateway.tick()
+        self.successResultOf(gateway.state.flush())
+        self.assertEqual(self.rows("SELECT COUNT(*) FROM episodes"), [(0,)])
+
+    def test_stats(self) -> None:
+        """
+        stats() counts what the database holds.
+        """
+        gateway = self.run_gateway(DeciderSettings(storms=STORMS))
+        gateway.decide(*(make_alert(pod=str(n)) for n in range(4)))
+        with sqlite3.connect(self.path) as connection:
+            counts = stats(connection)
+        self.assertEqual(counts, {"episodes": 4, "groups": 1, "storms": 1, "waiting members": 2, "replay keys": 0})
