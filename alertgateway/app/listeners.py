@@ -104,6 +104,13 @@ class Listeners(MultiService):
     A group of listeners, started only by L{open}.
     """
 
+    def privilegedStartService(self) -> None:
+        # Not passed on to the listeners: twistd calls this before
+        # startService, and a webhook port must not be open before the
+        # queue is loaded.  (A port below 1024 needs the capability to bind
+        # it, as the gateway never runs as root.)
+        Service.privilegedStartService(self)
+
     def startService(self) -> None:
         # Marked running; the listeners start in open().
         self.running = True

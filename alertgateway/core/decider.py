@@ -41,7 +41,7 @@ from alertgateway.core.model import FIRING, RESOLVED, Alert
 from alertgateway.core.storms import Group, Member, StormEvent, StormSettings, flush, sight
 from alertgateway.core.timefmt import rfc3339
 
-__all__ = ["DeciderSettings", "decide", "occurrence_key", "tick"]
+__all__ = ["DeciderSettings", "decide", "occurrence_key", "tick", "touched"]
 
 
 @attrs.frozen
@@ -133,17 +133,20 @@ def decide(view: StateView, alerts: Sequence[Alert], now: float, settings: Decid
     return Decision(draft.changes(), tuple(rulings), tuple(outgoing))
 
 
-def tick(view: StateView, now: float, settings: DeciderSettings) -> Decision:
+def tick(view: StateView, now: float, settings: DeciderSettings, max_events: int | None = None) -> Decision:
     """
     Periodic work at C{now}: send the storm updates that are due and close
-    quiet storms.  (Lapsed episodes need no decision: a store forgets them
-    when it likes, and L{decide} ignores them meanwhile.)
+    quiet storms, storm by storm while their events fit in C{max_events};
+    the others are left as they are, due again at the next tick.  (Lapsed
+    episodes need no decision: a store forgets them when it likes, and
+    L{decide} ignores them meanwhile.)
     """
     storms = settings.storms
     if storms is None:
         return Decision(Changes())
     draft = _Draft(view)
     outgoing: list[Outgoing] = []
+    held_back = 0
     for group in sorted(view.storm_groups()):
         current = view.group(group)
         if current is None or current.storm is None:
@@ -151,10 +154,25 @@ def tick(view: StateView, now: float, settings: DeciderSettings) -> Decision:
         flushed = flush(current.storm, partial(view.waiting, group), now, storms)
         if flushed is None:
             continue
+        if max_events is not None and len(outgoing) + len(flushed.events) > max_events:
+            held_back += len(flushed.events)
+            continue
         draft.groups[group] = flushed.group
         draft.waiting[group] = WaitingChange(cleared=flushed.group is None, taken=flushed.taken)
         outgoing.extend(_storm_outgoing(event) for event in flushed.events)
-    return Decision(draft.changes(), (), tuple(outgoing))
+    return Decision(draft.changes(), (), tuple(outgoing), held_back)
+
+
+def touched(alerts: Sequence[Alert], settings: DeciderSettings) -> list[str]:
+    """
+    The keys deciding on C{alerts} reads and may write, sorted: C{e} and
+    each dedup key, C{g} and each correlation group (when storms are on).
+    A store that decides several batches at once holds them meanwhile.
+    """
+    keys = {"e" + dedup_key(alert, settings.ignore_labels) for alert in alerts}
+    if settings.storms is not None:
+        keys.update("g" + group_id(alert, settings.group_by, settings.use_sender_group) for alert in alerts)
+    return sorted(keys)
 
 
 def _decide_one(draft: _Draft, alert: Alert, now: float, s: DeciderSettings, outgoing: list[Outgoing]) -> Ruling:

@@ -110,11 +110,15 @@ class Changes:
 class Decision:
     """
     Everything deciding on a batch (or a tick) gave.
+
+    @ivar held_back: Storm events that were due but left for a later tick,
+        as there was no room for them.
     """
 
     changes: Changes
     rulings: tuple[Ruling, ...] = ()
     outgoing: tuple[Outgoing, ...] = ()
+    held_back: int = 0
 
 
 class StateView(Protocol):

@@ -3,12 +3,13 @@
 Rate limiting with token buckets: global, per endpoint and per client
 address.
 
-A request only takes tokens; the buckets are refilled by L{RateLimiter.tick},
-which the service runs every L{RateLimiter.interval} seconds on its clock
-(a C{TimerService}), by the time elapsed since the last tick.  Client
-buckets are refilled at most once a second, and a client bucket that is full
-again is forgotten (the client is idle), which bounds memory by the number of
-recently active clients, itself capped at C{max_clients}.
+A bucket is refilled when a request takes from it, by the time elapsed on
+the injected clock since its last refill: exact, whatever the burst, and a
+request never waits for a timer.  L{RateLimiter.tick}, which the service
+runs every L{RateLimiter.interval} seconds (a C{TimerService}), forgets the
+client buckets that are full again (the client is idle), which bounds
+memory by the number of recently active clients, itself capped at
+C{max_clients}.
 
 A request is allowed only if every bucket that applies to it has a token,
 and then takes one from each: a request refused by its endpoint's bucket
@@ -29,22 +30,24 @@ __all__ = ["Limiter", "RateCheck", "RateLimiter", "TokenBucket"]
 
 class TokenBucket:
     """
-    C{capacity} tokens at most, refilled at C{per_minute} tokens a minute
-    by whoever owns it (L{refill}); taking a token is all a request does.
+    C{capacity} tokens at most, refilled at C{per_minute} tokens a minute.
     """
 
-    __slots__ = ("capacity", "rate", "tokens")
+    __slots__ = ("capacity", "rate", "refilled", "tokens")
 
-    def __init__(self, per_minute: float, capacity: float) -> None:
+    def __init__(self, per_minute: float, capacity: float, now: float = 0.0) -> None:
         self.rate = per_minute / 60.0
         self.capacity = capacity
         self.tokens = capacity
+        self.refilled = now
 
-    def refill(self, elapsed: float) -> None:
+    def refill(self, now: float) -> None:
         """
-        Add what C{elapsed} seconds bring, up to the capacity.
+        Add what the time since the last refill brings, up to the capacity.
         """
+        elapsed = now - self.refilled
         if elapsed > 0:
+            self.refilled = now
             self.tokens = min(self.capacity, self.tokens + elapsed * self.rate)
 
     def wait_time(self) -> float:
@@ -106,7 +109,7 @@ class Limiter(Protocol):
 
     def tick(self) -> None:
         """
-        Refill the buckets kept in this process.
+        Forget what this process keeps of idle clients.
         """
 
 
@@ -119,14 +122,11 @@ class RateLimiter:
     @param endpoint_limits: Requests per minute by endpoint path.
     @param per_client_limit: Requests per minute per client address, or
         C{None} for no per-client limit.
-    @param interval: How often the service should call L{tick}.
+    @param interval: How often the service should call L{tick}: idle
+        clients are forgotten that long after their bucket is full again.
     """
 
     WINDOW = 60
-    # Client buckets are refilled (and the full ones forgotten) at most this
-    # often: there may be many of them, and a second is fine enough for a
-    # limit counted in requests a minute.
-    CLIENT_REFILL = 1.0
 
     def __init__(
         self,
@@ -137,23 +137,22 @@ class RateLimiter:
         endpoint_limits: dict[str, int],
         per_client_limit: int | None = None,
         max_clients: int = 100_000,
-        interval: float = 0.25,
+        interval: float = 1.0,
     ) -> None:
         self._clock = clock
         self.interval = interval
-        self._global = TokenBucket(global_limit, max(burst, 1))
+        now = clock.seconds()
+        self._global = TokenBucket(global_limit, max(burst, 1), now)
         self._global_limit = global_limit
         # An endpoint's burst is its per-minute limit, capped by the global
         # burst: a quiet endpoint may use a minute's worth at once.
         self._endpoints = {
-            path: (limit, TokenBucket(limit, min(limit, max(burst, 1)))) for path, limit in endpoint_limits.items()
+            path: (limit, TokenBucket(limit, min(limit, max(burst, 1)), now)) for path, limit in endpoint_limits.items()
         }
         self._per_client_limit = per_client_limit
         self._client_burst = max(1, min(burst, per_client_limit or burst))
         self._clients: OrderedDict[str, TokenBucket] = OrderedDict()
         self._max_clients = max_clients
-        self._ticked = clock.seconds()
-        self._clients_ticked = self._ticked
 
     @property
     def tracked_clients(self) -> int:
@@ -161,27 +160,18 @@ class RateLimiter:
 
     def tick(self) -> None:
         """
-        Refill every bucket by the time elapsed since the last tick, and
-        forget the client buckets that are full again.
+        Forget the client buckets that are full again.
         """
         now = self._clock.seconds()
-        elapsed, self._ticked = now - self._ticked, now
-        self._global.refill(elapsed)
-        for _, bucket in self._endpoints.values():
-            bucket.refill(elapsed)
-        elapsed = now - self._clients_ticked
-        if elapsed < self.CLIENT_REFILL and self._clients:
-            return
-        self._clients_ticked = now
         full = []
         for client, bucket in self._clients.items():
-            bucket.refill(elapsed)
+            bucket.refill(now)
             if bucket.full:
                 full.append(client)
         for client in full:
             del self._clients[client]
 
-    def _client_bucket(self, client: str) -> TokenBucket | None:
+    def _client_bucket(self, client: str, now: float) -> TokenBucket | None:
         if self._per_client_limit is None:
             return None
         bucket = self._clients.get(client)
@@ -190,7 +180,7 @@ class RateLimiter:
                 # Forgetting the least recently seen client gives it a fresh
                 # bucket later: a loss of precision, never of availability.
                 self._clients.popitem(last=False)
-            bucket = TokenBucket(self._per_client_limit, self._client_burst)
+            bucket = TokenBucket(self._per_client_limit, self._client_burst, now)
             self._clients[client] = bucket
         else:
             self._clients.move_to_end(client)
@@ -201,13 +191,16 @@ class RateLimiter:
         Decide on one request to C{endpoint} from C{client}, taking a token
         from every bucket that applies if it is allowed.
         """
+        now = self._clock.seconds()
         buckets: list[tuple[str, int, TokenBucket]] = [("global", self._global_limit, self._global)]
         limited = self._endpoints.get(endpoint)
         if limited is not None:
             buckets.append(("endpoint", limited[0], limited[1]))
-        client_bucket = self._client_bucket(client)
+        client_bucket = self._client_bucket(client, now)
         if client_bucket is not None and self._per_client_limit is not None:
             buckets.append(("client", self._per_client_limit, client_bucket))
+        for _, _, bucket in buckets:
+            bucket.refill(now)
         blocked = [(bucket.wait_time(), scope, limit, bucket) for scope, limit, bucket in buckets if bucket.tokens < 1]
         if blocked:
             wait, scope, limit, bucket = max(blocked, key=lambda b: b[0])

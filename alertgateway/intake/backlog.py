@@ -4,10 +4,10 @@ The periodic state work, and the room it holds in the queue for storm
 events.
 
 Every C{dedup.expire_interval} the state store forgets lapsed episodes and
-commits the storm updates and closings that are due, with their events.
-When the queue has no room for those events, nothing of them is committed
-(the storms keep their waiting members, and the events are due again at
-the next tick), and as many places as there were events are held: new
+commits the storm updates and closings that are due, with their events, as
+many storms as the queue has room for.  The storms whose events do not fit
+are not committed (they keep their waiting members, and their events are
+due again at the next tick), and as many places as they need are held: new
 webhooks are refused (503 with C{Retry-After}) rather than take them, so
 that a storm's events reach the processor in the order they happened and
 are not starved by a steady stream of new alerts.
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from alertgateway.core.decision import Decision
 from alertgateway.delivery.envelope import Envelope
@@ -76,16 +77,25 @@ class StormBacklog:
             return
         now = self._clock.seconds()
         try:
-            decision = await state.tick(now, self._enqueue)
-            if decision.outgoing and self.reserved:
-                _log.info("Queued {count} storm events that waited for room", count=len(decision.outgoing))
-            self.reserved = 0
+            decision = await state.tick(now, self._enqueue, max(0, self._room()))
         except QueueFull as e:
-            _log.warn("Queue full: storm events wait for the next tick ({reason})", reason=str(e))
+            _log.warn(
+                "Queue full: {count} storm events wait for the next tick ({reason})",
+                count=self.reserved,
+                reason=str(e),
+            )
         except StorageError as e:
             _log.warn("Periodic state work skipped: {error}", error=str(e))
         except Exception:
             _log.failure("Periodic state work failed")
+        else:
+            held = decision.held_back
+            if held:
+                _log.warn("Queue full: {count} storm events wait for room", count=held)
+            elif self.reserved and not held:
+                _log.info("Queued the storm events that waited for room ({count} now)", count=len(decision.outgoing))
+            # Held from now on: webhooks must not take these places.
+            self.reserved = held
         if self._gauges is None:
             return
         try:
@@ -104,7 +114,14 @@ class StormBacklog:
         now = self._clock.seconds()
         envelopes = [Envelope(o.key, o.body, o.idempotency_key, "storm", accepted_at=now) for o in decision.outgoing]
         try:
-            return self._submit(envelopes, write)
+            queued = self._submit(envelopes, write)
         except QueueFull:
             self.reserved = count
             raise
+
+        def _full(failure: Failure) -> Failure:
+            if failure.check(QueueFull):
+                self.reserved = count
+            return failure
+
+        return queued.addErrback(_full)

@@ -109,6 +109,10 @@ class RedisState:
         self._locks: dict[str, DeferredLock] = {}
         # Decisions to take back, oldest first.
         self._undos: list[list[Written]] = []
+        # Storm events committed by a tick that the queue then refused: an
+        # undo could not bring a closed storm back, so they are queued
+        # first at the next tick instead.
+        self._unqueued: Decision | None = None
         self._max_tracked = max_tracked
         self._episode_ttl = settings.window + _TTL_MARGIN
         self._group_ttl = (
@@ -280,10 +284,10 @@ class RedisState:
         """
         return len(self._undos)
 
-    def tick(self, now: float, enqueue: Enqueue) -> Deferred[Decision]:
-        return Deferred.fromCoroutine(self._tick(now, enqueue))
+    def tick(self, now: float, enqueue: Enqueue, max_events: int | None = None) -> Deferred[Decision]:
+        return Deferred.fromCoroutine(self._tick(now, enqueue, max_events))
 
-    async def _tick(self, now: float, enqueue: Enqueue) -> Decision:
+    async def _tick(self, now: float, enqueue: Enqueue, max_events: int | None) -> Decision:
         """
         Forget lapsed episodes, then flush and close due storms: every
         replica ticks, and the compare-and-set lets one of them emit each
@@ -291,25 +295,37 @@ class RedisState:
         """
         nothing = Decision(Changes())
         await self._flush_undos()
+        unqueued = self._unqueued
+        if unqueued is not None:
+            await enqueue(unqueued, None)
+            self._unqueued = None
+            if max_events is not None:
+                max_events = max(0, max_events - len(unqueued.outgoing))
         await self._client.script(_lua.EXPIRE, [], [self._client.prefix, repr(now - self.settings.window)])
         if self.settings.storms is None:
-            return nothing
+            return unqueued or nothing
         groups = await self._client.command("storm_groups", "SMEMBERS", self._client.key("storms"))
         if not groups:
-            return nothing
+            return unqueued or nothing
         loaded = await self._load([(self._group_key(g), g, GROUP) for g in sorted(groups)])
         gone = [entry.name for entry in loaded.entries if entry.document is None]
         if gone:
             # Expired while every replica was away: nothing left to close.
             await self._client.command("storms_forget", "SREM", self._client.key("storms"), *gone)
-        decision = tick(loaded, now, self.settings)
+        decision = tick(loaded, now, self.settings, max_events)
         if not decision.outgoing:
-            return nothing
+            return Decision(Changes(), (), unqueued.outgoing if unqueued else (), decision.held_back)
         written = await self._commit(loaded.documents(decision.changes))
         if written is None:
             # Another replica ticked the same storms first.
-            return nothing
-        await self._queue(decision, written, enqueue)
+            return unqueued or nothing
+        try:
+            await enqueue(decision, None)
+        except BaseException:
+            self._unqueued = decision
+            raise
+        if unqueued is not None:
+            return Decision(decision.changes, (), unqueued.outgoing + decision.outgoing, decision.held_back)
         return decision
 
     # What the status API and the gauges read.

@@ -106,19 +106,22 @@ class FailoverState:
             lambda: self.local.decide(alerts, now, enqueue, replay),
         )
 
-    def tick(self, now: float, enqueue: Enqueue) -> Deferred[Decision]:
-        return Deferred.fromCoroutine(self._tick(now, enqueue))
+    def tick(self, now: float, enqueue: Enqueue, max_events: int | None = None) -> Deferred[Decision]:
+        return Deferred.fromCoroutine(self._tick(now, enqueue, max_events))
 
-    async def _tick(self, now: float, enqueue: Enqueue) -> Decision:
+    async def _tick(self, now: float, enqueue: Enqueue, max_events: int | None) -> Decision:
         # Both: storms folded locally during an outage still get their
         # updates and closing summaries.
-        local = await self.local.tick(now, enqueue)
+        local = await self.local.tick(now, enqueue, max_events)
+        left = None if max_events is None else max(0, max_events - len(local.outgoing))
         try:
-            shared = await self._failover.run("storms", lambda: self.shared.tick(now, enqueue), lambda: _nothing_due())
+            shared = await self._failover.run(
+                "storms", lambda: self.shared.tick(now, enqueue, left), lambda: _nothing_due()
+            )
         except StateUnavailable:
             # The local events are committed already.
             return local
-        return Decision(Changes(), (), local.outgoing + shared.outgoing)
+        return Decision(Changes(), (), local.outgoing + shared.outgoing, local.held_back + shared.held_back)
 
     def delivered(self, key: str, idempotency_key: str, outcome: Delivery) -> Deferred[None]:
         self.local.delivered(key, idempotency_key, outcome)

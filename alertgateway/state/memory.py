@@ -2,69 +2,117 @@
 """
 The decider's state in this process's memory.
 
-Two layers.  The committed state: episodes ordered by last sighting
-(least recently seen first out past C{max_tracked}), the correlation groups
-watched for a storm (least recently active first out past C{max_groups}),
-the groups in a storm and their waiting members.  On top, the changes of
-decisions whose forwards are still being queued (a durable queue answers
-once its disk has them), in the order they were decided: a later decision
-sees them, so two webhooks in flight never both find an alert new.
+Episodes ordered by last sighting (least recently seen first out past
+C{max_tracked}), the correlation groups watched for a storm (least recently
+active first out past C{max_groups}), the groups in a storm and their
+waiting members.
 
-A decision's changes are committed once its forwards are queued, after the
-earlier decisions that touch the same keys.  When a queue write fails, that decision's changes are
-dropped, and so are the changes later decisions made to the same keys
-(they were decided on top of what is not kept); those later decisions are
-refused too, so their senders retry against the state as it really is.
+A decision reads only committed state.  It takes the keys its alerts touch
+(their dedup keys and correlation groups) for as long as it is being
+committed: a decision on the same keys waits until the one before is
+committed (its forwards queued: a durable queue answers once its disk has
+them) or refused, then reads what is really there.  So two webhooks in
+flight never both find an alert new, a refused write leaves nothing behind
+that another decision built on, and decisions on other keys go on at once.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-import attrs
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
-from alertgateway.core.decider import DeciderSettings, decide, tick
-from alertgateway.core.decision import Decision, WaitingChange
+from alertgateway.core.decider import DeciderSettings, decide, tick, touched
+from alertgateway.core.decision import Changes, Decision, WaitingChange
 from alertgateway.core.episodes import Delivery, Episode
 from alertgateway.core.model import Alert
 from alertgateway.core.storms import Group, Member
-from alertgateway.state.errors import QueueFull
 from alertgateway.state.ports import Enqueue, Replay, StateWrite, Tracked
 
-__all__ = ["MemoryState"]
+__all__ = ["MAX_GROUPS", "KeyLocks", "MemoryState"]
 
 # Groups watched for a storm at once; the least recently active go first.
 MAX_GROUPS = 10_000
 
 
-@attrs.define(eq=False)
-class _Staged:
+class KeyLocks:
     """
-    A decision's changes, waiting for its forwards to be queued.
-
-    @ivar tainted: Keys whose values here were decided on top of an earlier
-        decision that could not be committed: never committed, never read.
+    Exclusive hold of keys, first come first served per key.  Keys are
+    taken in sorted order, so two holders of overlapping keys never wait
+    for each other in a circle.  Uncontended, taking keys allocates no
+    Deferred per key.
     """
 
-    episodes: dict[str, Episode | None]
-    groups: dict[str, Group | None]
-    waiting: dict[str, WaitingChange]
-    settled: bool = False
-    # Whether its changes were written with its queue write (a store that
-    # keeps state elsewhere writes the others later).
-    written: bool = False
-    tainted: set[str] = attrs.field(factory=set)
-    # Fires once the decision is committed (or fails when it is not).
-    done: Deferred[None] = attrs.field(factory=Deferred)
+    def __init__(self) -> None:
+        # Held keys, each with the holders waiting for it, in order.
+        self._held: dict[str, deque[Deferred[None]]] = {}
 
-    def touched(self) -> Iterator[str]:
-        yield from ("e" + k for k in self.episodes)
-        yield from ("g" + g for g in self.groups)
-        yield from ("w" + g for g in self.waiting)
+    def __contains__(self, key: str) -> bool:
+        return key in self._held
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def acquire(self, keys: Sequence[str]) -> Deferred[None]:
+        """
+        Take every key of C{keys} (sorted, without repeats).
+        """
+        return self._take(keys, 0)
+
+    def _take(self, keys: Sequence[str], start: int) -> Deferred[None]:
+        held = self._held
+        for index in range(start, len(keys)):
+            key = keys[index]
+            waiters = held.get(key)
+            if waiters is None:
+                held[key] = deque()
+                continue
+            turn: Deferred[None] = Deferred()
+            waiters.append(turn)
+            return turn.addCallback(self._took, keys, index + 1)
+        return succeed(None)
+
+    def _took(self, _: None, keys: Sequence[str], after: int) -> Deferred[None]:
+        # This key is ours (handed over): on with the rest.
+        return self._take(keys, after)
+
+    def release(self, keys: Iterable[str]) -> None:
+        """
+        Give up C{keys}: each goes to its next waiter, if any.
+        """
+        for key in keys:
+            waiters = self._held[key]
+            if waiters:
+                # Handed over: the key stays held, by the waiter.
+                waiters.popleft().callback(None)
+            else:
+                del self._held[key]
+
+
+class _View:
+    """
+    The committed state, as the decider reads it.
+    """
+
+    def __init__(self, state: MemoryState) -> None:
+        self._state = state
+
+    def episode(self, key: str) -> Episode | None:
+        return self._state._episodes.get(key)
+
+    def group(self, group_id: str) -> Group | None:
+        state = self._state
+        return state._storms.get(group_id) or state._watching.get(group_id)
+
+    def waiting(self, group_id: str, offset: int, count: int) -> Sequence[Member]:
+        members = self._state._waiting.get(group_id, ())
+        return list(itertools.islice(members, offset, offset + count))
+
+    def storm_groups(self) -> Iterable[str]:
+        return list(self._state._storms)
 
 
 class MemoryState:
@@ -84,38 +132,88 @@ class MemoryState:
         on_evict: Callable[[int], object] | None = None,
     ) -> None:
         self.settings = settings
-        self._on_evict = on_evict
         self.max_tracked = max_tracked
         self.max_groups = max_groups
+        self._on_evict = on_evict
         self._episodes: OrderedDict[str, Episode] = OrderedDict()
         self._by_fingerprint: dict[str, str] = {}
         self._watching: OrderedDict[str, Group] = OrderedDict()
         self._storms: dict[str, Group] = {}
         self._waiting: dict[str, deque[Member]] = {}
         self.evictions = 0
-        self._pending: deque[_Staged] = deque()
-        # Per key ("e", "g" or "w" and the name), the pending decisions
-        # that change it, oldest first.
-        self._touching: dict[str, list[_Staged]] = {}
+        self._locks = KeyLocks()
+        # Delivery outcomes that ended before their decision was committed
+        # (a sink that answers at once), by key: recorded once it is.
+        self._early: dict[str, list[tuple[str, Delivery]]] = {}
+        self._view = _View(self)
 
     # Deciding.
 
     def decide(
         self, alerts: Sequence[Alert], now: float, enqueue: Enqueue, replay: Replay | None = None
     ) -> Deferred[Decision]:
-        return self._commit(decide(self._view(), alerts, now, self.settings), enqueue, replay)
+        keys = touched(alerts, self.settings)
 
-    def tick(self, now: float, enqueue: Enqueue) -> Deferred[Decision]:
+        def _decide(_: object) -> Deferred[Decision]:
+            try:
+                decision = decide(self._view, alerts, now, self.settings)
+            except BaseException:
+                self._locks.release(keys)
+                raise
+            return self._commit(keys, decision, enqueue, replay)
+
+        return self._locks.acquire(keys).addCallback(_decide)
+
+    def tick(self, now: float, enqueue: Enqueue, max_events: int | None = None) -> Deferred[Decision]:
+        """
+        Expire lapsed episodes, then commit the storm events due (at most
+        C{max_events} of them, storms whose events do not fit wait).
+        """
         self._expire(now - self.settings.window)
-        decision = tick(self._view(), now, self.settings)
+        keys = sorted("g" + group for group in self._storms)
+        return self._locks.acquire(keys).addCallback(lambda _: self._tick(keys, now, enqueue, max_events))
+
+    def _tick(self, keys: list[str], now: float, enqueue: Enqueue, max_events: int | None) -> Deferred[Decision]:
+        try:
+            decision = tick(self._view, now, self.settings, max_events)
+        except BaseException:
+            self._locks.release(keys)
+            raise
         if not decision.changes and not decision.outgoing:
+            self._locks.release(keys)
             return succeed(decision)
-        return self._commit(decision, enqueue)
+        return self._commit(keys, decision, enqueue)
 
-    def _view(self) -> _Overlay:
-        return _Overlay(self)
+    def _commit(
+        self, keys: Sequence[str], decision: Decision, enqueue: Enqueue, replay: Replay | None = None
+    ) -> Deferred[Decision]:
+        """
+        Queue the decision's forwards (with its state write, if the store
+        has one), then (only then) commit its changes; the keys are given
+        up either way.
+        """
+        write = self._state_write(decision, replay)
+        try:
+            queued = enqueue(decision, write)
+        except Exception:
+            queued = Deferred()
+            queued.errback()
 
-    def _state_write(self, decision: Decision, replay: Replay | None, staged: _Staged) -> StateWrite | None:
+        def _queued(_: object) -> Decision:
+            self._apply(decision.changes, written=write is not None)
+            return decision
+
+        def _release(result: Decision | Failure) -> Decision | Failure:
+            if self._early:
+                # Outcomes of forwards that were never committed.
+                for key in keys:
+                    self._early.pop(key[1:], None)
+            self._locks.release(keys)
+            return result
+
+        return queued.addCallback(_queued).addBoth(_release)
+
+    def _state_write(self, decision: Decision, replay: Replay | None) -> StateWrite | None:
         """
         What to commit with the decision's queue write: nothing, in memory.
         """
@@ -138,93 +236,23 @@ class MemoryState:
         A watched group was forgotten (past C{max_groups}).
         """
 
-    def _commit(self, decision: Decision, enqueue: Enqueue, replay: Replay | None = None) -> Deferred[Decision]:
-        changes = decision.changes
-        staged = _Staged(dict(changes.episodes), dict(changes.groups), dict(changes.waiting))
-        write = self._state_write(decision, replay, staged)
-        staged.written = write is not None
-        self._stage(staged)
-        try:
-            queued = enqueue(decision, write)
-        except Exception:
-            self._drop(staged)
-            return fail()
-        queued.addCallbacks(self._written, self._refused, callbackArgs=(staged,), errbackArgs=(staged,))
-        return staged.done.addCallback(lambda _: decision)
-
-    def _stage(self, staged: _Staged) -> None:
-        self._pending.append(staged)
-        for key in staged.touched():
-            self._touching.setdefault(key, []).append(staged)
-
-    def _unstage(self, staged: _Staged) -> None:
-        for key in staged.touched():
-            stack = self._touching[key]
-            stack.remove(staged)
-            if not stack:
-                del self._touching[key]
-
-    def _written(self, _: object, staged: _Staged) -> None:
-        staged.settled = True
-        self._settle()
-
-    def _refused(self, failure: Failure, staged: _Staged) -> None:
-        self._drop(staged)
-        staged.done.errback(failure)
-
-    def _drop(self, staged: _Staged) -> None:
-        """
-        Forget a decision that was not queued; taint what later decisions
-        built on it.
-        """
-        index = self._pending.index(staged)
-        del self._pending[index]
-        self._unstage(staged)
-        keys = set(staged.touched())
-        for later in itertools.islice(self._pending, index, None):
-            later.tainted.update(keys.intersection(later.touched()))
-        self._settle()
-
-    def _settle(self) -> None:
-        """
-        Commit the decisions whose writes are done and that no earlier
-        pending decision shares a key with, and answer them: a decision is
-        answered only once it, and every earlier decision of its keys, is
-        committed.
-        """
-        blocked: set[str] = set()
-        for staged in list(self._pending):
-            keys = set(staged.touched())
-            if not staged.settled or not blocked.isdisjoint(keys):
-                blocked.update(keys)
-                continue
-            self._pending.remove(staged)
-            self._unstage(staged)
-            self._apply(staged)
-            if staged.tainted:
-                staged.done.errback(QueueFull("decided on a batch the queue refused; retry"))
-            else:
-                staged.done.callback(None)
-
     # The committed state.
 
-    def _apply(self, staged: _Staged) -> None:
-        tainted = staged.tainted
-        for key, episode in staged.episodes.items():
-            if "e" + key in tainted:
-                continue
+    def _apply(self, changes: Changes, *, written: bool = False) -> None:
+        for key, episode in changes.episodes.items():
             if episode is None:
                 self._forget(key)
             else:
                 self._put(episode)
-            if not staged.written:
+            if not written:
                 self._changed(key)
-        for group, value in staged.groups.items():
-            if "g" + group not in tainted:
-                self._put_group(group, value)
-        for group, change in staged.waiting.items():
-            if "w" + group not in tainted:
-                self._change_waiting(group, change)
+        for group, value in changes.groups.items():
+            self._put_group(group, value)
+        for group, change in changes.waiting.items():
+            self._change_waiting(group, change)
+        if self._early:
+            for key in changes.episodes:
+                self._early_outcome(key)
 
     def _put(self, episode: Episode) -> None:
         replaced = self._episodes.get(episode.key)
@@ -285,7 +313,7 @@ class MemoryState:
 
     def _expire(self, older_than: float) -> None:
         """
-        Forget committed episodes last seen before C{older_than}.
+        Forget episodes last seen before C{older_than}.
         """
         episodes = self._episodes
         while episodes:
@@ -296,7 +324,7 @@ class MemoryState:
             self._unindex(episode)
             self._dropped(key)
 
-    # What the status API and the gauges read.
+    # Delivery outcomes.
 
     def delivered(self, key: str, idempotency_key: str, outcome: Delivery) -> Deferred[None]:
         episode = self._episodes.get(key)
@@ -305,17 +333,26 @@ class MemoryState:
             if updated is not episode:
                 self._episodes[key] = updated
                 self._changed(key)
-        # A delivery can end before its decision is committed (a sink that
-        # answers at once): the pending versions learn it too.
-        for staged in self._touching.get("e" + key, ()):
-            pending = staged.episodes[key]
-            if pending is not None:
-                staged.episodes[key] = pending.delivered(idempotency_key, outcome)
-                self._changed(key)
+        if "e" + key in self._locks:
+            # Its decision may still be being committed: recorded on what
+            # it commits too.
+            self._early.setdefault(key, []).append((idempotency_key, outcome))
         return succeed(None)
 
+    def _early_outcome(self, key: str) -> None:
+        outcomes = self._early.pop(key, None)
+        episode = self._episodes.get(key)
+        if outcomes is None or episode is None:
+            return
+        for idempotency_key, outcome in outcomes:
+            episode = episode.delivered(idempotency_key, outcome)
+        self._episodes[key] = episode
+        self._changed(key)
+
+    # What the status API and the gauges read.
+
     def episode(self, key: str) -> Deferred[Episode | None]:
-        return succeed(self._view().episode(key))
+        return succeed(self._episodes.get(key))
 
     def by_fingerprint(self, fingerprint: str) -> Deferred[Episode | None]:
         key = self._by_fingerprint.get(fingerprint)
@@ -346,58 +383,3 @@ class MemoryState:
     @property
     def watched_groups(self) -> int:
         return len(self._watching)
-
-
-class _Overlay:
-    """
-    The committed state with the pending decisions' changes on top: what
-    the next decision is taken on.
-    """
-
-    def __init__(self, state: MemoryState) -> None:
-        self._state = state
-
-    def _latest(self, key: str) -> _Staged | None:
-        stack = self._state._touching.get(key)
-        if stack:
-            for staged in reversed(stack):
-                if key not in staged.tainted:
-                    return staged
-        return None
-
-    def episode(self, key: str) -> Episode | None:
-        staged = self._latest("e" + key)
-        if staged is not None:
-            return staged.episodes[key]
-        return self._state._episodes.get(key)
-
-    def group(self, group_id: str) -> Group | None:
-        staged = self._latest("g" + group_id)
-        if staged is not None:
-            return staged.groups[group_id]
-        state = self._state
-        return state._storms.get(group_id) or state._watching.get(group_id)
-
-    def waiting(self, group_id: str, offset: int, count: int) -> Sequence[Member]:
-        state = self._state
-        base: Sequence[Member] = state._waiting.get(group_id, ())
-        skip = 0
-        tail: list[Member] = []
-        key = "w" + group_id
-        for staged in state._touching.get(key, ()):
-            if key in staged.tainted:
-                continue
-            change = staged.waiting[group_id]
-            if change.cleared:
-                base, skip, tail = (), 0, []
-            dropped = min(change.taken, len(base) - skip)
-            skip += dropped
-            del tail[: change.taken - dropped]
-            tail.extend(change.added)
-        members = itertools.chain(itertools.islice(base, skip, None), tail)
-        return list(itertools.islice(members, offset, offset + count))
-
-    def storm_groups(self) -> Iterable[str]:
-        state = self._state
-        pending = (key[1:] for key in state._touching if key.startswith("g"))
-        return set(state._storms).union(pending)

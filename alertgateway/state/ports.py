@@ -73,11 +73,13 @@ class StateStore(Protocol):
             the decision now; nothing of it is kept then.
         """
 
-    def tick(self, now: float, enqueue: Enqueue) -> Deferred[Decision]:
+    def tick(self, now: float, enqueue: Enqueue, max_events: int | None = None) -> Deferred[Decision]:
         """
         Forget lapsed state, and commit the storm updates and closings due
-        at C{now} with their queued events (when they cannot be queued they
-        are due again at the next tick).
+        at C{now} with their queued events: at most C{max_events} of them,
+        the storms whose events do not fit are left due (counted in the
+        decision's C{held_back}).  Events that cannot be queued are due
+        again at the next tick.
         """
 
     def delivered(self, key: str, idempotency_key: str, outcome: Delivery) -> Deferred[None]:

@@ -38,7 +38,7 @@ from alertgateway.core.decider import DeciderSettings
 from alertgateway.core.decision import Decision
 from alertgateway.core.episodes import Episode
 from alertgateway.core.storms import Group, Member
-from alertgateway.state.memory import MAX_GROUPS, MemoryState, _Staged
+from alertgateway.state.memory import MAX_GROUPS, MemoryState
 from alertgateway.state.ports import Replay, StateWrite
 
 __all__ = ["Database", "Restored", "SQLiteState", "create_tables", "stats"]
@@ -130,17 +130,12 @@ def _write_changes(
     groups: Sequence[tuple[str, Group | None]],
     waiting: Sequence[tuple[str, bool, int, Sequence[Member]]],
     replays: Sequence[Replay],
-    staged: _Staged | None,
 ) -> None:
     """
     On the database's thread, in the transaction of the queue rows: write a
-    decision's changes (those not tainted by an earlier decision that could
-    not be committed).
+    decision's changes.
     """
-    tainted = staged.tainted if staged is not None else set()
     for key, episode in episodes:
-        if "e" + key in tainted:
-            continue
         if episode is None:
             connection.execute("DELETE FROM episodes WHERE key = ?", (key,))
         else:
@@ -149,8 +144,6 @@ def _write_changes(
                 (key, episode.last_seen, _dumps(episode.to_json())),
             )
     for group_id, group in groups:
-        if "g" + group_id in tainted:
-            continue
         if group is None:
             connection.execute("DELETE FROM groups WHERE id = ?", (group_id,))
         else:
@@ -158,8 +151,6 @@ def _write_changes(
                 "INSERT OR REPLACE INTO groups (id, doc) VALUES (?, ?)", (group_id, _dumps(group.to_json()))
             )
     for group_id, cleared, taken, added in waiting:
-        if "w" + group_id in tainted:
-            continue
         if cleared:
             connection.execute("DELETE FROM members WHERE group_id = ?", (group_id,))
         elif taken:
@@ -184,7 +175,7 @@ def _write_bookkeeping(
     On the database's thread: what changed without being written, what was
     forgotten, and the replay keys that no longer count.
     """
-    _write_changes(connection, episodes, [], [], [], None)
+    _write_changes(connection, episodes, [], [], [])
     connection.executemany("DELETE FROM groups WHERE id = ?", [(g,) for g in groups])
     connection.execute("DELETE FROM replays WHERE until < ?", (now,))
 
@@ -217,7 +208,7 @@ class SQLiteState(MemoryState):
 
     # Durable decisions.
 
-    def _state_write(self, decision: Decision, replay: Replay | None, staged: _Staged) -> StateWrite | None:
+    def _state_write(self, decision: Decision, replay: Replay | None) -> StateWrite | None:
         changes = decision.changes
         if not (decision.outgoing or changes.groups or changes.waiting or replay is not None):
             return None
@@ -227,7 +218,6 @@ class SQLiteState(MemoryState):
             groups=list(changes.groups.items()),
             waiting=[(g, c.cleared, c.taken, c.added) for g, c in changes.waiting.items()],
             replays=[replay] if replay is not None else [],
-            staged=staged,
         )
 
     # Bookkeeping, written later.
@@ -249,7 +239,7 @@ class SQLiteState(MemoryState):
         """
         if not self._dirty and not self._dropped_groups:
             return succeed(None)
-        ready = [key for key in self._dirty if "e" + key not in self._touching]
+        ready = [key for key in self._dirty if "e" + key not in self._locks]
         episodes = [(key, self._episodes.get(key)) for key in ready]
         self._dirty.difference_update(ready)
         groups = [g for g in self._dropped_groups if g not in self._watching and g not in self._storms]

@@ -131,6 +131,10 @@ class _Exchange:
     client: str
     rate_headers: dict[str, str] = attrs.field(factory=dict)
     replay_key: str | None = None
+    # While the alerts are being committed: whether the replay key is to
+    # be forgotten if the commit fails (the sender went away meanwhile).
+    committing: bool = False
+    forget_if_refused: bool = False
     payload: object = None
     parsed: ParseResult | None = None
     rulings: Sequence[Ruling] = ()
@@ -254,6 +258,8 @@ class WebhookResource(HandlerResource):
         """
         if fresh:
             return x
+        # Not ours to forget: the replica that accepted it holds it.
+        x.replay_key = None
         authenticator = self._guards.authenticator
         challenge = authenticator.challenge if authenticator is not None else None
         raise problems.unauthorized(
@@ -292,10 +298,18 @@ class WebhookResource(HandlerResource):
         # A sender that goes away now does not take the commit with it:
         # half-written, it could neither be kept nor taken back.  Its retry
         # finds the alerts decided (duplicates, not forwarded twice).
+        x.committing = True
+
+        def _settled(result: list[Ruling] | Failure) -> list[Ruling] | Failure:
+            x.committing = False
+            if isinstance(result, Failure) and x.forget_if_refused:
+                self._guards.forget(x.replay_key)
+            return result
+
         d = _shielded(
             self._admission.accept(
                 x.parsed.accepted, x.request.request_id, self._forwarded_headers(x.headers), self._replay(x)
-            )
+            ).addBoth(_settled)
         )
 
         def _decided(rulings: list[Ruling]) -> Deferred[_Exchange]:
@@ -355,7 +369,7 @@ class WebhookResource(HandlerResource):
         refusal, and forget the signature's replay key: the sender's retry
         of a request that was not accepted is no replay.
         """
-        self._guards.forget(x.replay_key)
+        self._forget_replay(x)
         error = failure.value
         if isinstance(error, Refused):
             problem = problems.refused(error)
@@ -370,6 +384,15 @@ class WebhookResource(HandlerResource):
         if problem.reason is not None:
             record_refusal(self._metrics, self.endpoint, x.request, x.client, problem)
         return Failure(problem)
+
+    def _forget_replay(self, x: _Exchange) -> None:
+        if x.committing:
+            # The sender went away while its alerts were being committed:
+            # the message is a replay if they are, and the sender's retry
+            # is not if they are refused.
+            x.forget_if_refused = True
+            return
+        self._guards.forget(x.replay_key)
 
     def _forwarded_headers(self, headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
         guards = self._guards

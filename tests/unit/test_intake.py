@@ -349,6 +349,28 @@ class TickTests(IntakeTestCase):
         self.assertEqual(self.states(), [["closed"]])
         self.assertEqual(self.accept(self.admission, [make_alert(pod=p) for p in "wxy"]), [NEW] * 3)
 
+    def test_more_events_than_the_queue_holds(self) -> None:
+        """
+        When more storm events are due than the whole queue can hold, the
+        tick queues the storms whose events fit and holds room for the
+        rest only: as the processor takes them, the others follow, and an
+        empty queue never refuses a webhook.
+        """
+        admission = self.make(capacity=4, storm=storms(threshold=1, max_members_listed=10))
+        for namespace in "abcde":
+            self.accept(admission, [make_alert(namespace=namespace, pod=p) for p in ("p1", "p2")])
+            self.queue.drain()
+        self.clock.advance(31)
+        self.tick()
+        self.assertEqual((len(self.queue.queued), self.backlog.reserved), (4, 1))
+        self.queue.drain()
+        self.tick()
+        self.assertEqual((len(self.queue.queued), self.backlog.reserved), (1, 0))
+        self.queue.drain()
+        self.assertEqual(self.accept(admission, [make_alert(namespace="z")]), [NEW])
+        closed = [e.body["groupLabels"]["namespace"] for b in self.queue.batches for e in b if "state" in e.body]
+        self.assertEqual(sorted(c for c in closed), sorted("abcde" * 2))
+
     def test_refused_write_retried(self) -> None:
         """
         A storm event whose write the queue refused (a disk error) is not
@@ -379,7 +401,7 @@ class TickTests(IntakeTestCase):
         """
 
         class Unavailable:
-            def tick(self, now: float, enqueue: Enqueue) -> Deferred[object]:
+            def tick(self, now: float, enqueue: Enqueue, max_events: int | None = None) -> Deferred[object]:
                 return fail(StateUnavailable("no Redis"))
 
             def tracked(self) -> Deferred[Tracked]:

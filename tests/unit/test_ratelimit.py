@@ -310,34 +310,85 @@ class ClientLimitTests(SynchronousTestCase):
 
 class TickTests(SynchronousTestCase):
     """
-    Requests only take tokens; the tick is what refills them.
+    Buckets refill from the clock; the tick only forgets idle clients.
     """
 
-    def test_no_refill_without_tick(self) -> None:
+    def test_refilled_without_a_tick(self) -> None:
         """
-        Without a tick, time passing gives no token back; one tick gives
-        back what the whole time since the last tick brings.
+        A bucket refills by the time elapsed when a request takes from it,
+        with no tick at all.
         """
         clock = Clock()
         limits = limiter(clock, global_limit=60, burst=1, ticking=False)
         self.assertTrue(limits.check("/a", "c").allowed)
-        clock.advance(10)
+        clock.advance(0.5)
         self.assertFalse(limits.check("/a", "c").allowed)
-        limits.tick()
+        clock.advance(0.5)
         self.assertTrue(limits.check("/a", "c").allowed)
 
-    def test_client_refill_once_a_second(self) -> None:
+    def test_idle_clients_forgotten(self) -> None:
         """
-        Client buckets are refilled at most once a second, by the time
-        elapsed since their last refill: none is lost between ticks.
+        The tick forgets a client whose bucket is full again, and only
+        such clients.
         """
         clock = Clock()
-        limits = limiter(clock, global_limit=6000, burst=2, per_client=60, ticking=False)
-        self.assertEqual([limits.check("/a", "c").allowed for _ in range(3)], [True, True, False])
+        limits = limiter(clock, global_limit=6000, burst=3, per_client=60, ticking=False)
+        limits.check("/a", "idle")
+        limits.check("/a", "busy")
+        limits.check("/a", "busy")
         clock.advance(0.5)
         limits.tick()
-        limits.tick()
-        self.assertFalse(limits.check("/a", "c").allowed)
+        self.assertEqual(limits.tracked_clients, 2)
         clock.advance(0.5)
         limits.tick()
-        self.assertTrue(limits.check("/a", "c").allowed)
+        self.assertEqual(limits.tracked_clients, 1)
+        clock.advance(1)
+        limits.tick()
+        self.assertEqual(limits.tracked_clients, 0)
+
+
+def sent(limits: RateLimiter, clock: Clock, *, per_second: int, seconds: int) -> int:
+    """
+    Send C{per_second} requests a second, evenly, for C{seconds}, with the
+    limiter's tick running as the service runs it; how many are refused.
+    """
+    refused = 0
+    for _ in range(per_second * seconds):
+        clock.advance(1.0 / per_second)
+        if not limits.check("/webhook/prometheus", "c").allowed:
+            refused += 1
+    return refused
+
+
+class UnderTheLimitTests(SynchronousTestCase):
+    """
+    A sender that keeps under its configured rate is never refused, however
+    small the burst.
+    """
+
+    def test_client_under_its_limit(self) -> None:
+        """
+        per_client_limit 1200/min (20/s) with burst 10: 15 a second pass.
+        """
+        clock = Clock()
+        limits = limiter(clock, global_limit=100_000, burst=10, per_client=1200)
+        self.assertEqual(sent(limits, clock, per_second=15, seconds=10), 0)
+
+    def test_global_under_its_limit(self) -> None:
+        """
+        global_limit 600/min (10/s) with burst 1: 8 a second pass.
+        """
+        clock = Clock()
+        limits = limiter(clock, global_limit=600, burst=1)
+        self.assertEqual(sent(limits, clock, per_second=8, seconds=10), 0)
+
+    def test_over_the_limit_held_to_it(self) -> None:
+        """
+        global_limit 600/min with burst 1: of 30 a second for 10 s, no
+        more than the limit's worth passes, and most of it does (a token
+        that comes just after a request waits for the next one).
+        """
+        clock = Clock()
+        limits = limiter(clock, global_limit=600, burst=1)
+        passed = 300 - sent(limits, clock, per_second=30, seconds=10)
+        self.assertTrue(70 <= passed <= 101, passed)

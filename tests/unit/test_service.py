@@ -11,7 +11,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from twisted.application.service import Application
+from twisted.application.service import Application, IService
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import CannotListenError
@@ -37,6 +37,7 @@ from tests.unit._http import (
     PROMETHEUS,
     TOKEN,
     Connection,
+    InlineExecutor,
     alert,
     body,
     capture_events,
@@ -149,6 +150,26 @@ class StartTests(SynchronousTestCase):
         )
         self.assertEqual(ready(service), 200)
         self.assertEqual(service.metrics.registry.get_sample_value("gateway_ready"), 1.0)
+
+    def test_no_port_before_the_queue_is_loaded(self) -> None:
+        """
+        twistd starts an application with privilegedStartService first:
+        no port is opened, and the queue database not touched, until
+        startService, which loads the queue before it listens.
+        """
+        db = os.path.join(self.mktemp(), "queue.db")
+        Path(db).parent.mkdir(parents=True)
+        config = make_config(f"queue:\n  backend: sqlite\n  path: {db}\n", sink=f"file:{self.mktemp()}")
+        executor = InlineExecutor()
+        reactor = RecordingReactor()
+        service, _, _ = make_service(config, reactor, executor)
+        application = Application("alertgateway")
+        service.setServiceParent(application)
+        IService(application).privilegedStartService()
+        self.assertEqual((executor.calls, reactor.tcpServers), (0, []))
+        IService(application).startService()
+        self.assertGreater(executor.calls, 0)
+        self.assertEqual(len(reactor.tcpServers), 2)
 
     def test_listen_override(self) -> None:
         """

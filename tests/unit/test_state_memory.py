@@ -1,8 +1,8 @@
 """
-The memory state store: decisions whose queue writes are still in flight
-are seen by later decisions, committed in decision order, and dropped
-(with what later decisions built on them) when their write fails; bounds
-and expiry.
+The memory state store: a decision on keys another is committing waits for
+it and reads what was really committed; a refused write leaves nothing
+behind; decisions on other keys go on; storm ticks and held-back events;
+bounds and expiry.
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ def at_once(decision: Decision, write: object | None = None) -> Deferred[None]:
     return succeed(None)
 
 
-class PendingTests(SynchronousTestCase):
+class SameKeysTests(SynchronousTestCase):
     """
-    Decisions taken while earlier ones are still being queued.
+    Decisions on keys another decision is still committing.
     """
 
     def setUp(self) -> None:
@@ -65,18 +65,36 @@ class PendingTests(SynchronousTestCase):
     def decide(self, *alerts: Alert) -> Deferred[Decision]:
         return self.state.decide(alerts, NOW, self.writes)
 
-    def test_answered_in_order(self) -> None:
+    def test_waits_then_reads_what_was_committed(self) -> None:
         """
-        A decision is answered only once it, and every decision before it,
-        is committed: a duplicate is not confirmed while the decision that
-        made it one may still be refused.
+        An alert decided again while its first decision is being queued
+        waits for that commit, then is a duplicate: two webhooks in flight
+        never both find it new, and it is forwarded once.
         """
         first, second = self.decide(make_alert()), self.decide(make_alert())
-        self.writes.pending[1].callback(None)
+        self.assertEqual(len(self.writes.pending), 1)
         self.assertNoResult(second)
+        self.writes.pending[0].callback(None)
+        self.writes.pending[1].callback(None)
+        self.assertEqual(self.successResultOf(first).rulings[0].verdict, Verdict.NEW)
+        self.assertEqual(self.successResultOf(second).rulings[0].verdict, Verdict.DUPLICATE)
+        self.assertEqual([o.key for d in self.writes.decisions for o in d.outgoing], [make_alert().fingerprint])
+        episode = self.successResultOf(self.state.episode(make_alert().fingerprint))
+        assert episode is not None
+        self.assertEqual(episode.duplicates, 1)
+
+    def test_refused_write_leaves_nothing(self) -> None:
+        """
+        When the first write is refused, the decision waiting behind it
+        reads the state as if the first batch had never come: the alert is
+        new and forwarded (once, by the decision that was answered 202).
+        """
+        first, second = self.decide(make_alert()), self.decide(make_alert())
         self.writes.pending[0].errback(QueueFull("disk full"))
         self.failureResultOf(first, QueueFull)
-        self.failureResultOf(second, QueueFull)
+        self.assertEqual([o.key for o in self.writes.decisions[1].outgoing], [make_alert().fingerprint])
+        self.writes.pending[1].callback(None)
+        self.assertEqual(self.successResultOf(second).rulings[0].verdict, Verdict.NEW)
 
     def test_other_keys_not_held(self) -> None:
         """
@@ -89,21 +107,24 @@ class PendingTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(other).rulings[0].verdict, Verdict.NEW)
         self.assertEqual(self.state.tracked_episodes, 1)
 
-    def test_pending_decision_seen(self) -> None:
+    def test_overlapping_batches_in_arrival_order(self) -> None:
         """
-        An alert decided again while the write of its first decision is in
-        flight is a duplicate: two webhooks in flight never both find it
-        new.
+        Batches sharing some keys are decided in the order they came, each
+        after the one before it is committed, however their keys overlap.
         """
-        first, second = self.decide(make_alert()), self.decide(make_alert())
-        self.assertEqual([o.key for d in self.writes.decisions for o in d.outgoing], [make_alert().fingerprint])
-        for write in self.writes.pending:
-            write.callback(None)
-        self.assertEqual(self.successResultOf(first).rulings[0].verdict, Verdict.NEW)
-        self.assertEqual(self.successResultOf(second).rulings[0].verdict, Verdict.DUPLICATE)
-        episode = self.successResultOf(self.state.episode(make_alert().fingerprint))
+        a, b = make_alert(pod="a"), make_alert(pod="b")
+        first = self.decide(a, b)
+        second = self.decide(b)
+        third = self.decide(a, b)
+        for index in range(3):
+            self.writes.pending[index].callback(None)
+        verdicts = [[r.verdict for r in self.successResultOf(d).rulings] for d in (first, second, third)]
+        self.assertEqual(
+            verdicts, [[Verdict.NEW, Verdict.NEW], [Verdict.DUPLICATE], [Verdict.DUPLICATE, Verdict.DUPLICATE]]
+        )
+        episode = self.successResultOf(self.state.episode(b.fingerprint))
         assert episode is not None
-        self.assertEqual(episode.duplicates, 1)
+        self.assertEqual(episode.duplicates, 2)
 
     def test_not_committed_until_written(self) -> None:
         """
@@ -115,57 +136,9 @@ class PendingTests(SynchronousTestCase):
         self.writes.pending[0].callback(None)
         self.assertEqual(self.state.tracked_episodes, 1)
 
-    def test_committed_in_order(self) -> None:
-        """
-        A later decision whose write completes first waits for the earlier
-        one: the committed state follows decision order.
-        """
-        self.decide(make_alert())
-        self.decide(make_alert())
-        self.writes.pending[1].callback(None)
-        self.assertEqual(self.state.tracked_episodes, 0)
-        self.writes.pending[0].callback(None)
-        episode = self.successResultOf(self.state.episode(make_alert().fingerprint))
-        assert episode is not None
-        self.assertEqual((self.state.tracked_episodes, episode.duplicates), (1, 1))
-
-    def test_failed_write_taints_later_decisions(self) -> None:
-        """
-        When a write fails, its decision is dropped; a later decision of the
-        same key (decided on top of it) is refused with QueueFull and its
-        value for that key dropped, while what it decided on other keys is
-        kept.  The retry of the first alert is new again.
-        """
-        first = self.decide(make_alert())
-        second = self.decide(make_alert(), make_alert(pod="other"))
-        self.writes.pending[0].errback(QueueFull("disk full"))
-        self.failureResultOf(first, QueueFull)
-        self.writes.pending[1].callback(None)
-        self.failureResultOf(second, QueueFull)
-        self.assertIsNone(self.successResultOf(self.state.episode(make_alert().fingerprint)))
-        self.assertIsNotNone(self.successResultOf(self.state.episode(make_alert(pod="other").fingerprint)))
-        retry = self.decide(make_alert())
-        self.writes.pending[2].callback(None)
-        self.assertEqual(self.successResultOf(retry).rulings[0].verdict, Verdict.NEW)
-
-    def test_tainted_values_not_read(self) -> None:
-        """
-        Once a write failed, a new decision reads the state as it will be
-        committed, not the tainted values later decisions made.
-        """
-        first, second = self.decide(make_alert()), self.decide(make_alert())
-        self.writes.pending[0].errback(QueueFull("disk full"))
-        third = self.decide(make_alert())
-        self.assertEqual([o.key for o in self.writes.decisions[2].outgoing], [make_alert().fingerprint])
-        self.writes.pending[1].callback(None)
-        self.writes.pending[2].callback(None)
-        self.failureResultOf(first, QueueFull)
-        self.failureResultOf(second, QueueFull)
-        self.assertEqual(self.successResultOf(third).rulings[0].verdict, Verdict.NEW)
-
     def test_refused_at_once(self) -> None:
         """
-        An enqueue that raises at once leaves nothing staged, and the
+        An enqueue that raises at once leaves nothing behind, and the
         Deferred fails with its error.
         """
 
@@ -176,6 +149,20 @@ class PendingTests(SynchronousTestCase):
         self.assertEqual(
             self.successResultOf(self.state.decide([make_alert()], NOW, at_once)).rulings[0].verdict, Verdict.NEW
         )
+
+    def test_decided_again_from_the_answer(self) -> None:
+        """
+        A decision taken from the callback of the one before (a pipelined
+        request, which twisted.web parses while the answer is written) on
+        the same key goes through, and leaves no key held.
+        """
+        nested: list[Deferred[Decision]] = []
+        first = self.decide(make_alert())
+        first.addCallback(lambda _: nested.append(self.state.decide([make_alert()], NOW, at_once)))
+        self.writes.pending[0].callback(None)
+        self.successResultOf(first)
+        self.assertEqual(self.successResultOf(nested[0]).rulings[0].verdict, Verdict.DUPLICATE)
+        self.successResultOf(self.state.decide([make_alert()], NOW, at_once))
 
     def test_delivery_before_commit(self) -> None:
         """
@@ -190,33 +177,111 @@ class PendingTests(SynchronousTestCase):
         assert episode is not None
         self.assertEqual(episode.delivery, Delivery.DELIVERED)
 
-
-class StormPendingTests(SynchronousTestCase):
-    """
-    Storm members waiting, while decisions are in flight.
-    """
-
-    def test_waiting_members_through_pending(self) -> None:
+    def test_delivery_of_a_refused_decision_forgotten(self) -> None:
         """
-        Members folded by decisions still being queued are listed by the
-        next flush, in order, after those already committed.
+        The outcome of a forward whose decision was then refused is not
+        carried onto a later episode of the key.
         """
-        storms = StormSettings(threshold=2, window=60, flush_interval=10, quiet_period=30, max_members_listed=2)
-        state = MemoryState(DeciderSettings(storms=storms), max_tracked=100)
+        refused = self.decide(make_alert())
+        [outgoing] = self.writes.decisions[0].outgoing
+        self.state.delivered(outgoing.key, outgoing.idempotency_key, Delivery.DELIVERED)
+        self.writes.pending[0].errback(QueueFull("disk full"))
+        self.failureResultOf(refused, QueueFull)
+        retry = self.state.decide([make_alert()], NOW + 1, at_once)
+        self.assertEqual(self.successResultOf(retry).rulings[0].verdict, Verdict.NEW)
+        episode = self.successResultOf(self.state.episode(make_alert().fingerprint))
+        assert episode is not None
+        self.assertEqual(episode.delivery, Delivery.QUEUED)
+
+
+def listed(decision: Decision) -> list[str]:
+    """
+    The fingerprints the storm events of C{decision} list.
+    """
+    return [m["fingerprint"] for o in decision.outgoing for m in o.body.get("members", [])]
+
+
+class StormCommitTests(SynchronousTestCase):
+    """
+    Storms, their members and their ticks, while decisions are in flight.
+    """
+
+    storms = StormSettings(threshold=2, window=60, flush_interval=10, quiet_period=30, max_members_listed=2)
+
+    def setUp(self) -> None:
+        self.state = MemoryState(DeciderSettings(storms=self.storms), max_tracked=100)
+
+    def test_tick_waits_for_a_fold(self) -> None:
+        """
+        A tick waits for a member being folded into its storm, then lists
+        the members in the order they came.
+        """
+        state = self.state
         self.successResultOf(state.decide([make_alert(pod=p) for p in "abcd"], NOW, at_once))
         writes = Writes()
         state.decide([make_alert(pod="e")], NOW + 1, writes)
         tick = state.tick(NOW + 10, at_once)
         self.assertNoResult(tick)
         writes.pending[0].callback(None)
-        [update] = self.successResultOf(tick).outgoing
-        self.assertEqual(
-            [m["fingerprint"] for m in update.body["members"]], [make_alert(pod=p).fingerprint for p in "cd"]
-        )
-        closed = self.successResultOf(state.tick(NOW + 40, at_once)).outgoing
-        self.assertEqual(
-            [m["fingerprint"] for o in closed for m in o.body["members"]], [make_alert(pod="e").fingerprint]
-        )
+        self.assertEqual(listed(self.successResultOf(tick)), [make_alert(pod=p).fingerprint for p in "cd"])
+        closed = self.successResultOf(state.tick(NOW + 40, at_once))
+        self.assertEqual(listed(closed), [make_alert(pod="e").fingerprint])
+
+    def test_refused_fold_not_listed_and_its_retry_is(self) -> None:
+        """
+        A member whose fold is refused is not listed by the tick that
+        waited for it; its retry is folded and listed after the others,
+        under a storm sequence of its own (no idempotency key reused).
+        """
+        state = self.state
+        self.successResultOf(state.decide([make_alert(pod=p) for p in "abc"], NOW, at_once))
+        writes = Writes()
+        fold = state.decide([make_alert(pod="e")], NOW + 1, writes)
+        events: list[Decision] = []
+
+        def record(decision: Decision, write: object | None = None) -> Deferred[None]:
+            events.append(decision)
+            return succeed(None)
+
+        tick = state.tick(NOW + 11, record)
+        writes.pending[0].errback(QueueFull("disk full"))
+        self.failureResultOf(fold, QueueFull)
+        self.successResultOf(tick)
+        self.successResultOf(state.decide([make_alert(pod="e")], NOW + 12, at_once))
+        for at in (22, 60):
+            self.successResultOf(state.tick(NOW + at, record))
+        keys = [o.idempotency_key for d in events for o in d.outgoing]
+        self.assertEqual(len(keys), len(set(keys)))
+        self.assertEqual([f for d in events for f in listed(d)], [make_alert(pod=p).fingerprint for p in "ce"])
+
+    def test_refused_storm_start_leaves_no_member_behind(self) -> None:
+        """
+        When the batch that starts a storm is refused, an alert of the same
+        group waiting behind it is decided as if the storm never started:
+        forwarded on its own, and nothing is left waiting.
+        """
+        state = MemoryState(DeciderSettings(storms=StormSettings()), max_tracked=1000)
+        writes = Writes()
+        start = state.decide([make_alert(pod=f"p{i}") for i in range(11)], NOW, writes)
+        late = state.decide([make_alert(pod="p11")], NOW + 1, writes)
+        writes.pending[0].errback(QueueFull("disk full"))
+        self.failureResultOf(start, QueueFull)
+        writes.pending[1].callback(None)
+        self.assertEqual(self.successResultOf(late).rulings[0].verdict, Verdict.NEW)
+        self.assertEqual((state.active_storms, dict(state._waiting)), (0, {}))
+
+    def test_events_that_do_not_fit_held_back(self) -> None:
+        """
+        A tick with room for fewer events than are due commits the storms
+        whose events fit and leaves the others due, counted in held_back.
+        """
+        state = self.state
+        for namespace in ("a", "b"):
+            self.successResultOf(state.decide([make_alert(namespace=namespace, pod=p) for p in "abc"], NOW, at_once))
+        tick = self.successResultOf(state.tick(NOW + 40, at_once, max_events=1))
+        self.assertEqual((len(tick.outgoing), tick.held_back, state.active_storms), (1, 1, 1))
+        tick = self.successResultOf(state.tick(NOW + 41, at_once, max_events=1))
+        self.assertEqual((len(tick.outgoing), tick.held_back, state.active_storms), (1, 0, 0))
 
 
 class BoundsTests(SynchronousTestCase):

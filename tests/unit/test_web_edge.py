@@ -509,8 +509,8 @@ class ConcurrencyTests(SynchronousTestCase):
         """
         edge = Edge(self, _guards(max_concurrent=2), submit=self.submit)
         connections = [Connection(edge.site) for _ in range(2)]
-        for connection in connections:
-            connection.send(request_bytes("POST", PROMETHEUS, headers=AUTH, body=body(alert("A"))))
+        for connection, name in zip(connections, "AC", strict=True):
+            connection.send(request_bytes("POST", PROMETHEUS, headers=AUTH, body=body(alert(name))))
         self.assertEqual(len(self.held), 2)
         response = edge.post()
         problem = edge.refused(response, 503, "too-busy", "concurrency")
