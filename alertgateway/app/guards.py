@@ -22,7 +22,7 @@ from alertgateway.guards.auth import (
 from alertgateway.guards.replays import ReplayCache
 from alertgateway.guards.signatures import GrafanaVerifier, StandardWebhooksVerifier
 from alertgateway.sources import Limits
-from alertgateway.web.webhook import Guards
+from alertgateway.web.endpoints import Guards
 
 __all__ = ["authenticator_for", "guards_for"]
 

@@ -18,11 +18,12 @@ from alertgateway.config import DeliveryMode
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.redis.queue import RedisQueue
 from alertgateway.sources import PARSERS
+from alertgateway.web.endpoints import WebhookEndpoint
 from alertgateway.web.health import HealthResource, LiveResource, ReadyResource
 from alertgateway.web.site import GatewaySite
 from alertgateway.web.status import AlertsResource
 from alertgateway.web.tree import Branch, MetricsResource, mount
-from alertgateway.web.webhook import WebhookEndpoint, WebhookResource
+from alertgateway.web.webhook import WebhookResource
 
 __all__ = ["Sites", "build_sites"]
 

@@ -17,7 +17,6 @@ address, and is counted in C{gateway_security_rejections_total}.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -30,26 +29,23 @@ from alertgateway.core.decision import Ruling
 from alertgateway.core.episodes import Delivery
 from alertgateway.core.model import Alert
 from alertgateway.core.timefmt import Stamper
-from alertgateway.guards.addresses import AddressFilter, ClientAddress
-from alertgateway.guards.auth import Authenticator
 from alertgateway.guards.errors import Refused
-from alertgateway.guards.ratelimit import Limiter, RateCheck
-from alertgateway.guards.replays import ReplayCache
+from alertgateway.guards.ratelimit import RateCheck
 from alertgateway.intake.admission import Admission
 from alertgateway.intake.outcomes import Outcomes
 from alertgateway.observability.metrics import WebhookMetrics
-from alertgateway.redis.failover import SharedReplays
-from alertgateway.sources import Limits, Parser, ParseResult, PayloadError, Rejection
+from alertgateway.sources import Parser, ParseResult, PayloadError, Rejection
 from alertgateway.state.errors import QueueFull, StateUnavailable, StorageError
 from alertgateway.state.ports import Replay
 from alertgateway.web import problems
 from alertgateway.web.bodies import check_depth, decode_body, inflate, is_json
+from alertgateway.web.endpoints import Guards, WebhookEndpoint, rate_limit_headers
 from alertgateway.web.health import Readiness
 from alertgateway.web.resource import HandlerResource, Response
 from alertgateway.web.security_log import record_refusal
 from alertgateway.web.site import GatewayRequest
 
-__all__ = ["Guards", "WebhookEndpoint", "WebhookResource", "rate_limit_headers"]
+__all__ = ["WebhookResource"]
 
 _RETRY_AFTER = 5
 
@@ -58,66 +54,6 @@ T = TypeVar("T")
 
 # Every webhook stamps its alerts.
 _timestamp = Stamper("Z")
-
-
-def rate_limit_headers(check: RateCheck) -> dict[str, str]:
-    """
-    The IETF draft (httpapi-ratelimit-headers) fields for a rate check.
-    """
-    return {
-        "RateLimit-Policy": f'"{check.scope}";q={check.limit};w={check.window}',
-        # Rounded up: a client told t=0 with r=0 would retry at once.
-        "RateLimit": f'"{check.scope}";r={check.remaining};t={max(0, math.ceil(check.reset))}',
-    }
-
-
-@attrs.frozen
-class WebhookEndpoint:
-    """
-    One configured webhook path.
-
-    @ivar sync: Answer only once the processor has taken every alert.
-    """
-
-    path: str
-    source: str
-    sync: bool = False
-
-
-@attrs.frozen
-class Guards:
-    """
-    What a request to one endpoint must pass before its body is parsed.
-
-    @ivar addresses: C{security.allowed_ips}.
-    @ivar endpoint_addresses: The endpoint's own C{allowed_ips}.
-    @ivar forward_headers: Inbound headers copied onto forwarded alerts.
-    @ivar add_headers: Static headers added to forwarded alerts.
-    @ivar replays: Where signature replay keys are remembered, so that a
-        request refused after its signature was checked can be retried.
-    @ivar shared_replays: The replicas' shared replay memory, if any.
-    """
-
-    addresses: AddressFilter = attrs.field(factory=lambda: AddressFilter(()))
-    endpoint_addresses: AddressFilter = attrs.field(factory=lambda: AddressFilter(()))
-    clients: ClientAddress = attrs.field(factory=lambda: ClientAddress(()))
-    limiter: Limiter | None = None
-    reject_status: int = 429
-    authenticator: Authenticator | None = None
-    max_concurrent: int = 1000
-    limits: Limits = attrs.field(factory=Limits)
-    forward_headers: tuple[str, ...] = ()
-    add_headers: Mapping[str, str] = attrs.field(factory=dict)
-    replays: ReplayCache | None = None
-    shared_replays: SharedReplays | None = None
-
-    def forget(self, replay_key: str | None) -> None:
-        if replay_key is None:
-            return
-        if self.shared_replays is not None:
-            self.shared_replays.forget(replay_key)
-        elif self.replays is not None:
-            self.replays.forget(replay_key)
 
 
 @attrs.define

@@ -44,10 +44,11 @@ from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.sources import PARSERS, Parser
 from alertgateway.state.memory import MemoryState
 from alertgateway.testing import GatewayReactor, InlineExecutor
+from alertgateway.web.endpoints import Guards, WebhookEndpoint
 from alertgateway.web.health import Readiness
 from alertgateway.web.site import GatewaySite
 from alertgateway.web.tree import Branch, mount
-from alertgateway.web.webhook import Guards, WebhookEndpoint, WebhookResource
+from alertgateway.web.webhook import WebhookResource
 
 __all__ = [
     "AUTH",

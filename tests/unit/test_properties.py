@@ -29,8 +29,8 @@ from alertgateway.core.model import Alert
 from alertgateway.sources import PARSERS, ParseResult, PayloadError, Rejection
 from alertgateway.sources.limits import Limits
 from alertgateway.web.bodies import check_depth, decode_body, inflate
+from alertgateway.web.endpoints import Guards
 from alertgateway.web.problems import Problem
-from alertgateway.web.webhook import Guards
 from tests.unit._http import PROMETHEUS, Connection, Edge, HTTPResponse, alert, assert_security_headers, body
 
 FAST = settings(

@@ -18,10 +18,11 @@ from alertgateway.intake.outcomes import Outcomes
 from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.sources import PARSERS
 from alertgateway.state.memory import MemoryState
+from alertgateway.web.endpoints import Guards, WebhookEndpoint
 from alertgateway.web.health import Readiness
 from alertgateway.web.site import GatewaySite
 from alertgateway.web.tree import Branch, mount
-from alertgateway.web.webhook import Guards, WebhookEndpoint, WebhookResource
+from alertgateway.web.webhook import WebhookResource
 from tests.unit._http import TOKEN, Connection, fixture
 
 

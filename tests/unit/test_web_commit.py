@@ -24,7 +24,7 @@ from alertgateway.guards.signatures import StandardWebhooksVerifier
 from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.redis.failover import Failover, SharedReplays
 from alertgateway.state.errors import QueueFull
-from alertgateway.web.webhook import Guards
+from alertgateway.web.endpoints import Guards
 from tests.unit._http import AUTH, NOW, PROMETHEUS, Connection, alert, body, request_bytes, webhook_site
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef").decode()

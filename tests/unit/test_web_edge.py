@@ -42,9 +42,9 @@ from alertgateway.sources import PARSERS, ParseResult
 from alertgateway.sources.limits import Limits
 from alertgateway.state.errors import QueueFull
 from alertgateway.testing import StubProcessor
+from alertgateway.web.endpoints import Guards
 from alertgateway.web.health import Lifecycle, Readiness
 from alertgateway.web.problems import Problem
-from alertgateway.web.webhook import Guards
 from tests.unit._http import (
     AUTH,
     GRAFANA,
