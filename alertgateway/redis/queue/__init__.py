@@ -71,7 +71,8 @@ several keys at once: this needs one Redis, or a key prefix with a hash tag
 to other streams: drain the queue first.
 
 The parts: L{RedisQueue} (L{queue}) is what the forwarder and the intake
-use; L{Leases} (L{leases}) holds partitions, L{Reader} (L{reader}) claims
+use; L{Appender} (L{appender}) puts batches in; L{Leases} (L{leases}) holds
+partitions, L{Reader} (L{reader}) claims
 and reads them into the L{Buffer} (L{buffer}), L{Acks} (L{acks})
 acknowledges, L{Outage} (L{outage}) logs each outage once; L{codec} is the
 envelope as a stream entry, L{keys} where everything is in Redis,

@@ -24,21 +24,20 @@ from alertgateway.redis._loop import Loop
 from alertgateway.redis.client import RedisClient, RedisError, RedisUnavailable
 from alertgateway.redis.failover import Failover
 from alertgateway.redis.queue.acks import Acks
+from alertgateway.redis.queue.appender import Appender
 from alertgateway.redis.queue.buffer import Buffer
-from alertgateway.redis.queue.codec import encode, ident_of
+from alertgateway.redis.queue.codec import ident_of
 from alertgateway.redis.queue.keys import QueueKeys, partition_of
 from alertgateway.redis.queue.leases import Leases
 from alertgateway.redis.queue.outage import Outage
 from alertgateway.redis.queue.reader import Reader
 from alertgateway.redis.queue.settings import RedisQueueSettings
 from alertgateway.redis.scripts import load
-from alertgateway.state.errors import QueueFull
 
 __all__ = ["RedisQueue"]
 
 _log = Logger()
 
-_PUT = load("queue_put")
 _RECOUNT = load("queue_recount")
 
 
@@ -84,6 +83,16 @@ class RedisQueue:
         self._buffer = Buffer()
         self._outage = Outage(failover)
         self._acks = Acks(client, self._keys, self._outage, self._seen_length)
+        self._appender = Appender(
+            client,
+            self._keys,
+            fallback,
+            failover,
+            self._outage,
+            clock=reactor,
+            max_items=settings.max_items,
+            seen_length=self._seen_length,
+        )
         self._leases = Leases(
             client,
             self._keys,
@@ -226,25 +235,7 @@ class RedisQueue:
         """
         if not envelopes:
             return succeed(None)
-        return Deferred.fromCoroutine(self._put(envelopes))
-
-    async def _put(self, envelopes: Sequence[Envelope]) -> None:
-        now = self._reactor.seconds()
-        keys = [self._keys.length, *(self._keys.streams[self.partition_of(e.key)] for e in envelopes)]
-        try:
-            documents = [encode(e, now) for e in envelopes]
-            added, length = await self.client.script(_PUT, keys, [self.max_items, *documents])
-        except RedisError as e:
-            self._outage.failed(e)
-            if not self.failover.fail_open:
-                raise QueueFull(f"the Redis queue is unavailable: {e}") from e
-            # Perhaps Redis had the batch after all (an answer that came too
-            # late): then it is delivered twice, which the processor dedupes.
-            await self.fallback.put(envelopes)
-            return
-        self._length = int(length)
-        if not int(added):
-            raise QueueFull(f"{self._length} queued, room for {self.max_items - self._length}")
+        return Deferred.fromCoroutine(self._appender.put(envelopes))
 
     # Delivering.
 
