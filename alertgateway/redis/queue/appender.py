@@ -1,10 +1,13 @@
-# -*- test-case-name: tests.unit.test_redis_queue -*-
+# -*- test-case-name: tests.unit.test_redis_queue,tests.unit.test_redis_commit -*-
 """
 L{Appender}: how a batch gets into the Redis queue.  One script call
 appends every envelope to its partition's stream, within the length the
-replicas share (C{queue_put.lua}).  While Redis cannot be reached, a batch
-goes to the local fallback queue (C{fail_open}) or is refused
-(C{fail_closed}).
+replicas share (C{queue_put.lua}); given the Redis state's write (a
+L{RedisCommit}), one call writes the decision and appends its envelopes,
+all or nothing (C{state_commit.lua}).  While Redis cannot be reached, a
+batch without a state write goes to the local fallback queue
+(C{fail_open}) or is refused (C{fail_closed}); one with a state write is
+not queued at all: the state decides locally or refuses.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from alertgateway.delivery.durable import DurableQueue
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.redis.client import RedisClient, RedisError
+from alertgateway.redis.commit import Appended, RedisCommit
 from alertgateway.redis.failover import Failover
 from alertgateway.redis.queue.codec import encode
 from alertgateway.redis.queue.keys import QueueKeys, partition_of
@@ -56,7 +60,7 @@ class Appender:
         self._max_items = max_items
         self._seen_length = seen_length
 
-    async def put(self, envelopes: Sequence[Envelope]) -> None:
+    async def put(self, envelopes: Sequence[Envelope], write: RedisCommit | None) -> None:
         """
         See L{alertgateway.redis.queue.RedisQueue.put}.
         """
@@ -65,10 +69,23 @@ class Appender:
         streams = tuple(self._keys.streams[partition_of(e.key, partitions)] for e in envelopes)
         try:
             documents = tuple(encode(e, now) for e in envelopes)
-            keys = [self._keys.length, *streams]
-            added, length = await self._client.script(_PUT, keys, [self._max_items, *documents])
+            if write is not None and not envelopes:
+                # Nothing to queue (duplicates counted): no room needed.
+                await write.run(self._client)
+                return
+            if write is not None:
+                appended = Appended(self._keys.length, self._max_items, streams, documents)
+                committed = await write.run(self._client, appended)
+                added, length = committed.written, committed.length
+            else:
+                keys = [self._keys.length, *streams]
+                added, length = await self._client.script(_PUT, keys, [self._max_items, *documents])
         except RedisError as e:
             self._outage.failed(e)
+            if write is not None:
+                # The state is not written either (or, unknown, was with
+                # the batch): nothing to fall back to here.
+                raise
             if not self._failover.fail_open:
                 raise QueueFull(f"the Redis queue is unavailable: {e}") from e
             # Perhaps Redis had the batch after all (an answer that came too

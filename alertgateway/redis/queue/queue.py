@@ -22,6 +22,7 @@ from alertgateway.delivery.envelope import Envelope
 from alertgateway.interfaces import IClientReactor
 from alertgateway.redis._loop import Loop
 from alertgateway.redis.client import RedisClient, RedisError, RedisUnavailable
+from alertgateway.redis.commit import RedisCommit
 from alertgateway.redis.failover import Failover
 from alertgateway.redis.queue.acks import Acks
 from alertgateway.redis.queue.appender import Appender
@@ -227,15 +228,27 @@ class RedisQueue:
 
     def put(self, envelopes: Sequence[Envelope], write: object | None = None) -> Deferred[None]:
         """
-        Append a batch to the partitions' streams, all or nothing.
+        Append a batch to the partitions' streams, all or nothing, with the
+        decision's state write if any, in the same script call.
 
-        @return: Fires once Redis (or, Redis unreachable and C{fail_open},
-            the fallback queue) has the batch; fails with L{QueueFull} when
-            it does not fit or cannot be kept.
+        @param write: A L{RedisCommit} of the Redis state: written only if
+            none of its entries moved since they were loaded, and only with
+            the batch.
+
+        @return: Fires once Redis (or, Redis unreachable, C{fail_open} and
+            no C{write}, the fallback queue) has the batch; fails with
+            L{QueueFull} when it does not fit or cannot be kept (nothing of
+            C{write} written then either), with
+            L{alertgateway.redis.commit.CommitConflict} when the write's
+            entries moved, and with the L{RedisError} when a C{write} cannot
+            reach Redis (the state decides locally, or refuses, as
+            C{fail_open} says).
         """
-        if not envelopes:
+        if write is not None and not isinstance(write, RedisCommit):
+            raise TypeError(f"the Redis queue cannot commit {write!r}")
+        if not envelopes and write is None:
             return succeed(None)
-        return Deferred.fromCoroutine(self._appender.put(envelopes))
+        return Deferred.fromCoroutine(self._appender.put(envelopes, write))
 
     # Delivering.
 
