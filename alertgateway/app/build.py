@@ -147,7 +147,7 @@ def build(
         timeouts=timeouts,
     )
     decider = settings.decider_settings(config)
-    state, local = _state(config, reactor, metrics, decider, redis, failover, durable)
+    state, local = _state(config, reactor, metrics, decider, redis, failover, queue, durable)
     if local is not None:
         # In memory the gauges read the state when scraped, at no cost per
         # request; elsewhere counting costs a round trip, made by the tick.
@@ -277,6 +277,7 @@ def _state(
     decider: DeciderSettings,
     redis: RedisClient | None,
     failover: Failover | None,
+    queue: DeliveryQueue,
     durable: DurableQueue | None,
 ) -> tuple[StateStore, MemoryState | None]:
     """
@@ -303,6 +304,10 @@ def _state(
         reactor,
         decider,
         max_tracked=config.dedup.max_tracked,
+        # The Redis queue writes each decision with its envelopes, in one
+        # script; a queue elsewhere takes it after, and the state takes back
+        # what it refuses.
+        queue_in_redis=isinstance(queue, RedisQueue),
         pause=lambda seconds: deferLater(reactor, seconds),
     )
     return FailoverState(shared, local, failover), None

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_state_behaviour -*-
+# -*- test-case-name: tests.unit.test_state_behaviour,tests.unit.test_redis_commit -*-
 """
 The decider's state shared by every replica through Redis.
 
@@ -9,30 +9,29 @@ any of it meanwhile (compare-and-set on versions); if one did, it is loaded
 and decided again.  So two replicas that receive the same alert at the same
 moment take one decision each, in some order: the second sees a duplicate.
 
-Then the decision's forwards are queued.  The queue is a separate store
-here, so a decision whose forwards the queue refuses is taken back: each
-entry it wrote is restored unless another replica wrote it since (an
-episode is restored while what it last forwarded is still the refused
-forward).  Redis unreachable at that moment, the taking back waits and runs
-before anything else once Redis answers again.
+With the Redis queue (C{queue.backend: redis}) that one call is the queue
+write too: the decision's L{RedisCommit} goes to the queue with its
+envelopes, and the queue appends them to its streams in the same script, so
+a decision and its queue entries exist together or not at all (nothing to
+take back).  A conflict fails the queue write with L{CommitConflict}, caught
+here to decide again.  With a queue elsewhere the decision is committed
+first and taken back if the queue refuses it (L{alertgateway.redis._undo}).
 
 Entries are hashes with a version C{v} and a JSON document C{d} (an
-episode, or a group with its recent members and its storm, waiting members
-included, bounded well below what one process keeps as every new member
-rewrites the document).
+episode, or a group with its recent members and its storm's header); the
+members waiting in a storm are a list of their own beside their group's
+hash (L{alertgateway.redis._entries}).  A webhook's load reads how many
+wait; the tick's reads the first of them, as many as one tick can list.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 
-import attrs
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 
 from alertgateway.core.decider import DeciderSettings, decide, tick
 from alertgateway.core.decision import Changes, Decision
@@ -40,18 +39,10 @@ from alertgateway.core.episodes import Delivery, Episode
 from alertgateway.core.keys import dedup_key, group_id
 from alertgateway.core.model import Alert
 from alertgateway.redis import scripts as _lua
-from alertgateway.redis._entries import (
-    EPISODE,
-    GROUP,
-    Doc,
-    Entry,
-    Loaded,
-    Written,
-    new_forward,
-    read_group,
-    with_outcome,
-)
+from alertgateway.redis._entries import EPISODE, GROUP, Doc, Entry, Loaded, Waiting, Written, read_group, with_outcome
+from alertgateway.redis._undo import Undos
 from alertgateway.redis.client import RedisClient
+from alertgateway.redis.commit import CommitConflict, RedisCommit
 from alertgateway.state.errors import StateContended
 from alertgateway.state.ports import Enqueue, Replay, Tracked
 
@@ -64,20 +55,23 @@ _MAX_ATTEMPTS = 8
 # for the last: about 0.13 s in all at worst, within Alertmanager's patience).
 _RETRY_BASE = 0.0005
 _jitter = random.Random()  # noqa: S311 -- spreading retries, not secrets
-# Waiting storm members kept in a shared group's document at most.
-_SHARED_PENDING = 500
 # Shared entries outlive their window by this much (they are read with the
 # window applied anyway; this only bounds memory in Redis).
 _TTL_MARGIN = 60.0
 
-
-_log = Logger()
+# What the entries a decision wants are: their Redis key, name and kind.
+Wanted = Sequence[tuple[str, str, str]]
 
 
 class RedisState:
     """
     Decisions on state shared through Redis.
 
+    @param queue_in_redis: Whether the queue is the Redis queue on the same
+        Redis (and prefix): then each decision's state write goes to it with
+        the envelopes, to be written in the same script call; otherwise the
+        decision is committed before it is queued, and taken back if the
+        queue refuses it.
     @param pause: Waits before a decision is tried again after another
         replica wrote first (jittered, growing), so replicas contending for
         one storm group take turns instead of colliding eight times; C{None}
@@ -91,41 +85,40 @@ class RedisState:
         settings: DeciderSettings,
         *,
         max_tracked: int,
+        queue_in_redis: bool = False,
         pause: Callable[[float], Deferred[None]] | None = None,
     ) -> None:
         self._client = client
         self._clock = clock
         self._pause = pause
-        storms = settings.storms
-        if storms is not None:
-            # A storm's waiting members travel in its group's document,
-            # which every new member rewrites: bounded well below what one
-            # process keeps (past it a member is only counted, and the
-            # events say how many were never listed).
-            pending = min(storms.max_pending, max(2 * storms.max_members_listed, _SHARED_PENDING))
-            settings = attrs.evolve(settings, storms=attrs.evolve(storms, max_pending=pending))
+        self.queue_in_redis = queue_in_redis
         self.settings = settings
+        storms = settings.storms
         # Per correlation group, the decision that may write it now.
         self._locks: dict[str, DeferredLock] = {}
-        # Decisions to take back, oldest first.
-        self._undos: list[list[Written]] = []
-        # Storm events committed by a tick that the queue then refused: an
-        # undo could not bring a closed storm back, so they are queued
-        # first at the next tick instead.
-        self._unqueued: Decision | None = None
         self._max_tracked = max_tracked
-        self._episode_ttl = settings.window + _TTL_MARGIN
-        self._group_ttl = (
+        group_ttl = (
             max(storms.window, storms.quiet_period, storms.flush_interval) + _TTL_MARGIN
             if storms is not None
             else _TTL_MARGIN
         )
+        self._ttl_ms = {EPISODE: int((settings.window + _TTL_MARGIN) * 1000), GROUP: int(group_ttl * 1000)}
+        self._undos = Undos(client, self._ttl_ms)
+        # Storm events a tick committed on its own that the queue then
+        # refused (a queue outside Redis): taking them back is not safe (a
+        # member folded meanwhile by another replica would make the undo a
+        # no-op, and the events would be lost), so they are queued first at
+        # the next tick instead.
+        self._unqueued: Decision | None = None
 
     def _episode_key(self, key: str) -> str:
         return self._client.key("ep", key)
 
     def _group_key(self, group: str) -> str:
         return self._client.key("grp", group)
+
+    def _waiting_key(self, group: str) -> str:
+        return self._client.key("grp", group, "w")
 
     def _wanted(self, alerts: Sequence[Alert]) -> list[tuple[str, str, str]]:
         s = self.settings
@@ -138,59 +131,41 @@ class RedisState:
                 wanted.setdefault(GROUP + group, (self._group_key(group), group, GROUP))
         return list(wanted.values())
 
-    async def _load(self, wanted: Sequence[tuple[str, str, str]]) -> Loaded:
-        raw = await self._client.script(_lua.LOAD, [redis_key for redis_key, _, _ in wanted], [])
+    async def _load(self, wanted: Wanted, head: int = 0) -> Loaded:
+        """
+        Load entries, and the first C{head} members waiting in each group.
+        """
+        keys = [redis_key for redis_key, _, _ in wanted]
+        lists = [self._waiting_key(name) for _, name, kind in wanted if kind == GROUP]
+        # Where in KEYS each entry's waiting list is (0: an episode has none).
+        places: list[int] = []
+        groups = 0
+        for _, _, kind in wanted:
+            if kind == GROUP:
+                groups += 1
+            places.append(len(keys) + groups if kind == GROUP else 0)
+        raw = await self._client.script(_lua.LOAD, keys + lists, [head, *places])
         entries: list[Entry] = []
         loaded = Loaded(entries)
         for index, (redis_key, name, kind) in enumerate(wanted):
-            version, document, outcome = raw[3 * index], raw[3 * index + 1], raw[3 * index + 2]
+            version, document, outcome, count, first = raw[5 * index : 5 * index + 5]
+            waiting_key = self._waiting_key(name) if kind == GROUP else ""
             if not document:
-                entries.append(Entry(redis_key, name, kind, str(version), None))
+                waiting = Waiting(int(count), tuple(first or ()))
+                entries.append(Entry(redis_key, name, kind, str(version), None, waiting_key, waiting))
                 continue
             data = json.loads(document)
             if kind == EPISODE:
                 episode = Episode.from_json(data)
                 doc = Doc(document, episode.fingerprint, repr(float(episode.last_seen)), episode.forwarded or "")
                 loaded.episodes[name] = with_outcome(episode, outcome)
+                waiting = Waiting()
             else:
-                group, members = read_group(data)
+                group, waiting = read_group(data, int(count), first or ())
                 doc = Doc(document, "1" if group.storm is not None else "0")
                 loaded.groups[name] = group
-                loaded.members[name] = members
-            entries.append(Entry(redis_key, name, kind, str(version), doc))
+            entries.append(Entry(redis_key, name, kind, str(version), doc, waiting_key, waiting))
         return loaded
-
-    async def _commit(self, written: Sequence[tuple[Entry, Doc | None]]) -> list[Written] | None:
-        """
-        Write documents if nothing moved since they were loaded.
-
-        @return: What was written, or C{None} when another replica wrote
-            first.
-        @raise alertgateway.redis.client.RedisUnavailable: Then the write
-            may or may not have been made; what it would have forwarded is
-            taken back (now or, Redis unreachable, as soon as it is back).
-        """
-        changed = [(e, d) for e, d in written if d != e.document]
-        if not changed:
-            return []
-        args: list[Any] = [self._client.prefix, self._max_tracked]
-        for entry, document in changed:
-            args.extend(self._entry_args(entry, document))
-        try:
-            versions = await self._client.script(_lua.COMMIT, [e.redis_key for e, _ in changed], args)
-        except Exception:
-            # Unknown whether it was written: take back any forward it made,
-            # or the sender's retry would find a duplicate of nothing sent.
-            self._undos.append([Written(e, "", d) for e, d in changed if e.kind == EPISODE])
-            raise
-        if not versions:
-            return None
-        return [Written(e, str(v), d) for (e, d), v in zip(changed, versions, strict=True)]
-
-    def _entry_args(self, entry: Entry, document: Doc | None) -> list[Any]:
-        ttl = self._episode_ttl if entry.kind == EPISODE else self._group_ttl
-        doc = document if document is not None else Doc("")
-        return [entry.version, doc.text, int(ttl * 1000), entry.kind, entry.name, doc.extra, doc.score, doc.forwarded]
 
     # Deciding.
 
@@ -202,21 +177,96 @@ class RedisState:
     async def _decide(self, alerts: Sequence[Alert], now: float, enqueue: Enqueue) -> Decision:
         # Undos that could not be made yet come first: this batch may be
         # the retry of the one they take back.
-        await self._flush_undos()
+        await self._undos.flush()
         wanted = self._wanted(alerts)
-        # One decision per correlation group at a time in this process: in
-        # a storm every new member rewrites its group, and sixty requests
-        # racing for it would mostly lose; across replicas, at most one
-        # contender per replica is left, and the pauses sort those out.
-        groups = sorted(name for _, name, kind in wanted if kind == GROUP)
-        for group in groups:
+        groups = [name for _, name, kind in wanted if kind == GROUP]
+        return await self._locked(
+            groups, lambda: self._load(wanted), lambda loaded: decide(loaded, alerts, now, self.settings), enqueue
+        )
+
+    def tick(self, now: float, enqueue: Enqueue, max_events: int | None = None) -> Deferred[Decision]:
+        return Deferred.fromCoroutine(self._tick(now, enqueue, max_events))
+
+    async def _tick(self, now: float, enqueue: Enqueue, max_events: int | None) -> Decision:
+        """
+        Forget lapsed episodes, then flush and close due storms: every
+        replica ticks, and the compare-and-set lets one of them emit each
+        event (the others find it already done when they decide again).
+        """
+        await self._undos.flush()
+        unqueued = self._unqueued
+        if unqueued is not None:
+            await enqueue(unqueued, None)
+            self._unqueued = None
+            if max_events is not None:
+                max_events = max(0, max_events - len(unqueued.outgoing))
+        decision = await self._tick_storms(now, enqueue, max_events)
+        if unqueued is None:
+            return decision
+        return Decision(decision.changes, (), unqueued.outgoing + decision.outgoing, decision.held_back)
+
+    async def _tick_storms(self, now: float, enqueue: Enqueue, max_events: int | None) -> Decision:
+        await self._client.script(_lua.EXPIRE, [], [self._client.prefix, repr(now - self.settings.window)])
+        storms = self.settings.storms
+        if storms is None:
+            return Decision(Changes())
+        groups = sorted(await self._client.command("storm_groups", "SMEMBERS", self._client.key("storms")))
+        if not groups:
+            return Decision(Changes())
+        wanted = [(self._group_key(g), g, GROUP) for g in groups]
+
+        async def _load() -> Loaded:
+            # An update and a closing in one tick list at most this many.
+            loaded = await self._load(wanted, head=2 * storms.max_members_listed)
+            gone = [entry.name for entry in loaded.entries if entry.document is None]
+            if gone:
+                # Expired while every replica was away: nothing left to close.
+                await self._client.command("storms_forget", "SREM", self._client.key("storms"), *gone)
+            return loaded
+
+        return await self._locked(
+            groups, _load, lambda loaded: tick(loaded, now, self.settings, max_events), enqueue, take_back=False
+        )
+
+    async def _locked(
+        self,
+        groups: Sequence[str],
+        load: Callable[[], Awaitable[Loaded]],
+        deciding: Callable[[Loaded], Decision],
+        enqueue: Enqueue,
+        *,
+        take_back: bool = True,
+    ) -> Decision:
+        """
+        Decide and commit, holding this process's locks of the groups.
+        With a queue outside Redis, a decision whose forwards the queue
+        refuses is taken back, or (C{take_back} false: storm events) kept
+        to be queued first at the next tick.
+
+        One decision per correlation group at a time in this process: in a
+        storm every new member rewrites its group, and sixty requests racing
+        for it would mostly lose; across replicas, at most one contender per
+        replica is left, and the pauses sort those out.
+        """
+        ordered = sorted(groups)
+        for group in ordered:
             await self._group_lock(group).acquire()
         try:
-            decision, written = await self._decide_loaded(alerts, wanted, now)
+            decision, written = await self._attempts(load, deciding, enqueue)
         finally:
-            for group in reversed(groups):
+            for group in reversed(ordered):
                 self._release_group(group)
-        await self._queue(decision, written, enqueue)
+        if written is None:
+            return decision
+        # Committed alone: queued now.
+        if take_back:
+            await self._undos.queue(decision, written, enqueue)
+            return decision
+        try:
+            await enqueue(decision, None)
+        except BaseException:
+            self._unqueued = decision
+            raise
         return decision
 
     def _group_lock(self, group: str) -> DeferredLock:
@@ -231,102 +281,41 @@ class RedisState:
         if not lock.locked and not lock.waiting:
             del self._locks[group]
 
-    async def _decide_loaded(
-        self, alerts: Sequence[Alert], wanted: list[tuple[str, str, str]], now: float
-    ) -> tuple[Decision, list[Written]]:
+    async def _attempts(
+        self, load: Callable[[], Awaitable[Loaded]], deciding: Callable[[Loaded], Decision], enqueue: Enqueue
+    ) -> tuple[Decision, list[Written] | None]:
+        """
+        Load, decide and commit until no other replica wrote first.
+
+        @return: The decision, and what it wrote if it was committed alone
+            (its forwards still to be queued), C{None} if it was queued with
+            its commit or wrote nothing.
+        @raise StateContended: After L{_MAX_ATTEMPTS} conflicts.
+        """
         for attempt in range(_MAX_ATTEMPTS):
             if attempt and self._pause is not None:
                 await self._pause(_RETRY_BASE * 2**attempt * (0.5 + _jitter.random()))
-            loaded = await self._load(wanted)
-            decision = decide(loaded, alerts, now, self.settings)
-            written = await self._commit(loaded.documents(decision.changes))
-            if written is not None:
-                return decision, written
-        raise StateContended(f"{len(wanted)} shared entries kept changing")
-
-    async def _queue(self, decision: Decision, written: list[Written], enqueue: Enqueue) -> None:
-        """
-        Queue a committed decision's forwards, taking the decision back if
-        the queue refuses them.
-        """
-        try:
-            await enqueue(decision, None)
-        except BaseException:
-            await self.undo(written)
-            raise
-
-    async def undo(self, written: list[Written]) -> None:
-        """
-        Take back a decision whose forwards could not be queued; kept for
-        later if Redis cannot be reached now.
-        """
-        self._undos.append(written)
-        try:
-            await self._flush_undos()
-        except Exception as e:
-            # Taken back as soon as Redis answers, before any decision.
-            _log.warn("Cannot undo a decision that was not queued: {error}", error=str(e))
-
-    async def _flush_undos(self) -> None:
-        while self._undos:
-            written = self._undos[0]
-            if written:
-                args: list[Any] = [self._client.prefix]
-                for w in written:
-                    loaded = w.entry.document.text if w.entry.document is not None else ""
-                    args.extend((w.entry.kind, w.version, new_forward(w), loaded))
-                await self._client.script(_lua.UNDO, [w.entry.redis_key for w in written], args)
-            self._undos.pop(0)
+            loaded = await load()
+            decision = deciding(loaded)
+            writes = loaded.writes(decision.changes)
+            if not writes and not decision.outgoing:
+                return decision, None
+            commit = RedisCommit.of(self._client.prefix, self._max_tracked, writes, self._ttl_ms)
+            try:
+                if self.queue_in_redis:
+                    await enqueue(decision, commit)
+                    return decision, None
+                return decision, await self._undos.commit(commit)
+            except CommitConflict:
+                continue
+        raise StateContended(f"{len(loaded.entries)} shared entries kept changing")
 
     def pending_undos(self) -> int:
         """
-        Decisions still to be taken back once Redis answers.
+        Decisions still to be taken back once Redis answers (with a queue
+        outside Redis).
         """
         return len(self._undos)
-
-    def tick(self, now: float, enqueue: Enqueue, max_events: int | None = None) -> Deferred[Decision]:
-        return Deferred.fromCoroutine(self._tick(now, enqueue, max_events))
-
-    async def _tick(self, now: float, enqueue: Enqueue, max_events: int | None) -> Decision:
-        """
-        Forget lapsed episodes, then flush and close due storms: every
-        replica ticks, and the compare-and-set lets one of them emit each
-        event (the others find it already done).
-        """
-        nothing = Decision(Changes())
-        await self._flush_undos()
-        unqueued = self._unqueued
-        if unqueued is not None:
-            await enqueue(unqueued, None)
-            self._unqueued = None
-            if max_events is not None:
-                max_events = max(0, max_events - len(unqueued.outgoing))
-        await self._client.script(_lua.EXPIRE, [], [self._client.prefix, repr(now - self.settings.window)])
-        if self.settings.storms is None:
-            return unqueued or nothing
-        groups = await self._client.command("storm_groups", "SMEMBERS", self._client.key("storms"))
-        if not groups:
-            return unqueued or nothing
-        loaded = await self._load([(self._group_key(g), g, GROUP) for g in sorted(groups)])
-        gone = [entry.name for entry in loaded.entries if entry.document is None]
-        if gone:
-            # Expired while every replica was away: nothing left to close.
-            await self._client.command("storms_forget", "SREM", self._client.key("storms"), *gone)
-        decision = tick(loaded, now, self.settings, max_events)
-        if not decision.outgoing:
-            return Decision(Changes(), (), unqueued.outgoing if unqueued else (), decision.held_back)
-        written = await self._commit(loaded.documents(decision.changes))
-        if written is None:
-            # Another replica ticked the same storms first.
-            return unqueued or nothing
-        try:
-            await enqueue(decision, None)
-        except BaseException:
-            self._unqueued = decision
-            raise
-        if unqueued is not None:
-            return Decision(decision.changes, (), unqueued.outgoing + decision.outgoing, decision.held_back)
-        return decision
 
     # What the status API and the gauges read.
 
@@ -344,11 +333,11 @@ class RedisState:
     async def _episodes(self, keys: Sequence[str]) -> list[Episode]:
         if not keys:
             return []
-        raw = await self._client.script(_lua.LOAD, [self._episode_key(k) for k in keys], [])
+        raw = await self._client.script(_lua.LOAD, [self._episode_key(k) for k in keys], [0] * (len(keys) + 1))
         found = []
         lapsed = self._clock.seconds() - self.settings.window
         for index in range(len(keys)):
-            document, outcome = raw[3 * index + 1], raw[3 * index + 2]
+            document, outcome = raw[5 * index + 1], raw[5 * index + 2]
             if not document:
                 continue
             episode = Episode.from_json(json.loads(document))

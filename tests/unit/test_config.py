@@ -23,10 +23,8 @@ from alertgateway.config import (
     EscalationConfig,
     GatewayConfig,
     LimitsConfig,
-    load_config,
     LogFormat,
     MetricsConfig,
-    parse_config,
     QueueBackend,
     RateLimitingConfig,
     RedisFailure,
@@ -37,8 +35,10 @@ from alertgateway.config import (
     StateBackend,
     StateConfig,
     StormConfig,
-    warnings_for,
     WebhookConfig,
+    load_config,
+    parse_config,
+    warnings_for,
 )
 from alertgateway.tls import TLSFiles
 from tests.integration._certs import Authority, write_pem

@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from alertgateway.app.service import GatewayService
 from alertgateway.config import parse_config
 from alertgateway.redis.client import RedisSettings
+from alertgateway.redis.failover import FailoverState
 from alertgateway.redis.queue import RedisQueue, RedisQueueSettings
 from tests.unit._http import AUTH, Connection, alert, assert_problem, body, make_config, make_service
 
@@ -149,3 +150,17 @@ class SettingsTests(SynchronousTestCase):
         self.assertIs(queue.failover, service.gateway.failover)
         assert service.gateway.failover is not None
         self.assertFalse(service.gateway.failover.fail_open)
+
+    def test_state_commits_with_the_redis_queue(self) -> None:
+        """
+        With the Redis queue the Redis state hands it each decision's write,
+        to be written with the queue entries in one script; with a queue
+        elsewhere (the memory queue here) the state commits on its own and
+        takes back what the queue refuses.
+        """
+        for queue, together in (("queue:\n  backend: redis\n  path: queue.db\n", True), ("", False)):
+            with self.subTest(together=together):
+                service, _, _ = make_service(make_config(redis_config("fail_closed", queue)))
+                state = service.gateway.state
+                assert isinstance(state, FailoverState)
+                self.assertIs(state.shared.queue_in_redis, together)

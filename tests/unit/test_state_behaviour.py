@@ -7,6 +7,11 @@ decide independently.  In memory they are one handle (a process shares with
 itself); on Redis they are two clients, as two gateway processes would be.
 What a replica decides, the other must see.
 
+On Redis the suite runs twice: with the Redis queue, each replica's
+decisions are written with their queue entries in one script; with a queue
+elsewhere (here, one that takes everything at once), they are committed
+first and taken back if the queue refuses them.
+
 Time is a task.Clock for both: the Redis backend is given the gateway's
 time, so windows and buckets move only when the test moves them.  The
 Redis I/O itself is real, on the real reactor.
@@ -14,6 +19,7 @@ Redis I/O itself is real, on the real reactor.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -38,9 +44,9 @@ from alertgateway.redis.limits import RedisRateLimiter
 from alertgateway.redis.replays import RedisReplays
 from alertgateway.state.errors import QueueFull, StateUnavailable
 from alertgateway.state.memory import MemoryState
-from alertgateway.state.ports import Enqueue, StateStore
+from alertgateway.state.ports import Enqueue, StateStore, StateWrite
 from tests.redis_server import RedisServer, until
-from tests.unit._support import inline
+from tests.unit._support import inline, queueing, redis_queue, storm_settings
 
 reactor: Any = _reactor
 
@@ -63,29 +69,17 @@ def make_alert(status: str = "firing", **labels: str) -> Alert:
     )
 
 
-def make_storms(**overrides: float) -> StormSettings:
-    values: dict[str, Any] = {
-        "threshold": 3,
-        "window": 60,
-        "flush_interval": 10,
-        "quiet_period": 30,
-        "max_members_listed": 2,
-        **overrides,
-    }
-    return StormSettings(**values)
-
-
 def started_clock() -> Clock:
     clock = Clock()
     clock.advance(1_800_000_000)
     return clock
 
 
-def at_once(decision: Decision, write: object | None = None) -> Deferred[None]:
+def at_once(decision: Decision, write: StateWrite | None) -> Deferred[None]:
     return succeed(None)
 
 
-def refuse(decision: Decision, write: object | None = None) -> Deferred[None]:
+def refuse(decision: Decision, write: StateWrite | None) -> Deferred[None]:
     raise QueueFull("the queue refused the write")
 
 
@@ -95,15 +89,16 @@ class Replica:
     time and queueing with C{enqueue} (at once, by default).
     """
 
-    def __init__(self, store: StateStore, clock: Clock) -> None:
+    def __init__(self, store: StateStore, clock: Clock, enqueue: Enqueue = at_once) -> None:
         self.store = store
         self.clock = clock
+        self.enqueue = enqueue
 
-    def decide(self, alerts: list[Alert], enqueue: Enqueue = at_once) -> Deferred[Decision]:
-        return self.store.decide(alerts, self.clock.seconds(), enqueue)
+    def decide(self, alerts: list[Alert], enqueue: Enqueue | None = None) -> Deferred[Decision]:
+        return self.store.decide(alerts, self.clock.seconds(), enqueue or self.enqueue)
 
     async def tick(self) -> tuple[Outgoing, ...]:
-        return (await self.store.tick(self.clock.seconds(), at_once)).outgoing
+        return (await self.store.tick(self.clock.seconds(), self.enqueue)).outgoing
 
 
 async def results(replica: Replica, *alerts: Alert) -> list[Verdict]:
@@ -119,6 +114,8 @@ class _Behaviour:
     clock: Clock
     # Whether the replicas are one process sharing its memory.
     one_process = False
+    # Whether a decision is written with its queue entries, in one step.
+    one_commit = False
 
     def replicas(
         self, storms: StormSettings | None = None, max_tracked: int = 1000, **settings: Any
@@ -187,14 +184,14 @@ class _Behaviour:
         """
         Duplicates seen by either replica count toward escalation: the
         production rule (3 within 5 minutes) escalates once, on the third.
-        (Every duplicate counts: the spacing has tests of its own.)
         """
-        a, b = self.replicas(min_spacing=0.0)
+        a, b = self.replicas()
         assert isinstance(self, TestCase)
         self.assertEqual(await results(a, make_alert()), [NEW])
         seen = []
         for replica in (b, a, b, a):
-            self.clock.advance(5)
+            # Past min_spacing: each sighting counts.
+            self.clock.advance(31)
             seen += await results(replica, make_alert())
         self.assertEqual(seen, [DUPLICATE, DUPLICATE, ESCALATED, DUPLICATE])
 
@@ -205,7 +202,7 @@ class _Behaviour:
         sees them; the storm's start is forwarded once and later members
         are folded, then listed by the tick that closes it.
         """
-        a, b = self.replicas(storms=make_storms(threshold=3, max_members_listed=10))
+        a, b = self.replicas(storms=storm_settings(threshold=3, max_members_listed=10))
         assert isinstance(self, TestCase)
         first = await a.decide([make_alert(pod="p-1"), make_alert(pod="p-2")])
         second = await b.decide([make_alert(pod="p-3"), make_alert(pod="p-4")])
@@ -237,34 +234,46 @@ class _Behaviour:
     @inline
     async def test_refused_after_a_duplicate_elsewhere(self) -> None:
         """
-        A forward the queue refuses is not kept even when another replica
-        counted a duplicate of it meanwhile (an HA copy): the alert is
-        forwarded after all, by the copy that waited for the refused one
-        (one process) or by the retry of the refused batch (replicas).
+        A forward the queue refuses is never kept, whatever another replica
+        decided on the same alert meanwhile (an HA copy): the alert is
+        forwarded exactly once in the end.  Committed before it is queued,
+        the refused decision is seen as a duplicate elsewhere and then taken
+        back, so the retry is new; committed with its queue entries, it was
+        never there to be seen: the other replica forwards the alert, and
+        the retry is its duplicate.  In one process, the copy waits for the
+        refused decision, then forwards the alert.
         """
         a, b = self.replicas()
         assert isinstance(self, TestCase)
         writing: Deferred[None] = Deferred()
         asked: list[Decision] = []
 
-        def slow(decision: Decision, write: object | None) -> Deferred[None]:
+        def slow(decision: Decision, write: StateWrite | None) -> Deferred[None]:
             asked.append(decision)
             return writing
 
         first = a.decide([make_alert()], slow)
         await until(lambda: bool(asked))
         second = b.decide([make_alert()])
+        forwards = 0
         if not self.one_process:
-            # Committed on its own, and answered as a duplicate.
-            self.assertEqual([r.verdict for r in (await second).rulings], [DUPLICATE])
+            decided = await second
+            forwards += len(decided.outgoing)
+            self.assertEqual([r.verdict for r in decided.rulings], [NEW if self.one_commit else DUPLICATE])
         writing.errback(QueueFull("disk full"))
         with self.assertRaises(QueueFull):
             await first
         if self.one_process:
             # It waited for the refused decision, then found nothing.
-            self.assertEqual([r.verdict for r in (await second).rulings], [NEW])
-        else:
-            self.assertEqual(await results(a, make_alert()), [NEW])
+            decided = await second
+            forwards += len(decided.outgoing)
+            self.assertEqual([r.verdict for r in decided.rulings], [NEW])
+        retry = await a.decide([make_alert()])
+        forwards += len(retry.outgoing)
+        self.assertEqual(
+            [r.verdict for r in retry.rulings], [DUPLICATE if self.one_commit or self.one_process else NEW]
+        )
+        self.assertEqual(forwards, 1)
 
     @inline
     async def test_status_reads(self) -> None:
@@ -388,10 +397,12 @@ class MemoryBackendTests(_Behaviour, TestCase):
 
 class _OnRedis(TestCase):
     """
-    Replicas on a real redis-server, each with its own connection.
+    Replicas on a real redis-server, each with its own connection, and a
+    queue elsewhere.
     """
 
     clock: Clock
+    one_commit = False
 
     def setUp(self) -> Deferred[None]:  # type: ignore[override]  # trial waits for it
         # One server per test: it starts in milliseconds, and no test sees
@@ -418,20 +429,29 @@ class _OnRedis(TestCase):
     def replicas(
         self, storms: StormSettings | None = None, max_tracked: int = 1000, **settings: Any
     ) -> tuple[Replica, Replica]:
-        made = [
-            Replica(
-                RedisState(c, self.clock, DeciderSettings(storms=storms, **settings), max_tracked=max_tracked),
+        made = []
+        for index, c in enumerate(self.clients):
+            state = RedisState(
+                c,
                 self.clock,
+                DeciderSettings(storms=storms, **settings),
+                max_tracked=max_tracked,
+                queue_in_redis=self.one_commit,
             )
-            for c in self.clients
-        ]
+            made.append(Replica(state, self.clock, self.enqueue(c, index)))
         return made[0], made[1]
+
+    def enqueue(self, client: RedisClient, index: int) -> Enqueue:
+        """
+        How a replica queues: at once, elsewhere.
+        """
+        return at_once
 
 
 class RedisBackendTests(_OnRedis, _Behaviour):
     """
-    The behaviour suite on state.backend: redis, each replica with its own
-    connection.
+    The behaviour suite on state.backend: redis with a queue elsewhere,
+    each replica with its own connection.
     """
 
     def limiters(self, global_limit: int, burst: int) -> tuple[Limiter, Limiter]:
@@ -453,6 +473,24 @@ class RedisBackendTests(_OnRedis, _Behaviour):
         return made[0], made[1]
 
 
+class RedisQueueBackendTests(RedisBackendTests):
+    """
+    The behaviour suite on state.backend: redis with queue.backend: redis:
+    each decision is written with its queue entries, in one script.
+    """
+
+    one_commit = True
+
+    def enqueue(self, client: RedisClient, index: int) -> Enqueue:
+        """
+        How a replica queues: into the Redis queue, with its state write.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        failover = Failover(client, "fail_closed", self.metrics.redis)
+        return queueing(redis_queue(client, failover, os.path.join(directory, f"fallback-{index}.db")))
+
+
 class RedisTickRefusedTests(_OnRedis):
     """
     On Redis a tick commits its storm updates before they are queued (the
@@ -462,16 +500,16 @@ class RedisTickRefusedTests(_OnRedis):
     """
 
     def storm_replicas(self, listed: int = 10) -> tuple[Replica, Replica]:
-        return self.replicas(storms=make_storms(max_members_listed=listed))
+        return self.replicas(storms=storm_settings(max_members_listed=listed))
 
     async def refused_tick(self, replica: Replica, before: Enqueue | None = None) -> None:
         """
         A tick whose events the queue refuses (after C{before} ran).
         """
 
-        def enqueue(decision: Decision, write: object | None = None) -> Deferred[None]:
+        def enqueue(decision: Decision, write: StateWrite | None = None) -> Deferred[None]:
             d = before(decision, write) if before is not None else succeed(None)
-            return d.addCallback(lambda _: refuse(decision))
+            return d.addCallback(lambda _: refuse(decision, write))
 
         with self.assertRaises(QueueFull):
             await replica.store.tick(self.clock.seconds(), enqueue)
@@ -579,7 +617,7 @@ class FailoverTests(TestCase):
         assert isinstance(store, FailoverState)
         shared = store.shared
 
-        def refuse_after_outage(decision: Decision, write: object | None) -> Deferred[None]:
+        def refuse_after_outage(decision: Decision, write: StateWrite | None) -> Deferred[None]:
             self.server.kill()
             return Deferred.fromCoroutine(_refused_once_down(self.client))
 
@@ -618,6 +656,8 @@ class ContentionTests(TestCase):
         self.clock = started_clock()
         self.metrics = GatewayMetrics()
         settings = RedisSettings(url=self.server.url)
+        self.directory = self.mktemp()
+        os.makedirs(self.directory)
         self.clients = []
         for _ in range(3):
             client = RedisClient(settings, reactor, self.metrics.redis)
@@ -629,19 +669,21 @@ class ContentionTests(TestCase):
     @inline
     async def test_storm_members_at_once(self) -> None:
         """
-        Sixty new members of one storm arriving at once on three replicas
-        are all decided (retries pause with jitter instead of colliding
-        until they give up), the storm starts once, and every member is
-        counted in it.
+        Sixty new members of one storm arriving at once on three replicas,
+        each written with its queue entries, are all decided (retries pause
+        with jitter instead of colliding until they give up), the storm
+        starts once, every member is counted in it, and the queue holds
+        exactly what was forwarded.
         """
-        settings = DeciderSettings(storms=make_storms(threshold=3, max_members_listed=10))
-        replicas = [
-            Replica(
-                RedisState(c, self.clock, settings, max_tracked=1000, pause=lambda s: deferLater(reactor, s)),
-                self.clock,
+        settings = DeciderSettings(storms=storm_settings(threshold=3, max_members_listed=10))
+        replicas = []
+        for index, c in enumerate(self.clients):
+            state = RedisState(
+                c, self.clock, settings, max_tracked=1000, queue_in_redis=True, pause=lambda s: deferLater(reactor, s)
             )
-            for c in self.clients
-        ]
+            path = os.path.join(self.directory, f"fallback-{index}.db")
+            queue = redis_queue(c, Failover(c, "fail_closed", self.metrics.redis), path, partitions=2)
+            replicas.append(Replica(state, self.clock, queueing(queue)))
         decided = await gatherResults(
             [replicas[i % 3].decide([make_alert(pod=f"p-{i}")]) for i in range(60)], consumeErrors=True
         )
@@ -649,6 +691,10 @@ class ContentionTests(TestCase):
         self.assertEqual([e["state"] for e in events], ["started"])
         results = [r.verdict for d in decided for r in d.rulings]
         self.assertEqual((results.count(NEW), results.count(AGGREGATED)), (3, 57))
+        client = self.clients[0]
+        queued = [int(await client.command("test", "XLEN", client.key("q", str(p)))) for p in range(2)]
+        self.assertEqual(sum(queued), sum(len(d.outgoing) for d in decided))
+        self.assertEqual(sum(queued), 4)
 
 
 async def _refused_once_down(client: RedisClient) -> None:

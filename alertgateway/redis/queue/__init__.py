@@ -48,6 +48,12 @@ the Alert Processor dedupes by C{Idempotency-Key}.  A shared counter bounds
 the queue to C{queue.max_items} across replicas: C{put} appends a whole
 batch or nothing, in one script.  An acknowledgement that fails is retried.
 
+One commit.  With the Redis state (C{state.backend: redis}), C{put} is
+given the decision's state write (a L{alertgateway.redis.commit.RedisCommit})
+with its envelopes, and one script writes both, guarded by the versions the
+decision was taken on: a webhook's decision and its queue entries exist
+together or not at all.
+
 Durability.  C{put} answers once Redis has the batch.  That is a promise not
 to lose it only if Redis persists every write: run it with C{appendonly yes}
 and C{appendfsync always} (C{everysec} may lose the last second on a power
@@ -56,7 +62,9 @@ loss).  A warning is logged when C{appendonly} is off.
 Redis unreachable.  With C{state.redis.on_failure: fail_open}, batches go to
 the local SQLite fallback queue (C{queue.path}) and are delivered by this
 replica through the same C{take}; what it still holds is delivered on the
-next start.  Their order relative to envelopes of the same key accepted
+next start.  (A batch that comes with the Redis state's write is not
+queued: the state decides again from local memory, and that decision's
+batch goes to the fallback.)  Their order relative to envelopes of the same key accepted
 through Redis is best effort.  With C{fail_closed}, C{put} fails with
 L{QueueFull}, so the webhook answers 503 with C{Retry-After} and the sender
 retries.  The lease and read loops keep trying, logging once per outage.
@@ -71,7 +79,8 @@ several keys at once: this needs one Redis, or a key prefix with a hash tag
 to other streams: drain the queue first.
 
 The parts: L{RedisQueue} (L{queue}) is what the forwarder and the intake
-use; L{Leases} (L{leases}) holds partitions, L{Reader} (L{reader}) claims
+use; L{Appender} (L{appender}) puts batches in; L{Leases} (L{leases}) holds
+partitions, L{Reader} (L{reader}) claims
 and reads them into the L{Buffer} (L{buffer}), L{Acks} (L{acks})
 acknowledges, L{Outage} (L{outage}) logs each outage once; L{codec} is the
 envelope as a stream entry, L{keys} where everything is in Redis,

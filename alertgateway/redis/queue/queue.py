@@ -22,23 +22,23 @@ from alertgateway.delivery.envelope import Envelope
 from alertgateway.interfaces import IClientReactor
 from alertgateway.redis._loop import Loop
 from alertgateway.redis.client import RedisClient, RedisError, RedisUnavailable
+from alertgateway.redis.commit import RedisCommit
 from alertgateway.redis.failover import Failover
 from alertgateway.redis.queue.acks import Acks
+from alertgateway.redis.queue.appender import Appender
 from alertgateway.redis.queue.buffer import Buffer
-from alertgateway.redis.queue.codec import encode, ident_of
+from alertgateway.redis.queue.codec import ident_of
 from alertgateway.redis.queue.keys import QueueKeys, partition_of
 from alertgateway.redis.queue.leases import Leases
 from alertgateway.redis.queue.outage import Outage
 from alertgateway.redis.queue.reader import Reader
 from alertgateway.redis.queue.settings import RedisQueueSettings
 from alertgateway.redis.scripts import load
-from alertgateway.state.errors import QueueFull
 
 __all__ = ["RedisQueue"]
 
 _log = Logger()
 
-_PUT = load("queue_put")
 _RECOUNT = load("queue_recount")
 
 
@@ -84,6 +84,16 @@ class RedisQueue:
         self._buffer = Buffer()
         self._outage = Outage(failover)
         self._acks = Acks(client, self._keys, self._outage, self._seen_length)
+        self._appender = Appender(
+            client,
+            self._keys,
+            fallback,
+            failover,
+            self._outage,
+            clock=reactor,
+            max_items=settings.max_items,
+            seen_length=self._seen_length,
+        )
         self._leases = Leases(
             client,
             self._keys,
@@ -218,33 +228,27 @@ class RedisQueue:
 
     def put(self, envelopes: Sequence[Envelope], write: object | None = None) -> Deferred[None]:
         """
-        Append a batch to the partitions' streams, all or nothing.
+        Append a batch to the partitions' streams, all or nothing, with the
+        decision's state write if any, in the same script call.
 
-        @return: Fires once Redis (or, Redis unreachable and C{fail_open},
-            the fallback queue) has the batch; fails with L{QueueFull} when
-            it does not fit or cannot be kept.
+        @param write: A L{RedisCommit} of the Redis state: written only if
+            none of its entries moved since they were loaded, and only with
+            the batch.
+
+        @return: Fires once Redis (or, Redis unreachable, C{fail_open} and
+            no C{write}, the fallback queue) has the batch; fails with
+            L{QueueFull} when it does not fit or cannot be kept (nothing of
+            C{write} written then either), with
+            L{alertgateway.redis.commit.CommitConflict} when the write's
+            entries moved, and with the L{RedisError} when a C{write} cannot
+            reach Redis (the state decides locally, or refuses, as
+            C{fail_open} says).
         """
-        if not envelopes:
+        if write is not None and not isinstance(write, RedisCommit):
+            raise TypeError(f"the Redis queue cannot commit {write!r}")
+        if not envelopes and write is None:
             return succeed(None)
-        return Deferred.fromCoroutine(self._put(envelopes))
-
-    async def _put(self, envelopes: Sequence[Envelope]) -> None:
-        now = self._reactor.seconds()
-        keys = [self._keys.length, *(self._keys.streams[self.partition_of(e.key)] for e in envelopes)]
-        try:
-            documents = [encode(e, now) for e in envelopes]
-            added, length = await self.client.script(_PUT, keys, [self.max_items, *documents])
-        except RedisError as e:
-            self._outage.failed(e)
-            if not self.failover.fail_open:
-                raise QueueFull(f"the Redis queue is unavailable: {e}") from e
-            # Perhaps Redis had the batch after all (an answer that came too
-            # late): then it is delivered twice, which the processor dedupes.
-            await self.fallback.put(envelopes)
-            return
-        self._length = int(length)
-        if not int(added):
-            raise QueueFull(f"{self._length} queued, room for {self.max_items - self._length}")
+        return Deferred.fromCoroutine(self._appender.put(envelopes, write))
 
     # Delivering.
 

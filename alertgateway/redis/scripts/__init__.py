@@ -13,9 +13,11 @@ The shared-state scripts are named here.  Each runs whole or not at all,
 with no other client's command in between; that is what makes a decision
 taken by one replica see every decision taken before it by any other.
 Entries (episodes, correlation groups) are hashes with a version C{v} and
-the JSON document C{d}: a decision loads what it needs (L{LOAD}), decides
-in Python, and writes back only if no version moved meanwhile (L{COMMIT});
-otherwise it loads again and decides again.
+the JSON document C{d}, and the members waiting in a group's storm a list
+beside it: a decision loads what it needs (L{LOAD}), decides in Python,
+and writes back only if no version moved meanwhile (L{COMMIT}, which
+appends the decision's queue entries in the same call with the Redis
+queue); otherwise it loads again and decides again.
 
 Key names are built inside L{COMMIT} and L{EXPIRE} from the prefix, so these
 scripts need one Redis, not a Redis Cluster.  The queue's scripts
@@ -46,10 +48,11 @@ def load(name: str) -> Script:
 # Loads the entries a decision needs.
 LOAD = load("state_load")
 
-# Writes back what a decision changed, if nothing it loaded moved meanwhile.
+# Writes back what a decision changed, if nothing it loaded moved meanwhile,
+# and queues its envelopes with it.
 COMMIT = load("state_commit")
 
-# Takes back a decision whose forwards could not be queued.
+# Takes back a decision whose forwards a queue outside Redis refused.
 UNDO = load("state_undo")
 
 # Records how a forward's delivery went, beside its episode.
