@@ -41,6 +41,9 @@ from alertgateway.core.model import FIRING, RESOLVED, Alert
 from alertgateway.core.storms import Group, Member, StormEvent, StormSettings, flush, sight
 from alertgateway.core.timefmt import rfc3339
 
+# Copies of one episode followed at most (an HA pair has two).
+MAX_COPIES = 8
+
 __all__ = ["DeciderSettings", "decide", "occurrence_key", "tick", "touched"]
 
 
@@ -202,7 +205,10 @@ def _decide_one(draft: _Draft, alert: Alert, now: float, s: DeciderSettings, out
     counted, last_counted, recent = episode.counted, episode.last_counted, episode.recent
     copies = episode.copies
     if alert.status == FIRING and alert.fingerprint != key:
-        copies = (*((fp, seen) for fp, seen in copies if fp != alert.fingerprint), (alert.fingerprint, now))
+        others = [(fp, seen) for fp, seen in copies if fp != alert.fingerprint]
+        # Bounded: a sender that varies an ignored label at will must not
+        # grow an episode; the copies seen longest ago go first.
+        copies = (*others[max(0, len(others) - MAX_COPIES + 1) :], (alert.fingerprint, now))
     escalation: Escalation | None = None
     if (
         s.escalate

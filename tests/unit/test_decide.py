@@ -23,7 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.app.settings import decider_settings
 from alertgateway.config import parse_config
-from alertgateway.core.decider import DeciderSettings, occurrence_key
+from alertgateway.core.decider import MAX_COPIES, DeciderSettings, occurrence_key
 from alertgateway.core.decision import Decision, Outgoing, Ruling, Verdict
 from alertgateway.core.episodes import Episode
 from alertgateway.core.escalation import DEFAULT_RULES, EscalationRule, escalate
@@ -456,6 +456,18 @@ class DedupTests(SynchronousTestCase):
             driver.decide([make_alert(replica="a")])
         decision = driver.decide([make_alert("resolved", replica="a")])
         self.assertEqual([r.verdict for r in decision.rulings], [RESOLVED])
+
+    def test_copies_followed_bounded(self) -> None:
+        """
+        A sender varying an ignored label at will does not grow the
+        episode: the copies seen longest ago are forgotten first.
+        """
+        driver = make_driver(self.clock, ignore_labels=("replica",))
+        for index in range(3 * MAX_COPIES):
+            driver.decide([make_alert(replica=str(index))])
+        episode = driver.table.episodes[make_alert().fingerprint]
+        self.assertEqual(len(episode.copies), MAX_COPIES)
+        self.assertEqual(episode.copies[-1][0], make_alert(replica=str(3 * MAX_COPIES - 1)).fingerprint)
 
     def test_dedup_disabled_forwards_everything(self) -> None:
         """
