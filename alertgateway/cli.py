@@ -1,10 +1,14 @@
 # -*- test-case-name: tests.unit.test_cli -*-
 """
-The C{alertgateway} command: C{check-config} and C{send-test}.
+The C{alertgateway} command: C{check-config}, C{send-test}, C{queue} and
+C{state}.
 
 C{check-config PATH} validates a configuration file exactly as twistd does
 (exit 0 with a summary, 2 with one line per problem).  C{send-test URL}
 posts a sample alert in a sender's format and prints the answer.
+C{queue list|retry|purge} works on the queue database's dead letters and
+pending items; C{state stats} counts what the database keeps of the
+decisions.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
@@ -197,7 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     drop = actions.add_parser("purge", help="drop dead letters (or pending items) for good")
     drop.add_argument("--state", choices=("dead", "pending"), default="dead")
     drop.add_argument("ids", nargs="*", type=int)
-    for action in (listing, retry, drop):
+    state = commands.add_parser("state", help="inspect the decision state the gateway keeps")
+    state_actions = state.add_subparsers(dest="action", required=True)
+    counts = state_actions.add_parser("stats", help="count episodes, storms, waiting members, replay keys, queue")
+    counts.add_argument("--json", action="store_true", help="one JSON object")
+    for action in (listing, retry, drop, counts):
         action.add_argument("--config", "-c", required=True, help="the gateway's configuration file")
     return parser
 
@@ -239,6 +248,41 @@ def queue_command(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return EXIT_OK
 
 
+def state_command(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """
+    C{alertgateway state stats}: what the database of C{state.backend:
+    sqlite} holds (it may run beside the gateway: SQLite's WAL lets it
+    read while the gateway writes).
+    """
+    from alertgateway.delivery.journal import open_database
+    from alertgateway.state.sqlite import stats
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(str(problem), file=err)
+        return EXIT_INVALID
+    if config.state.backend != "sqlite":
+        where = "nothing is kept between runs" if config.state.backend == "memory" else "see its /metrics gauges"
+        print(f"state.backend is {config.state.backend}: {where}", file=err)
+        return EXIT_FAILED
+    if not os.path.exists(config.queue.path):
+        print(f"no database at {config.queue.path}: the gateway has not run with this configuration here", file=err)
+        return EXIT_FAILED
+    connection = open_database(config.queue.path)
+    try:
+        counts = stats(connection)
+    finally:
+        connection.close()
+    if args.json:
+        print(json.dumps(counts, separators=(",", ":")), file=out)
+    else:
+        for name, count in counts.items():
+            print(f"{name.replace('_', ' ')}: {count}", file=out)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = sys.stdout if out is None else out
@@ -247,6 +291,8 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[
         return check_config(args.path, out, err)
     if args.command == "queue":
         return queue_command(args, out, err)
+    if args.command == "state":
+        return state_command(args, out, err)
     return send_test(args.url, args.source, args.token, args.timeout, out)
 
 

@@ -299,17 +299,24 @@ class SQLiteState(MemoryState):
 def stats(connection: sqlite3.Connection) -> dict[str, int]:
     """
     What the database holds, for C{alertgateway state stats}: episodes,
-    groups, open storms, members waiting in storms, replay keys, and queue
-    items by state.
+    correlation groups, open storms, members waiting in storms, replay
+    keys, and the queue's items by state.
     """
     create_tables(connection)
-    counts = {
-        "episodes": connection.execute("SELECT COUNT(*) FROM episodes").fetchone()[0],
-        "groups": connection.execute("SELECT COUNT(*) FROM groups").fetchone()[0],
-        "storms": sum(
-            1 for (doc,) in connection.execute("SELECT doc FROM groups") if json.loads(doc).get("storm") is not None
-        ),
-        "waiting members": connection.execute("SELECT COUNT(*) FROM members").fetchone()[0],
-        "replay keys": connection.execute("SELECT COUNT(*) FROM replays").fetchone()[0],
+
+    def count(query: str) -> int:
+        return int(connection.execute(query).fetchone()[0])
+
+    storms = sum(
+        1 for (doc,) in connection.execute("SELECT doc FROM groups") if json.loads(doc).get("storm") is not None
+    )
+    by_state = dict(connection.execute("SELECT state, COUNT(*) FROM items GROUP BY state").fetchall())
+    return {
+        "episodes": count("SELECT COUNT(*) FROM episodes"),
+        "groups": count("SELECT COUNT(*) FROM groups"),
+        "storms": storms,
+        "waiting_members": count("SELECT COUNT(*) FROM members"),
+        "replay_keys": count("SELECT COUNT(*) FROM replays"),
+        "queued": int(by_state.get("pending", 0)) + int(by_state.get("retry", 0)),
+        "dead_letters": int(by_state.get("dead", 0)),
     }
-    return counts

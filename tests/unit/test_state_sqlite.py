@@ -6,6 +6,8 @@ write leaves (nothing).
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import sqlite3
 from collections.abc import Mapping
@@ -278,4 +280,53 @@ class BookkeepingTests(SQLiteStateTestCase):
         gateway.decide(*(make_alert(pod=str(n)) for n in range(4)))
         with sqlite3.connect(self.path) as connection:
             counts = stats(connection)
-        self.assertEqual(counts, {"episodes": 4, "groups": 1, "storms": 1, "waiting members": 2, "replay keys": 0})
+        self.assertEqual(
+            counts,
+            {
+                "episodes": 4,
+                "groups": 1,
+                "storms": 1,
+                "waiting_members": 2,
+                "replay_keys": 0,
+                "queued": 3,
+                "dead_letters": 0,
+            },
+        )
+
+    def test_stats_command(self) -> None:
+        """
+        C{alertgateway state stats --config FILE} prints those counts, one
+        per line or as JSON; without a database, or with the memory
+        backend, it says why and fails.
+        """
+        from alertgateway import cli
+
+        gateway = self.run_gateway(DeciderSettings(storms=STORMS))
+        gateway.decide(*(make_alert(pod=str(n)) for n in range(4)), replay=("msg-1", gateway.clock.seconds() + 300))
+        config = os.path.join(os.path.dirname(self.path), "gateway.yaml")
+        base = (
+            "webhook:\n  auth:\n    token: t\nalert_processor:\n  endpoint: file:x.jsonl\n"
+            f"queue:\n  path: {self.path}\n"
+        )
+        with open(config, "w") as f:
+            f.write(base)
+
+        def run(*argv: str) -> tuple[int, str, str]:
+            out, err = io.StringIO(), io.StringIO()
+            return cli.main(["state", "stats", *argv, "--config", config], out, err), out.getvalue(), err.getvalue()
+
+        code, out, _ = run()
+        self.assertEqual(code, 0)
+        self.assertIn("episodes: 4\n", out)
+        self.assertIn("waiting members: 2\n", out)
+        self.assertIn("replay keys: 1\n", out)
+        code, out, _ = run("--json")
+        self.assertEqual(json.loads(out)["storms"], 1)
+        with open(config, "w") as f:
+            f.write(base.replace(self.path, self.path + ".missing"))
+        code, _, err = run()
+        self.assertEqual((code, "no database at" in err), (cli.EXIT_FAILED, True))
+        with open(config, "w") as f:
+            f.write(base + "  backend: memory\n")
+        code, _, err = run()
+        self.assertEqual((code, "state.backend is memory" in err), (cli.EXIT_FAILED, True))
