@@ -16,6 +16,7 @@ gateway's 2xx answers per second over the ceiling's.
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 import sys
@@ -353,6 +354,7 @@ def scenario_f(bench: Bench) -> None:
         raw={"feed": feed, "tracked": tracked, "memory": loaded, "rest": rest, "cpu": cpu},
     )
     bench.rows.append(row)
+    _restart_row(bench, gw.directory, count)
     bench.targets.append(Target("f", "<= 60 MB RSS at rest", f"{rest['rss']:.1f} MB", rest["rss"] <= 60.0))
     scaled = "" if count == 100_000 else f" (only {count:,} fingerprints: --quick)"
     bench.targets.append(
@@ -363,6 +365,55 @@ def scenario_f(bench: Bench) -> None:
             loaded["peak"] <= 200.0 and count == 100_000,
         )
     )
+
+
+def _restart_row(bench: Bench, directory: Path | None, count: int) -> None:
+    """
+    Start a gateway again where (f) left its database (stopped with
+    SIGTERM): how long until it is ready, and what it says it restored.
+    """
+    bench.say("f: starting again on the same database")
+    with gateway(bench.workdir, bench.stub.base, directory=directory) as again:
+        ready = again.ready_after
+        restored = _restored(again.process.log)
+        tracked = again.sample("gateway_dedup_tracked")
+        memory = again.process.memory()
+    episodes = int(restored.get("episodes", 0))
+    seconds = float(restored.get("seconds", 0.0))
+    bench.rows.append(
+        Row(
+            scenario=f"f restart {count // 1000}k",
+            server="gateway",
+            peak_rss_mb=memory["peak"],
+            notes=[
+                f"ready {ready:.2f} s after spawn; restored {episodes:,} episodes in {seconds:.2f} s;"
+                f" gateway_dedup_tracked {tracked or 0:,.0f}"
+            ],
+            raw={"ready_after": ready, "restored": restored, "memory": memory},
+        )
+    )
+    bench.targets.append(
+        Target(
+            "f",
+            f"restart with {count:,} episodes ready in < 5 s",
+            f"{ready:.2f} s ({episodes:,} episodes restored in {seconds:.2f} s)",
+            ready < 5.0 and episodes >= min(count, 100_000) * 0.99,
+        )
+    )
+
+
+def _restored(log: Path) -> dict[str, Any]:
+    """
+    The fields of the gateway's "Restored …" log event.
+    """
+    for line in log.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and str(event.get("message", "")).startswith("Restored "):
+            return event
+    return {}
 
 
 def _merged(scenario: str, runs: list[Row]) -> Row:

@@ -56,8 +56,8 @@ BATCH_SIZE = 50
 def gateway_config(directory: Path, ports: Mapping[str, int], processor: str) -> dict[str, Any]:
     """
     The production-like configuration: bearer auth, metrics on their own
-    port, JSON logs with the access log, the durable SQLite queue
-    (``synchronous: full``), an HTTP processor; dedup, escalation,
+    port, JSON logs with the access log, the decisions and the queue in
+    SQLite (the default; ``synchronous: full``), an HTTP processor; dedup, escalation,
     correlation and storms at their defaults.  Only the rate limiter is off
     (it would refuse the load being measured) and more concurrent requests
     are allowed (scenario e holds 1,000 connections).
@@ -78,7 +78,6 @@ def gateway_config(directory: Path, ports: Mapping[str, int], processor: str) ->
         # Alerts ready together go to the processor in one request.
         "alert_processor": {"endpoint": processor, "batch_size": BATCH_SIZE},
         "queue": {"backend": "sqlite", "path": str(directory / "var" / "queue.db"), "synchronous": "full"},
-        "state": {"backend": "memory"},
         "metrics": {"enabled": True, "host": "127.0.0.1", "port": ports["metrics"], "path": "/metrics"},
         "logging": {"format": "json", "level": "info", "access_log": True},
     }
@@ -92,6 +91,9 @@ class Gateway:
     def __init__(self, process: Process, config: dict[str, Any]) -> None:
         self.process = process
         self.config = config
+        # Where it runs, and how long it took to be ready once spawned.
+        self.directory: Path | None = None
+        self.ready_after = 0.0
         port = config["service"]["port"]
         self.base = f"http://127.0.0.1:{port}"
         self.url = self.base + WEBHOOK_PATH
@@ -140,22 +142,31 @@ class Gateway:
 
 
 @contextmanager
-def gateway(workdir: Path, processor: str, overrides: Mapping[str, Any] | None = None) -> Iterator[Gateway]:
+def gateway(
+    workdir: Path, processor: str, overrides: Mapping[str, Any] | None = None, directory: Path | None = None
+) -> Iterator[Gateway]:
     """
-    Start a fresh gateway on the server CPU; stop it with SIGTERM after use.
+    Start a gateway on the server CPU, fresh or (given the C{directory} of
+    an earlier one) on what that one left; stop it with SIGTERM after use.
     """
-    directory = Path(workdir) / f"gateway-{time.monotonic_ns()}"
-    (directory / "var").mkdir(parents=True)
+    again = directory is not None
+    if directory is None:
+        directory = Path(workdir) / f"gateway-{time.monotonic_ns()}"
+        (directory / "var").mkdir(parents=True)
     ports = {"webhook": free_port(), "metrics": free_port()}
     config = merge(gateway_config(directory, ports, processor), overrides or {})
     path = directory / "gateway.yaml"
     # JSON is YAML: no YAML writer needed.
     path.write_text(json.dumps(config, indent=2))
     argv = pinned(SERVER_CPU, [str(BIN / "twistd"), "-n", "--pidfile=", "alertgateway", "--config", str(path)])
-    process = Process("gateway", argv, directory / "gateway.log", cwd=directory)
+    log = directory / ("gateway-again.log" if again else "gateway.log")
+    started = time.monotonic()
+    process = Process("gateway", argv, log, cwd=directory)
     running = Gateway(process, config)
+    running.directory = directory
     try:
-        running.wait_ready()
+        running.wait_ready(120.0)
+        running.ready_after = time.monotonic() - started
         yield running
     finally:
         code = process.stop()

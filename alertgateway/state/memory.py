@@ -231,11 +231,6 @@ class MemoryState:
         The committed episode of C{key} was forgotten (evicted, expired).
         """
 
-    def _group_dropped(self, group: str) -> None:
-        """
-        A watched group was forgotten (past C{max_groups}).
-        """
-
     # The committed state.
 
     def _apply(self, changes: Changes, *, written: bool = False) -> None:
@@ -294,8 +289,7 @@ class MemoryState:
         self._watching[group] = value
         self._watching.move_to_end(group)
         while len(self._watching) > self.max_groups:
-            dropped, _ = self._watching.popitem(last=False)
-            self._group_dropped(dropped)
+            self._watching.popitem(last=False)
 
     def _change_waiting(self, group: str, change: WaitingChange) -> None:
         if change.cleared:
@@ -329,10 +323,8 @@ class MemoryState:
     def delivered(self, key: str, idempotency_key: str, outcome: Delivery) -> Deferred[None]:
         episode = self._episodes.get(key)
         if episode is not None:
-            updated = episode.delivered(idempotency_key, outcome)
-            if updated is not episode:
-                self._episodes[key] = updated
-                self._changed(key)
+            # Not a change a store must write: its queue records it.
+            self._episodes[key] = episode.delivered(idempotency_key, outcome)
         if "e" + key in self._locks:
             # Its decision may still be being committed: recorded on what
             # it commits too.
@@ -347,7 +339,6 @@ class MemoryState:
         for idempotency_key, outcome in outcomes:
             episode = episode.delivered(idempotency_key, outcome)
         self._episodes[key] = episode
-        self._changed(key)
 
     # What the status API and the gauges read.
 

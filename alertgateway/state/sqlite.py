@@ -8,15 +8,18 @@ duplicate-heavy load is no read load on the disk); the database is written
 through and read at start.  What the processor must receive is committed in
 the same transaction as the queue rows it produces, before the webhook is
 answered: a decision that forwards something (a new episode, an
-escalation, a resolution, a storm event) or changes a correlation group
-(a storm's members, which must never be only in memory), and the signature
-of a signed webhook.  Pure bookkeeping (a duplicate's count and last
-sighting, a delivery's outcome, what expiry and the bounds forget) is
-written by L{SQLiteState.flush}, run every C{state.flush_interval}: a crash
-loses at most that much of it.
+escalation, a resolution, a storm event) or changes a storm (its members,
+which must never be only in memory), and the signature of a signed
+webhook.  Pure bookkeeping (a duplicate's count and last sighting, what
+expiry and the bounds forget) is written by L{SQLiteState.flush}, run every
+C{state.flush_interval}: a crash loses at most that much of it.  Two things
+are not written at all: a delivery's outcome (the queue records it: what
+left the queue was delivered, a dead letter was rejected) and the groups
+only watched for a storm (after a restart a storm starts at worst a few
+alerts later).
 
 Tables: C{episodes} (one JSON document per dedup key), C{groups} (one per
-correlation group, its storm's waiting members apart), C{members} (the
+correlation group in a storm, its waiting members apart), C{members} (the
 members waiting in storms, in order) and C{replays} (signature replay keys
 and until when they count).
 """
@@ -36,7 +39,7 @@ from twisted.internet.defer import Deferred, succeed
 
 from alertgateway.core.decider import DeciderSettings
 from alertgateway.core.decision import Decision
-from alertgateway.core.episodes import Episode
+from alertgateway.core.episodes import Delivery, Episode
 from alertgateway.core.storms import Group, Member
 from alertgateway.state.memory import MAX_GROUPS, MemoryState
 from alertgateway.state.ports import Replay, StateWrite
@@ -101,6 +104,8 @@ class _Rows:
     groups: list[tuple[str, str]]
     members: list[tuple[str, str]]
     replays: list[tuple[str, float]]
+    # The idempotency keys of what the queue still holds, by item state.
+    outstanding: dict[str, str]
 
 
 def _read(connection: sqlite3.Connection, *, lapsed: float, max_tracked: int, now: float) -> _Rows:
@@ -121,6 +126,7 @@ def _read(connection: sqlite3.Connection, *, lapsed: float, max_tracked: int, no
         groups=connection.execute("SELECT id, doc FROM groups").fetchall(),
         members=connection.execute("SELECT group_id, doc FROM members ORDER BY seq").fetchall(),
         replays=connection.execute("SELECT key, until FROM replays").fetchall(),
+        outstanding=dict(connection.execute("SELECT idempotency_key, state FROM items").fetchall()),
     )
 
 
@@ -166,17 +172,13 @@ def _write_changes(
 
 
 def _write_bookkeeping(
-    connection: sqlite3.Connection,
-    episodes: Sequence[tuple[str, Episode | None]],
-    groups: Sequence[str],
-    now: float,
+    connection: sqlite3.Connection, episodes: Sequence[tuple[str, Episode | None]], now: float
 ) -> None:
     """
     On the database's thread: what changed without being written, what was
     forgotten, and the replay keys that no longer count.
     """
     _write_changes(connection, episodes, [], [], [])
-    connection.executemany("DELETE FROM groups WHERE id = ?", [(g,) for g in groups])
     connection.execute("DELETE FROM replays WHERE until < ?", (now,))
 
 
@@ -202,20 +204,26 @@ class SQLiteState(MemoryState):
         self._database = database
         self._clock = clock
         # Written later, by the flush: keys whose committed episode changed
-        # (or went), groups that went.
+        # (or went).
         self._dirty: set[str] = set()
-        self._dropped_groups: set[str] = set()
 
     # Durable decisions.
 
     def _state_write(self, decision: Decision, replay: Replay | None) -> StateWrite | None:
         changes = decision.changes
-        if not (decision.outgoing or changes.groups or changes.waiting or replay is not None):
+        groups = []
+        for group, value in changes.groups.items():
+            # A group only watched for a storm (its recent sightings) is not
+            # kept: it forwards nothing, and after a restart a storm starts
+            # at worst a few alerts later.
+            if group in self._storms or (value is not None and value.storm is not None):
+                groups.append((group, value))
+        if not (decision.outgoing or groups or changes.waiting or replay is not None):
             return None
         return partial(
             _write_changes,
             episodes=list(changes.episodes.items()),
-            groups=list(changes.groups.items()),
+            groups=groups,
             waiting=[(g, c.cleared, c.taken, c.added) for g, c in changes.waiting.items()],
             replays=[replay] if replay is not None else [],
         )
@@ -228,29 +236,24 @@ class SQLiteState(MemoryState):
     def _dropped(self, key: str) -> None:
         self._dirty.add(key)
 
-    def _group_dropped(self, group: str) -> None:
-        self._dropped_groups.add(group)
-
     def flush(self) -> Deferred[None]:
         """
         Write what changed without being written (and forget what was
         forgotten).  Keys with a decision still being committed wait for the
         next flush: their value on disk must not go back in time.
         """
-        if not self._dirty and not self._dropped_groups:
+        if not self._dirty:
             return succeed(None)
-        ready = [key for key in self._dirty if "e" + key not in self._locks]
-        episodes = [(key, self._episodes.get(key)) for key in ready]
+        locks = self._locks
+        ready = [key for key in self._dirty if "e" + key not in locks]
         self._dirty.difference_update(ready)
-        groups = [g for g in self._dropped_groups if g not in self._watching and g not in self._storms]
-        self._dropped_groups.clear()
-        work = partial(_write_bookkeeping, episodes=episodes, groups=groups, now=self._clock())
+        episodes = [(key, self._episodes.get(key)) for key in ready]
+        work = partial(_write_bookkeeping, episodes=episodes, now=self._clock())
         d = self._database.run(work)
 
         def _failed(failure: Any) -> None:
             # Written by the next flush.
             self._dirty.update(ready)
-            self._dropped_groups.update(groups)
             failure.raiseException()
 
         return d.addCallbacks(lambda _: None, _failed)
@@ -269,7 +272,7 @@ class SQLiteState(MemoryState):
 
     def _adopt(self, rows: _Rows, started: float) -> Restored:
         for _, doc in rows.episodes:
-            episode = Episode.from_json(json.loads(doc))
+            episode = _delivery_of(Episode.from_json(json.loads(doc)), rows.outstanding)
             self._episodes[episode.key] = episode
             self._by_fingerprint[episode.fingerprint] = episode.key
         waiting: dict[str, list[Member]] = {}
@@ -294,6 +297,24 @@ class SQLiteState(MemoryState):
             seconds=time.monotonic() - started,
             replay_keys=tuple((key, until) for key, until in rows.replays),
         )
+
+
+def _delivery_of(episode: Episode, outstanding: dict[str, str]) -> Episode:
+    """
+    How the delivery of what C{episode} last forwarded went, from what the
+    queue still holds: gone from it, it was delivered; a dead letter, it
+    was rejected.  (Outcomes are not written as they happen: the queue
+    already records them.)
+    """
+    forwarded = episode.forwarded
+    if not forwarded or episode.delivery is not Delivery.QUEUED:
+        return episode
+    state = outstanding.get(forwarded)
+    if state is None:
+        return episode.delivered(forwarded, Delivery.DELIVERED)
+    if state == "dead":
+        return episode.delivered(forwarded, Delivery.REJECTED)
+    return episode
 
 
 def stats(connection: sqlite3.Connection) -> dict[str, int]:

@@ -19,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.core.decider import DeciderSettings
 from alertgateway.core.decision import Decision, Verdict
+from alertgateway.core.episodes import Delivery
 from alertgateway.core.model import Alert, fingerprint
 from alertgateway.core.storms import StormSettings
 from alertgateway.delivery.durable import DurableQueue
@@ -151,6 +152,43 @@ class RestartTests(SQLiteStateTestCase):
         episode = self.successResultOf(again.state.episode(make_alert().fingerprint))
         assert episode is not None
         self.assertEqual(episode.duplicates, 0)
+
+    def test_watched_groups_not_kept(self) -> None:
+        """
+        A group only watched for a storm (its recent sightings) is not
+        written, even by the flush; the group of a storm is written with
+        the decision that starts it.
+        """
+        gateway = self.run_gateway(DeciderSettings(storms=STORMS))
+        gateway.decide(make_alert(pod="a"))
+        self.successResultOf(gateway.state.flush())
+        self.assertEqual(self.rows("SELECT COUNT(*) FROM groups"), [(0,)])
+        gateway.decide(make_alert(pod="b"), make_alert(pod="c"))
+        [(doc,)] = self.rows("SELECT doc FROM groups")
+        self.assertIsNotNone(json.loads(doc)["storm"])
+
+    def test_delivery_outcome_from_the_queue(self) -> None:
+        """
+        Delivery outcomes are not written: after a restart an episode whose
+        forward left the queue is delivered, one whose forward is a dead
+        letter rejected, one still queued queued.
+        """
+        gateway = self.run_gateway()
+        gateway.decide(make_alert(pod="gone"), make_alert(pod="dead"), make_alert(pod="waiting"))
+        calls = gateway.executor.calls
+        gone, dead, _ = gateway.queue.take_now(3)
+        gateway.state.delivered(gone.key, gone.idempotency_key, Delivery.DELIVERED)
+        gateway.queue.done(gone)
+        gateway.queue.bury(dead, "HTTP 400", 1)
+        self.successResultOf(gateway.state.flush())
+        self.assertEqual(gateway.executor.calls, calls + 2)
+        gateway.crash()
+        again = self.run_gateway()
+        outcomes = [
+            self.successResultOf(again.state.episode(make_alert(pod=pod).fingerprint)).delivery  # type: ignore[union-attr]
+            for pod in ("gone", "dead", "waiting")
+        ]
+        self.assertEqual(outcomes, [Delivery.DELIVERED, Delivery.REJECTED, Delivery.QUEUED])
 
     def test_storm_members_survive(self) -> None:
         """
