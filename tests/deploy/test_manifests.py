@@ -625,13 +625,13 @@ class OverlayTests(TestCase):
 
     def test_dev(self) -> None:
         """
-        dev: one replica with in-memory state and the SQLite queue on an
+        dev: one replica with its state and queue in SQLite on an
         emptyDir, no autoscaler (which would add replicas).
         """
         manifests = rendered("dev")
         config = gateway_config(manifests)
         self.assertEqual(gateway(manifests)["spec"]["replicas"], 1)
-        self.assertEqual((config.state.backend, config.queue.backend), ("memory", "sqlite"))
+        self.assertEqual((config.state.backend, config.queue.backend), ("sqlite", "sqlite"))
         volume = writable(config.queue.path, gateway(manifests), gateway_container(manifests))
         self.assertIn("emptyDir", volume)
         self.assertEqual(find(manifests, "HorizontalPodAutoscaler"), [])

@@ -77,7 +77,12 @@ class _DedupTestCase(TestCase):
         stub = StubProcessor()
         url = await stub.start()
         self.addCleanup(stub.stop)
-        settings: dict[str, Any] = {"alert_processor": {"endpoint": url}, "webhook": {"auth": {"token": TOKEN}}}
+        settings: dict[str, Any] = {
+            "alert_processor": {"endpoint": url},
+            "webhook": {"auth": {"token": TOKEN}},
+            # Repeats posted back to back each count toward escalation.
+            "escalation": {"min_spacing": "0s"},
+        }
         settings.update(config or {})
         gateway = GatewayProcess(settings)
         await gateway.start()

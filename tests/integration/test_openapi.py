@@ -724,6 +724,8 @@ class StatusAnswersTests(_RunningGatewayTestCase):
                 "alert_processor": {"endpoint": url},
                 "storm": {"threshold": 2, "quiet_period": "0.5s"},
                 "dedup": {"expire_interval": "0.2s"},
+                # Repeats posted back to back each count toward escalation.
+                "escalation": {"min_spacing": "0s"},
             }
         )
         firing = json.loads(fixture("alertmanager-firing.json"))
