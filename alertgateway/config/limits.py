@@ -45,3 +45,7 @@ class LimitsConfig:
     max_label_value_length: int = attrs.field(default=4096, metadata={"check": positive})
     max_annotation_bytes: int = attrs.field(default=65536, metadata={"check": positive})
     max_json_depth: int = attrs.field(default=32, metadata={"check": positive})
+    # UTF-8 bytes of an alert's label names and values together: what the
+    # count and length limits allow (128 x 4,096 characters) is far more
+    # than a real alert has, and labels are what the state keeps.
+    max_label_bytes: int = attrs.field(default=16384, metadata={"check": positive})

@@ -142,7 +142,8 @@ def clean_annotation(value: str) -> str:
 
 def annotation_size(name: str, value: str) -> int:
     """
-    What an annotation counts against C{limits.max_annotation_bytes}.
+    What a label counts against C{limits.max_label_bytes}, or an annotation
+    against C{limits.max_annotation_bytes}.
     """
     # ASCII (nearly always) is one byte a character: no need to encode.
     size = len(name) if name.isascii() else len(name.encode("utf-8"))
@@ -161,8 +162,8 @@ def read_string_map(
 ) -> dict[str, str]:
     """
     Accept a JSON object of names to string values: labels (Prometheus
-    name syntax, count and length limits) or annotations (total size
-    limit).  Control characters are stripped from values.
+    name syntax, count, length and total size limits) or annotations
+    (total size limit).  Control characters are stripped from values.
 
     @param rename: Turns each name into the one kept (and checked); the
         pointers still name the key as it is in the body.
@@ -192,9 +193,15 @@ def read_string_map(
         clean = clean_label_value(item) if labels else clean_annotation(item)
         size += annotation_size(name, clean)
         result[name] = clean
+    if labels and size > limits.max_label_bytes:
+        errors.append(FieldError(pointer, label_bytes_problem(size, limits)))
     if not labels and size > limits.max_annotation_bytes:
         errors.append(FieldError(pointer, f"annotations total {size} bytes; at most {limits.max_annotation_bytes}"))
     return result
+
+
+def label_bytes_problem(size: int, limits: Limits) -> str:
+    return f"labels total {size} bytes; at most {limits.max_label_bytes}"
 
 
 def _name_value_problem(name: str, item: object, labels: bool, limits: Limits) -> str | None:

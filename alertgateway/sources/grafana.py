@@ -27,6 +27,7 @@ from alertgateway.sources._fields import (
     clean_annotation,
     clean_label_value,
     is_text,
+    label_bytes_problem,
     read_alerts,
     read_optional_string,
     read_string_map,
@@ -108,6 +109,11 @@ def _parse_legacy(body: dict[str, Any], received_at: str, limits: Limits) -> Ale
     if errors or status is None or rule_name is None:
         return Rejection(tuple(errors))
     labels = {**tags, "alertname": rule_name}
+    size = sum(annotation_size(k, v) for k, v in labels.items())
+    if size > limits.max_label_bytes:
+        # The tags alone fit (read_string_map checked them): ruleName, as
+        # the alertname label, takes them over.
+        return Rejection((FieldError("/ruleName", "as alertname, " + label_bytes_problem(size, limits)),))
     return Alert(
         fingerprint=fingerprint(labels),
         source="grafana",

@@ -20,3 +20,7 @@ class Limits:
     max_label_value_length: int = 4096
     max_annotation_bytes: int = 65536
     max_json_depth: int = 32
+    # UTF-8 bytes of an alert's label names and values together: the
+    # count and length limits alone allow 128 x 4,096 characters (0.5 MB)
+    # per alert, which the state would keep for its storms.
+    max_label_bytes: int = 16384

@@ -645,6 +645,37 @@ class LabelSanitisationTests(SynchronousTestCase):
             ),
         )
 
+    def test_total_size(self) -> None:
+        """
+        Label names and values together, in UTF-8 bytes after cleaning, may
+        not exceed C{max_label_bytes}: over it the alert is refused at its
+        labels, whatever the count and length limits allow.
+        """
+        limits = Limits(max_label_bytes=12)
+        for given in ({"a": "12345678901"}, {"a": "\u00e4" * 5, "b": ""}, {"a": "1234567890\x00\x01"}):
+            with self.subTest(given=given):
+                self.assertIsInstance(_outcome_of(_good_alert(labels=given), limits), Alert)
+        for given, size in (({"a": "123456789012"}, 13), ({"a": "123456", "bc": "wxyz"}, 7 + 6)):
+            with self.subTest(given=given):
+                self.assertEqual(
+                    _outcome_of(_good_alert(labels=given), limits),
+                    Rejection((FieldError("/alerts/0/labels", f"labels total {size} bytes; at most 12"),)),
+                )
+
+    def test_default_total_size(self) -> None:
+        """
+        By default an alert may carry 16 KiB of labels: 128 values of 4,096
+        characters (each within its own limits, 0.5 MB in all) are refused.
+        """
+        # 10 + 3 x 4,096 + 4,086 bytes.
+        fits = {"alertname": "A", "b0": "x" * 4094, "b1": "x" * 4094, "b2": "x" * 4094, "b3": "x" * 4084}
+        self.assertIsInstance(_outcome_of(_good_alert(labels=fits)), Alert)
+        flood = {f"l{i:03d}": "x" * 4096 for i in range(128)}
+        outcome = _outcome_of(_good_alert(labels=flood))
+        self.assertEqual(
+            outcome, Rejection((FieldError("/alerts/0/labels", "labels total 524800 bytes; at most 16384"),))
+        )
+
     def test_control_characters(self) -> None:
         """
         Every control character (C0, DEL and C1, tab and newline included)
@@ -794,6 +825,24 @@ class LegacySanitisationTests(SynchronousTestCase):
         self.assertEqual(
             self._one(Limits(max_labels_per_alert=2), tags={"a": "1", "b": "2"}),
             Rejection((FieldError("/tags", "with alertname makes more than 2 labels"),)),
+        )
+
+    def test_label_bytes(self) -> None:
+        """
+        The tags with C{alertname} added may not exceed the label bytes:
+        tags over it alone are refused at C{/tags}, and a rule name that
+        takes them over at C{/ruleName}.
+        """
+        limits = Limits(max_label_bytes=30)
+        # alertname (9) + "Disk usage high" (15) = 24 bytes, and a tag "a".
+        self.assertIsInstance(self._one(limits, tags={"a": "12345"}), Alert)
+        self.assertEqual(
+            self._one(limits, tags={"a": "123456"}),
+            Rejection((FieldError("/ruleName", "as alertname, labels total 31 bytes; at most 30"),)),
+        )
+        self.assertEqual(
+            self._one(limits, tags={"a": "x" * 30}),
+            Rejection((FieldError("/tags", "labels total 31 bytes; at most 30"),)),
         )
 
     def test_rule_name(self) -> None:
