@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
+from alertgateway.core import model
 from alertgateway.core.model import FIRING, RESOLVED, Alert, fingerprint
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -120,6 +121,35 @@ class FingerprintTests(SynchronousTestCase):
             + b"\xff"
         )
         self.assertEqual(fingerprint(labels), expected)
+
+    def test_cache_keeps_no_labels(self) -> None:
+        """
+        The fingerprints remembered are keyed by a 16-byte digest, never by
+        the labels: past C{FINGERPRINT_CACHE_SIZE} label sets the oldest
+        go, and none of the (large) label values is kept alive by it.
+        """
+        self.addCleanup(model._cache.clear)
+        model._cache.clear()
+        big = "x" * 4096
+        for index in range(model.FINGERPRINT_CACHE_SIZE + 10):
+            fingerprint({"alertname": "A", "value": f"{index}{big}"})
+        self.assertEqual(len(model._cache), model.FINGERPRINT_CACHE_SIZE)
+        self.assertEqual({len(key) for key in model._cache}, {16})
+        self.assertEqual({len(value) for value in model._cache.values()}, {16})
+
+    def test_cached_answer(self) -> None:
+        """
+        A label set seen before gets the same fingerprint from the cache as
+        computed afresh, and label sets that differ only in where a name
+        ends and its value begins are told apart by the digest too.
+        """
+        self.addCleanup(model._cache.clear)
+        labels = {"alertname": "X", "job": "node"}
+        first = fingerprint(labels)
+        self.assertEqual(fingerprint(dict(reversed(labels.items()))), first)
+        self.assertEqual(first, _fnv1a_64(b"alertname\xffX\xffjob\xffnode\xff"))
+        self.assertEqual(fingerprint({"ab": "c"}), _fnv1a_64(b"ab\xffc\xff"))
+        self.assertEqual(fingerprint({"a": "bc"}), _fnv1a_64(b"a\xffbc\xff"))
 
     def test_format(self) -> None:
         """
