@@ -55,6 +55,10 @@ def decider_settings(config: GatewayConfig) -> DeciderSettings:
             flush_interval=storm.flush_interval,
             quiet_period=storm.quiet_period,
             max_members_listed=storm.max_members_listed,
+            max_event_bytes=storm.max_event_bytes,
+            max_pending=storm.max_pending,
+            max_pending_bytes=storm.max_pending_bytes,
+            max_member_bytes=storm.max_member_bytes,
         )
         if storm.enabled
         else None

@@ -101,3 +101,12 @@ class StormConfig:
     flush_interval: float = duration(30.0, positive)
     quiet_period: float = duration(300.0, positive)
     max_members_listed: int = attrs.field(default=100, metadata={"check": positive})
+    # The JSON of the members one event lists (at least one is listed).
+    max_event_bytes: int = attrs.field(default=256 * 1024, metadata={"check": positive})
+    # Members of one storm waiting to be listed; past either bound a member
+    # is only counted (the events say how many were never listed).
+    max_pending: int = attrs.field(default=10_000, metadata={"check": positive})
+    max_pending_bytes: int = attrs.field(default=1024 * 1024, metadata={"check": positive})
+    # Names and values of the labels a member keeps, the smallest first: a
+    # member is named by its fingerprint, its labels only tell it apart.
+    max_member_bytes: int = attrs.field(default=1024, metadata={"check": positive})

@@ -263,7 +263,8 @@ def _new(
     )
     if s.storms is not None:
         labels = group_labels(alert, s.group_by, s.use_sender_group)
-        sighting = sight(draft.group(group), Member.of(alert, labels, now), group, labels, now, s.storms)
+        member = Member.of(alert, labels, now, s.storms.max_member_bytes)
+        sighting = sight(draft.group(group), member, group, labels, now, s.storms)
         draft.groups[group] = sighting.group
         draft.wait(group, sighting.waiting)
         if sighting.event is not None:

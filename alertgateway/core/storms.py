@@ -9,9 +9,12 @@ and sent as updates at most every C{flush_interval}; after C{quiet_period}
 without a new member a closing summary ends it.  Every member is listed in
 some event (a member beyond C{max_members_listed} waits for the next one,
 and a quiet storm is closed only once the rest fit in one event); the count
-is always complete.  A storm keeps at most C{max_pending} members waiting:
-beyond, a member is only counted, and the events say how many were never
-listed.
+is always complete.  A storm keeps at most C{max_pending} members, and
+C{max_pending_bytes} of them, waiting: beyond, a member is only counted,
+and the events say how many were never listed.  Sizes are counted as an
+event's JSON would hold the members (L{Member.size}): an event lists at
+most C{max_event_bytes} of them (and at least one), and a member keeps at
+most C{max_member_bytes} of its labels.
 
 These are values and pure functions: the waiting members are kept by the
 store, in order, and read through the head function L{flush} is given.
@@ -25,7 +28,7 @@ from typing import Any
 
 import attrs
 
-from alertgateway.core.model import Alert
+from alertgateway.core.members import Member
 from alertgateway.core.timefmt import rfc3339
 
 __all__ = ["Flushed", "Group", "Member", "Sighting", "Storm", "StormEvent", "StormSettings", "flush", "sight"]
@@ -38,54 +41,14 @@ class StormSettings:
     flush_interval: float = 30.0
     quiet_period: float = 300.0
     max_members_listed: int = 100
-    # Members of one storm kept waiting to be listed; past it a member is
-    # only counted.
+    # Members of one storm kept waiting to be listed; past either bound a
+    # member is only counted.
     max_pending: int = 10_000
-
-
-@attrs.frozen
-class Member:
-    """
-    A storm member as events list it: what tells it apart within its group
-    (its labels without the group's own), not the whole alert, whose
-    annotations can be big.
-    """
-
-    fingerprint: str
-    labels: Mapping[str, str]
-    status: str
-    seen_at: float
-
-    @classmethod
-    def of(cls, alert: Alert, group_labels: Mapping[str, str], seen_at: float) -> Member:
-        labels = {k: v for k, v in alert.labels.items() if k not in group_labels}
-        return cls(alert.fingerprint, labels, alert.status, seen_at)
-
-    def to_json(self) -> dict[str, Any]:
-        """
-        The member as a store keeps it (its time in seconds).
-        """
-        return {
-            "fingerprint": self.fingerprint,
-            "labels": dict(self.labels),
-            "status": self.status,
-            "seenAt": self.seen_at,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Member:
-        return cls(str(data["fingerprint"]), dict(data["labels"]), str(data["status"]), float(data["seenAt"]))
-
-    def event_json(self) -> dict[str, Any]:
-        """
-        The member as an event lists it.
-        """
-        return {
-            "fingerprint": self.fingerprint,
-            "labels": dict(self.labels),
-            "status": self.status,
-            "seenAt": rfc3339(self.seen_at),
-        }
+    max_pending_bytes: int = 1024 * 1024
+    # Members' JSON in one event (always at least one member).
+    max_event_bytes: int = 256 * 1024
+    # Names and values of the labels one member keeps.
+    max_member_bytes: int = 1024
 
 
 @attrs.frozen
@@ -97,6 +60,7 @@ class Storm:
     @ivar listed: Members listed in an event so far.
     @ivar waiting: Members waiting (in the store) to be listed.
     @ivar sequence: Events sent so far.
+    @ivar waiting_bytes: The size of the waiting members (L{Member.size}).
     """
 
     id: str
@@ -109,6 +73,7 @@ class Storm:
     listed: int = 0
     waiting: int = 0
     sequence: int = 0
+    waiting_bytes: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """
@@ -125,13 +90,15 @@ class Storm:
             "listed": self.listed,
             "waiting": self.waiting,
             "sequence": self.sequence,
+            "waiting_bytes": self.waiting_bytes,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], waiting: int | None = None) -> Storm:
         """
         Read what L{to_json} wrote; C{waiting} when the store counts the
-        waiting members itself.
+        waiting members itself.  (An older gateway did not count the bytes
+        of the waiting members: they count from the next one.)
         """
         return cls(
             id=str(data["id"]),
@@ -144,6 +111,7 @@ class Storm:
             listed=int(data["listed"]),
             waiting=int(data.get("waiting") or 0) if waiting is None else waiting,
             sequence=int(data["sequence"]),
+            waiting_bytes=int(data.get("waiting_bytes") or 0),
         )
 
 
@@ -215,11 +183,50 @@ class StormEvent:
         }
 
 
+def _sizes(members: Sequence[Member]) -> int:
+    return sum(member.size for member in members)
+
+
 def _event(storm: Storm, state: str, listed: Sequence[Member]) -> StormEvent:
     after = attrs.evolve(
-        storm, listed=storm.listed + len(listed), waiting=storm.waiting - len(listed), sequence=storm.sequence + 1
+        storm,
+        listed=storm.listed + len(listed),
+        waiting=storm.waiting - len(listed),
+        # Never below zero: a storm of an older gateway did not count them.
+        waiting_bytes=max(0, storm.waiting_bytes - _sizes(listed)),
+        sequence=storm.sequence + 1,
     )
     return StormEvent(after, state, tuple(listed))
+
+
+def _fitting(members: Sequence[Member], settings: StormSettings) -> Sequence[Member]:
+    """
+    The first of C{members} that one event lists: at most
+    C{max_members_listed} and C{max_event_bytes} of them, at least one.
+    """
+    members = members[: settings.max_members_listed]
+    used = 0
+    for index, member in enumerate(members):
+        used += member.size
+        if used > settings.max_event_bytes and index:
+            return members[:index]
+    return members
+
+
+def _wait(storm: Storm, members: Sequence[Member], settings: StormSettings) -> tuple[Storm, tuple[Member, ...]]:
+    """
+    The storm with C{members} (already counted) waiting, as many as its
+    bounds let wait, in order; the others are only counted.
+    """
+    waiting, size = storm.waiting, storm.waiting_bytes
+    admitted: list[Member] = []
+    for member in members:
+        if waiting >= settings.max_pending or size + member.size > settings.max_pending_bytes:
+            break
+        admitted.append(member)
+        waiting += 1
+        size += member.size
+    return attrs.evolve(storm, waiting=waiting, waiting_bytes=size), tuple(admitted)
 
 
 @attrs.frozen
@@ -253,12 +260,9 @@ def sight(
     Note a new (not duplicate) firing alert of a group.
     """
     if group is not None and group.storm is not None:
-        storm = group.storm
-        if storm.waiting < settings.max_pending:
-            storm = attrs.evolve(storm, members=storm.members + 1, last_seen=now, waiting=storm.waiting + 1)
-            return Sighting(Group(storm=storm), folded=True, waiting=(member,))
-        storm = attrs.evolve(storm, members=storm.members + 1, last_seen=now)
-        return Sighting(Group(storm=storm), folded=True)
+        storm = attrs.evolve(group.storm, members=group.storm.members + 1, last_seen=now)
+        storm, waiting = _wait(storm, (member,), settings)
+        return Sighting(Group(storm=storm), folded=True, waiting=waiting)
     recent = group.recent if group is not None else ()
     # "Within" as for the dedup window: a fingerprint seen exactly one
     # window ago still counts.
@@ -281,11 +285,14 @@ def sight(
         last_seen=now,
         last_flush=now,
         members=len(recent),
-        waiting=len(recent),
     )
-    listed = recent[: settings.max_members_listed]
+    listed = _fitting(recent, settings)
+    # The listed ones pass through the waiting list's count on their way
+    # into the event.
+    storm = attrs.evolve(storm, waiting=len(listed), waiting_bytes=_sizes(listed))
     event = _event(storm, "started", listed)
-    return Sighting(Group(storm=event.storm), folded=True, waiting=recent[len(listed) :], event=event)
+    storm, waiting = _wait(event.storm, recent[len(listed) :], settings)
+    return Sighting(Group(storm=storm), folded=True, waiting=waiting, event=attrs.evolve(event, storm=storm))
 
 
 @attrs.frozen
@@ -308,9 +315,10 @@ def flush(
     """
     Send a storm's update if one is due, and close it if it is quiet.
 
-    A quiet storm with more members waiting than one event lists keeps
-    sending updates at the flush interval until the rest fit in its closing
-    event: updates never come faster, and no member is left out.
+    A quiet storm with more members waiting than one event lists (in
+    count or in bytes) keeps sending updates at the flush interval until
+    the rest fit in its closing event: updates never come faster, and no
+    member is left out.
 
     @param head: C{head(offset, count)} gives waiting members, oldest first.
     @return: C{None} when nothing is due.
@@ -320,15 +328,25 @@ def flush(
     taken = 0
     due = now - storm.last_flush >= settings.flush_interval
     quiet = now - storm.last_seen >= settings.quiet_period
-    if storm.waiting and due and (storm.waiting > limit or not quiet):
-        listed = head(0, min(limit, storm.waiting))
+
+    def rest(offset: int, storm: Storm) -> Sequence[Member] | None:
+        # The members still waiting after offset, if one event can list
+        # them all (in count and in bytes).
+        if storm.waiting > limit:
+            return None
+        members = head(offset, storm.waiting)
+        return members if len(_fitting(members, settings)) == len(members) else None
+
+    if storm.waiting and due and not (quiet and rest(0, storm) is not None):
+        listed = _fitting(head(0, min(limit, storm.waiting)), settings)
         event = _event(attrs.evolve(storm, last_flush=now), "update", listed)
         events.append(event)
         storm, taken = event.storm, len(listed)
-    if quiet and storm.waiting <= limit:
-        listed = head(taken, storm.waiting)
-        events.append(_event(storm, "closed", listed))
-        return Flushed(None, taken + len(listed), tuple(events))
+    if quiet:
+        closing = rest(taken, storm)
+        if closing is not None:
+            events.append(_event(storm, "closed", closing))
+            return Flushed(None, taken + len(closing), tuple(events))
     if not events:
         return None
     return Flushed(Group(storm=storm), taken, tuple(events))

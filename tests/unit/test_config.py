@@ -1893,8 +1893,9 @@ storm: {treshold: 3}
                 "escalation.environments.production.totl: unknown key"
                 " (known keys: level, namespaces, total, window, within)",
                 "correlation.group: unknown key (known keys: group_by, use_sender_group)",
-                "storm.treshold: unknown key"
-                " (known keys: enabled, flush_interval, max_members_listed, quiet_period, threshold, window)",
+                "storm.treshold: unknown key (known keys: enabled, flush_interval, max_event_bytes,"
+                " max_member_bytes, max_members_listed, max_pending, max_pending_bytes, quiet_period, threshold,"
+                " window)",
             ],
         )
 
@@ -1941,3 +1942,4 @@ storm: {treshold: 3}
             _valid("webhook: {endpoints: [{path: /alerts/am, source: alertmanager}]}").webhook.endpoints[0].path,
             "/alerts/am",
         )
+
