@@ -285,6 +285,7 @@ def _state(
     state) when it is the only one.
     """
     evictions = metrics.decisions.dedup_evictions
+    max_bytes = config.state.max_bytes
     if config.state.backend == StateBackend.SQLITE:
         assert durable is not None
         stored = SQLiteState(
@@ -292,13 +293,18 @@ def _state(
             durable.journal,
             clock=reactor.seconds,
             max_tracked=config.dedup.max_tracked,
+            max_bytes=max_bytes,
             on_evict=evictions.inc,
         )
+        metrics.decisions.state_bytes.set_function(lambda: stored.bytes)
         return stored, stored
     if config.state.backend != StateBackend.REDIS or redis is None or failover is None:
-        local = MemoryState(decider, max_tracked=config.dedup.max_tracked, on_evict=evictions.inc)
+        local = MemoryState(decider, max_tracked=config.dedup.max_tracked, max_bytes=max_bytes, on_evict=evictions.inc)
+        metrics.decisions.state_bytes.set_function(lambda: local.bytes)
         return local, local
-    local = MemoryState(decider, max_tracked=config.dedup.max_tracked)
+    local = MemoryState(decider, max_tracked=config.dedup.max_tracked, max_bytes=max_bytes)
+    # What this process keeps: the fallback's state (Redis keeps the rest).
+    metrics.decisions.state_bytes.set_function(lambda: local.bytes)
     shared = RedisState(
         redis,
         reactor,

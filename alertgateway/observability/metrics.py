@@ -126,7 +126,9 @@ class DecisionMetrics(_Group):
         )
         self.dedup_tracked = Gauge("gateway_dedup_tracked", "Dedup episodes tracked in memory", registry=r)
         self.dedup_evictions = Counter(
-            "gateway_dedup_evictions", "Dedup episodes dropped to respect dedup.max_tracked", registry=r
+            "gateway_dedup_evictions",
+            "Dedup episodes dropped to respect dedup.max_tracked or state.max_bytes",
+            registry=r,
         )
         self.escalations = Counter(
             "gateway_escalations",
@@ -135,6 +137,11 @@ class DecisionMetrics(_Group):
             registry=r,
         )
         self.storms_active = Gauge("gateway_storms_active", "Correlation groups currently in a storm", registry=r)
+        self.state_bytes = Gauge(
+            "gateway_state_bytes",
+            "Estimated bytes of the decision state kept in this process's memory (bounded by state.max_bytes)",
+            registry=r,
+        )
         self.storm_alerts_aggregated = Counter(
             "gateway_storm_alerts_aggregated", "New alerts folded into a storm instead of forwarded alone", registry=r
         )

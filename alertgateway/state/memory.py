@@ -1,11 +1,7 @@
 # -*- test-case-name: tests.unit.test_state_memory -*-
 """
-The decider's state in this process's memory.
-
-Episodes ordered by last sighting (least recently seen first out past
-C{max_tracked}), the correlation groups watched for a storm (least recently
-active first out past C{max_groups}), the groups in a storm and their
-waiting members.
+The decider's state in this process's memory: a L{WorkingSet}, bounded
+in count and in bytes, and the protocol that commits decisions on it.
 
 A decision reads only committed state.  It takes the keys its alerts touch
 (their dedup keys and correlation groups) for as long as it is being
@@ -18,108 +14,28 @@ that another decision built on, and decisions on other keys go on at once.
 
 from __future__ import annotations
 
-import itertools
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 from alertgateway.core.decider import DeciderSettings, decide, tick, touched
-from alertgateway.core.decision import Changes, Decision, WaitingChange
+from alertgateway.core.decision import Changes, Decision
 from alertgateway.core.episodes import Delivery, Episode
 from alertgateway.core.model import Alert
-from alertgateway.core.storms import Group, Member
+from alertgateway.state.locks import KeyLocks
 from alertgateway.state.ports import Enqueue, Replay, StateWrite, Tracked
+from alertgateway.state.working import MAX_GROUPS, WorkingSet
 
-__all__ = ["MAX_GROUPS", "KeyLocks", "MemoryState"]
-
-# Groups watched for a storm at once; the least recently active go first.
-MAX_GROUPS = 10_000
-
-
-class KeyLocks:
-    """
-    Exclusive hold of keys, first come first served per key.  Keys are
-    taken in sorted order, so two holders of overlapping keys never wait
-    for each other in a circle.  Uncontended, taking keys allocates no
-    Deferred per key.
-    """
-
-    def __init__(self) -> None:
-        # Held keys, each with the holders waiting for it, in order.
-        self._held: dict[str, deque[Deferred[None]]] = {}
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._held
-
-    def __len__(self) -> int:
-        return len(self._held)
-
-    def acquire(self, keys: Sequence[str]) -> Deferred[None]:
-        """
-        Take every key of C{keys} (sorted, without repeats).
-        """
-        return self._take(keys, 0)
-
-    def _take(self, keys: Sequence[str], start: int) -> Deferred[None]:
-        held = self._held
-        for index in range(start, len(keys)):
-            key = keys[index]
-            waiters = held.get(key)
-            if waiters is None:
-                held[key] = deque()
-                continue
-            turn: Deferred[None] = Deferred()
-            waiters.append(turn)
-            return turn.addCallback(self._took, keys, index + 1)
-        return succeed(None)
-
-    def _took(self, _: None, keys: Sequence[str], after: int) -> Deferred[None]:
-        # This key is ours (handed over): on with the rest.
-        return self._take(keys, after)
-
-    def release(self, keys: Iterable[str]) -> None:
-        """
-        Give up C{keys}: each goes to its next waiter, if any.
-        """
-        for key in keys:
-            waiters = self._held[key]
-            if waiters:
-                # Handed over: the key stays held, by the waiter.
-                waiters.popleft().callback(None)
-            else:
-                del self._held[key]
-
-
-class _View:
-    """
-    The committed state, as the decider reads it.
-    """
-
-    def __init__(self, state: MemoryState) -> None:
-        self._state = state
-
-    def episode(self, key: str) -> Episode | None:
-        return self._state._episodes.get(key)
-
-    def group(self, group_id: str) -> Group | None:
-        state = self._state
-        return state._storms.get(group_id) or state._watching.get(group_id)
-
-    def waiting(self, group_id: str, offset: int, count: int) -> Sequence[Member]:
-        members = self._state._waiting.get(group_id, ())
-        return list(itertools.islice(members, offset, offset + count))
-
-    def storm_groups(self) -> Iterable[str]:
-        return list(self._state._storms)
+__all__ = ["MAX_GROUPS", "MemoryState"]
 
 
 class MemoryState:
     """
     The state of every decision, in memory: lost with the process.
 
-    @ivar evictions: Episodes dropped to respect C{max_tracked}, ever.
+    @param max_bytes: The most the state's estimated size may be
+        (C{state.max_bytes}); C{None}: no bound.
     @param on_evict: Told how many episodes were dropped, each time.
     """
 
@@ -129,23 +45,52 @@ class MemoryState:
         *,
         max_tracked: int,
         max_groups: int = MAX_GROUPS,
+        max_bytes: int | None = None,
         on_evict: Callable[[int], object] | None = None,
     ) -> None:
         self.settings = settings
-        self.max_tracked = max_tracked
-        self.max_groups = max_groups
-        self._on_evict = on_evict
-        self._episodes: OrderedDict[str, Episode] = OrderedDict()
-        self._by_fingerprint: dict[str, str] = {}
-        self._watching: OrderedDict[str, Group] = OrderedDict()
-        self._storms: dict[str, Group] = {}
-        self._waiting: dict[str, deque[Member]] = {}
-        self.evictions = 0
+        self._working = working = WorkingSet(
+            max_tracked=max_tracked,
+            max_groups=max_groups,
+            max_bytes=max_bytes,
+            # Looked up when called: a store that writes elsewhere too
+            # overrides it.
+            on_drop=lambda key: self._dropped(key),
+            on_evict=on_evict,
+        )
+        # The working set's own containers, which a store restoring its
+        # state fills.
+        self._episodes = working.episodes
+        self._by_fingerprint = working.by_fingerprint
+        self._watching = working.watching
+        self._storms = working.storms
+        self._waiting = working.members
         self._locks = KeyLocks()
         # Delivery outcomes that ended before their decision was committed
         # (a sink that answers at once), by key: recorded once it is.
         self._early: dict[str, list[tuple[str, Delivery]]] = {}
-        self._view = _View(self)
+
+    @property
+    def max_tracked(self) -> int:
+        return self._working.max_tracked
+
+    @max_tracked.setter
+    def max_tracked(self, value: int) -> None:
+        self._working.max_tracked = value
+
+    @property
+    def evictions(self) -> int:
+        """
+        Episodes dropped to respect C{max_tracked} or C{max_bytes}, ever.
+        """
+        return self._working.evictions
+
+    @property
+    def bytes(self) -> int:
+        """
+        The estimated size of the state (C{gateway_state_bytes}).
+        """
+        return self._working.bytes
 
     # Deciding.
 
@@ -156,7 +101,7 @@ class MemoryState:
 
         def _decide(_: object) -> Deferred[Decision]:
             try:
-                decision = decide(self._view, alerts, now, self.settings)
+                decision = self._working.admit(decide(self._working, alerts, now, self.settings))
             except BaseException:
                 self._locks.release(keys)
                 raise
@@ -169,13 +114,13 @@ class MemoryState:
         Expire lapsed episodes, then commit the storm events due (at most
         C{max_events} of them, storms whose events do not fit wait).
         """
-        self._expire(now - self.settings.window)
+        self._working.expire(now - self.settings.window)
         keys = sorted("g" + group for group in self._storms)
         return self._locks.acquire(keys).addCallback(lambda _: self._tick(keys, now, enqueue, max_events))
 
     def _tick(self, keys: list[str], now: float, enqueue: Enqueue, max_events: int | None) -> Deferred[Decision]:
         try:
-            decision = tick(self._view, now, self.settings, max_events)
+            decision = tick(self._working, now, self.settings, max_events)
         except BaseException:
             self._locks.release(keys)
             raise
@@ -234,89 +179,13 @@ class MemoryState:
     # The committed state.
 
     def _apply(self, changes: Changes, *, written: bool = False) -> None:
-        for key, episode in changes.episodes.items():
-            if episode is None:
-                self._forget(key)
-            else:
-                self._put(episode)
-            if not written:
+        self._working.apply(changes)
+        if not written:
+            for key in changes.episodes:
                 self._changed(key)
-        for group, value in changes.groups.items():
-            self._put_group(group, value)
-        for group, change in changes.waiting.items():
-            self._change_waiting(group, change)
         if self._early:
             for key in changes.episodes:
                 self._early_outcome(key)
-
-    def _put(self, episode: Episode) -> None:
-        replaced = self._episodes.get(episode.key)
-        if replaced is not None and replaced.fingerprint != episode.fingerprint:
-            # A new episode of the key seen first under another fingerprint
-            # (another replica): the old one's entry would otherwise outlive
-            # the key and grow without bound.
-            self._unindex(replaced)
-        self._episodes[episode.key] = episode
-        self._episodes.move_to_end(episode.key)
-        self._by_fingerprint[episode.fingerprint] = episode.key
-        while len(self._episodes) > self.max_tracked:
-            _, evicted = self._episodes.popitem(last=False)
-            self._unindex(evicted)
-            self._dropped(evicted.key)
-            self.evictions += 1
-            if self._on_evict is not None:
-                self._on_evict(1)
-
-    def _forget(self, key: str) -> None:
-        episode = self._episodes.pop(key, None)
-        if episode is not None:
-            self._unindex(episode)
-
-    def _unindex(self, episode: Episode) -> None:
-        if self._by_fingerprint.get(episode.fingerprint) == episode.key:
-            del self._by_fingerprint[episode.fingerprint]
-
-    def _put_group(self, group: str, value: Group | None) -> None:
-        if value is None or value.storm is not None:
-            self._watching.pop(group, None)
-        if value is None or value.storm is None:
-            self._storms.pop(group, None)
-        if value is None:
-            return
-        if value.storm is not None:
-            self._storms[group] = value
-            return
-        self._watching[group] = value
-        self._watching.move_to_end(group)
-        while len(self._watching) > self.max_groups:
-            self._watching.popitem(last=False)
-
-    def _change_waiting(self, group: str, change: WaitingChange) -> None:
-        if change.cleared:
-            self._waiting.pop(group, None)
-        waiting = self._waiting.get(group)
-        if waiting is None:
-            if not change.added:
-                return
-            waiting = self._waiting[group] = deque()
-        for _ in range(min(change.taken, len(waiting))):
-            waiting.popleft()
-        waiting.extend(change.added)
-        if not waiting:
-            del self._waiting[group]
-
-    def _expire(self, older_than: float) -> None:
-        """
-        Forget episodes last seen before C{older_than}.
-        """
-        episodes = self._episodes
-        while episodes:
-            key, episode = next(iter(episodes.items()))
-            if episode.last_seen >= older_than:
-                break
-            del episodes[key]
-            self._unindex(episode)
-            self._dropped(key)
 
     # Delivery outcomes.
 
@@ -324,7 +193,7 @@ class MemoryState:
         episode = self._episodes.get(key)
         if episode is not None:
             # Not a change a store must write: its queue records it.
-            self._episodes[key] = episode.delivered(idempotency_key, outcome)
+            self._working.replace(episode.delivered(idempotency_key, outcome))
         if "e" + key in self._locks:
             # Its decision may still be being committed: recorded on what
             # it commits too.
@@ -338,7 +207,7 @@ class MemoryState:
             return
         for idempotency_key, outcome in outcomes:
             episode = episode.delivered(idempotency_key, outcome)
-        self._episodes[key] = episode
+        self._working.replace(episode)
 
     # What the status API and the gauges read.
 

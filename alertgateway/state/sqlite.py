@@ -198,9 +198,12 @@ class SQLiteState(MemoryState):
         clock: Callable[[], float],
         max_tracked: int,
         max_groups: int = MAX_GROUPS,
+        max_bytes: int | None = None,
         on_evict: Callable[[int], object] | None = None,
     ) -> None:
-        super().__init__(settings, max_tracked=max_tracked, max_groups=max_groups, on_evict=on_evict)
+        super().__init__(
+            settings, max_tracked=max_tracked, max_groups=max_groups, max_bytes=max_bytes, on_evict=on_evict
+        )
         self._database = database
         self._clock = clock
         # Written later, by the flush: keys whose committed episode changed
@@ -283,12 +286,19 @@ class SQLiteState(MemoryState):
             listed = waiting.get(group_id, [])
             group = Group.from_json(json.loads(doc), waiting=len(listed))
             if group.storm is not None:
+                # Counted from the members themselves: an older gateway did
+                # not write their size.
+                storm = attrs.evolve(group.storm, waiting_bytes=sum(member.size for member in listed))
+                group = attrs.evolve(group, storm=storm)
                 self._storms[group_id] = group
                 if listed:
                     self._waiting[group_id] = deque(listed)
                     members += len(listed)
             else:
                 self._watching[group_id] = group
+        # Within max_bytes again (it may have been lowered): the least
+        # recently seen episodes go, and are forgotten on disk by the flush.
+        self._working.recount()
         return Restored(
             episodes=len(self._episodes),
             storms=len(self._storms),

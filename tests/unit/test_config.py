@@ -1943,3 +1943,63 @@ storm: {treshold: 3}
             "/alerts/am",
         )
 
+
+class MemoryKeysTests(SynchronousTestCase):
+    """
+    The keys that bound memory in bytes: each loads, has its documented
+    default, and refuses what is not a positive size.
+    """
+
+    def test_every_key(self) -> None:
+        """
+        A file using every one loads, each value where it belongs.
+        """
+        config = _valid(
+            """
+limits: {max_label_bytes: 2048}
+state: {max_bytes: 1000000}
+storm: {max_event_bytes: 5000, max_pending: 50, max_pending_bytes: 60000, max_member_bytes: 300}
+"""
+        )
+        self.assertEqual((config.limits.max_label_bytes, config.state.max_bytes), (2048, 1_000_000))
+        storm = config.storm
+        self.assertEqual(
+            (storm.max_event_bytes, storm.max_pending, storm.max_pending_bytes, storm.max_member_bytes),
+            (5000, 50, 60000, 300),
+        )
+
+    def test_defaults(self) -> None:
+        """
+        Without them: 16 KiB of labels per alert, 32 MiB of state, storm
+        events of 256 KiB, 10,000 members or 1 MiB waiting per storm, 1 KiB
+        of labels per member.
+        """
+        config = _valid("")
+        self.assertEqual((config.limits.max_label_bytes, config.state.max_bytes), (16384, 32 * 1024 * 1024))
+        storm = config.storm
+        self.assertEqual(
+            (storm.max_event_bytes, storm.max_pending, storm.max_pending_bytes, storm.max_member_bytes),
+            (256 * 1024, 10_000, 1024 * 1024, 1024),
+        )
+
+    def test_positive(self) -> None:
+        """
+        Zero is refused for each, with its key path.
+        """
+        self.assertEqual(
+            _problems(
+                """
+limits: {max_label_bytes: 0}
+state: {max_bytes: 0}
+storm: {max_event_bytes: 0, max_pending: 0, max_pending_bytes: 0, max_member_bytes: 0}
+"""
+            ),
+            [
+                "state.max_bytes: must be greater than 0",
+                "limits.max_label_bytes: must be greater than 0",
+                "storm.max_event_bytes: must be greater than 0",
+                "storm.max_pending: must be greater than 0",
+                "storm.max_pending_bytes: must be greater than 0",
+                "storm.max_member_bytes: must be greater than 0",
+            ],
+        )

@@ -630,6 +630,28 @@ class DecideWiringTests(SynchronousTestCase):
         self.reactor.advance(0.1)
         self.assertEqual((self.episodes(), self.tracked()), (0, 0.0))
 
+    def test_state_bytes_gauge(self) -> None:
+        """
+        gateway_state_bytes is the state's estimated size, read when
+        scraped: none at start, more once an alert was decided on, and back
+        to the watched group alone once its episode lapsed.
+        """
+        registry = self.service.metrics.registry
+        state = self.service.state
+        assert isinstance(state, MemoryState)
+        self.service.startService()
+        self.assertEqual(registry.get_sample_value("gateway_state_bytes"), 0.0)
+        self.post()
+        decided = registry.get_sample_value("gateway_state_bytes")
+        self.assertEqual(decided, float(state.bytes))
+        self.assertGreater(state.bytes, 0)
+        self.reactor.pump([3] * 5)
+        self.assertEqual(self.episodes(), 0)
+        lapsed = registry.get_sample_value("gateway_state_bytes")
+        assert decided is not None and lapsed is not None
+        self.assertLess(lapsed, decided)
+        self.successResultOf(self.service.stopService())
+
     def test_tick_stops_with_service(self) -> None:
         """
         stopService stops the tick: nothing is expired any more and nothing

@@ -20,6 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from alertgateway.core.decider import DeciderSettings
 from alertgateway.core.decision import Decision, Verdict
 from alertgateway.core.episodes import Delivery
+from alertgateway.core.footprint import EPISODE_BYTES
 from alertgateway.core.model import Alert, fingerprint
 from alertgateway.core.storms import StormSettings
 from alertgateway.delivery.durable import DurableQueue
@@ -247,6 +248,60 @@ class RestartTests(SQLiteStateTestCase):
         self.assertEqual(smaller.restored.episodes, 3)
         kept = {str(row[0]) for row in self.rows("SELECT key FROM episodes")}
         self.assertEqual(kept, {make_alert(pod=str(n)).fingerprint for n in (2, 3, 4)})
+
+
+class BytesTests(SQLiteStateTestCase):
+    """
+    The SQLite state within C{state.max_bytes}, and rows written before it.
+    """
+
+    def test_bytes_bound_on_restore(self) -> None:
+        """
+        A restart with a lower C{max_bytes} keeps the most recently seen
+        episodes that fit it, and forgets the others on disk at the next
+        flush.
+        """
+        first = self.run_gateway()
+        for n in range(6):
+            first.clock.advance(1)
+            first.decide(make_alert(pod=str(n)))
+        first.crash()
+        smaller = self.run_gateway(start=NOW + 10, max_bytes=3 * EPISODE_BYTES)
+        self.assertEqual(smaller.restored.episodes, 3)
+        self.assertLessEqual(smaller.state.bytes, 3 * EPISODE_BYTES)
+        self.successResultOf(smaller.state.flush())
+        kept = {str(row[0]) for row in self.rows("SELECT key FROM episodes")}
+        self.assertEqual(kept, {make_alert(pod=str(n)).fingerprint for n in (3, 4, 5)})
+
+    def test_rows_of_an_older_gateway(self) -> None:
+        """
+        Members written without C{omitted} and a storm without
+        C{waiting_bytes} (an older gateway's rows) are restored: the
+        storm's waiting bytes are counted from its members, and its next
+        events list them all.
+        """
+        first = self.run_gateway(DeciderSettings(storms=STORMS))
+        first.decide(*(make_alert(pod=str(n)) for n in range(6)))
+        first.crash()
+        with sqlite3.connect(self.path) as connection:
+            (doc,) = connection.execute("SELECT doc FROM groups").fetchone()
+            group = json.loads(doc)
+            del group["storm"]["waiting_bytes"]
+            connection.execute("UPDATE groups SET doc = ?", (json.dumps(group),))
+            for seq, member_doc in connection.execute("SELECT seq, doc FROM members").fetchall():
+                member = json.loads(member_doc)
+                member.pop("omitted", None)
+                connection.execute("UPDATE members SET doc = ? WHERE seq = ?", (json.dumps(member), seq))
+        second = self.run_gateway(DeciderSettings(storms=STORMS))
+        [storm] = [g.storm for g in second.state._storms.values()]
+        assert storm is not None
+        waiting = second.state._waiting[storm.group_id]
+        self.assertEqual((storm.waiting, storm.waiting_bytes), (4, sum(m.size for m in waiting)))
+        listed: list[str] = []
+        for _ in range(4):
+            second.clock.advance(10)
+            listed += [m["fingerprint"] for o in second.tick().outgoing for m in o.body["members"]]
+        self.assertEqual(listed, [make_alert(pod=str(n)).fingerprint for n in range(2, 6)])
 
 
 class FailureTests(SQLiteStateTestCase):
