@@ -10,6 +10,7 @@ import gc
 import tracemalloc
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import attrs
@@ -106,7 +107,7 @@ class EstimateTests(SynchronousTestCase):
         self.assertLess(abs(estimate - measured) / measured, 0.3, (estimate, measured))
         for labels, value in ((1, 10), (4, 10), (8, 100), (16, 50)):
             waiting: deque[Member] = deque()
-            measured = _allocated(3000, lambda n, labels=labels, value=value: _member(n, labels, value), waiting.append)
+            measured = _allocated(3000, partial(_member, labels=labels, value=value), waiting.append)
             estimate = member_bytes(_member(0, labels, value))
             with self.subTest(labels=labels, value=value):
                 self.assertLess(abs(estimate - measured) / measured, 0.3, (estimate, measured))
@@ -157,8 +158,9 @@ class AdmitTests(SynchronousTestCase):
         room = member_bytes(members[0]) + member_bytes(members[1]) + 1
         changes, used = admit_waiting(self._changes(*members), room)
         self.assertEqual(changes.waiting["g1"].added, members[:2])
-        storm = changes.groups["g1"].storm
-        assert storm is not None
+        group = changes.groups["g1"]
+        assert group is not None and group.storm is not None
+        storm = group.storm
         self.assertEqual((storm.members, storm.waiting, storm.waiting_bytes), (10, 2, members[0].size * 2))
         self.assertEqual(used, room - 1)
 
@@ -169,6 +171,6 @@ class AdmitTests(SynchronousTestCase):
         members = (_member(1),)
         changes, used = admit_waiting(self._changes(*members), 0)
         self.assertEqual((changes.waiting["g1"].added, used), ((), 0))
-        storm = changes.groups["g1"].storm
-        assert storm is not None
-        self.assertEqual((storm.waiting, storm.waiting_bytes), (0, 0))
+        group = changes.groups["g1"]
+        assert group is not None and group.storm is not None
+        self.assertEqual((group.storm.waiting, group.storm.waiting_bytes), (0, 0))
