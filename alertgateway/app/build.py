@@ -218,7 +218,7 @@ def _queue(
 ) -> tuple[DeliveryQueue, DurableQueue | None]:
     queue = config.queue
     if queue.backend == "memory":
-        return MemoryQueue(queue.max_items), None
+        return MemoryQueue(queue.max_items, queue.max_bytes), None
     assert executor is not None
     journal = SQLiteJournal(queue.path, executor, clock_seconds=reactor.seconds, synchronous=queue.synchronous)
     durable = DurableQueue(journal, max_items=queue.max_items, max_bytes=queue.max_bytes)

@@ -94,12 +94,12 @@ def open_database(path: str, synchronous: str = "FULL") -> sqlite3.Connection:
 
 def _row_envelope(row: sqlite3.Row | tuple[Any, ...]) -> Envelope:
     item_id, key, body, idempotency_key, request_id, headers, accepted_at = row
-    return Envelope(
+    return Envelope.from_text(
         key,
-        json.loads(body),
+        body,
         idempotency_key,
         request_id,
-        tuple((str(n), str(v)) for n, v in json.loads(headers)),
+        headers=tuple((str(n), str(v)) for n, v in json.loads(headers)),
         id=item_id,
         accepted_at=accepted_at,
     )
@@ -247,7 +247,8 @@ class SQLiteJournal:
                         accepted_at,
                     ),
                 )
-                stored.append(attrs.evolve(envelope, id=cursor.lastrowid, accepted_at=accepted_at))
+                # As the queue keeps it: its body as the text just written.
+                stored.append(envelope.compact(id=cursor.lastrowid, accepted_at=accepted_at))
             if write is not None:
                 write(connection)
             return stored

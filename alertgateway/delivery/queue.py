@@ -4,8 +4,10 @@ The queue between accepting an alert and delivering it.
 
 Alerts of the same key (the fingerprint) leave in the order they were
 accepted and never two at a time; different keys may be delivered in
-parallel.  The queue is bounded: a batch that does not fit is refused whole,
-so the webhook can answer 503 and the sender retry it.
+parallel.  The queue is bounded in envelopes and in bytes of their JSON: a
+batch that does not fit is refused whole, so the webhook can answer 503
+and the sender retry it.  Envelopes are kept as their JSON text
+(L{Envelope.compact}), which is what the bytes bound counts.
 
 This is the in-memory queue; a durable one offers the same methods.
 """
@@ -29,8 +31,10 @@ class MemoryQueue:
     A bounded, per-key ordered queue in memory.
     """
 
-    def __init__(self, max_items: int) -> None:
+    def __init__(self, max_items: int, max_bytes: int | None = None) -> None:
         self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._by_key: dict[str, deque[Envelope]] = {}
         self._ready: deque[str] = deque()
         self._takers: deque[Deferred[Envelope]] = deque()
@@ -54,6 +58,11 @@ class MemoryQueue:
             raise TypeError("the memory queue keeps no state")
         if self._size + len(envelopes) > self.max_items:
             raise QueueFull(f"{self._size} queued, room for {self.max_items - self._size}")
+        envelopes = [envelope.compact() for envelope in envelopes]
+        size = sum(len(envelope.json_body()) for envelope in envelopes)
+        if self.max_bytes is not None and self.bytes + size > self.max_bytes:
+            raise QueueFull(f"{self._size} queued ({self.bytes} bytes)")
+        self.bytes += size
         for envelope in envelopes:
             pending = self._by_key.get(envelope.key)
             if pending is None:
@@ -91,7 +100,7 @@ class MemoryQueue:
         Remove a taken envelope and let the next one of its key go.
         """
         pending = self._by_key[envelope.key]
-        pending.popleft()
+        self.bytes -= len(pending.popleft().json_body())
         self._size -= 1
         if pending:
             self._ready.append(envelope.key)

@@ -62,6 +62,24 @@ class DurableQueueTests(SynchronousTestCase):
         taken = self.successResultOf(queue.take())
         self.assertEqual(taken.id, 1)
 
+    def test_holds_json_text(self) -> None:
+        """
+        What the queue holds in memory, put or replayed from disk, keeps
+        its body as the JSON text written to disk only, not the decoded
+        object as well; its body still reads the same.
+        """
+        queue = self.loaded()
+        a = envelope("A")
+        self.successResultOf(queue.put([a]))
+        taken = self.successResultOf(queue.take())
+        self.assertIsNone(taken._body)
+        self.assertEqual((dict(taken.body), taken.json_body()), (dict(a.body), a.json_body()))
+        again = self.make()
+        self.successResultOf(again.load())
+        replayed = self.successResultOf(again.take())
+        self.assertIsNone(replayed._body)
+        self.assertEqual(replayed.json_body(), a.json_body())
+
     def test_bound_items_in_progress(self) -> None:
         """
         max_items counts writes still being committed; a batch that does
