@@ -80,6 +80,10 @@ def gateway_config(directory: Path, ports: Mapping[str, int], processor: str) ->
         "queue": {"backend": "sqlite", "path": str(directory / "var" / "queue.db"), "synchronous": "full"},
         "metrics": {"enabled": True, "host": "127.0.0.1", "port": ports["metrics"], "path": "/metrics"},
         "logging": {"format": "json", "level": "info", "access_log": True},
+        # Scenario f measures 100,000 tracked episodes: more than the
+        # defaults keep (they are sized for the manifests' 128 MiB pod).
+        "dedup": {"max_tracked": 100_000},
+        "state": {"max_bytes": 256 * 1024 * 1024},
     }
 
 

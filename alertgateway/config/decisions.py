@@ -28,7 +28,9 @@ class DedupConfig:
     window: float = duration(300.0, positive)
     # Labels left out of the dedup key, e.g. replica labels of an HA pair.
     ignore_labels: tuple[str, ...] = ()
-    max_tracked: int = attrs.field(default=100_000, metadata={"check": positive})
+    # About 0.7 KiB each (state.max_bytes bounds them too): sized, with
+    # state.max_bytes and queue.max_bytes, for the manifests' 128 MiB pod.
+    max_tracked: int = attrs.field(default=20_000, metadata={"check": positive})
     # How often lapsed episodes are forgotten and storms flushed.
     expire_interval: float = duration(5.0, positive)
 

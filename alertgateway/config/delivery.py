@@ -124,7 +124,9 @@ class QueueConfig:
     # Alerts (and bytes of them) accepted but not yet delivered; past
     # either, webhooks get 503 with Retry-After.
     max_items: int = attrs.field(default=10000, metadata={"check": positive})
-    max_bytes: int = attrs.field(default=64 * 1024 * 1024, metadata={"check": positive})
+    # The queue keeps this JSON in memory too (every backend but redis,
+    # whose fallback queue does): sized for the manifests' 128 MiB pod.
+    max_bytes: int = attrs.field(default=16 * 1024 * 1024, metadata={"check": positive})
     # FULL survives power loss; NORMAL survives process crashes only.
     synchronous: SQLiteSync = SQLiteSync.FULL
     # How often dead letters marked by `alertgateway queue retry` are taken.

@@ -94,7 +94,7 @@ class StateConfig:
     # (gateway_state_bytes): past it the least recently active episodes and
     # watched groups are evicted, and storms' members wait only while
     # storms take at most half of it.  With redis, the local fallback's.
-    max_bytes: int = attrs.field(default=32 * 1024 * 1024, metadata={"check": positive})
+    max_bytes: int = attrs.field(default=16 * 1024 * 1024, metadata={"check": positive})
     # How late, at most, bookkeeping (a duplicate's count and last
     # sighting, a delivery's outcome) reaches the SQLite database.
     flush_interval: float = duration(1.0, positive)

@@ -1764,7 +1764,7 @@ class DecideConfigTests(SynchronousTestCase):
 
     def test_defaults(self) -> None:
         """
-        Without the sections: dedup over a 5-minute window, 100000 tracked,
+        Without the sections: dedup over a 5-minute window, 20000 tracked,
         expired every 5 s; escalation on, by the environment and env labels,
         production by default, no environment configured; groups by
         alertname and namespace; storms of more than 10 in a minute,
@@ -1773,7 +1773,7 @@ class DecideConfigTests(SynchronousTestCase):
         config = _valid("")
         self.assertEqual(
             config.dedup,
-            DedupConfig(enabled=True, window=300.0, ignore_labels=(), max_tracked=100_000, expire_interval=5.0),
+            DedupConfig(enabled=True, window=300.0, ignore_labels=(), max_tracked=20_000, expire_interval=5.0),
         )
         self.assertEqual(
             config.escalation,
@@ -1970,12 +1970,12 @@ storm: {max_event_bytes: 5000, max_pending: 50, max_pending_bytes: 60000, max_me
 
     def test_defaults(self) -> None:
         """
-        Without them: 16 KiB of labels per alert, 32 MiB of state, storm
+        Without them: 16 KiB of labels per alert, 16 MiB of state, storm
         events of 256 KiB, 10,000 members or 1 MiB waiting per storm, 1 KiB
         of labels per member.
         """
         config = _valid("")
-        self.assertEqual((config.limits.max_label_bytes, config.state.max_bytes), (16384, 32 * 1024 * 1024))
+        self.assertEqual((config.limits.max_label_bytes, config.state.max_bytes), (16384, 16 * 1024 * 1024))
         storm = config.storm
         self.assertEqual(
             (storm.max_event_bytes, storm.max_pending, storm.max_pending_bytes, storm.max_member_bytes),
