@@ -312,6 +312,15 @@ class ManagedProcess:
     def output(self) -> str:
         return "\n".join(self.raw_lines) + "\n" + self.stderr
 
+    @property
+    def pid(self) -> int:
+        """
+        The process id (for /proc/<pid>/status, say).
+        """
+        assert self._transport is not None
+        pid: int = self._transport.pid
+        return pid
+
     def send_signal(self, sig: int) -> None:
         if self.exit_code is None and self._transport is not None:
             with contextlib.suppress(ProcessExitedAlready):
