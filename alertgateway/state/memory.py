@@ -115,6 +115,8 @@ class MemoryState:
         C{max_events} of them, storms whose events do not fit wait).
         """
         self._working.expire(now - self.settings.window)
+        if self.settings.storms is not None:
+            self._working.expire_groups(now - self.settings.storms.window)
         keys = sorted("g" + group for group in self._storms)
         return self._locks.acquire(keys).addCallback(lambda _: self._tick(keys, now, enqueue, max_events))
 

@@ -4,9 +4,10 @@ The committed state a store keeps in this process's memory, within its
 bounds, as the decider reads it (a L{StateView}).
 
 Episodes ordered by last sighting (least recently seen first out past
-C{max_tracked}), the correlation groups watched for a storm (least recently
-active first out past C{max_groups}), the groups in a storm and their
-waiting members.
+C{max_tracked}, forgotten once their window lapsed), the correlation groups
+watched for a storm (least recently active first out past C{max_groups},
+forgotten once their members lapsed from the storm window), the groups in
+a storm and their waiting members.
 
 Their size is estimated as they change (L{alertgateway.core.footprint}):
 past C{max_bytes}, the least recently active of the episodes and watched
@@ -241,6 +242,20 @@ class WorkingSet:
             self.bytes -= episode_bytes(episode)
             self._unindex(episode)
             self._on_drop(key)
+
+    def expire_groups(self, older_than: float) -> None:
+        """
+        Forget the watched groups without a new member since
+        C{older_than}: all their recent members lapsed, so they hold
+        nothing a storm could start from.
+        """
+        watching = self.watching
+        while watching:
+            group_id, group = next(iter(watching.items()))
+            if _last_active(group) >= older_than:
+                break
+            del watching[group_id]
+            self.bytes -= group_bytes(group)
 
     def recount(self) -> None:
         """

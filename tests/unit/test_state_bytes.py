@@ -101,11 +101,26 @@ class AccountingTests(SynchronousTestCase):
             self.assertEqual(driver.state.bytes, driver.recounted(), at)
             driver.tick()
             self.assertEqual(driver.state.bytes, driver.recounted(), at)
-        self.assertEqual(driver.state.active_storms, 0)
-        # Watched groups are only forgotten past their bound; episodes and
-        # storms are gone.
-        self.assertEqual(driver.state.tracked_episodes, 0)
-        self.assertEqual(driver.state.bytes, sum(group_bytes(g) for g in driver.state._working.watching.values()))
+        self.assertEqual((driver.state.active_storms, driver.state.tracked_episodes), (0, 0))
+        self.assertEqual((driver.state.watched_groups, driver.state.bytes), (0, 0))
+
+    def test_lapsed_watched_groups_forgotten(self) -> None:
+        """
+        A watched group with no new member for a storm window is forgotten
+        by the tick (its members could start no storm any more); one with
+        a member since is kept.
+        """
+        driver = Driver(self)
+        driver.decide(alert("a", namespace="quiet"))
+        driver.clock.advance(30)
+        driver.decide(alert("b", namespace="busy"))
+        driver.clock.advance(30.5)
+        driver.tick()
+        self.assertEqual(driver.state.watched_groups, 1)
+        self.assertEqual(driver.state.bytes, driver.recounted())
+        driver.clock.advance(30)
+        driver.tick()
+        self.assertEqual(driver.state.watched_groups, 0)
 
 
 class EvictionTests(SynchronousTestCase):
