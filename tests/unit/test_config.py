@@ -1142,7 +1142,7 @@ limits:
                 global_limit=10000,
                 burst_size=100,
                 per_client_limit=None,
-                reject_status=429,
+                reject_status=None,
                 max_tracked_clients=100_000,
             ),
         )

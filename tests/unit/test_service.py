@@ -34,6 +34,7 @@ from alertgateway.web.resource import HandlerResource, Response
 from alertgateway.web.site import GatewayRequest
 from tests.unit._http import (
     AUTH,
+    GRAFANA,
     PROMETHEUS,
     TOKEN,
     Connection,
@@ -459,6 +460,36 @@ class EdgeLifecycleTests(SynchronousTestCase):
         self.assertEqual(service.limiter.tracked_clients, 0)
         self.successResultOf(service.stopService())
         self.assertEqual([c for c in reactor.getDelayedCalls() if "TimeoutMixin" not in repr(c)], [])
+
+    def test_rate_limit_status_by_source(self) -> None:
+        """
+        Without rate_limiting.reject_status an Alertmanager endpoint
+        refuses a rate-limited webhook with 503 and Retry-After (which
+        Alertmanager retries; it drops a notification answered 4xx), a
+        Grafana endpoint with 429; the status lines carry their reason
+        phrases.
+        """
+        reactor = RecordingReactor()
+        config = parse_config(
+            "webhook:\n  auth:\n    token: " + TOKEN + "\n"
+            "  endpoints:\n"
+            "    - {path: /webhook/prometheus, source: alertmanager, rate_limit: 1}\n"
+            "    - {path: /webhook/grafana, source: grafana, rate_limit: 1}\n"
+            "alert_processor:\n  endpoint: file:unused.jsonl\nqueue:\n  backend: memory\n",
+            environ={},
+        )
+        service, _, _ = make_service(config, reactor)
+        service.startService()
+        connection = Connection(service.site)
+        answers = []
+        for path in (PROMETHEUS, PROMETHEUS, GRAFANA, GRAFANA):
+            answers.append(connection.request("POST", path, headers=AUTH, body=BODY))
+        refused = [answers[1], answers[3]]
+        self.assertEqual(
+            [(r.status, r.reason) for r in refused], [(503, "Service Unavailable"), (429, "Too Many Requests")]
+        )
+        self.assertIsNotNone(refused[0].header("Retry-After"))
+        self.successResultOf(service.stopService())
 
     def test_rate_limiting_disabled(self) -> None:
         """
