@@ -580,7 +580,8 @@ class GatewayProcess(ManagedProcess):
         self._owns_directory = directory is None
         self.directory = directory or Path(tempfile.mkdtemp(prefix="alertgateway-test-"))
         base: dict[str, Any] = {
-            "service": {"listen": ["tcp:0:interface=127.0.0.1"], "shutdown_grace": "5s"},
+            # Short: a stopping gateway answers 503 for all of it.
+            "service": {"listen": ["tcp:0:interface=127.0.0.1"], "shutdown_grace": "1s"},
             "metrics": {"listen": ["tcp:0:interface=127.0.0.1"]},
             "logging": {"format": "json", "level": "debug"},
         }
