@@ -28,7 +28,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from alertgateway.config import parse_config
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.http import HTTPSink, PostingClient
-from alertgateway.guards.addresses import AddressFilter, ClientAddress
+from alertgateway.guards.addresses import AddressFilter, ClientAddress, ProxyHeader
 from alertgateway.guards.auth import (
     APIKeyAuthenticator,
     BasicAuthenticator,
@@ -59,6 +59,7 @@ from tests.unit._http import (
     assert_security_headers,
     body,
     capture_events,
+    make_config,
     make_service,
     request_bytes,
 )
@@ -176,10 +177,10 @@ def _guards(**kwargs: Any) -> Guards:
     return Guards(**kwargs)
 
 
-def _behind_proxy(allowed: list[str] | None = None) -> Guards:
+def _behind_proxy(allowed: list[str] | None = None, header: ProxyHeader = ProxyHeader.X_FORWARDED_FOR) -> Guards:
     return _guards(
         addresses=AddressFilter(allowed if allowed is not None else ["203.0.113.0/24"]),
-        clients=ClientAddress(["10.0.0.0/24"]),
+        clients=ClientAddress(["10.0.0.0/24"], header),
     )
 
 
@@ -290,17 +291,30 @@ class AddressTests(SynchronousTestCase):
 
     def test_rfc7239_forwarded(self) -> None:
         """
-        RFC 7239 Forwarded is read too, quoted IPv6 with a port included.
+        Behind proxies that write RFC 7239 Forwarded (forwarded_header:
+        forwarded) it is read, quoted IPv6 with a port included, and a
+        client's X-Forwarded-For is not.
         """
-        edge = Edge(self, _behind_proxy(allowed=["2001:db8::/32"]))
+        edge = Edge(self, _behind_proxy(allowed=["2001:db8::/32"], header=ProxyHeader.FORWARDED))
         edge.accepted(edge.post(peer=PROXY, headers={**AUTH, "Forwarded": 'for="[2001:db8::1]:4711";proto=https'}))
         edge.refused(
-            edge.post(peer=PROXY, headers={**AUTH, "Forwarded": "for=198.51.100.1"}),
+            edge.post(peer=PROXY, headers={**AUTH, "Forwarded": "for=198.51.100.1", "X-Forwarded-For": "2001:db8::1"}),
             403,
             "forbidden",
             "address",
             client="198.51.100.1",
         )
+
+    def test_client_forwarded_not_believed(self) -> None:
+        """
+        Behind proxies that append to X-Forwarded-For (the default), a
+        Forwarded header is the client's own, passed through: claiming an
+        allowed address in it does not pass allowed_ips, the proxy's
+        X-Forwarded-For address is the one checked and logged.
+        """
+        edge = Edge(self, _behind_proxy())
+        headers = {**AUTH, "Forwarded": "for=203.0.113.5", "X-Forwarded-For": "198.51.100.1"}
+        edge.refused(edge.post(peer=PROXY, headers=headers), 403, "forbidden", "address", client="198.51.100.1")
 
     def test_address_first(self) -> None:
         """
@@ -1345,3 +1359,29 @@ queue: {backend: memory}
             "POST", GRAFANA, headers={**key, "X-API-Key": "main-token"}, body=body(alert("G"))
         )
         self.assertEqual(wrong.header("www-authenticate"), 'APIKey realm="alertgateway", header="X-API-Key"')
+
+    def test_forwarded_header_from_config(self) -> None:
+        """
+        security.forwarded_header picks the one header the trusted proxies'
+        client address is read from: with forwarded, Forwarded names the
+        client and X-Forwarded-For is ignored; by default the reverse.
+        """
+        for header, allowed, forbidden in (
+            ("forwarded", {"Forwarded": "for=203.0.113.4"}, {"X-Forwarded-For": "203.0.113.4"}),
+            ("x-forwarded-for", {"X-Forwarded-For": "203.0.113.4"}, {"Forwarded": "for=203.0.113.4"}),
+        ):
+            with self.subTest(header=header):
+                config = make_config(
+                    "security:\n  trusted_proxies: [10.0.0.0/24]\n  allowed_ips: [203.0.113.0/24]\n"
+                    f"  forwarded_header: {header}\n"
+                )
+                service, _, _ = make_service(config)
+                posted = Connection(service.site, PROXY).request(
+                    "POST", PROMETHEUS, headers={**AUTH, **allowed}, body=body(alert("A"))
+                )
+                self.assertEqual(posted.status, 202, posted.body)
+                refused = Connection(service.site, PROXY).request(
+                    "POST", PROMETHEUS, headers={**AUTH, **forbidden}, body=body(alert("B"))
+                )
+                problem = assert_problem(self, refused, 403, "forbidden")
+                self.assertIn("10.0.0.1", problem["detail"])
