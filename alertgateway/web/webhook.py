@@ -177,7 +177,12 @@ class WebhookResource(HandlerResource):
         """
         guards = self._guards
         request = x.request
-        raw = inflate(request.body.read(), x.headers.get("content-encoding"), request.max_body_bytes)
+        raw = inflate(
+            request.body.read(),
+            x.headers.get("content-encoding"),
+            request.max_body_bytes,
+            guards.limits.max_gzip_members,
+        )
         authenticator = guards.authenticator
         if authenticator is not None and authenticator.needs_body:
             x.replay_key = authenticator.check(x.headers, raw)

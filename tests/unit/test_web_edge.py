@@ -972,6 +972,26 @@ class EncodingTests(SynchronousTestCase):
         self.assertLessEqual(sum(produced), 1024 * 1024 + 1)
         self.assertEqual(response.header("connection"), "close")
 
+    def test_member_bomb(self) -> None:
+        """
+        A megabyte of 50,000 empty gzip members is 400 malformed-body with
+        reason content, naming limits.max_gzip_members; the cap is the
+        endpoint's, and up to it members are one body.
+        """
+        bomb = gzipped(b"") * 50_000
+        problem = self.edge.refused(self.post(bomb), 400, "malformed-body", "content")
+        self.assertIn("limits.max_gzip_members", problem["detail"])
+        edge = Edge(self, _guards(limits=Limits(max_gzip_members=2)))
+        raw = body(alert("A"))
+        headers = {**AUTH, "Content-Encoding": "gzip"}
+        edge.accepted(edge.post(gzipped(raw[:10]) + gzipped(raw[10:]), headers=headers))
+        edge.refused(
+            edge.post(gzipped(raw[:10]) + gzipped(raw[10:]) + gzipped(b""), headers=headers),
+            400,
+            "malformed-body",
+            "content",
+        )
+
     def test_inflated_limit(self) -> None:
         """
         The limit applies to the inflated size: exactly the limit is read,
