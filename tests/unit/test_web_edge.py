@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.task import Clock, LoopingCall
+from twisted.internet.task import Clock
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -33,9 +33,9 @@ from alertgateway.guards.auth import (
     APIKeyAuthenticator,
     BasicAuthenticator,
     BearerAuthenticator,
+    Credential,
     SignatureAuthenticator,
 )
-from alertgateway.guards.ratelimit import RateLimiter
 from alertgateway.guards.replays import ReplayCache
 from alertgateway.guards.signatures import GrafanaVerifier, StandardWebhooksVerifier
 from alertgateway.sources import PARSERS, ParseResult
@@ -62,6 +62,8 @@ from tests.unit._http import (
     make_config,
     make_service,
     request_bytes,
+    signed_standard,
+    ticking,
 )
 
 DEFAULT_LIMITS = Limits()
@@ -109,27 +111,9 @@ XML_ALERTS = b"""<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-def ticking(clock: Clock, **limits: Any) -> RateLimiter:
-    """
-    A rate limiter refilled every interval on C{clock}, as the service's
-    TimerService refills it.
-    """
-    limiter = RateLimiter(clock, **limits)
-    ticks = LoopingCall(limiter.tick)
-    ticks.clock = clock
-    ticks.start(limiter.interval, now=False)
-    return limiter
-
-
 def signed_grafana(secret: str, timestamp: int, raw: bytes) -> dict[str, str]:
     signature = hmac.new(secret.encode(), f"{timestamp}:".encode() + raw, hashlib.sha256).hexdigest()
     return {"X-Grafana-Alerting-Signature": signature, "X-Grafana-Alerting-Signature-Timestamp": str(timestamp)}
-
-
-def signed_standard(key: bytes, message_id: str, timestamp: int, raw: bytes) -> dict[str, str]:
-    signed = f"{message_id}.{timestamp}.".encode() + raw
-    signature = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp), "webhook-signature": f"v1,{signature}"}
 
 
 def grafana_signatures(clock: Clock) -> SignatureAuthenticator:
@@ -159,7 +143,10 @@ class Teapot:
     needs_body = False
     challenge = "Teapot"
 
-    def check(self, headers: Mapping[str, str], body: bytes | None) -> str | None:
+    def screen(self, headers: Mapping[str, str]) -> None:
+        pass
+
+    def check(self, headers: Mapping[str, str], body: bytes | None) -> Credential:
         raise Problem(418, "teapot", "I'm a teapot", "Short and stout.")
 
 
@@ -435,30 +422,40 @@ class RateLimitTests(SynchronousTestCase):
 
     def test_per_client(self) -> None:
         """
-        rate_limiting.per_client_limit holds one client back while others
-        go on; the refusal names the client scope and its limit.
+        rate_limiting.per_client_limit holds one sender back while others
+        go on; the refusal names the client scope and its limit.  A sender
+        with credentials is its credential, wherever it posts from: another
+        address does not give the same token a new bucket, another token
+        has its own.
         """
-        edge = self.edge(global_limit=1000, burst=10, per_client_limit=1)
+        limiter = ticking(self.clock, global_limit=1000, burst=10, endpoint_limits={}, per_client_limit=1)
+        edge = Edge(
+            self, _guards(limiter=limiter, authenticator=BearerAuthenticator([TOKEN, "other"])), clock=self.clock
+        )
         edge.accepted(edge.post())
         response = edge.post()
         problem = edge.refused(response, 429, "rate-limited", "rate")
         self.assertEqual(problem["scope"], "client")
         self.assertEqual(response.header("ratelimit-policy"), '"client";q=1;w=60')
         self.assertEqual(response.header("retry-after"), "60")
-        edge.accepted(edge.post(peer=IPv4Address("TCP", "127.0.0.2", 1)))
-        self.assertEqual(self.rate_limited(edge, "client"), 1.0)
+        edge.refused(
+            edge.post(peer=IPv4Address("TCP", "127.0.0.2", 1)), 429, "rate-limited", "rate", client="127.0.0.2"
+        )
+        edge.accepted(edge.post(headers={"Authorization": "Bearer other"}))
+        self.assertEqual(self.rate_limited(edge, "client"), 2.0)
 
-    def test_per_client_behind_proxy(self) -> None:
+    def test_per_client_address(self) -> None:
         """
-        Behind a trusted proxy each forwarded client has its own bucket,
+        Without credentials (an open endpoint) the client is its address:
+        behind a trusted proxy each forwarded client has its own bucket,
         not the proxy's one.
         """
         limiter = ticking(self.clock, global_limit=1000, burst=10, endpoint_limits={}, per_client_limit=1)
-        edge = Edge(self, _guards(limiter=limiter, clients=ClientAddress(["10.0.0.0/24"])), clock=self.clock)
+        edge = Edge(self, Guards(limiter=limiter, clients=ClientAddress(["10.0.0.0/24"])), clock=self.clock)
         for client in ("203.0.113.1", "203.0.113.2"):
-            edge.accepted(edge.post(peer=PROXY, headers={**AUTH, "X-Forwarded-For": client}))
+            edge.accepted(edge.post(peer=PROXY, headers={"X-Forwarded-For": client}))
         edge.refused(
-            edge.post(peer=PROXY, headers={**AUTH, "X-Forwarded-For": "203.0.113.1"}),
+            edge.post(peer=PROXY, headers={"X-Forwarded-For": "203.0.113.1"}),
             429,
             "rate-limited",
             "rate",
