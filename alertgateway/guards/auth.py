@@ -13,7 +13,8 @@ An authenticator raises L{Refused} with the challenge of its scheme (the
 web layer answers 401 with it); it never logs or echoes a credential.  What
 it passes it names by a L{Credential}: the identity its rate buckets are
 kept under (the place of the token, key or signing secret in the
-configured list, or the user name), never anything of the credential.
+configured list, or the user name, within the C{scope} the credentials
+were configured in), never anything of the credential.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ class Credential:
     Who a request was authenticated as.
 
     @ivar identity: The sender, for its own rate bucket: C{token:},
-        C{key:} or C{hmac:} and the index of the credential that matched
-        in the configured list, or C{user:} and the Basic user name.
+        C{key:} or C{hmac:}, the authenticator's scope and the index of the
+        credential that matched in the configured list (C{token:
+        webhook.auth#1}), or C{user:}, the scope and the Basic user name.
     @ivar replay_key: For signatures, the replay key now remembered, to be
         forgotten if the request is not accepted after all.
     """
@@ -100,7 +102,21 @@ def _digests(values: Sequence[str]) -> list[bytes]:
     return [hashlib.sha256(v.encode("utf-8")).digest() for v in values if v]
 
 
-class _HeaderCredentials:
+class _Scoped:
+    """
+    An authenticator's credentials are one list of a configuration, named
+    by C{scope} (C{webhook.auth}, or an endpoint's path for its own): two
+    lists' first tokens are two senders.
+    """
+
+    def __init__(self, scope: str) -> None:
+        self._scope = scope
+
+    def _identity(self, kind: str, which: int | str) -> str:
+        return f"{kind}:{self._scope}#{which}"
+
+
+class _HeaderCredentials(_Scoped):
     """
     What the authenticators of header credentials share: all is checked
     by C{check}, nothing needs a body.
@@ -126,7 +142,8 @@ def _refused(detail: str, challenge: str) -> Refused:
 class BearerAuthenticator(_HeaderCredentials):
     challenge = 'Bearer realm="alertgateway"'
 
-    def __init__(self, tokens: Sequence[str]) -> None:
+    def __init__(self, tokens: Sequence[str], *, scope: str = "webhook.auth") -> None:
+        super().__init__(scope)
         self._tokens = _digests(tokens)
 
     def check(self, headers: Mapping[str, str], body: bytes | None) -> Credential:
@@ -139,13 +156,14 @@ class BearerAuthenticator(_HeaderCredentials):
         matched = _matching(credential.strip().encode("utf-8"), self._tokens)
         if matched is None:
             raise _bearer("The bearer token is not valid.", "invalid_token")
-        return Credential(f"token:{matched}")
+        return Credential(self._identity("token", matched))
 
 
 class BasicAuthenticator(_HeaderCredentials):
     challenge = 'Basic realm="alertgateway", charset="UTF-8"'
 
-    def __init__(self, users: Sequence[tuple[str, str]]) -> None:
+    def __init__(self, users: Sequence[tuple[str, str]], *, scope: str = "webhook.auth") -> None:
+        super().__init__(scope)
         self._pairs = _digests([f"{user}:{password}" for user, password in users])
 
     def check(self, headers: Mapping[str, str], body: bytes | None) -> Credential:
@@ -160,11 +178,12 @@ class BasicAuthenticator(_HeaderCredentials):
         if _matching(pair, self._pairs) is None:
             raise _refused("The user name or password is not valid.", self.challenge)
         # A configured user's name (it matched), which is no secret.
-        return Credential("user:" + pair.partition(b":")[0].decode("utf-8", "replace"))
+        return Credential(self._identity("user", pair.partition(b":")[0].decode("utf-8", "replace")))
 
 
 class APIKeyAuthenticator(_HeaderCredentials):
-    def __init__(self, keys: Sequence[str], header: str = "X-API-Key") -> None:
+    def __init__(self, keys: Sequence[str], header: str = "X-API-Key", *, scope: str = "webhook.auth") -> None:
+        super().__init__(scope)
         self._keys = _digests(keys)
         self.header = header
 
@@ -179,14 +198,15 @@ class APIKeyAuthenticator(_HeaderCredentials):
         matched = _matching(given.strip().encode("utf-8"), self._keys)
         if matched is None:
             raise _refused("The API key is not valid.", self.challenge)
-        return Credential(f"key:{matched}")
+        return Credential(self._identity("key", matched))
 
 
-class SignatureAuthenticator:
+class SignatureAuthenticator(_Scoped):
     needs_body = True
     challenge = 'Signature realm="alertgateway"'
 
-    def __init__(self, verifier: GrafanaVerifier | StandardWebhooksVerifier) -> None:
+    def __init__(self, verifier: GrafanaVerifier | StandardWebhooksVerifier, *, scope: str = "webhook.auth") -> None:
+        super().__init__(scope)
         self._verifier = verifier
 
     def _refused(self, error: SignatureError) -> Refused:
@@ -203,4 +223,4 @@ class SignatureAuthenticator:
             verified = self._verifier.verify(dict(headers), body or b"")
         except SignatureError as e:
             raise self._refused(e) from None
-        return Credential(f"hmac:{verified.secret}", verified.replay_key)
+        return Credential(self._identity("hmac", verified.secret), verified.replay_key)

@@ -288,11 +288,13 @@ class CredentialTests(SynchronousTestCase):
             replays=ReplayCache(clock, ttl=300),
         )
         assert standard is not None
+        bearer = BearerAuthenticator(["t-a", "t-b"])
+        basic_users = BasicAuthenticator([("am", "p:1"), ("gf", "p2")], scope="/webhook/basic")
         cases: list[tuple[Authenticator, Mapping[str, str], bytes | None, Credential]] = [
-            (BearerAuthenticator(["t-a", "t-b"]), {"authorization": "Bearer t-b"}, None, Credential("token:1")),
-            (APIKeyAuthenticator(["k-a", "k-b"]), {"x-api-key": "k-a"}, None, Credential("key:0")),
-            (BasicAuthenticator([("am", "p:1"), ("gf", "p2")]), basic("am:p:1"), None, Credential("user:am")),
-            (standard, SPEC_HEADERS, SPEC_BODY, Credential("hmac:1", "std:" + SPEC_HEADERS["webhook-id"])),
+            (bearer, {"authorization": "Bearer t-b"}, None, Credential("token:webhook.auth#1")),
+            (APIKeyAuthenticator(["k-a", "k-b"], scope="/w"), {"x-api-key": "k-a"}, None, Credential("key:/w#0")),
+            (basic_users, basic("am:p:1"), None, Credential("user:/webhook/basic#am")),
+            (standard, SPEC_HEADERS, SPEC_BODY, Credential("hmac:webhook.auth#1", "std:" + SPEC_HEADERS["webhook-id"])),
         ]
         for auth, headers, body, expected in cases:
             with self.subTest(expected=expected):
@@ -447,6 +449,19 @@ webhook:
         prometheus, grafana = config.webhook.endpoints
         self.make(config.webhook.auth_for(prometheus)).check(basic("am:pw"), None)
         self.make(config.webhook.auth_for(grafana)).check({"authorization": "Bearer t1"}, None)
+
+    def test_scope(self) -> None:
+        """
+        The scope given names the senders: the first token of two
+        configured lists is two identities.
+        """
+        config = AuthConfig(type=AuthType.BEARER, tokens=("t",))
+        shared = authenticator_for(config, clock=self.clock, replays=self.replays)
+        own = authenticator_for(config, clock=self.clock, replays=self.replays, scope="/webhook/own")
+        assert shared is not None and own is not None
+        headers = {"authorization": "Bearer t"}
+        self.assertEqual(shared.check(headers, None).identity, "token:webhook.auth#0")
+        self.assertEqual(own.check(headers, None).identity, "token:/webhook/own#0")
 
 
 class SecretsNotShownTests(SynchronousTestCase):

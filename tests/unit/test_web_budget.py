@@ -17,6 +17,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from alertgateway.config import parse_config
 from alertgateway.guards.auth import BearerAuthenticator, SignatureAuthenticator
 from alertgateway.guards.ratelimit import RateLimiter
 from alertgateway.guards.replays import ReplayCache
@@ -25,12 +26,14 @@ from alertgateway.web.endpoints import Guards
 from tests.integration._certs import Authority
 from tests.unit._http import (
     NOW,
+    PROMETHEUS,
     TOKEN,
     Connection,
     Edge,
     HTTPResponse,
     alert,
     body,
+    make_service,
     presenting,
     signed_standard,
     ticking,
@@ -181,3 +184,35 @@ class AnonymousApartTests(SynchronousTestCase):
         self.assertEqual(problem["scope"], "client")
         edge.accepted(post(here, False))
         edge.refused(post(here, False), 429, "rate-limited", "rate", client="192.0.2.1")
+
+
+class ConfiguredIdentityTests(SynchronousTestCase):
+    def test_endpoint_credentials_are_their_own(self) -> None:
+        """
+        As the service builds it, an endpoint's own credentials are other
+        senders than webhook.auth's, though each is the first of its list:
+        with per_client_limit 1, a webhook with each is 202, and only a
+        second with the same token is 429.
+        """
+        config = parse_config(
+            """
+webhook:
+  auth: {token: shared-token}
+  endpoints:
+    - {path: /webhook/prometheus, source: alertmanager}
+    - {path: /webhook/open, source: alertmanager, auth: {type: bearer, tokens: [own-token]}}
+rate_limiting: {per_client_limit: 1}
+alert_processor: {endpoint: "file:unused.jsonl"}
+queue: {backend: memory}
+""",
+            environ={},
+        )
+        service, _, _ = make_service(config)
+
+        def post(path: str, token: str) -> int:
+            headers = {"Authorization": f"Bearer {token}"}
+            return Connection(service.site).request("POST", path, headers=headers, body=body(alert("A"))).status
+
+        self.assertEqual(post(PROMETHEUS, "shared-token"), 202)
+        self.assertEqual(post(OPEN, "own-token"), 202)
+        self.assertEqual(post(OPEN, "own-token"), 429)
