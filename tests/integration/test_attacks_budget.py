@@ -334,7 +334,7 @@ class ClientCertificateTests(_AttackCase):
             [{"path": PROMETHEUS, "source": "alertmanager", "auth_required": False}],
             service={"listen": [], "host": "127.0.0.1", "port": 0},
             security=security,
-            rate_limiting={"global_limit": 6, "burst_size": 5},
+            rate_limiting={"global_limit": 6, "burst_size": 5, "reject_status": 429},
         )
         url = gateway.https_url + PROMETHEUS
         anonymous = https_client(reactor, [ca.cert_pem])

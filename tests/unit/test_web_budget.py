@@ -201,7 +201,7 @@ webhook:
   endpoints:
     - {path: /webhook/prometheus, source: alertmanager}
     - {path: /webhook/open, source: alertmanager, auth: {type: bearer, tokens: [own-token]}}
-rate_limiting: {per_client_limit: 1}
+rate_limiting: {per_client_limit: 1, reject_status: 429}
 alert_processor: {endpoint: "file:unused.jsonl"}
 queue: {backend: memory}
 """,
