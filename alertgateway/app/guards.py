@@ -27,17 +27,22 @@ from alertgateway.web.endpoints import Guards
 __all__ = ["authenticator_for", "guards_for"]
 
 
-def authenticator_for(auth: AuthConfig, *, clock: IReactorTime, replays: ReplayCache) -> Authenticator | None:
+def authenticator_for(
+    auth: AuthConfig, *, clock: IReactorTime, replays: ReplayCache, scope: str = "webhook.auth"
+) -> Authenticator | None:
     """
     The authenticator for an endpoint's (resolved) auth configuration, or
     C{None} for C{type: none}.
+
+    @param scope: Where C{auth} is configured: C{webhook.auth}, or the path
+        of the endpoint whose own it is (its senders' identities).
     """
     if auth.type == AuthType.BEARER:
-        return BearerAuthenticator(auth.credentials)
+        return BearerAuthenticator(auth.credentials, scope=scope)
     if auth.type == AuthType.API_KEY:
-        return APIKeyAuthenticator(auth.credentials, auth.header)
+        return APIKeyAuthenticator(auth.credentials, auth.header, scope=scope)
     if auth.type == AuthType.BASIC:
-        return BasicAuthenticator(auth.basic_users)
+        return BasicAuthenticator(auth.basic_users, scope=scope)
     if auth.type == AuthType.HMAC:
         verifier: GrafanaVerifier | StandardWebhooksVerifier
         if auth.scheme == SignatureScheme.STANDARD:
@@ -53,7 +58,7 @@ def authenticator_for(auth: AuthConfig, *, clock: IReactorTime, replays: ReplayC
                 timestamp_header=auth.timestamp_header,
                 tolerance=auth.tolerance,
             )
-        return SignatureAuthenticator(verifier)
+        return SignatureAuthenticator(verifier, scope=scope)
     if auth.type == AuthType.NONE:
         return None
     # The configuration only offers the types above; anything else must not
@@ -82,7 +87,12 @@ def guards_for(
     """
     config = gateway.config
     authenticator = (
-        authenticator_for(config.webhook.auth_for(endpoint), clock=gateway.reactor, replays=gateway.replays)
+        authenticator_for(
+            config.webhook.auth_for(endpoint),
+            clock=gateway.reactor,
+            replays=gateway.replays,
+            scope="webhook.auth" if endpoint.auth is None else endpoint.path,
+        )
         if endpoint.auth_required
         else None
     )

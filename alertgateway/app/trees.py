@@ -16,7 +16,7 @@ from alertgateway.app import settings
 from alertgateway.app.build import Gateway
 from alertgateway.app.guards import authenticator_for, guards_for
 from alertgateway.config import DeliveryMode
-from alertgateway.guards.addresses import AddressFilter, ClientAddress
+from alertgateway.guards.addresses import AddressFilter, ClientAddress, ProxyHeader
 from alertgateway.redis.queue import RedisQueue
 from alertgateway.sources import PARSERS
 from alertgateway.web.endpoints import WebhookEndpoint
@@ -82,7 +82,7 @@ def _webhook_tree(gateway: Gateway, filters: list[AddressFilter]) -> Resource:
     root = Branch()
     addresses = AddressFilter(config.security.allowed_ips)
     filters.append(addresses)
-    clients = ClientAddress(config.security.trusted_proxies)
+    clients = ClientAddress(config.security.trusted_proxies, ProxyHeader(config.security.forwarded_header.value))
     for endpoint in config.webhook.endpoints:
         guards, own_addresses = guards_for(gateway, endpoint, addresses, clients)
         filters.append(own_addresses)

@@ -45,3 +45,6 @@ class LimitsConfig:
     max_label_value_length: int = attrs.field(default=4096, metadata={"check": positive})
     max_annotation_bytes: int = attrs.field(default=65536, metadata={"check": positive})
     max_json_depth: int = attrs.field(default=32, metadata={"check": positive})
+    # Each gzip member costs a new inflater: many empty ones in a small
+    # body would cost far more CPU than the same bytes sent plain.
+    max_gzip_members: int = attrs.field(default=16, metadata={"check": positive})

@@ -163,9 +163,11 @@ class FailoverLimiter:
     def tick(self) -> None:
         self.local.tick()
 
-    def admit(self, endpoint: str, client: str) -> Deferred[RateCheck]:
+    def admit(self, endpoint: str, client: str, identity: str | None = None) -> Deferred[RateCheck]:
         return self._failover.call(
-            "rate_limit", lambda: self.shared.admit(endpoint, client), lambda: self.local.admit(endpoint, client)
+            "rate_limit",
+            lambda: self.shared.admit(endpoint, client, identity),
+            lambda: self.local.admit(endpoint, client, identity),
         )
 
 

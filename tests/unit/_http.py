@@ -14,6 +14,9 @@ C{gateway_security_rejections_total}.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import io
 import json
 from collections.abc import Callable, Iterable, Mapping
@@ -21,11 +24,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
+from OpenSSL import crypto
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IProtocol
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, LoopingCall
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
@@ -37,6 +41,7 @@ from alertgateway.config import GatewayConfig, parse_config
 from alertgateway.core.decider import DeciderSettings
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.guards.auth import BearerAuthenticator
+from alertgateway.guards.ratelimit import RateLimiter
 from alertgateway.intake.admission import Admission
 from alertgateway.intake.backlog import StormBacklog
 from alertgateway.intake.outcomes import Outcomes
@@ -72,7 +77,10 @@ __all__ = [
     "fixture",
     "make_config",
     "make_service",
+    "presenting",
     "request_bytes",
+    "signed_standard",
+    "ticking",
     "webhook_site",
 ]
 
@@ -228,11 +236,18 @@ class Connection:
         ends it with L{lose}.
     """
 
-    def __init__(self, site: GatewaySite, peer: Address | None = None, *, closes: bool = False) -> None:
+    def __init__(
+        self,
+        site: GatewaySite,
+        peer: Address | None = None,
+        transport: type[StringTransport] | None = None,
+        *,
+        closes: bool = False,
+    ) -> None:
         self.site = site
         self.peer = peer if peer is not None else IPv4Address("TCP", "127.0.0.1", 40000)
         self.protocol: IProtocol = site.buildProtocol(self.peer)
-        kind = ClosingTransport if closes else StringTransport
+        kind = transport or (ClosingTransport if closes else StringTransport)
         self.transport = kind(peerAddress=self.peer, hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
         if isinstance(self.transport, ClosingTransport):
             self.transport.protocol = self.protocol
@@ -632,6 +647,37 @@ class Edge:
         self.case.assertEqual(self.rejections(), self._before)
         answer: dict[str, Any] = response.json()
         return answer
+
+
+def ticking(clock: Clock, **limits: Any) -> RateLimiter:
+    """
+    A rate limiter refilled every interval on C{clock}, as the service's
+    TimerService refills it.
+    """
+    limiter = RateLimiter(clock, **limits)
+    ticks = LoopingCall(limiter.tick)
+    ticks.clock = clock
+    ticks.start(limiter.interval, now=False)
+    return limiter
+
+
+def signed_standard(key: bytes, message_id: str, timestamp: int, raw: bytes) -> dict[str, str]:
+    signed = f"{message_id}.{timestamp}.".encode() + raw
+    signature = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp), "webhook-signature": f"v1,{signature}"}
+
+
+def presenting(certificate: crypto.X509 | None) -> type[StringTransport]:
+    """
+    A transport class whose connections presented C{certificate}, as a
+    TLS connection's transport answers for it.
+    """
+
+    class Presenting(StringTransport):
+        def getPeerCertificate(self) -> crypto.X509 | None:
+            return certificate
+
+    return Presenting
 
 
 def stop(case: SynchronousTestCase, service: GatewayService) -> None:

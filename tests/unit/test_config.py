@@ -1341,6 +1341,18 @@ webhook:
             ["security.trusted_proxies: 'proxy.example' is not an IP address or CIDR network"],
         )
 
+    def test_forwarded_header(self) -> None:
+        """
+        security.forwarded_header says which header the trusted proxies
+        write: X-Forwarded-For unless set to forwarded; nothing else.
+        """
+        self.assertEqual(_valid("").security.forwarded_header, "x-forwarded-for")
+        self.assertEqual(_valid("security: {forwarded_header: forwarded}").security.forwarded_header, "forwarded")
+        self.assertEqual(
+            _problems("security: {forwarded_header: both}"),
+            ["security.forwarded_header: must be one of x-forwarded-for, forwarded"],
+        )
+
     def test_auth_choices(self) -> None:
         """
         The auth type and signature scheme are among those offered, and

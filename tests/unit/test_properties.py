@@ -370,7 +370,7 @@ class DecodingProperties(SynchronousTestCase):
         are refused 400 or 413.
         """
         try:
-            inflated = inflate(raw, "gzip", limit)
+            inflated = inflate(raw, "gzip", limit, 16)
         except Problem as problem:
             self.assertIn(problem.status, (400, 413))
             return
@@ -386,9 +386,9 @@ class DecodingProperties(SynchronousTestCase):
         whole = b"".join(members)
         raw = b"".join(gzip.compress(member, mtime=0) for member in members)
         if len(whole) <= limit:
-            self.assertEqual(inflate(raw, "gzip", limit), whole)
+            self.assertEqual(inflate(raw, "gzip", limit, 16), whole)
         else:
-            self.assertEqual(self.assertRaises(Problem, inflate, raw, "gzip", limit).status, 413)
+            self.assertEqual(self.assertRaises(Problem, inflate, raw, "gzip", limit, 16).status, 413)
 
     @FAST
     @given(json_values, st.integers(min_value=1, max_value=6))

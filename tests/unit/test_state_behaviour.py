@@ -122,7 +122,11 @@ class _Behaviour:
     ) -> tuple[Replica, Replica]:
         raise NotImplementedError()
 
-    def limiters(self, global_limit: int, burst: int) -> tuple[Limiter, Limiter]:
+    def limiters(self, **limits: Any) -> tuple[Limiter, Limiter]:
+        """
+        Two replicas' limiters with C{limits} (global_limit, burst, and
+        endpoint_limits or per_client_limit if given).
+        """
         raise NotImplementedError()
 
     def replays(self) -> tuple[SharedReplays | ReplayCache, SharedReplays | ReplayCache]:
@@ -340,6 +344,42 @@ class _Behaviour:
         self.assertTrue((await a.admit("/webhook/prometheus", "192.0.2.1")).allowed)
 
     @inline
+    async def test_rate_limit_credentials_apart(self) -> None:
+        """
+        Requests without credentials have global and endpoint buckets of
+        their own: spending those, from any number of addresses, leaves a
+        sender with credentials its whole budget, on every replica.
+        """
+        a, b = self.limiters(global_limit=60, burst=3, endpoint_limits={"/webhook/open": 60})
+        assert isinstance(self, TestCase)
+        for index in range(4):
+            limiter = a if index % 2 else b
+            await limiter.admit("/webhook/open", f"198.51.100.{index}")
+        refused = await a.admit("/webhook/prometheus", "198.51.100.9")
+        self.assertEqual((refused.allowed, refused.scope), (False, "global"))
+        for limiter in (a, b, a):
+            self.assertTrue((await limiter.admit("/webhook/prometheus", "192.0.2.1", "token:0")).allowed)
+        self.assertFalse((await b.admit("/webhook/prometheus", "192.0.2.1", "token:0")).allowed)
+
+    @inline
+    async def test_rate_limit_client_is_identity(self) -> None:
+        """
+        A client bucket is kept under the sender's identity when it has
+        one, whatever its address, and under the address when not: the
+        same address without credentials is another client.
+        """
+        a, b = self.limiters(global_limit=6000, burst=100, per_client_limit=2)
+        assert isinstance(self, TestCase)
+        self.assertTrue((await a.admit("/webhook/prometheus", "192.0.2.1", "user:am")).allowed)
+        self.assertTrue((await b.admit("/webhook/prometheus", "192.0.2.2", "user:am")).allowed)
+        refused = await a.admit("/webhook/prometheus", "192.0.2.3", "user:am")
+        self.assertEqual((refused.allowed, refused.scope), (False, "client"))
+        self.assertTrue((await b.admit("/webhook/prometheus", "192.0.2.1", "user:gf")).allowed)
+        self.assertTrue((await a.admit("/webhook/prometheus", "192.0.2.1")).allowed)
+        self.assertTrue((await b.admit("/webhook/prometheus", "192.0.2.1")).allowed)
+        self.assertFalse((await a.admit("/webhook/prometheus", "192.0.2.1")).allowed)
+
+    @inline
     async def test_replay_shared(self) -> None:
         """
         A signed message accepted by one replica is a replay on the other,
@@ -386,8 +426,8 @@ class MemoryBackendTests(_Behaviour, TestCase):
         state = MemoryState(DeciderSettings(storms=storms, **settings), max_tracked=max_tracked)
         return Replica(state, self.clock), Replica(state, self.clock)
 
-    def limiters(self, global_limit: int, burst: int) -> tuple[Limiter, Limiter]:
-        limiter = RateLimiter(self.clock, global_limit=global_limit, burst=burst, endpoint_limits={})
+    def limiters(self, **limits: Any) -> tuple[Limiter, Limiter]:
+        limiter = RateLimiter(self.clock, **{"endpoint_limits": {}, **limits})
         return limiter, limiter
 
     def replays(self) -> tuple[SharedReplays | ReplayCache, SharedReplays | ReplayCache]:
@@ -454,11 +494,8 @@ class RedisBackendTests(_OnRedis, _Behaviour):
     each replica with its own connection.
     """
 
-    def limiters(self, global_limit: int, burst: int) -> tuple[Limiter, Limiter]:
-        made = [
-            RedisRateLimiter(c, self.clock, global_limit=global_limit, burst=burst, endpoint_limits={})
-            for c in self.clients
-        ]
+    def limiters(self, **limits: Any) -> tuple[Limiter, Limiter]:
+        made = [RedisRateLimiter(c, self.clock, **{"endpoint_limits": {}, **limits}) for c in self.clients]
         return made[0], made[1]
 
     def replays(self) -> tuple[SharedReplays | ReplayCache, SharedReplays | ReplayCache]:
