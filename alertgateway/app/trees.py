@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 from twisted.web.resource import Resource
 
+from alertgateway.app import settings
 from alertgateway.app.build import Gateway
 from alertgateway.app.guards import authenticator_for, guards_for
 from alertgateway.config import DeliveryMode
@@ -43,15 +44,17 @@ class Sites:
 
 def build_sites(gateway: Gateway) -> Sites:
     filters: list[AddressFilter] = []
+    webhook = _site(gateway, _webhook_tree(gateway, filters), webhook=True)
+    gateway.metrics.http.connections_open.set_function(lambda: webhook.connections.count)
     return Sites(
-        webhook=_site(gateway, _webhook_tree(gateway, filters)),
-        probe=_site(gateway, _probe_tree(gateway)),
-        metrics=_site(gateway, _metrics_tree(gateway)),
+        webhook=webhook,
+        probe=_site(gateway, _probe_tree(gateway), webhook=False),
+        metrics=_site(gateway, _metrics_tree(gateway), webhook=False),
         address_filters=filters,
     )
 
 
-def _site(gateway: Gateway, root: Resource) -> GatewaySite:
+def _site(gateway: Gateway, root: Resource, *, webhook: bool) -> GatewaySite:
     service = gateway.config.service
     return GatewaySite(
         root,
@@ -62,6 +65,8 @@ def _site(gateway: Gateway, root: Resource) -> GatewaySite:
         gzip_min_bytes=service.gzip_min_bytes,
         request_timeout=service.request_timeout,
         access_log=gateway.config.logging.access_log,
+        limits=settings.edge_limits(gateway.config, webhook=webhook),
+        security=gateway.metrics.webhooks,
     )
 
 

@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.unit.test_config -*-
 """
 Checks of what involves more than one key: endpoint paths and sources,
-the metrics path beside them, TLS files, listener descriptions and
-forwarded headers that would carry a credential.
+the metrics path beside them, TLS files, listener descriptions, forwarded
+headers that would carry a credential, and the memory for request bodies
+beside the largest body.
 
 L{check_across} runs them on every section that read well, after the
 secrets are merged in (L{alertgateway.config.secrets}).
@@ -206,6 +207,9 @@ def check_across(sections: dict[str, Any], environ: Mapping[str, str], problems:
             _check_metrics_path(webhook, service, metrics, problems)
     if security is not None and service is not None:
         _check_tls_files(security, service, problems)
+    if service is not None and service.max_buffered_bytes < service.max_body_bytes:
+        # A body between the two could never be taken.
+        problems.append(Problem("service.max_buffered_bytes", "must be at least service.max_body_bytes"))
     state: StateConfig | None = sections.get("state")
     queue: QueueConfig | None = sections.get("queue")
     if state is not None and queue is not None:

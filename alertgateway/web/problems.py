@@ -157,12 +157,21 @@ def rate_limited(status: int, retry_after: float, scope: str, headers: Mapping[s
     )
 
 
-def too_busy(limit: int) -> Problem:
+def too_busy(limit: int, *, bodies: bool = False) -> Problem:
+    """
+    503 past C{service.max_concurrent_requests} requests in progress or,
+    with C{bodies}, past C{service.max_buffered_bytes} of their bodies.
+    """
+    detail = (
+        f"Request bodies in progress would hold more than {limit} bytes (service.max_buffered_bytes); retry shortly."
+        if bodies
+        else f"More than {limit} requests are in progress (service.max_concurrent_requests); retry shortly."
+    )
     return Problem(
         503,
         "too-busy",
         "Too Busy",
-        f"More than {limit} requests are in progress (service.max_concurrent_requests); retry shortly.",
+        detail,
         headers={"Retry-After": "1"},
         reason="concurrency",
     )

@@ -131,6 +131,10 @@ class WebhookResource(HandlerResource):
         Concurrency, then the source address.
         """
         guards = self._guards
+        # Refused when its headers came: too many requests, or body bytes,
+        # in progress (its body was not kept).
+        if x.request.refusal is not None:
+            raise x.request.refusal
         # This request is one of those in flight.
         if x.request.gateway_site.in_flight > guards.max_concurrent:
             raise problems.too_busy(guards.max_concurrent)

@@ -39,7 +39,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
-from twisted.trial.unittest import FailTest, SkipTest
+from twisted.trial.unittest import FailTest, SkipTest, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
@@ -288,6 +288,15 @@ class ManagedProcess:
         self._ended: Deferred[int] = Deferred()
         self._transport: Any = None
         self._line_waiters: list[tuple[Callable[[str], bool], Deferred[str]]] = []
+
+    @property
+    def pid(self) -> int:
+        """
+        The process id (to read what the process holds open under
+        C{/proc}).
+        """
+        pid: int = self._transport.pid
+        return pid
 
     def spawn(self, args: Sequence[str], env: Mapping[str, str], cwd: str) -> None:
         self._transport = reactor.spawnProcess(_LineProcessProtocol(self), args[0], list(args), env=dict(env), path=cwd)
@@ -702,6 +711,22 @@ class GatewayProcess(ManagedProcess):
             return isinstance(event, dict) and predicate(event)
 
         return self.wait_for_line(matches, timeout)
+
+
+async def gateway_to_stub(
+    case: TestCase, config: dict[str, Any], env: dict[str, str] | None = None
+) -> tuple[GatewayProcess, StubProcessor]:
+    """
+    A stub processor and a gateway (C{config}) forwarding to it, both
+    stopped at the end of C{case}.
+    """
+    stub = StubProcessor()
+    url = await stub.start()
+    case.addCleanup(stub.stop)
+    gateway = GatewayProcess({**config, "alert_processor": {"endpoint": url, **config.get("alert_processor", {})}}, env)
+    await gateway.start()
+    case.addCleanup(gateway.stop)
+    return gateway, stub
 
 
 def http_client() -> HTTPClient:

@@ -865,7 +865,7 @@ class EdgeAnswersTests(_RunningGatewayTestCase):
     async def test_too_many_requests_in_flight_is_documented_503(self) -> None:
         """
         Past C{service.max_concurrent_requests} requests in progress (a slow
-        upload counts from its request line on) a webhook is the documented
+        upload counts from the end of its headers on) a webhook is the documented
         503 C{too-busy} problem with C{Retry-After: 1}; once the slow
         request is gone, webhooks are accepted again.
         """

@@ -44,6 +44,7 @@ from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.sources import PARSERS, Parser
 from alertgateway.state.memory import MemoryState
 from alertgateway.testing import GatewayReactor, InlineExecutor
+from alertgateway.web.connections import EdgeLimits
 from alertgateway.web.endpoints import Guards, WebhookEndpoint
 from alertgateway.web.health import Readiness
 from alertgateway.web.site import GatewaySite
@@ -204,16 +205,37 @@ def _parse_one(data: bytes, *, head: bool) -> tuple[HTTPResponse, bytes] | None:
     return HTTPResponse(int(status), reason, headers, body), rest
 
 
+class ClosingTransport(StringTransport):
+    """
+    A StringTransport that, like a socket with nothing left to write,
+    reports the connection lost as soon as the server closes it.
+    """
+
+    protocol: IProtocol
+
+    def loseConnection(self) -> None:
+        if not self.disconnecting:
+            super().loseConnection()
+            self.protocol.connectionLost(Failure(ConnectionDone("closed by the server")))
+
+
 class Connection:
     """
     One client connection to C{site} from C{peer}.
+
+    @param closes: Whether closing it on the server's side ends it at once
+        (the site then forgets it), as on a socket; by default the test
+        ends it with L{lose}.
     """
 
-    def __init__(self, site: GatewaySite, peer: Address | None = None) -> None:
+    def __init__(self, site: GatewaySite, peer: Address | None = None, *, closes: bool = False) -> None:
         self.site = site
         self.peer = peer if peer is not None else IPv4Address("TCP", "127.0.0.1", 40000)
         self.protocol: IProtocol = site.buildProtocol(self.peer)
-        self.transport = StringTransport(peerAddress=self.peer, hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
+        kind = ClosingTransport if closes else StringTransport
+        self.transport = kind(peerAddress=self.peer, hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
+        if isinstance(self.transport, ClosingTransport):
+            self.transport.protocol = self.protocol
         self.protocol.makeConnection(self.transport)
         self._seen = 0
         self._methods: list[str] = []
@@ -276,6 +298,14 @@ class Connection:
         Whether the server closed (or aborted) the connection.
         """
         return bool(self.transport.disconnecting or getattr(self.transport, "disconnected", False))
+
+    @property
+    def aborted(self) -> bool:
+        """
+        Whether the server aborted the connection (rather than closing it
+        once its answer was written).
+        """
+        return bool(getattr(self.transport, "disconnected", False))
 
 
 @attrs.frozen
@@ -349,6 +379,7 @@ def webhook_site(
     readiness: Readiness | None = None,
     max_body_bytes: int = 10_000,
     gzip_min_bytes: int = 1024,
+    limits: EdgeLimits | None = None,
 ) -> GatewaySite:
     """
     A site serving only C{/webhook/prometheus}, guarded by C{guards}
@@ -375,6 +406,8 @@ def webhook_site(
         max_body_bytes=max_body_bytes,
         idle_timeout=60,
         gzip_min_bytes=gzip_min_bytes,
+        limits=limits,
+        security=metrics.webhooks,
     )
 
 
@@ -470,6 +503,7 @@ class Edge:
         readiness: Readiness | None = None,
         max_body_bytes: int = 10_000,
         gzip_min_bytes: int = 1024,
+        limits: EdgeLimits | None = None,
     ) -> None:
         self.case = case
         if clock is None:
@@ -499,6 +533,8 @@ class Edge:
             max_body_bytes=max_body_bytes,
             idle_timeout=60,
             gzip_min_bytes=gzip_min_bytes,
+            limits=limits,
+            security=self.metrics.webhooks,
         )
         self.security = capture_events(case, is_security)
         self._seen = 0
@@ -523,6 +559,13 @@ class Edge:
         value: float | None = self.metrics.registry.get_sample_value(name, dict(labels))
         return value
 
+    def watch(self) -> None:
+        """
+        Check refusals and acceptances from now on, for requests sent
+        without L{post}.
+        """
+        self._before = self.rejections()
+
     def post(
         self,
         raw: bytes | None = None,
@@ -535,7 +578,7 @@ class Edge:
         """
         POST C{raw} (one valid alert by default) on a new connection.
         """
-        self._before = self.rejections()
+        self.watch()
         connection = connection if connection is not None else Connection(self.site, peer)
         return connection.request("POST", path, headers=headers, body=body(alert("A")) if raw is None else raw)
 
