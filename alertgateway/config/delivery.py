@@ -88,7 +88,7 @@ class AlertProcessorConfig:
     health_interval: float = duration(1.0, positive)
     # Alerts ready at once (of different keys) sent in one request to
     # <endpoint>/api/v1/alerts/batch; 1 sends each to /api/v1/alerts.
-    batch_size: int = attrs.field(default=1, metadata={"check": _batch_size})
+    batch_size: int = attrs.field(default=50, metadata={"check": _batch_size})
 
 
 class QueueBackend(enum.StrEnum):

@@ -280,8 +280,8 @@ class HTTPSink:
             header = response.headers.getRawHeaders(b"retry-after", [None])[0]
             retry_after = parse_retry_after(header.decode("latin-1") if header else None, self._clock.seconds())
             kind = AttemptClass.TOO_MANY if code == 429 else AttemptClass.SERVER if code >= 500 else AttemptClass.CLIENT
-            raise Retryable(detail, retry_after, kind=kind)
-        raise Rejected(detail)
+            raise Retryable(detail, retry_after, kind=kind, status=code)
+        raise Rejected(detail, status=code)
 
     async def _exchange(
         self, url: str, body: bytes, headers: dict[bytes | str, list[bytes | str]]

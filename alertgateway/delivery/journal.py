@@ -247,7 +247,7 @@ class SQLiteJournal:
                         accepted_at,
                     ),
                 )
-                stored.append(attrs.evolve(envelope, id=cursor.lastrowid, accepted_at=accepted_at))
+                stored.append(envelope.stored(cursor.lastrowid, accepted_at))
             if write is not None:
                 write(connection)
             return stored

@@ -57,17 +57,25 @@ class Retryable(Exception):
         retry_after: float | None = None,
         kind: AttemptClass = AttemptClass.CONNECT,
         timeout: float | None = None,
+        status: int | None = None,
     ) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
         self.kind = kind
         self.timeout = timeout
+        self.status = status
 
 
 class Rejected(Exception):
     """
     The receiver refused the alert with a non-retryable status.
+
+    @ivar status: The HTTP status, when there was one.
     """
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 class Sink(Protocol):

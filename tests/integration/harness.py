@@ -475,20 +475,40 @@ class StubProcessor(Resource):
         headers = {k.decode().lower(): v[0].decode() for k, v in request.requestHeaders.getAllRawHeaders()}
         body = json.loads(request.content.read())
         answer = self.answers.pop(0) if self.answers else self.fallback
-        record = Received(request.path.decode(), headers, body, answer.code, reactor.seconds())
-        self.attempts.append(record)
+        path = request.path.decode()
+        if path.endswith("/batch"):
+            # A batch is recorded as the alerts it carries, each as a single
+            # delivery would have sent it; it is answered once, for all.
+            records = [
+                Received(
+                    path.removesuffix("/batch"),
+                    {
+                        **headers,
+                        **{k.lower(): v for k, v in item["headers"].items()},
+                        "idempotency-key": item["idempotencyKey"],
+                        "x-request-id": item["requestId"],
+                    },
+                    item["alert"],
+                    answer.code,
+                    reactor.seconds(),
+                )
+                for item in body
+            ]
+        else:
+            records = [Received(path, headers, body, answer.code, reactor.seconds())]
+        self.attempts.extend(records)
         if self.hold:
-            self.held.append((request, record, answer))
+            self.held.extend((request, record, answer) for record in records)
             self._check_waiters()
             return NOT_DONE_YET
         if self.delay:
-            reactor.callLater(self.delay, self._late, request, record, answer)
+            reactor.callLater(self.delay, self._late, request, records, answer)
             return NOT_DONE_YET
-        return self._answer(request, record, answer)
+        return self._answer(request, records, answer)
 
-    def _late(self, request: Any, record: Received, answer: Answer) -> None:
+    def _late(self, request: Any, records: list[Received], answer: Answer) -> None:
         if not request.finished and not request._disconnected:
-            request.write(self._answer(request, record, answer))
+            request.write(self._answer(request, records, answer))
             request.finish()
 
     def render_GET(self, request: Any) -> bytes:
@@ -496,12 +516,12 @@ class StubProcessor(Resource):
         request.setResponseCode(self.health)
         return b"{}"
 
-    def _answer(self, request: Any, record: Received, answer: Answer) -> bytes:
+    def _answer(self, request: Any, records: list[Received], answer: Answer) -> bytes:
         request.setResponseCode(answer.code)
         for name, value in answer.headers.items():
             request.setHeader(name, value)
         if answer.code == 200:
-            self.received.append(record)
+            self.received.extend(records)
         self._check_waiters()
         return b'{"ok":true}'
 
@@ -511,9 +531,13 @@ class StubProcessor(Resource):
         """
         self.hold = False
         held, self.held = self.held, []
+        # The records of one batch request are answered together.
+        by_request: dict[int, tuple[Any, list[Received], Answer]] = {}
         for request, record, answer in held:
+            by_request.setdefault(id(request), (request, [], answer))[1].append(record)
+        for request, records, answer in by_request.values():
             if not request.finished and not request._disconnected:
-                request.write(self._answer(request, record, answer))
+                request.write(self._answer(request, records, answer))
                 request.finish()
 
     def _check_waiters(self) -> None:

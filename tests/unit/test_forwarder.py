@@ -660,6 +660,28 @@ class BatchTests(Harness):
         self.assertEqual(second.path, "/api/v1/alerts")
         self.assertEqual(self.outcome("delivered"), 3.0)
 
+    def test_no_batch_endpoint(self) -> None:
+        """
+        A processor without the batch endpoint (404) gets the batch's
+        alerts one by one, and the next ones too, without the batch being
+        tried for ten minutes; then it is tried again.
+        """
+        forwarder = self.forwarder(Answer(404), batch_size=10)
+        self.successResultOf(forwarder.submit([envelope(key) for key in "AB"]))
+        self.clock.advance(0)
+        self.clock.advance(0)
+        self.successResultOf(forwarder.submit([envelope(key) for key in "CD"]))
+        self.clock.advance(0)
+        self.clock.advance(0)
+        paths = [r.path for r in self.processor.received]
+        self.assertEqual(paths, ["/api/v1/alerts/batch"] + ["/api/v1/alerts"] * 4)
+        self.assertEqual(self.outcome("delivered"), 4.0)
+        self.clock.advance(600)
+        self.successResultOf(forwarder.submit([envelope(key) for key in "EF"]))
+        self.clock.advance(0)
+        self.clock.advance(0)
+        self.assertEqual(self.processor.received[-1].path, "/api/v1/alerts/batch")
+
     def test_refused_batch_delivered_one_by_one(self) -> None:
         """
         A batch the processor refuses is delivered alert by alert, so only

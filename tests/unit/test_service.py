@@ -557,20 +557,21 @@ class HTTPProcessorTests(SynchronousTestCase):
     def test_drains_before_stopping(self) -> None:
         """
         Alerts still queued when stop begins are delivered before the stop
-        completes; the processor sees them with the request's id.
+        completes, together in one batch request; the processor sees them
+        with the request's id.
         """
         processor = StubProcessor(Answer(202), Answer(202))
         stopping = self.service.stopService()
         self.reactor.advance(3.9)
         self.assertNoResult(stopping)
         pump = serve_client(self.reactor, 0, processor)
-        self.assertEqual(len(processor.received), 2)
+        self.assertEqual(len(processor.received), 1)
         # The rest of the grace period, the listener answering 503; the
         # pooled connection to the processor closes.
         self.reactor.advance(0.1)
         pump.flush()
         self.successResultOf(stopping)
-        self.assertEqual([r.path for r in processor.received], ["/base/api/v1/alerts"] * 2)
+        self.assertEqual([r.path for r in processor.received], ["/base/api/v1/alerts/batch"])
         self.assertEqual({r.header("x-request-id") for r in processor.received}, {"req-http"})
         # One worker, one pooled connection for both alerts.
         self.assertEqual(len(self.reactor.tcpClients), 1)
