@@ -244,14 +244,17 @@ def _sink(
     agent = Agent(reactor, pool=pool, connectTimeout=processor.timeout)
     client = HTTPClient(agent, data_to_body_producer=BytesProducer)
     timeout = timeouts.current if timeouts is not None else processor.timeout
-    return HTTPSink(client, endpoint, clock=reactor, timeout=timeout), pool
+    credential = (processor.auth_header, processor.auth_secret) if processor.auth_secret else None
+    return HTTPSink(client, endpoint, clock=reactor, timeout=timeout, credential=credential), pool
 
 
 def _breaker(config: GatewayConfig, reactor: IGatewayReactor, metrics: GatewayMetrics) -> CircuitBreaker | None:
     breaker = config.circuit_breaker
     if not breaker.enabled:
         return None
-    target = config.alert_processor.endpoint
+    # A name, not the URL: the metrics and the log are read by more people
+    # than the configuration.
+    target = config.alert_processor.name
     delivery = metrics.delivery
     delivery.breaker_state.labels(target=target).set(0)
 
