@@ -180,7 +180,7 @@ def build(
         if redis is not None and failover is not None and config.state.backend == "redis"
         else None
     )
-    tls, tls_problem = _tls(config)
+    tls, tls_problem = _tls(config, reactor, metrics)
     return Gateway(
         config=config,
         reactor=reactor,
@@ -357,12 +357,20 @@ def _limiter(
     return FailoverLimiter(shared, local, failover)
 
 
-def _tls(config: GatewayConfig) -> tuple[ReloadingServerTLS | None, str | None]:
+def _tls(
+    config: GatewayConfig, reactor: IGatewayReactor, metrics: GatewayMetrics
+) -> tuple[ReloadingServerTLS | None, str | None]:
     files = config.security.tls_files()
     if files is None or config.service.listen:
         return None, None
+    rejections = metrics.webhooks.security_rejections
+
+    def _refused(reason: str) -> None:
+        # Refused before any HTTP request, so before any endpoint.
+        rejections.labels(endpoint="tls", reason=reason).inc()
+
     try:
-        return ReloadingServerTLS(files), None
+        return ReloadingServerTLS(files, clock=reactor, on_refused=_refused), None
     except TLSFilesError as e:
         # Reported when starting, through the same path as a port that
         # cannot be bound: a log line and a non-zero exit, not a traceback

@@ -10,6 +10,7 @@ from alertgateway.config.delivery import QueueBackend
 from alertgateway.config.gateway import GatewayConfig
 from alertgateway.config.state import StateBackend
 from alertgateway.config.webhook import AuthConfig, AuthType, SignatureScheme
+from alertgateway.tls import weak_ciphers
 
 __all__ = ["warnings_for"]
 
@@ -75,6 +76,12 @@ def warnings_for(config: GatewayConfig) -> list[str]:
         )
     elif not security.tls_enabled and (security.client_ca_file or security.require_client_cert):
         found.append("security.tls_enabled is false, so no client certificate is asked for (mutual TLS is off)")
+    weak = weak_ciphers(security.tls_ciphers) if security.tls_enabled else []
+    if weak:
+        found.append(
+            f"security.tls_ciphers enables TLS 1.2 ciphers without forward secrecy or authenticated encryption:"
+            f" {', '.join(weak[:5])}{' …' if len(weak) > 5 else ''}"
+        )
     return found
 
 
