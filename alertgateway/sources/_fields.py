@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_sources -*-
+# -*- test-case-name: tests.unit.test_sources,tests.unit.test_problems -*-
 """
 What every sender parser shares: the result types and field readers that
 record a JSON pointer for everything they refuse.
@@ -7,7 +7,7 @@ record a JSON pointer for everything they refuse.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -74,13 +74,41 @@ class PayloadError(Exception):
         self.errors = tuple(errors)
 
 
+# Keys longer than this are cut in pointers: a refused name of 100 kB must
+# not be echoed whole.
+MAX_POINTER_KEY = 128
+# Errors kept per refused alert, and listed in one answer before the other
+# refused alerts keep only their first: an answer must not be many times
+# the size of a body of many small faults.
+MAX_ERRORS_PER_ALERT = 10
+MAX_LISTED_ERRORS = 100
+
+
 def escape_pointer(token: str) -> str:
     """
     Escape a key for a JSON pointer (RFC 6901), spelling an unpaired
-    surrogate as C{\\udXXX} so that the pointer can still be sent as UTF-8.
+    surrogate as C{\\udXXX} so that the pointer can still be sent as UTF-8,
+    and cutting it to L{MAX_POINTER_KEY} characters.
     """
-    token = token.encode("utf-8", "backslashreplace").decode("utf-8")
+    token = token[:MAX_POINTER_KEY].encode("utf-8", "backslashreplace").decode("utf-8")
     return token.replace("~", "~0").replace("/", "~1")
+
+
+def bounded(outcomes: Sequence[Alert | Rejection]) -> tuple[Alert | Rejection, ...]:
+    """
+    The outcomes with at most L{MAX_ERRORS_PER_ALERT} errors per refused
+    alert; once L{MAX_LISTED_ERRORS} are listed, each further refused alert
+    keeps only its first.
+    """
+    budget = MAX_LISTED_ERRORS
+    kept: list[Alert | Rejection] = []
+    for outcome in outcomes:
+        if isinstance(outcome, Rejection) and len(outcome.errors) > 1:
+            keep = max(1, min(len(outcome.errors), MAX_ERRORS_PER_ALERT, budget))
+            budget -= keep
+            outcome = Rejection(outcome.errors[:keep]) if keep < len(outcome.errors) else outcome
+        kept.append(outcome)
+    return tuple(kept)
 
 
 def is_text(value: str) -> bool:
@@ -315,7 +343,7 @@ def read_alerts(
                 limits=limits,
             )
         )
-    return ParseResult(tuple(outcomes))
+    return ParseResult(bounded(outcomes))
 
 
 def read_alert_list(payload: Mapping[str, Any]) -> list[Any]:
