@@ -20,12 +20,11 @@ from typing import Any
 
 from alertgateway.guards.errors import Reason, Refused
 
+# The constructors, one per kind of refusal (the limits below are public
+# too, but they make no problem).
 __all__ = [
-    "MAX_ECHOED_CHARS",
-    "MAX_ERRORS",
     "PROBLEM_CONTENT_TYPE",
     "Problem",
-    "bounded_errors",
     "forbidden",
     "internal_error",
     "invalid_payload",
@@ -74,7 +73,7 @@ def _pointer(value: str) -> str:
     return cut[:-1] if cut.endswith("~") else cut
 
 
-def bounded_errors(errors: Iterable[Mapping[str, str]], limit: int = MAX_ERRORS) -> tuple[list[dict[str, str]], int]:
+def _bounded_errors(errors: Iterable[Mapping[str, str]], limit: int = MAX_ERRORS) -> tuple[list[dict[str, str]], int]:
     """
     The first C{limit} of C{errors}, each pointer and message cut to
     L{MAX_ECHOED_CHARS}, and how many were left out.
@@ -117,7 +116,7 @@ class Problem(Exception):
         self.title = title
         self.detail = detail
         self.headers = dict(headers or {})
-        self.errors, omitted = bounded_errors(errors)
+        self.errors, omitted = _bounded_errors(errors)
         self.extensions = dict(extensions or {})
         if omitted:
             self.extensions["omittedErrors"] = omitted
