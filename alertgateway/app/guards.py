@@ -10,7 +10,7 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from alertgateway.app.build import Gateway
-from alertgateway.config import AuthConfig, AuthType, EndpointConfig, SignatureScheme
+from alertgateway.config import AuthConfig, AuthType, EndpointConfig, GatewayConfig, SignatureScheme
 from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import (
     APIKeyAuthenticator,
@@ -76,6 +76,18 @@ def status_authenticator(gateway: Gateway) -> Authenticator | None:
     return authenticator if authenticator is not None else BearerAuthenticator(())
 
 
+def _reject_status(endpoint: EndpointConfig, config: GatewayConfig) -> int:
+    """
+    The status of an endpoint's rate-limit refusals: as configured, else
+    503 for Alertmanager (which drops a notification answered with any 4xx
+    and retries a 5xx), 429 for the others.
+    """
+    configured = endpoint.reject_status or config.rate_limiting.reject_status
+    if configured is not None:
+        return configured
+    return 503 if endpoint.source == "alertmanager" else 429
+
+
 def guards_for(
     gateway: Gateway, endpoint: EndpointConfig, addresses: AddressFilter, clients: ClientAddress
 ) -> tuple[Guards, AddressFilter]:
@@ -95,7 +107,7 @@ def guards_for(
         endpoint_addresses=endpoint_addresses,
         clients=clients,
         limiter=gateway.limiter,
-        reject_status=endpoint.reject_status or config.rate_limiting.reject_status,
+        reject_status=_reject_status(endpoint, config),
         authenticator=authenticator,
         max_concurrent=config.service.max_concurrent_requests,
         limits=Limits(**attrs.asdict(config.limits)),

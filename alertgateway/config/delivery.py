@@ -30,6 +30,14 @@ def _batch_size(value: int) -> str | None:
     return None if 1 <= value <= 1000 else "must be from 1 to 1000"
 
 
+def _ratio(value: float) -> str | None:
+    return None if 0 < value <= 1 else "must be a share of the attempts, more than 0 and at most 1"
+
+
+def _health_path(value: str | None) -> str | None:
+    return None if value is None or value.startswith("/") else "must be a path starting with /, e.g. /healthz"
+
+
 def _processor_endpoint(value: str) -> str | None:
     # Never quote the value: it is refused precisely when it may hold a
     # secret.
@@ -73,10 +81,16 @@ class CircuitBreakerConfig:
 
     enabled: bool = True
     failure_threshold: int = attrs.field(default=5, metadata={"check": positive})
-    recovery_timeout: float = duration(30.0, positive)
+    # Or this share of the attempts of the last `window` failed, once there
+    # were min_attempts of them.
+    failure_ratio: float = attrs.field(default=0.5, metadata={"check": _ratio})
+    window: float = duration(60.0, positive)
+    min_attempts: int = attrs.field(default=20, metadata={"check": positive})
+    recovery_timeout: float = duration(5.0, positive)
     half_open_requests: int = attrs.field(default=3, metadata={"check": positive})
-    # Each failed probe doubles the recovery timeout, up to this.
-    max_recovery_timeout: float = duration(300.0, positive)
+    # Each failed probe doubles the recovery timeout, up to this: short, so
+    # that delivery resumes soon after a long outage ends.
+    max_recovery_timeout: float = duration(30.0, positive)
 
 
 @attrs.frozen
@@ -96,16 +110,20 @@ class AlertProcessorConfig:
     auth_secret: str | None = attrs.field(default=None, repr=False)
     auth_secret_file: str | None = None
     auth_secret_env: str | None = None
-    # Per attempt; with adaptive_timeout, the starting value until enough
-    # latencies are seen.
+    # Per attempt; with adaptive_timeout, the most an attempt is given.
     timeout: float = duration(5.0, positive)
     max_retries: int = attrs.field(default=3, metadata={"check": not_negative})
     max_in_flight: int = attrs.field(default=8, metadata={"check": positive})
     # The timeout follows the 99th percentile of recent latencies times 4,
-    # within [timeout_min, timeout_max].
+    # within [timeout_min, timeout], and goes back to timeout at a timeout.
     adaptive_timeout: bool = True
     timeout_min: float = duration(0.5, positive)
+    # Kept so that configurations that set it still load; not used.
     timeout_max: float = duration(30.0, positive)
+    # Asked while the circuit breaker is open (GET <endpoint><health_path>,
+    # 2xx is healthy), so that delivery resumes as soon as it is back.
+    health_path: str | None = attrs.field(default=None, metadata={"check": _health_path})
+    health_interval: float = duration(1.0, positive)
     # Alerts ready at once (of different keys) sent in one request to
     # <endpoint>/api/v1/alerts/batch; 1 sends each to /api/v1/alerts.
     batch_size: int = attrs.field(default=1, metadata={"check": _batch_size})

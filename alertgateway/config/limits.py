@@ -26,8 +26,8 @@ class RateLimitingConfig:
     # Requests per minute from one client address; none by default.
     per_client_limit: int | None = attrs.field(default=None, metadata={"check": positive})
     # Alertmanager drops a notification answered with any 4xx (429 too) but
-    # retries 5xx: use 503 for Alertmanager endpoints.
-    reject_status: int = attrs.field(default=429, metadata={"check": rejection_status})
+    # retries 5xx: unset, Alertmanager endpoints answer 503, the others 429.
+    reject_status: int | None = attrs.field(default=None, metadata={"check": rejection_status})
     max_tracked_clients: int = attrs.field(default=100_000, metadata={"check": positive})
 
 

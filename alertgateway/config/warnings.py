@@ -10,6 +10,7 @@ from alertgateway.config.delivery import QueueBackend
 from alertgateway.config.gateway import GatewayConfig
 from alertgateway.config.state import StateBackend
 from alertgateway.config.webhook import AuthConfig, AuthType, SignatureScheme
+from alertgateway.core.escalation import DEFAULT_RULES
 from alertgateway.tls import weak_ciphers
 
 __all__ = ["warnings_for"]
@@ -69,6 +70,7 @@ def warnings_for(config: GatewayConfig) -> list[str]:
         )
     if config.state.backend == StateBackend.REDIS and config.queue.backend == QueueBackend.MEMORY:
         found.append("queue.backend is memory: alerts accepted but not yet delivered are lost with the process")
+    found.extend(_unreachable_rules(config))
     security = config.security
     if security.tls_enabled and config.service.listen:
         found.append(
@@ -105,3 +107,28 @@ def _unstamped_signatures(config: GatewayConfig) -> list[str]:
         " replayed once the replay window is over; set timestamp_header (X-Grafana-Alerting-Timestamp) on both sides"
         for key in where
     ]
+
+
+def _unreachable_rules(config: GatewayConfig) -> list[str]:
+    """
+    Rules "within N in W" that escalation.min_spacing makes unreachable: at
+    most one duplicate counts per min_spacing, so N of them span at least
+    (N - 1) of it.
+    """
+    escalation = config.escalation
+    spacing = escalation.min_spacing
+    if not escalation.enabled or spacing <= 0:
+        return []
+    default = DEFAULT_RULES.get(escalation.default_environment.lower(), DEFAULT_RULES["production"])
+    found = []
+    for name, environment in escalation.environments.items():
+        built_in = DEFAULT_RULES.get(name.lower(), default)
+        within = environment.within or built_in.within
+        window = environment.window or built_in.window
+        if (within - 1) * spacing > window:
+            found.append(
+                f"escalation.environments.{name}: {within} duplicates within {window:g}s can never be counted"
+                f" with escalation.min_spacing {spacing:g}s (at most one counts per min_spacing): only its"
+                " total escalates; lower min_spacing or widen the window"
+            )
+    return found

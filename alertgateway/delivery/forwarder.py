@@ -236,7 +236,7 @@ class Forwarder:
             if self._stopping:
                 raise CancelledError() from e
             if isinstance(e, Retryable):
-                self._failed(e.kind)
+                self._failed(e)
             _log.info(
                 "A batch of {count} alerts failed ({reason}); delivering them one by one",
                 count=len(pending),
@@ -277,7 +277,7 @@ class Forwarder:
                     # disguised as a failed attempt; retrying would keep
                     # the worker (and so the shutdown) alive.
                     raise CancelledError() from e
-                self._failed(e.kind)
+                self._failed(e)
                 delay = self._backoff.delay(attempt, e.retry_after)
                 attempt += 1
                 quick += 1
@@ -326,10 +326,20 @@ class Forwarder:
                 self.queue.done(envelope)
                 return
 
-    def _failed(self, kind: AttemptClass) -> None:
+    def _failed(self, error: Retryable) -> None:
+        kind = error.kind
         self._metrics.forward_attempts.labels(outcome="retry", **{"class": kind.value}).inc()
         self._metrics.forward_failure_ratio.set(self.failures.record(True, kind.value))
-        if self.breaker is not None:
+        timeouts = self.timeouts
+        cut_short = False
+        if kind is AttemptClass.TIMEOUT and timeouts is not None:
+            # Cut off by what the processor used to take: the next attempt
+            # gets the configured timeout, and this one says nothing yet of
+            # the processor's health.
+            cut_short = error.timeout is not None and error.timeout < timeouts.maximum
+            timeouts.timed_out()
+            self._metrics.forward_timeout.set(timeouts.current())
+        if self.breaker is not None and not cut_short:
             self.breaker.failure()
 
     def _succeeded(self, latency: float | None, *, outcome: str, kind: AttemptClass) -> None:

@@ -137,7 +137,7 @@ def read_bounded(response: IResponse, limit: int) -> Deferred[bytes]:
 
 
 def _timed_out(result: object, timeout: float) -> NoReturn:
-    raise Retryable(f"no response within {timeout:g}s", kind=AttemptClass.TIMEOUT)
+    raise Retryable(f"no response within {timeout:g}s", kind=AttemptClass.TIMEOUT, timeout=timeout)
 
 
 def _failure_kind(error: Exception) -> AttemptClass:

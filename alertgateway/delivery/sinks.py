@@ -48,14 +48,20 @@ class Retryable(Exception):
     @ivar retry_after: Seconds the receiver asked us to wait, if it did.
     @ivar kind: The class of failure: C{timeout}, C{connect}, C{tls},
         C{429}, C{5xx}, C{4xx} (408, 425) or C{io}.
+    @ivar timeout: For C{timeout}, the time the attempt was given.
     """
 
     def __init__(
-        self, reason: str, retry_after: float | None = None, kind: AttemptClass = AttemptClass.CONNECT
+        self,
+        reason: str,
+        retry_after: float | None = None,
+        kind: AttemptClass = AttemptClass.CONNECT,
+        timeout: float | None = None,
     ) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
         self.kind = kind
+        self.timeout = timeout
 
 
 class Rejected(Exception):

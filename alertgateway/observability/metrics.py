@@ -185,6 +185,11 @@ class DeliveryMetrics(_Group):
             ["target"],
             registry=r,
         )
+        self.processor_up = Gauge(
+            "gateway_processor_up",
+            "1 while the Alert Processor is taken for up: the circuit breaker closed, or its health check answering",
+            registry=r,
+        )
         self.breaker_transitions = Counter(
             "gateway_circuit_breaker_transitions",
             "Circuit breaker state changes by target and new state",

@@ -432,7 +432,9 @@ class StubProcessor(Resource):
     An Alert Processor that records what it receives and answers with the
     scripted L{answers}, then with L{fallback} (200 unless a test makes it,
     say, a 503 for an outage).  With C{hold} set it keeps each request open
-    until L{release}, to stand for a slow processor.
+    until L{release}, to stand for a slow processor; with C{delay}, it
+    answers each that many seconds late.  A GET (its health check) is
+    answered C{health}.
     """
 
     isLeaf = True
@@ -445,6 +447,9 @@ class StubProcessor(Resource):
         self.fallback = Answer(200)
         self.hold = False
         self.held: list[Any] = []
+        self.delay = 0.0
+        self.health = 200
+        self.health_checks = 0
         self.port: IListeningPort | None = None
         self._site: _TrackingSite | None = None
         self._waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
@@ -467,7 +472,20 @@ class StubProcessor(Resource):
             self.held.append((request, record, answer))
             self._check_waiters()
             return NOT_DONE_YET
+        if self.delay:
+            reactor.callLater(self.delay, self._late, request, record, answer)
+            return NOT_DONE_YET
         return self._answer(request, record, answer)
+
+    def _late(self, request: Any, record: Received, answer: Answer) -> None:
+        if not request.finished and not request._disconnected:
+            request.write(self._answer(request, record, answer))
+            request.finish()
+
+    def render_GET(self, request: Any) -> bytes:
+        self.health_checks += 1
+        request.setResponseCode(self.health)
+        return b"{}"
 
     def _answer(self, request: Any, record: Received, answer: Answer) -> bytes:
         request.setResponseCode(answer.code)
@@ -562,7 +580,8 @@ class GatewayProcess(ManagedProcess):
         self._owns_directory = directory is None
         self.directory = directory or Path(tempfile.mkdtemp(prefix="alertgateway-test-"))
         base: dict[str, Any] = {
-            "service": {"listen": ["tcp:0:interface=127.0.0.1"], "shutdown_grace": "5s"},
+            # Short: a stopping gateway answers 503 for all of it.
+            "service": {"listen": ["tcp:0:interface=127.0.0.1"], "shutdown_grace": "1s"},
             "metrics": {"listen": ["tcp:0:interface=127.0.0.1"]},
             "logging": {"format": "json", "level": "debug"},
         }

@@ -829,7 +829,7 @@ class EdgeAnswersTests(_RunningGatewayTestCase):
             {
                 "webhook": {
                     "endpoints": [
-                        {"path": "/webhook/prometheus", "rate_limit": 1},
+                        {"path": "/webhook/prometheus", "rate_limit": 1, "reject_status": 429},
                         {"path": "/webhook/grafana", "rate_limit": 1, "reject_status": 503},
                     ]
                 }

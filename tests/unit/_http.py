@@ -26,7 +26,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IProtocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -589,3 +589,15 @@ class Edge:
         self.case.assertEqual(self.rejections(), self._before)
         answer: dict[str, Any] = response.json()
         return answer
+
+
+def stop(case: SynchronousTestCase, service: GatewayService) -> None:
+    """
+    Stop C{service} as SIGTERM does, its grace period passing on its clock
+    (the listeners answer 503 for that long before they close).
+    """
+    stopping = service.stopService()
+    clock = service.gateway.reactor
+    assert isinstance(clock, MemoryReactorClock)
+    clock.advance(service.config.service.shutdown_grace)
+    case.successResultOf(stopping)

@@ -1142,7 +1142,7 @@ limits:
                 global_limit=10000,
                 burst_size=100,
                 per_client_limit=None,
-                reject_status=429,
+                reject_status=None,
                 max_tracked_clients=100_000,
             ),
         )
@@ -1943,3 +1943,42 @@ storm: {treshold: 3}
             _valid("webhook: {endpoints: [{path: /alerts/am, source: alertmanager}]}").webhook.endpoints[0].path,
             "/alerts/am",
         )
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+class MinSpacingTests(SynchronousTestCase):
+    def test_unreachable_within_rule_warned(self) -> None:
+        """
+        escalation.min_spacing (30 s by default, new in this change) counts
+        at most one duplicate per 30 s, so a rule "within: 5, window: 1m"
+        (reachable before the upgrade by an alert repeated every 10 s) can
+        no longer be met: only "total" still escalates, and nothing says
+        so.  Pins: check-config warns when (within - 1) * min_spacing
+        exceeds a rule's window.
+        """
+        config = _valid(
+            "webhook: {auth: {token: t}}\nescalation:\n  environments:\n    production: {within: 5, window: 1m}\n"
+        )
+        found = [w for w in warnings_for(config) if "min_spacing" in w]
+        self.assertNotEqual(found, [], "no warning that the rule cannot be reached")
+
+
+class FlushIntervalDocsTests(SynchronousTestCase):
+    def test_flush_interval_does_not_claim_delivery_outcomes(self) -> None:
+        """
+        Delivery outcomes are never written by the SQLite state (commit
+        46d99de: derived from the queue at restore; docs/delivery.md says
+        "Not written at all: how a delivery went"), yet
+        docs/configuration.md says state.flush_interval is how often "a
+        delivery's outcome" is written.  Pins: the state.flush_interval row
+        does not promise delivery outcomes.
+        """
+        rows = [
+            line
+            for line in (DOCS / "configuration.md").read_text(encoding="utf-8").splitlines()
+            if line.startswith("| `state.flush_interval`")
+        ]
+        self.assertEqual(len(rows), 1)
+        self.assertNotIn("outcome", rows[0])

@@ -35,6 +35,7 @@ from alertgateway.web.resource import HandlerResource, Response
 from alertgateway.web.site import GatewayRequest
 from tests.unit._http import (
     AUTH,
+    GRAFANA,
     PROMETHEUS,
     TOKEN,
     Connection,
@@ -46,6 +47,7 @@ from tests.unit._http import (
     make_config,
     make_service,
     request_bytes,
+    stop,
 )
 
 BODY = body(alert("A"))
@@ -212,7 +214,7 @@ class StartTests(SynchronousTestCase):
             body=fixture("alertmanager-firing.json"),
         )
         self.assertEqual(response.status, 202)
-        self.successResultOf(service.stopService())
+        stop(self, service)
         fingerprints = [json.loads(line)["fingerprint"] for line in path.read_text().splitlines()]
         self.assertEqual(fingerprints, ["704fae8241e05a07", "995194533ae82003"])
 
@@ -287,23 +289,33 @@ class StopTests(SynchronousTestCase):
             body=fixture("alertmanager-firing.json"),
         )
         self.assertEqual(response.status, 503)
+        self.assertIsNotNone(response.header("Retry-After"))
         self.slow.gate.callback(None)
+        reactor = service.gateway.reactor
+        assert isinstance(reactor, RecordingReactor)
+        reactor.advance(3)
         self.successResultOf(stopping)
 
     def test_order(self) -> None:
         """
-        The webhook listener stops first; in-flight requests are answered;
-        only after that (and the drain) does the metrics listener stop.
+        In-flight requests are answered; the webhook listener stays open
+        for the grace period (new webhooks get 503 shutting-down, not a
+        refused connection), then closes; then the metrics listener.
         """
         service, reactor = self.start()
         connection = Connection(service.site)
         connection.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", "GET")
         stopping = service.stopService()
-        self.assertEqual(reactor.events, ["stop 8080"])
-        self.assertNoResult(stopping)
         self.slow.gate.callback(None)
         [response] = connection.responses()
         self.assertEqual(response.status, 200)
+        reactor.advance(2.9)
+        self.assertEqual(reactor.events, [])
+        late = Connection(service.site).request(
+            "POST", "/webhook/prometheus", headers={"Authorization": f"Bearer {TOKEN}"}, body=BODY
+        )
+        self.assertEqual(late.json()["type"], "urn:alertgateway:problem:shutting-down")
+        reactor.advance(0.1)
         self.successResultOf(stopping)
         self.assertEqual(reactor.events, ["stop 8080", "stop 9090"])
 
@@ -327,6 +339,7 @@ class StopTests(SynchronousTestCase):
         connection.feed(raw[200:])
         [response] = connection.responses()
         self.assertEqual(response.status, 202)
+        reactor.advance(3)
         self.successResultOf(stopping)
         self.assertEqual(len(self.sink_path.read_text().splitlines()), 2)
 
@@ -353,7 +366,7 @@ class StopTests(SynchronousTestCase):
         """
         service, reactor = self.start()
         reactor._exitSignal = signal.SIGTERM
-        self.successResultOf(service.stopService())
+        stop(self, service)
         self.assertIsNone(reactor._exitSignal)
 
     def test_other_signal_kept(self) -> None:
@@ -362,7 +375,7 @@ class StopTests(SynchronousTestCase):
         """
         service, reactor = self.start()
         reactor._exitSignal = signal.SIGINT
-        self.successResultOf(service.stopService())
+        stop(self, service)
         self.assertEqual(reactor._exitSignal, signal.SIGINT)
 
 
@@ -438,7 +451,7 @@ class EdgeLifecycleTests(SynchronousTestCase):
         resolver.table = {}
         reactor.advance(60)
         self.assertEqual(post(IPv4Address("TCP", "192.0.2.20", 5000)), 202)
-        self.successResultOf(service.stopService())
+        stop(self, service)
         reactor.advance(600)
         self.assertEqual(len(resolver.lookups), 3)
 
@@ -458,8 +471,38 @@ class EdgeLifecycleTests(SynchronousTestCase):
         self.assertEqual(service.limiter.tracked_clients, 1)
         reactor.advance(120)
         self.assertEqual(service.limiter.tracked_clients, 0)
-        self.successResultOf(service.stopService())
+        stop(self, service)
         self.assertEqual([c for c in reactor.getDelayedCalls() if "TimeoutMixin" not in repr(c)], [])
+
+    def test_rate_limit_status_by_source(self) -> None:
+        """
+        Without rate_limiting.reject_status an Alertmanager endpoint
+        refuses a rate-limited webhook with 503 and Retry-After (which
+        Alertmanager retries; it drops a notification answered 4xx), a
+        Grafana endpoint with 429; the status lines carry their reason
+        phrases.
+        """
+        reactor = RecordingReactor()
+        config = parse_config(
+            "webhook:\n  auth:\n    token: " + TOKEN + "\n"
+            "  endpoints:\n"
+            "    - {path: /webhook/prometheus, source: alertmanager, rate_limit: 1}\n"
+            "    - {path: /webhook/grafana, source: grafana, rate_limit: 1}\n"
+            "alert_processor:\n  endpoint: file:unused.jsonl\nqueue:\n  backend: memory\n",
+            environ={},
+        )
+        service, _, _ = make_service(config, reactor)
+        service.startService()
+        connection = Connection(service.site)
+        answers = []
+        for path in (PROMETHEUS, PROMETHEUS, GRAFANA, GRAFANA):
+            answers.append(connection.request("POST", path, headers=AUTH, body=BODY))
+        refused = [answers[1], answers[3]]
+        self.assertEqual(
+            [(r.status, r.reason) for r in refused], [(503, "Service Unavailable"), (429, "Too Many Requests")]
+        )
+        self.assertIsNotNone(refused[0].header("Retry-After"))
+        stop(self, service)
 
     def test_rate_limiting_disabled(self) -> None:
         """
@@ -521,7 +564,12 @@ class HTTPProcessorTests(SynchronousTestCase):
         stopping = self.service.stopService()
         self.reactor.advance(3.9)
         self.assertNoResult(stopping)
-        serve_client(self.reactor, 0, processor)
+        pump = serve_client(self.reactor, 0, processor)
+        self.assertEqual(len(processor.received), 2)
+        # The rest of the grace period, the listener answering 503; the
+        # pooled connection to the processor closes.
+        self.reactor.advance(0.1)
+        pump.flush()
         self.successResultOf(stopping)
         self.assertEqual([r.path for r in processor.received], ["/base/api/v1/alerts"] * 2)
         self.assertEqual({r.header("x-request-id") for r in processor.received}, {"req-http"})
@@ -559,7 +607,7 @@ class RestartTests(SynchronousTestCase):
         reactor = RecordingReactor()
         service, _, _ = make_service(make_config(sink=f"file:{path}"), reactor)
         service.startService()
-        self.successResultOf(service.stopService())
+        stop(self, service)
         service.startService()
         self.assertEqual(ready(service), 200)
         self.assertEqual([port for port, *_ in reactor.tcpServers], [8080, 9090, 8080, 9090])
@@ -570,7 +618,7 @@ class RestartTests(SynchronousTestCase):
             body=fixture("alertmanager-firing.json"),
         )
         self.assertEqual(response.status, 202)
-        self.successResultOf(service.stopService())
+        stop(self, service)
         self.assertEqual(len(path.read_text().splitlines()), 2)
 
 
@@ -638,7 +686,7 @@ class DecideWiringTests(SynchronousTestCase):
         """
         self.service.startService()
         self.post()
-        self.successResultOf(self.service.stopService())
+        stop(self, self.service)
         self.assertEqual(
             [c for c in self.reactor.getDelayedCalls() if "tick" in repr(c) or "LoopingCall" in repr(c)], []
         )
@@ -647,7 +695,7 @@ class DecideWiringTests(SynchronousTestCase):
         self.service.startService()
         self.reactor.advance(3)
         self.assertEqual(self.episodes(), 0)
-        self.successResultOf(self.service.stopService())
+        stop(self, self.service)
 
     def test_outcomes_reach_episodes(self) -> None:
         """
@@ -661,7 +709,7 @@ class DecideWiringTests(SynchronousTestCase):
         response = Connection(self.service.site).request("GET", f"/v1/alerts/{fingerprint}", headers=AUTH)
         self.assertEqual(response.status, 200, response.body)
         self.assertEqual(response.json()["delivery"], "delivered")
-        self.successResultOf(self.service.stopService())
+        stop(self, self.service)
 
 
 class DurableQueueServiceTests(SynchronousTestCase):
@@ -712,7 +760,7 @@ class DurableQueueServiceTests(SynchronousTestCase):
         answer = response.json()
         self.assertEqual(answer["queue"]["backend"], "sqlite")
         self.assertEqual(answer["circuitBreaker"], {"state": "closed", "target": "alert-processor"})
-        self.successResultOf(service.stopService())
+        stop(self, service)
 
     def test_accepted_is_on_disk(self) -> None:
         """
