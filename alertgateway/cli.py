@@ -46,7 +46,11 @@ def _summary(path: str, config: GatewayConfig) -> list[str]:
         kind = config.webhook.auth_for(endpoint).type
         auth = f"auth required ({kind})" if endpoint.auth_required else "no auth"
         lines.append(f"  endpoint {endpoint.path} (and /v1{endpoint.path}): {endpoint.source}, {auth}")
-    lines.append(f"  alert processor: {config.alert_processor.endpoint}")
+    processor = config.alert_processor
+    # The URL carries no credential (validation refuses one); the secret
+    # itself is never printed.
+    credential = f", {processor.auth_header} from its auth_secret" if processor.auth_secret else ""
+    lines.append(f"  alert processor: {processor.name} at {processor.endpoint}{credential}")
     lines.append(f"  queue: {config.queue.backend}")
     lines.append(f"  state: {config.state.backend}")
     if "redis" in (config.queue.backend, config.state.backend):

@@ -181,7 +181,7 @@ def build(
         if redis is not None and failover is not None and config.state.backend == "redis"
         else None
     )
-    tls, tls_problem = _tls(config)
+    tls, tls_problem = _tls(config, reactor, metrics)
     return Gateway(
         config=config,
         reactor=reactor,
@@ -245,7 +245,8 @@ def _sink(
     agent = Agent(reactor, pool=pool, connectTimeout=processor.timeout)
     client = HTTPClient(agent, data_to_body_producer=BytesProducer)
     timeout = timeouts.current if timeouts is not None else processor.timeout
-    return HTTPSink(client, endpoint, clock=reactor, timeout=timeout), pool, client
+    credential = (processor.auth_header, processor.auth_secret) if processor.auth_secret else None
+    return HTTPSink(client, endpoint, clock=reactor, timeout=timeout, credential=credential), pool, client
 
 
 def _breaker(
@@ -261,7 +262,9 @@ def _breaker(
     delivery.processor_up.set(1)
     if not settings.enabled:
         return None
-    target = processor.endpoint
+    # A name, not the URL: the metrics and the log are read by more people
+    # than the configuration.
+    target = processor.name
     delivery.breaker_state.labels(target=target).set(0)
     probe: ProcessorProbe | None = None
 
@@ -299,6 +302,7 @@ def _breaker(
             timeout=min(processor.timeout, processor.health_interval),
             on_healthy=breaker.probe_now,
             on_state=lambda up: delivery.processor_up.set(1 if up else 0),
+            headers={processor.auth_header: [processor.auth_secret]} if processor.auth_secret else None,
         )
         breaker.probe = probe
     return breaker
@@ -388,12 +392,20 @@ def _limiter(
     return FailoverLimiter(shared, local, failover)
 
 
-def _tls(config: GatewayConfig) -> tuple[ReloadingServerTLS | None, str | None]:
+def _tls(
+    config: GatewayConfig, reactor: IGatewayReactor, metrics: GatewayMetrics
+) -> tuple[ReloadingServerTLS | None, str | None]:
     files = config.security.tls_files()
     if files is None or config.service.listen:
         return None, None
+    rejections = metrics.webhooks.security_rejections
+
+    def _refused(reason: str) -> None:
+        # Refused before any HTTP request, so before any endpoint.
+        rejections.labels(endpoint="tls", reason=reason).inc()
+
     try:
-        return ReloadingServerTLS(files), None
+        return ReloadingServerTLS(files, clock=reactor, on_refused=_refused), None
     except TLSFilesError as e:
         # Reported when starting, through the same path as a port that
         # cannot be bound: a log line and a non-zero exit, not a traceback

@@ -24,7 +24,7 @@ from alertgateway.guards.signatures import GrafanaVerifier, StandardWebhooksVeri
 from alertgateway.sources import Limits
 from alertgateway.web.endpoints import Guards
 
-__all__ = ["authenticator_for", "guards_for"]
+__all__ = ["authenticator_for", "guards_for", "status_authenticator"]
 
 
 def authenticator_for(
@@ -64,6 +64,21 @@ def authenticator_for(
     # The configuration only offers the types above; anything else must not
     # quietly become "no authentication".
     raise ValueError(f"unknown authentication type {auth.type!r}")
+
+
+def status_authenticator(gateway: Gateway) -> Authenticator | None:
+    """
+    Who may read the alert status API: while any webhook endpoint requires
+    credentials, the holders of C{webhook.auth}'s (nobody, if it checks
+    none: the configuration refuses that, and the API must not fall open
+    if it did not); anyone allowed in otherwise.
+    """
+    webhook = gateway.config.webhook
+    if not any(e.auth_required and webhook.auth_for(e).type != AuthType.NONE for e in webhook.endpoints):
+        return None
+    authenticator = authenticator_for(webhook.auth, clock=gateway.reactor, replays=gateway.replays)
+    # A bearer authenticator without tokens refuses every request.
+    return authenticator if authenticator is not None else BearerAuthenticator(())
 
 
 def _reject_status(endpoint: EndpointConfig, config: GatewayConfig) -> int:

@@ -14,7 +14,7 @@ from twisted.web.resource import Resource
 
 from alertgateway.app import settings
 from alertgateway.app.build import Gateway
-from alertgateway.app.guards import authenticator_for, guards_for
+from alertgateway.app.guards import guards_for, status_authenticator
 from alertgateway.config import DeliveryMode
 from alertgateway.guards.addresses import AddressFilter, ClientAddress, ProxyHeader
 from alertgateway.redis.queue import RedisQueue
@@ -101,14 +101,13 @@ def _webhook_tree(gateway: Gateway, filters: list[AddressFilter]) -> Resource:
             mount(root, path, resource)
     _add_health(gateway, root)
     # Guarded like the webhooks: security.allowed_ips, and webhook.auth
-    # unless no webhook endpoint asks for authentication at all.
-    status_auth = (
-        authenticator_for(config.webhook.auth, clock=gateway.reactor, replays=gateway.replays)
-        if any(e.auth_required for e in config.webhook.endpoints)
-        else None
-    )
+    # while any webhook endpoint requires credentials.
     status = AlertsResource(
-        gateway.state, status_auth, addresses=addresses, clients=clients, metrics=gateway.metrics.webhooks
+        gateway.state,
+        status_authenticator(gateway),
+        addresses=addresses,
+        clients=clients,
+        metrics=gateway.metrics.webhooks,
     )
     mount(root, "/v1/alerts", status)
     if config.metrics_on_webhook_port():
@@ -139,7 +138,8 @@ def _ready_details(gateway: Gateway) -> dict[str, Any]:
     if isinstance(queue, RedisQueue):
         details["queue"]["partitions"] = sorted(queue.held)
     if gateway.breaker is not None:
-        details["circuitBreaker"] = {"state": gateway.breaker.state.value, "target": config.alert_processor.endpoint}
+        # The processor's name: the probes answer anyone, its URL is internal.
+        details["circuitBreaker"] = {"state": gateway.breaker.state.value, "target": config.alert_processor.name}
     if gateway.redis is not None:
         details["redis"] = {"up": gateway.redis.up, "onFailure": str(config.state.redis.on_failure)}
     return details

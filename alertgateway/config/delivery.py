@@ -8,10 +8,12 @@ C{queue} (where they wait).
 from __future__ import annotations
 
 import enum
+import re
+from urllib.parse import urlsplit
 
 import attrs
 
-from alertgateway.config._fields import not_negative, positive
+from alertgateway.config._fields import header_name, not_negative, positive
 from alertgateway.config._schema import duration
 
 __all__ = [
@@ -37,11 +39,37 @@ def _health_path(value: str | None) -> str | None:
 
 
 def _processor_endpoint(value: str) -> str | None:
+    # Never quote the value: it is refused precisely when it may hold a
+    # secret.
     if value.startswith("file:"):
         return None if value[len("file:") :] else "file: needs a path, e.g. file:var/alerts.jsonl"
-    if value.startswith(("http://", "https://")):
+    if not value.startswith(("http://", "https://")):
+        return "must be an http:// or https:// URL, or file:PATH"
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return "is not a valid URL"
+    if "@" in parts.netloc:
+        # A URL is printed, logged and shown; a credential in it would be
+        # too (and treq would not send it as Basic credentials anyway).
+        return (
+            "must not carry credentials (user:password@): give the processor's credential"
+            " as alert_processor.auth_secret_file or auth_secret_env, sent in auth_header"
+        )
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        return "must not have a query or fragment: the gateway appends /api/v1/alerts to it"
+    if not parts.hostname:
+        return "must name a host, e.g. http://alert-processor:8081"
+    return None
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def _target_name(value: str) -> str | None:
+    if _NAME.fullmatch(value):
         return None
-    return "must be an http:// or https:// URL, or file:PATH"
+    return "must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 @attrs.frozen
@@ -72,6 +100,16 @@ class AlertProcessorConfig:
     """
 
     endpoint: str = attrs.field(default="file:var/alerts.jsonl", metadata={"check": _processor_endpoint})
+    # What the metrics (the target label), the log and /health/ready call
+    # the processor: its URL says more than they need to.
+    name: str = attrs.field(default="alert-processor", metadata={"check": _target_name})
+    # The gateway's own credential, sent with every delivery in
+    # auth_header (e.g. "Bearer <token>"): read from a file or the
+    # environment at load time, never part of the endpoint URL.
+    auth_header: str = attrs.field(default="Authorization", metadata={"check": header_name})
+    auth_secret: str | None = attrs.field(default=None, repr=False)
+    auth_secret_file: str | None = None
+    auth_secret_env: str | None = None
     # Per attempt; with adaptive_timeout, the most an attempt is given.
     timeout: float = duration(5.0, positive)
     max_retries: int = attrs.field(default=3, metadata={"check": not_negative})

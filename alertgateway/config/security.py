@@ -13,7 +13,7 @@ import attrs
 
 from alertgateway.config._fields import addresses_or_hosts, positive
 from alertgateway.config._schema import duration
-from alertgateway.tls import TLSFiles
+from alertgateway.tls import DEFAULT_TLS12_CIPHERS, TLSFiles, cipher_problem
 
 __all__ = ["ForwardedHeader", "SecurityConfig"]
 
@@ -56,6 +56,9 @@ class SecurityConfig:
     allowed_client_names: tuple[str, ...] = ()
     # How often the certificate files are checked for a rotation.
     cert_reload_interval: float = duration(30.0, positive)
+    # The TLS 1.2 ciphers (an OpenSSL cipher list): by default only those
+    # with forward secrecy and authenticated encryption.
+    tls_ciphers: str = attrs.field(default=DEFAULT_TLS12_CIPHERS, metadata={"check": cipher_problem})
     # Addresses, CIDR networks or host names that may post; empty allows all.
     allowed_ips: tuple[str, ...] = attrs.field(default=(), metadata={"check": addresses_or_hosts})
     # Proxies whose forwarded_header is believed.
@@ -78,4 +81,5 @@ class SecurityConfig:
             client_ca_file=self.client_ca_file,
             require_client_cert=self.require_client_cert,
             allowed_client_names=self.allowed_client_names,
+            ciphers=self.tls_ciphers,
         )

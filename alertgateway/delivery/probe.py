@@ -39,6 +39,8 @@ class ProcessorProbe:
 
     @param on_healthy: Called at each 2xx answer.
     @param on_state: Told C{True} or C{False} after each check.
+    @param headers: Sent with each check (the gateway's credential for
+        the processor, C{alert_processor.auth_secret}).
     """
 
     def __init__(
@@ -51,8 +53,10 @@ class ProcessorProbe:
         timeout: float,
         on_healthy: Callable[[], object],
         on_state: Callable[[bool], object] = lambda up: None,
+        headers: dict[bytes | str, list[bytes | str]] | None = None,
     ) -> None:
         self._client = client
+        self._headers = headers
         self.url = url
         self._clock = clock
         self.interval = interval
@@ -89,7 +93,7 @@ class ProcessorProbe:
 
     async def _check(self) -> None:
         try:
-            response = await self._client.get(self.url).addTimeout(self.timeout, self._clock)
+            response = await self._client.get(self.url, headers=self._headers).addTimeout(self.timeout, self._clock)
             code = response.code
             # The answer's body is not needed; the connection goes back to
             # the pool once it is read.

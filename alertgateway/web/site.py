@@ -39,6 +39,7 @@ from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.resource import IResource
 
+from alertgateway.observability.logs import clip
 from alertgateway.observability.metrics import HTTPMetrics, WebhookMetrics
 from alertgateway.web import problems
 from alertgateway.web.channel import GatewayChannel, RefusedConnection
@@ -328,14 +329,15 @@ class GatewaySite(server.Site):
         metrics.child(metrics.request_duration, request.endpoint).observe(duration)
         if not self.access_log:
             return
-        user_agent = (request.getHeader(b"user-agent") or b"").decode("latin-1")
+        # Clipped: both are the client's to choose, and logged per request.
+        user_agent = clip((request.getHeader(b"user-agent") or b"").decode("latin-1"))
         method, path = _request_line(request)
         _access_log.info(
             "{method} {path} {status} {bytes}B {duration_ms}ms {requestId}",
             log_type="access",
             remote=_remote(request),
             method=method,
-            path=path,
+            path=clip(path),
             status=code,
             bytes=request.sentLength,
             duration_ms=round(duration * 1000, 3),

@@ -286,3 +286,21 @@ class ProcessorProbeTests(SynchronousTestCase):
         self.clock.advance(0.5)
         self.assertEqual(len(self.processor.received), 2)
         self.probe.stop()
+
+    def test_credential(self) -> None:
+        """
+        The gateway's credential for the processor (alert_processor.auth_secret)
+        goes with each health check, as with each delivery.
+        """
+        probe = ProcessorProbe(
+            cast(GettingClient, self.stub),
+            "http://processor.test/healthz",
+            clock=self.clock,
+            interval=1.0,
+            timeout=0.5,
+            on_healthy=lambda: None,
+            headers={"Authorization": ["Bearer proc-token"]},
+        )
+        self.successResultOf(probe.check())
+        [received] = self.processor.received
+        self.assertEqual(received.header("authorization"), "Bearer proc-token")

@@ -236,7 +236,7 @@ class CheckConfigTests(SynchronousTestCase):
                 "  webhook listeners: tcp:8080:interface=0.0.0.0:backlog=1024",
                 "  endpoint /webhook/prometheus (and /v1/webhook/prometheus): alertmanager, auth required (bearer)",
                 "  endpoint /webhook/grafana (and /v1/webhook/grafana): grafana, auth required (bearer)",
-                "  alert processor: http://alert-processor:8081",
+                "  alert processor: alert-processor at http://alert-processor:8081",
                 "  queue: sqlite",
                 "  state: sqlite",
                 "  metrics: /metrics on tcp:9090:interface=0.0.0.0",

@@ -1672,9 +1672,11 @@ class EdgeWarningTests(SynchronousTestCase):
         """
         for kind in ("basic", "api_key", "hmac"):
             with self.subTest(kind=kind):
+                # Signed with timestamps, so that only the credentials are warned about.
+                auth = f"type: {kind}" + (", timestamp_header: X-Grafana-Alerting-Timestamp" if kind == "hmac" else "")
                 config = _valid(
-                    f"webhook: {{auth: {{type: {kind}}}, endpoints: [{{path: /webhook/prometheus}},"
-                    f" {{path: /webhook/grafana, auth: {{type: {kind}}}}}]}}"
+                    f"webhook: {{auth: {{{auth}}}, endpoints: [{{path: /webhook/prometheus}},"
+                    f" {{path: /webhook/grafana, auth: {{{auth}}}}}]}}"
                 )
                 self.assertEqual(
                     warnings_for(config),
@@ -1708,7 +1710,7 @@ class EdgeWarningTests(SynchronousTestCase):
         Credentials of every kind silence the warnings.
         """
         config = _valid(
-            "webhook: {auth: {type: hmac, secret: s}, endpoints: ["
+            "webhook: {auth: {type: hmac, secret: s, timestamp_header: X-Grafana-Alerting-Timestamp}, endpoints: ["
             "{path: /webhook/grafana, auth: {type: basic, username: u, password: p}},"
             " {path: /webhook/prometheus, auth: {type: api_key, tokens: [k]}}, {path: /webhook/alertmanager}]}"
         )

@@ -11,6 +11,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import attrs
 from twisted.application.service import Application, IService
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
@@ -760,7 +761,7 @@ class DurableQueueServiceTests(SynchronousTestCase):
         response = Connection(service.site).request("GET", "/health/ready")
         answer = response.json()
         self.assertEqual(answer["queue"]["backend"], "sqlite")
-        self.assertEqual(answer["circuitBreaker"], {"state": "closed", "target": f"file:{self.sink}"})
+        self.assertEqual(answer["circuitBreaker"], {"state": "closed", "target": "alert-processor"})
         stop(self, service)
 
     def test_accepted_is_on_disk(self) -> None:
@@ -792,11 +793,15 @@ class DurableQueueServiceTests(SynchronousTestCase):
 
     def test_breaker_state_gauge(self) -> None:
         """
-        gateway_circuit_breaker_state starts at 0 (closed) for the target
-        and follows the breaker's transitions, counted by new state.
+        gateway_circuit_breaker_state starts at 0 (closed) for the target,
+        named by alert_processor.name (never its URL), and follows the
+        breaker's transitions, counted by new state.
         """
-        service, _, _ = make_service(self.config())
-        target = f"file:{self.sink}"
+        config = self.config()
+        service, _, _ = make_service(
+            attrs.evolve(config, alert_processor=attrs.evolve(config.alert_processor, name="processor-eu"))
+        )
+        target = "processor-eu"
         registry = service.metrics.registry
         self.assertEqual(registry.get_sample_value("gateway_circuit_breaker_state", {"target": target}), 0.0)
         breaker = service.breaker

@@ -224,6 +224,31 @@ class HTTPSinkTests(SynchronousTestCase):
         reason = str(self.failureResultOf(sink.deliver(envelope("A")), Retryable).value)
         self.assertLess(len(reason), 300)
 
+    def test_credential(self) -> None:
+        """
+        The processor credential (alert_processor.auth_header and
+        auth_secret) goes with every single and batch delivery, replacing a
+        header of that name in any case that an endpoint adds, and is never
+        one of a batch item's headers (it is the gateway's, not the
+        alert's).
+        """
+        self.clock = Clock()
+        processor = StubProcessor(Answer(202), Answer(202))
+        sink = HTTPSink(
+            cast(PostingClient, StubTreq(processor)),
+            "http://processor.test:8081",
+            clock=self.clock,
+            timeout=5.0,
+            credential=("Authorization", "Bearer proc-token"),
+        )
+        static = attrs.evolve(envelope("A"), headers=(("authorization", "Bearer endpoint-static"),))
+        self.successResultOf(sink.deliver(static))
+        self.successResultOf(sink.deliver_batch([envelope("B"), envelope("C")]))
+        single, batch = processor.received
+        for received in (single, batch):
+            self.assertEqual(received.headers["authorization"], ["Bearer proc-token"])
+        self.assertNotIn(b"proc-token", batch.body)
+
     def test_close(self) -> None:
         """
         Closing the HTTP sink has nothing to wait for.

@@ -769,6 +769,19 @@ class SecurityLogTests(SynchronousTestCase):
         self.assertNotIn("wrong-secret", stream.getvalue())
         self.assertNotIn("BodySecret", stream.getvalue())
 
+    def test_long_path_clipped(self) -> None:
+        """
+        A refused request's path, the client's to choose, is logged as its
+        first 256 characters and how many more there were.
+        """
+        service, _, _ = make_service()
+        events = capture_events(self, lambda e: e.get("log_namespace") == "alertgateway.security")
+        path = "/v1/alerts/" + "f" * 6000
+        assert_problem(self, Connection(service.site).request("GET", path), 401, "unauthorized")
+        [event] = events
+        self.assertEqual(event["path"], path[:256] + f"...[{len(path) - 256} more]")
+        self.assertLess(len(formatEvent(event)), 400)
+
     def test_reasonless_problem(self) -> None:
         """
         A guard's refusal that does not say what kind of security refusal

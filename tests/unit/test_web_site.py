@@ -289,6 +289,18 @@ class AccessLogTests(SynchronousTestCase):
         self.assertEqual(event["bytes"], len(response.body))
         self.assertEqual(event["duration_ms"], 0.0)
 
+    def test_long_fields_clipped(self) -> None:
+        """
+        A path and a User-Agent of kilobytes (the client's to choose) are
+        logged as their first 256 characters and how many more there were,
+        so one request cannot cost kilobytes of log.
+        """
+        long_path = PROMETHEUS + "/" + "p" * 5000
+        Connection(self.service.site).request("GET", long_path, headers={"User-Agent": "u" * 9000})
+        [event] = self.events
+        self.assertEqual(event["path"], long_path[:256] + f"...[{len(long_path) - 256} more]")
+        self.assertEqual(event["user_agent"], "u" * 256 + "...[8744 more]")
+
     def test_duration(self) -> None:
         """
         duration_ms runs from the request line to the end of the response.
