@@ -206,6 +206,8 @@ class RedisClient:
         self._name = name
         self._factory: _Factory | None = None
         self.up = False
+        # Set by stop(): losing the connections then is what was asked for.
+        self._stopping = False
         self._listeners: list[Callable[[bool], None]] = []
         self._watchdog: LoopingCall | None = None
 
@@ -240,6 +242,7 @@ class RedisClient:
         Start connecting, and reconnecting with backoff whenever the
         connection is lost.
         """
+        self._stopping = False
         self._connect()
         self._watchdog = LoopingCall(self._revive)
         self._watchdog.clock = self._reactor
@@ -285,6 +288,7 @@ class RedisClient:
         """
         Close every connection and stop reconnecting.
         """
+        self._stopping = True
         if self._watchdog is not None and self._watchdog.running:
             self._watchdog.stop()
         factory, self._factory = self._factory, None
@@ -299,8 +303,8 @@ class RedisClient:
             return
         self.up = up
         self._metrics.up.set(1 if up else 0)
-        if up:
-            _log.info("Connected to Redis ({name})", name=self._name)
+        if up or self._stopping:
+            _log.info("{what} Redis ({name})", what="Connected to" if up else "Disconnected from", name=self._name)
         else:
             _log.warn("Lost every connection to Redis ({name}); reconnecting", name=self._name)
         for listener in list(self._listeners):

@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from alertgateway.config import parse_config
@@ -20,6 +21,7 @@ from alertgateway.redis.client import RedisClient, RedisError, RedisSettings, Re
 from alertgateway.state.errors import StateUnavailable
 from tests.integration._certs import Authority, write_pem
 from tests.redis_server import RedisServer, until
+from tests.unit._http import capture_events
 from tests.unit._support import inline
 
 reactor: Any = _reactor
@@ -247,6 +249,32 @@ class ClientTests(_Connected):
         self.client._revive()
         await until(lambda: self.client.up)
         self.assertEqual(await self.client.command("ping", "PING"), "PONG")
+
+    @inline
+    async def test_stopped_quietly(self) -> None:
+        """
+        Stopping the client (a clean shutdown) logs that it disconnected at
+        info, never the "lost every connection" warning of an outage; once
+        started again, an outage warns as before.
+        """
+        events = capture_events(self, lambda e: e.get("log_namespace") == "alertgateway.redis.client")
+        await self.client.stop()
+        await until(lambda: not self.client.up)
+        self.assertEqual(
+            [(e["log_level"], formatEvent(e)) for e in events], [(LogLevel.info, "Disconnected from Redis (state)")]
+        )
+        del events[:]
+        self.client.start()
+        await until(lambda: self.client.up)
+        self.server.kill()
+        await until(lambda: not self.client.up)
+        self.assertEqual(
+            [(e["log_level"], formatEvent(e)) for e in events],
+            [
+                (LogLevel.info, "Connected to Redis (state)"),
+                (LogLevel.warn, "Lost every connection to Redis (state); reconnecting"),
+            ],
+        )
 
     @inline
     async def test_stopped(self) -> None:
