@@ -62,6 +62,7 @@ def _site(gateway: Gateway, root: Resource) -> GatewaySite:
         gzip_min_bytes=service.gzip_min_bytes,
         request_timeout=service.request_timeout,
         access_log=gateway.config.logging.access_log,
+        access_log_exclude=frozenset(gateway.config.logging.access_log_exclude),
     )
 
 

@@ -12,7 +12,15 @@ from __future__ import annotations
 import ipaddress
 import re
 
-__all__ = ["addresses_or_hosts", "not_negative", "plain_path", "port_number", "positive", "rejection_status"]
+__all__ = [
+    "addresses_or_hosts",
+    "not_negative",
+    "plain_path",
+    "plain_paths",
+    "port_number",
+    "positive",
+    "rejection_status",
+]
 
 
 def positive(value: float) -> str | None:
@@ -44,6 +52,17 @@ def plain_path(value: str) -> str | None:
         return "must start with /"
     if "?" in value or "#" in value or "//" in value:
         return "must be a plain path without query, fragment or empty segments"
+    return None
+
+
+def plain_paths(values: tuple[str, ...]) -> str | None:
+    """
+    Refuse the first path of a list that L{plain_path} refuses.
+    """
+    for value in values:
+        message = plain_path(value)
+        if message is not None:
+            return f"{value!r} {message}"
     return None
 
 

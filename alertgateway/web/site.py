@@ -156,9 +156,12 @@ class GatewaySite(server.Site):
         gzip_min_bytes: int = 1024,
         request_timeout: float | None = None,
         access_log: bool = True,
+        access_log_exclude: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(resource, timeout=idle_timeout, reactor=clock, parsePOSTFormSubmission=False)
         self.access_log = access_log
+        # Paths whose requests leave no access line (probes, scrapes).
+        self.access_log_exclude = access_log_exclude
         self.clock = clock
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
@@ -219,8 +222,10 @@ class GatewaySite(server.Site):
         metrics.child(metrics.request_duration, request.endpoint).observe(duration)
         if not self.access_log:
             return
-        user_agent = (request.getHeader(b"user-agent") or b"").decode("latin-1")
         method, path = _request_line(request)
+        if path in self.access_log_exclude:
+            return
+        user_agent = (request.getHeader(b"user-agent") or b"").decode("latin-1")
         _access_log.info(
             "{method} {path} {status} {bytes}B {duration_ms}ms {requestId}",
             log_type="access",
