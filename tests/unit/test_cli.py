@@ -415,7 +415,7 @@ class MainTests(SynchronousTestCase):
             calls.append((url, source, token, timeout))
             return EXIT_FAILED
 
-        self.patch(cli, "send_test", fake_send_test)
+        self.patch(cli.send, "send_test", fake_send_test)
         out = io.StringIO()
         self.assertEqual(main(["send-test", URL, "--token", "t"], out=out, err=io.StringIO()), EXIT_FAILED)
         self.assertEqual(calls, [(URL, "alertmanager", "t", 10.0)])

@@ -1,0 +1,87 @@
+# -*- test-case-name: tests.unit.test_cli -*-
+"""
+The C{alertgateway} command: C{check-config}, C{send-test}, C{queue} and
+C{state}.
+
+C{check-config PATH} validates a configuration file exactly as twistd does
+(exit 0 with a summary, 2 with one line per problem).  C{send-test URL}
+posts a sample alert in a sender's format and prints the answer.
+C{queue list|retry|purge} works on the queue database's dead letters and
+pending items; C{state stats} counts what the database keeps of the
+decisions.
+
+One module a command: L{check}, L{send}, L{queue}, L{state}; what they
+share in L{_common}.  This module parses the command line and dispatches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import IO
+
+from alertgateway.cli import send
+from alertgateway.cli._common import EXIT_FAILED, EXIT_INVALID, EXIT_OK
+from alertgateway.cli.check import check_config
+from alertgateway.cli.queue import queue_command
+from alertgateway.cli.send import sample_payload, send_sample, send_test
+from alertgateway.cli.state import state_command
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INVALID",
+    "EXIT_OK",
+    "build_parser",
+    "check_config",
+    "main",
+    "sample_payload",
+    "send_sample",
+    "send_test",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alertgateway", description="Alert webhook gateway tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("path")
+    sending = commands.add_parser("send-test", help="post a sample alert to a webhook URL")
+    sending.add_argument("url")
+    sending.add_argument("--source", choices=("alertmanager", "grafana"), default="alertmanager")
+    sending.add_argument("--token", default=None, help="bearer token")
+    sending.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer")
+    queue = commands.add_parser("queue", help="show, re-queue and drop dead letters and pending items")
+    actions = queue.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="list queued items (dead letters by default)")
+    listing.add_argument("--state", choices=("dead", "pending", "all"), default="dead")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    retry = actions.add_parser("retry", help="send dead letters again (all, or the given ids)")
+    retry.add_argument("ids", nargs="*", type=int)
+    drop = actions.add_parser("purge", help="drop dead letters (or pending items) for good")
+    drop.add_argument("--state", choices=("dead", "pending"), default="dead")
+    drop.add_argument("ids", nargs="*", type=int)
+    state = commands.add_parser("state", help="inspect the decision state the gateway keeps")
+    state_actions = state.add_subparsers(dest="action", required=True)
+    counts = state_actions.add_parser("stats", help="count episodes, storms, waiting members, replay keys, queue")
+    counts.add_argument("--json", action="store_true", help="one JSON object")
+    for action in (listing, retry, drop, counts):
+        action.add_argument("--config", "-c", required=True, help="the gateway's configuration file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    if args.command == "check-config":
+        return check_config(args.path, out, err)
+    if args.command == "queue":
+        return queue_command(args, out, err)
+    if args.command == "state":
+        return state_command(args, out, err)
+    return send.send_test(args.url, args.source, args.token, args.timeout, out)
+
+
+def entry_point() -> None:
+    sys.exit(main())
