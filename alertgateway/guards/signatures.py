@@ -15,6 +15,10 @@ several secrets may be in use at once while a secret is rotated.
 
 Every comparison is constant-time.  A message id (or a Grafana signature)
 seen before within the tolerance is a replay.
+
+L{sign_grafana} and L{sign_standard} sign as the senders do, from the same
+layout of the signed message as the verifiers (C{alertgateway send-test}
+signs its sample with them).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ __all__ = [
     "SignatureError",
     "StandardWebhooksVerifier",
     "decode_standard_secret",
+    "sign_grafana",
+    "sign_standard",
 ]
 
 
@@ -56,6 +62,33 @@ def _any_equal(given: bytes, candidates: Sequence[bytes]) -> bool:
     for candidate in candidates:
         matched |= hmac.compare_digest(given, candidate)
     return matched
+
+
+def _grafana_message(body: bytes, timestamp: str | None) -> bytes:
+    # The body, or "<timestamp>:<body>" when a timestamp header is used.
+    return body if timestamp is None else f"{timestamp}:".encode() + body
+
+
+def _standard_message(message_id: str, timestamp: str, body: bytes) -> bytes:
+    return f"{message_id}.{timestamp}.".encode() + body
+
+
+def sign_grafana(secret: str, body: bytes, timestamp: str | None = None) -> str:
+    """
+    The value of Grafana's signature header for C{body}: the hex HMAC-SHA256
+    with C{secret}, of C{"<timestamp>:<body>"} when a timestamp is sent.
+    """
+    return _hmac(secret.encode("utf-8"), _grafana_message(body, timestamp)).hex()
+
+
+def sign_standard(secret: str, message_id: str, timestamp: str, body: bytes) -> str:
+    """
+    One C{v1,<base64>} signature of the C{webhook-signature} header.
+
+    @raise ValueError: If C{secret} is not a Standard Webhooks secret.
+    """
+    digest = _hmac(decode_standard_secret(secret), _standard_message(message_id, timestamp, body))
+    return "v1," + base64.b64encode(digest).decode("ascii")
 
 
 # Unix seconds in ASCII digits; int() alone would also take signs,
@@ -113,12 +146,12 @@ class GrafanaVerifier:
             signature = bytes.fromhex(given.strip())
         except ValueError:
             raise SignatureError(f"the {self.header} header is not hex") from None
-        message = body
+        text = None
         until = None
         if self.timestamp_header is not None:
             text, timestamp = _check_timestamp(headers.get(self.timestamp_header.lower()), self._clock, self._tolerance)
-            message = f"{text}:".encode() + body
             until = timestamp + self._tolerance
+        message = _grafana_message(body, text)
         if not _any_equal(signature, [_hmac(secret, message) for secret in self._secrets]):
             raise SignatureError("the signature does not match")
         # Keyed on the bytes: fromhex takes either case and spaces between
@@ -172,7 +205,7 @@ class StandardWebhooksVerifier:
         if not message_id or not raw_signatures:
             raise SignatureError("the webhook-id and webhook-signature headers are required")
         text, timestamp = _check_timestamp(headers.get("webhook-timestamp"), self._clock, self._tolerance)
-        signed = f"{message_id}.{text}.".encode() + body
+        signed = _standard_message(message_id, text, body)
         expected = [_hmac(key, signed) for key in self._keys]
         matched = False
         for item in raw_signatures.split():
