@@ -4,14 +4,15 @@ The C{alertgateway} command: C{check-config}, C{send-test}, C{queue} and
 C{state}.
 
 C{check-config PATH} validates a configuration file exactly as twistd does
-(exit 0 with a summary, 2 with one line per problem).  C{send-test URL}
-posts a sample alert in a sender's format and prints the answer.
+(exit 0 with a summary, 2 with one line per problem).  C{send-test} posts
+a sample alert in a sender's format, with a sender's credentials (given,
+or an endpoint's in the gateway's configuration), and prints the answer.
 C{queue list|retry|purge} works on the queue database's dead letters and
 pending items; C{state stats} counts what the database keeps of the
 decisions.
 
-One module a command: L{check}, L{send}, L{queue}, L{state}; what they
-share in L{_common}.  This module parses the command line and dispatches.
+One module a command: L{check}, L{send} (with L{target}, L{credentials}
+and L{https}), L{queue}, L{state}; what they share in L{_common}.  This module parses the command line and dispatches.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import sys
 from collections.abc import Sequence
 from typing import IO
 
-from alertgateway.cli import send
-from alertgateway.cli._common import EXIT_FAILED, EXIT_INVALID, EXIT_OK
+from alertgateway.cli import send, target
+from alertgateway.cli._common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, CommandError
 from alertgateway.cli.check import check_config
 from alertgateway.cli.queue import queue_command
 from alertgateway.cli.send import sample_payload, send_sample, send_test
@@ -46,11 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("path")
-    sending = commands.add_parser("send-test", help="post a sample alert to a webhook URL")
-    sending.add_argument("url")
-    sending.add_argument("--source", choices=("alertmanager", "grafana"), default="alertmanager")
-    sending.add_argument("--token", default=None, help="bearer token")
-    sending.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer")
+    target.add_arguments(commands.add_parser("send-test", help="post a sample alert as a sender would"))
     queue = commands.add_parser("queue", help="show, re-queue and drop dead letters and pending items")
     actions = queue.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="list queued items (dead letters by default)")
@@ -80,7 +77,14 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[
         return queue_command(args, out, err)
     if args.command == "state":
         return state_command(args, out, err)
-    return send.send_test(args.url, args.source, args.token, args.timeout, out)
+    try:
+        test = target.prepare(args, err)
+    except CommandError as e:
+        print(f"alertgateway send-test: {e}", file=err)
+        return EXIT_INVALID
+    if test is None:
+        return EXIT_INVALID
+    return send.send_test(test, out, err)
 
 
 def entry_point() -> None:

@@ -1,15 +1,18 @@
 """
-The command line against the running plugin (C{alertgateway send-test})
-and the embedded file sink (C{alert_processor.endpoint: file:PATH}).
+The command line against the running plugin (C{alertgateway send-test}
+with every authentication scheme, over HTTPS with client certificates) and
+the embedded file sink (C{alert_processor.endpoint: file:PATH}).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
+from tests.integration._certs import Authority, write_pem
 from tests.integration.harness import (
     GatewayProcess,
     StubProcessor,
@@ -78,6 +81,161 @@ class SendTestTests(TestCase):
         )
         self.assertNotEqual(refused.code, 0, refused.output)
         self.assertIn("401", refused.out)
+        self.assertEqual(len(stub.attempts), 2)
+
+
+# Every authentication scheme of docs/security.md, one endpoint each, with
+# secrets in a file and in the environment as the documentation keeps them.
+SCHEMES = {
+    "/webhook/prometheus": {"type": "bearer", "token_env": "ITEST_TOKEN"},
+    "/webhook/basic": {"type": "basic", "users": [{"username": "alertmanager", "password_file": "basic-password"}]},
+    "/webhook/key": {"type": "api_key", "header": "X-API-Key", "token_file": "api-keys"},
+    "/webhook/grafana": {
+        "type": "hmac",
+        "scheme": "grafana",
+        "secret_env": "ITEST_GRAFANA_SECRET",
+        "signature_header": "X-Grafana-Alerting-Signature",
+        "timestamp_header": "X-Grafana-Alerting-Timestamp",
+        "tolerance": "5m",
+    },
+    "/webhook/standard": {"type": "hmac", "scheme": "standard", "secret_file": "standard-secret"},
+}
+STANDARD_SECRET = "whsec_" + base64.b64encode(b"integration standard secret 32B!").decode()
+SECRETS_ENV = {"ITEST_TOKEN": TOKEN, "ITEST_GRAFANA_SECRET": "grafana-hmac-4e1f"}
+# The same credentials given on the command line.
+EXPLICIT = {
+    "/webhook/prometheus": ["--token", TOKEN],
+    "/webhook/basic": ["--basic", "alertmanager:basic:pass-7d"],
+    "/webhook/key": ["--api-key", "X-API-Key:api-key-new"],
+    "/webhook/grafana": [
+        "--grafana-secret",
+        "grafana-hmac-4e1f",
+        "--timestamp-header",
+        "X-Grafana-Alerting-Timestamp",
+    ],
+    "/webhook/standard": ["--standard-secret", STANDARD_SECRET],
+}
+
+
+class SendTestSchemesTests(TestCase):
+    timeout = 120
+
+    async def test_every_scheme_from_the_configuration_and_given(self) -> None:
+        """
+        For an endpoint of each documented scheme (bearer, Basic, API key,
+        Grafana HMAC with a timestamp, Standard Webhooks), `send-test
+        --config FILE --endpoint PATH` sends the endpoint's own credentials,
+        read from its files and environment as the gateway reads them, and
+        the same credentials given as options work too: exit 0, the sample
+        reaches the processor in the endpoint's format.  With no
+        credentials each endpoint answers 401 and send-test exits 1.
+        """
+        stub = StubProcessor()
+        url = await stub.start()
+        self.addCleanup(stub.stop)
+        gateway = GatewayProcess(
+            {
+                "alert_processor": {"endpoint": url},
+                "webhook": {
+                    "endpoints": [
+                        {"path": path, "source": "grafana" if "grafana" in path else "alertmanager", "auth": auth}
+                        for path, auth in SCHEMES.items()
+                    ]
+                },
+            },
+            env=SECRETS_ENV,
+        )
+        (gateway.directory / "basic-password").write_text("basic:pass-7d\n")
+        # The key being rotated in first: what a sender configured from
+        # this file sends.
+        (gateway.directory / "api-keys").write_text("api-key-new\napi-key-old\n")
+        (gateway.directory / "standard-secret").write_text(STANDARD_SECRET + "\n")
+        await gateway.start()
+        self.addCleanup(gateway.stop)
+        command = venv_script("alertgateway")
+        config = str(gateway.config_path)
+        sent = 0
+        for path in SCHEMES:
+            for how in (["--config", config, "--endpoint", path, gateway.url], [gateway.url + path, *EXPLICIT[path]]):
+                done = await run([command, "send-test", *how], env=source_env(SECRETS_ENV), cwd=str(gateway.directory))
+                self.assertEqual(done.code, 0, (how, done.output))
+                self.assertTrue(done.out.startswith("HTTP 202\n"), done.output)
+                sent += 1
+                await stub.wait_for(sent)
+                self.assertEqual(stub.received[-1].body["source"], "grafana" if "grafana" in path else "alertmanager")
+            refused = await run([command, "send-test", gateway.url + path], env=source_env())
+            self.assertEqual(refused.code, 1, refused.output)
+            self.assertTrue(refused.out.startswith("HTTP 401\n"), refused.output)
+        self.assertEqual(len(stub.attempts), sent)
+
+
+class SendTestTLSTests(TestCase):
+    timeout = 120
+
+    async def test_https_and_client_certificates(self) -> None:
+        """
+        Against a gateway serving TLS with a private CA and requiring a
+        client certificate: send-test with --cacert, --cert and --key gets
+        202 and its sample reaches the processor (with --config too); without
+        a client certificate, or trusting only the system's authorities, it
+        exits 1 with one error line naming the TLS failure, no traceback.
+        """
+        directory = Path(self.mktemp()).resolve()
+        directory.mkdir()
+        ca = Authority("send-test itest root")
+        server = ca.server("gateway")
+        client = ca.issue("alertmanager", dns=["alertmanager.monitoring.svc"], client=True)
+        files = {
+            name: str(write_pem(directory / name, pem))
+            for name, pem in [
+                ("tls.crt", server.cert_pem),
+                ("tls.key", server.key_pem),
+                ("ca.crt", ca.cert_pem),
+                ("client.crt", client.cert_pem),
+                ("client.key", client.key_pem),
+            ]
+        }
+        stub = StubProcessor()
+        url = await stub.start()
+        self.addCleanup(stub.stop)
+        gateway = GatewayProcess(
+            {
+                "service": {"listen": [], "host": "127.0.0.1", "port": 0},
+                "security": {
+                    "tls_enabled": True,
+                    "cert_file": files["tls.crt"],
+                    "key_file": files["tls.key"],
+                    "client_ca_file": files["ca.crt"],
+                    "require_client_cert": True,
+                },
+                "alert_processor": {"endpoint": url},
+                "webhook": {"auth": {"token": TOKEN}},
+            }
+        )
+        await gateway.start()
+        self.addCleanup(gateway.stop)
+        command = venv_script("alertgateway")
+        webhook = gateway.https_url + "/webhook/prometheus"
+        trusted = ["--cacert", files["ca.crt"]]
+        certificate = ["--cert", files["client.crt"], "--key", files["client.key"]]
+        for how in (
+            [webhook, "--token", TOKEN, *trusted, *certificate],
+            [webhook, "--config", str(gateway.config_path), *trusted, *certificate],
+        ):
+            done = await run([command, "send-test", *how], env=source_env())
+            self.assertEqual(done.code, 0, done.output)
+            self.assertTrue(done.out.startswith("HTTP 202\n"), done.output)
+        await stub.wait_for(2)
+        for how, reason in [
+            ([webhook, "--token", TOKEN, *trusted], "certificate required"),
+            ([webhook, "--token", TOKEN, *certificate], "certificate verify failed"),
+        ]:
+            refused = await run([command, "send-test", *how], env=source_env())
+            self.assertEqual(refused.code, 1, refused.output)
+            self.assertEqual(len(refused.out.splitlines()), 1, refused.output)
+            self.assertTrue(refused.out.startswith("error: "), refused.output)
+            self.assertIn(reason, refused.out)
+            self.assertNotIn("Traceback", refused.output)
         self.assertEqual(len(stub.attempts), 2)
 
 
