@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -275,6 +276,31 @@ class ClientTests(_Connected):
                 (LogLevel.warn, "Lost every connection to Redis (state); reconnecting"),
             ],
         )
+
+    @inline
+    async def test_still_connecting(self) -> None:
+        """
+        A client with no connection connect_timeout after it started warns
+        once, and goes on trying; one that connected in time, or was
+        stopped first, does not.
+        """
+        events = capture_events(self, lambda e: e.get("log_namespace") == "alertgateway.redis.client")
+        settings = RedisSettings(url=self.server.url, timeout=0.3, connect_timeout=0.2)
+        connected = self.connect(settings)
+        await until(lambda: connected.up)
+        stopped = self.connect(settings)
+        await stopped.stop()
+        self.server.kill()
+        late = self.connect(settings)
+        await deferLater(reactor, 0.4)
+        self.assertFalse(late.up)
+        warnings = [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(
+            [w for w in warnings if w.startswith("No connection")],
+            ["No connection to Redis (state) 0.2s after starting; still trying"],
+        )
+        self.server.start()
+        await until(lambda: late.up)
 
     @inline
     async def test_stopped(self) -> None:
