@@ -558,6 +558,9 @@ class RedisQueueTests(TestCase):
         self.assertFalse(empty.called)
         queue.done(e)
         await empty
+        # Once the acknowledgement is answered: the length it answered is
+        # the queue's, and a shutdown does not report the delivered alert.
+        self.assertEqual(len(queue), 0)
         await until(lambda: not queue.held, "the last partition is given back")
         await self.wait_for(lambda: self._lease_gone(client, e.partition), "its lease is deleted")
 
