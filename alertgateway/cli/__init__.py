@@ -7,9 +7,9 @@ C{check-config PATH} validates a configuration file exactly as twistd does
 (exit 0 with a summary, 2 with one line per problem).  C{send-test} posts
 a sample alert in a sender's format, with a sender's credentials (given,
 or an endpoint's in the gateway's configuration), and prints the answer.
-C{queue list|retry|purge} works on the queue database's dead letters and
-pending items; C{state stats} counts what the database keeps of the
-decisions.
+C{queue list|retry|purge} works on the dead letters and pending items of
+the queue, in its database or in Redis; C{state stats} counts what the
+database keeps of the decisions.
 
 One module a command: L{check}, L{send} (with L{target}, L{credentials}
 and L{https}), L{queue}, L{state}; what they share in L{_common}.  This module parses the command line and dispatches.
@@ -22,10 +22,9 @@ import sys
 from collections.abc import Sequence
 from typing import IO
 
-from alertgateway.cli import send, target
+from alertgateway.cli import queue, send, target
 from alertgateway.cli._common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, CommandError
 from alertgateway.cli.check import check_config
-from alertgateway.cli.queue import queue_command
 from alertgateway.cli.send import sample_payload, send_sample, send_test
 from alertgateway.cli.state import state_command
 
@@ -48,21 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("path")
     target.add_arguments(commands.add_parser("send-test", help="post a sample alert as a sender would"))
-    queue = commands.add_parser("queue", help="show, re-queue and drop dead letters and pending items")
-    actions = queue.add_subparsers(dest="action", required=True)
-    listing = actions.add_parser("list", help="list queued items (dead letters by default)")
-    listing.add_argument("--state", choices=("dead", "pending", "all"), default="dead")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    retry = actions.add_parser("retry", help="send dead letters again (all, or the given ids)")
-    retry.add_argument("ids", nargs="*", type=int)
-    drop = actions.add_parser("purge", help="drop dead letters (or pending items) for good")
-    drop.add_argument("--state", choices=("dead", "pending"), default="dead")
-    drop.add_argument("ids", nargs="*", type=int)
+    queue_actions = queue.add_arguments(
+        commands.add_parser("queue", help="show, re-queue and drop dead letters and pending items")
+    )
     state = commands.add_parser("state", help="inspect the decision state the gateway keeps")
     state_actions = state.add_subparsers(dest="action", required=True)
     counts = state_actions.add_parser("stats", help="count episodes, storms, waiting members, replay keys, queue")
     counts.add_argument("--json", action="store_true", help="one JSON object")
-    for action in (listing, retry, drop, counts):
+    for action in (*queue_actions, counts):
         action.add_argument("--config", "-c", required=True, help="the gateway's configuration file")
     return parser
 
@@ -74,7 +66,7 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[
     if args.command == "check-config":
         return check_config(args.path, out, err)
     if args.command == "queue":
-        return queue_command(args, out, err)
+        return queue.queue_command(args, out, err)
     if args.command == "state":
         return state_command(args, out, err)
     try:

@@ -10,10 +10,19 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Coroutine, Mapping
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from alertgateway.config import ConfigError, GatewayConfig, load_config
 
-__all__ = ["EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "CommandError", "load_or_report", "on_reactor"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INVALID",
+    "EXIT_OK",
+    "CommandError",
+    "load_or_report",
+    "on_reactor",
+    "redis_location",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -57,3 +66,11 @@ def on_reactor(work: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
     with contextlib.suppress(SystemExit):
         react(lambda reactor: ensureDeferred(_work(reactor)))
     return result[0] if result else EXIT_FAILED
+
+
+def redis_location(url: str) -> str:
+    """
+    Where C{state.redis.url} points, without the password it may carry.
+    """
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"

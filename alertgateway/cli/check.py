@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import IO
 
-from alertgateway.cli._common import EXIT_INVALID, EXIT_OK, load_or_report
+from alertgateway.cli._common import EXIT_INVALID, EXIT_OK, load_or_report, redis_location
 from alertgateway.config import GatewayConfig, warnings_for
 
 __all__ = ["check_config"]
@@ -31,13 +31,8 @@ def _summary(path: str, config: GatewayConfig) -> list[str]:
     lines.append(f"  state: {config.state.backend}")
     if "redis" in (config.queue.backend, config.state.backend):
         redis = config.state.redis
-        # The host part only: the URL may carry a password.
-        from urllib.parse import urlsplit
-
-        url = urlsplit(redis.url)
         lines.append(
-            f"  redis: {url.scheme}://{url.hostname}:{url.port or 6379}{url.path}"
-            f" (prefix {redis.key_prefix!r}, on failure {redis.on_failure})"
+            f"  redis: {redis_location(redis.url)} (prefix {redis.key_prefix!r}, on failure {redis.on_failure})"
         )
     if config.metrics.enabled:
         where = "webhook port" if config.metrics_on_webhook_port() else ", ".join(config.metrics_listeners())

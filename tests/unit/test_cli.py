@@ -1,13 +1,12 @@
 """
-Tests for L{alertgateway.cli}: C{check-config}, the queue and state
-commands, and the command line itself (C{send-test} is in
-L{tests.unit.test_cli_send}).
+Tests for L{alertgateway.cli}: C{check-config} and the command line
+itself (C{send-test} is in L{tests.unit.test_cli_send}, C{queue} in
+L{tests.unit.test_cli_queue}).
 """
 
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -217,97 +216,3 @@ class MainTests(SynchronousTestCase):
         self.patch(cli, "main", lambda: EXIT_INVALID)
         error = self.assertRaises(SystemExit, cli.entry_point)
         self.assertEqual(error.code, EXIT_INVALID)
-
-
-class QueueCommandTests(SynchronousTestCase):
-    """
-    C{alertgateway queue list|retry|purge --config FILE} on the queue
-    database the configuration names.
-    """
-
-    def setUp(self) -> None:
-        from alertgateway.delivery.journal import SQLiteJournal
-        from tests.unit._http import InlineExecutor
-        from tests.unit._support import envelope
-
-        directory = Path(self.mktemp())
-        directory.mkdir()
-        self.db = str(directory / "queue.db")
-        self.config = directory / "gateway.yaml"
-        self.config.write_text(
-            f"webhook:\n  auth:\n    token: t\nalert_processor:\n  endpoint: file:x.jsonl\nqueue:\n  path: {self.db}\n"
-        )
-        journal = SQLiteJournal(self.db, InlineExecutor(), clock_seconds=lambda: NOW)
-        self.successResultOf(journal.open())
-        a, _b, c = self.successResultOf(journal.append([envelope("A"), envelope("B"), envelope("C")]))
-        self.successResultOf(journal.bury(a, "HTTP 400: no such team", 1))
-        self.successResultOf(journal.bury(c, "HTTP 422", 2))
-        self.successResultOf(journal.close())
-
-    def run_cli(self, *argv: str) -> tuple[int, str, str]:
-        out, err = io.StringIO(), io.StringIO()
-        code = cli.main([*argv, "--config", str(self.config)], out, err)
-        return code, out.getvalue(), err.getvalue()
-
-    def test_list(self) -> None:
-        """
-        list shows dead letters by default (id, key, fingerprint, attempts,
-        reason), pending ones or all on request, and --json one object per
-        line.
-        """
-        code, out, err = self.run_cli("queue", "list")
-        self.assertEqual(code, 0)
-        lines = out.splitlines()
-        self.assertEqual([line.split("\t")[0] for line in lines], ["1", "3"])
-        self.assertIn("no such team", lines[0])
-        self.assertEqual(lines[0].split("\t")[3], "1")
-        self.assertEqual(err, "2 item(s)\n")
-        code, out, _ = self.run_cli("queue", "list", "--state", "pending", "--json")
-        [item] = [json.loads(line) for line in out.splitlines()]
-        self.assertEqual((item["id"], item["body"]["labels"]["alertname"]), (2, "B"))
-        self.assertEqual(len(self.run_cli("queue", "list", "--state", "all")[1].splitlines()), 3)
-
-    def test_retry(self) -> None:
-        """
-        retry marks the given dead letters (or all) for another try.
-        """
-        self.assertEqual(self.run_cli("queue", "retry", "3")[1], "1 dead letter(s) marked for another try\n")
-        self.assertEqual([line.split("\t")[0] for line in self.run_cli("queue", "list")[1].splitlines()], ["1"])
-        self.assertEqual(self.run_cli("queue", "retry")[1], "1 dead letter(s) marked for another try\n")
-        self.assertEqual(self.run_cli("queue", "list")[1], "")
-
-    def test_purge(self) -> None:
-        """
-        purge drops dead letters (given ids, or all), or pending items with
-        --state pending.
-        """
-        self.assertEqual(self.run_cli("queue", "purge", "1")[1], "1 dead item(s) dropped\n")
-        self.assertEqual(self.run_cli("queue", "purge")[1], "1 dead item(s) dropped\n")
-        self.assertEqual(self.run_cli("queue", "purge", "--state", "pending")[1], "1 pending item(s) dropped\n")
-        self.assertEqual(self.run_cli("queue", "list", "--state", "all")[1], "")
-
-    def test_memory_backend(self) -> None:
-        """
-        With queue.backend memory there is no database: the command says so
-        and fails.
-        """
-        self.config.write_text(self.config.read_text() + "  backend: memory\n")
-        code, _, err = self.run_cli("queue", "list")
-        self.assertNotEqual(code, 0)
-        self.assertIn("queue.backend is memory", err)
-
-    def test_invalid_config(self) -> None:
-        """
-        An invalid configuration is reported, with the check-config exit
-        status.
-        """
-        self.config.write_text("queue:\n  backend: tape\n")
-        code, _, err = self.run_cli("queue", "list")
-        self.assertEqual(code, cli.EXIT_INVALID)
-        self.assertIn("backend", err)
-
-    def test_config_required(self) -> None:
-        """
-        --config is required.
-        """
-        self.assertRaises(SystemExit, cli.main, ["queue", "list"], io.StringIO(), io.StringIO())
