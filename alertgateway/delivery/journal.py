@@ -334,8 +334,8 @@ def count_items(connection: sqlite3.Connection, state: str | None = None) -> int
     """
     How many items are in C{state} (in any state by default).
     """
-    query = "SELECT COUNT(*) FROM items" + (" WHERE state = ?" if state else "")
-    count: int = connection.execute(query, (state,) if state else ()).fetchone()[0]
+    query = "SELECT COUNT(*) FROM items WHERE ?1 IS NULL OR state = ?1"
+    count: int = connection.execute(query, (state,)).fetchone()[0]
     return count
 
 
