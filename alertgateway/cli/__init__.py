@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_cli -*-
+# -*- test-case-name: tests.unit.test_cli,tests.unit.test_cli_send,tests.unit.test_cli_queue -*-
 """
 The C{alertgateway} command: C{check-config}, C{send-test}, C{queue} and
 C{state}.
@@ -12,7 +12,8 @@ the queue, in its database or in Redis; C{state stats} counts what the
 database keeps of the decisions.
 
 One module a command: L{check}, L{send} (with L{target}, L{credentials}
-and L{https}), L{queue}, L{state}; what they share in L{_common}.  This module parses the command line and dispatches.
+and L{https}), L{queue}, L{state}; what they share in L{_common}.  This
+module parses the command line and dispatches.
 """
 
 from __future__ import annotations
