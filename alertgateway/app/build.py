@@ -29,6 +29,7 @@ from alertgateway.delivery.executor import ThreadExecutor
 from alertgateway.delivery.forwarder import DeliveryQueue, Forwarder
 from alertgateway.delivery.http import BytesProducer, HTTPSink
 from alertgateway.delivery.journal import Executor, SQLiteJournal
+from alertgateway.delivery.pool import QuietConnectionPool
 from alertgateway.delivery.probe import ProcessorProbe
 from alertgateway.delivery.queue import MemoryQueue
 from alertgateway.delivery.sinks import FileSink, Sink
@@ -240,7 +241,7 @@ def _sink(
     endpoint = processor.endpoint
     if endpoint.startswith("file:"):
         return FileSink(endpoint[len("file:") :]), None, None
-    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool = QuietConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = processor.max_in_flight
     agent = Agent(reactor, pool=pool, connectTimeout=processor.timeout)
     client = HTTPClient(agent, data_to_body_producer=BytesProducer)

@@ -67,6 +67,7 @@ def _site(gateway: Gateway, root: Resource, *, webhook: bool) -> GatewaySite:
         access_log=gateway.config.logging.access_log,
         limits=settings.edge_limits(gateway.config, webhook=webhook),
         security=gateway.metrics.webhooks,
+        access_log_exclude=frozenset(gateway.config.logging.access_log_exclude),
     )
 
 

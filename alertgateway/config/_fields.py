@@ -20,6 +20,7 @@ __all__ = [
     "header_token",
     "not_negative",
     "plain_path",
+    "plain_paths",
     "port_number",
     "positive",
     "rejection_status",
@@ -55,6 +56,17 @@ def plain_path(value: str) -> str | None:
         return "must start with /"
     if "?" in value or "#" in value or "//" in value:
         return "must be a plain path without query, fragment or empty segments"
+    return None
+
+
+def plain_paths(values: tuple[str, ...]) -> str | None:
+    """
+    Refuse the first path of a list that L{plain_path} refuses.
+    """
+    for value in values:
+        message = plain_path(value)
+        if message is not None:
+            return f"{value!r} {message}"
     return None
 
 

@@ -19,6 +19,10 @@ seen before within the tolerance is a replay.
 What the headers alone tell (missing, malformed, a stale timestamp) is
 checked by C{screen}, which needs no body: the web layer runs it before it
 inflates a body to verify.
+
+L{sign_grafana} and L{sign_standard} sign as the senders do, from the same
+layout of the signed message as the verifiers (C{alertgateway send-test}
+signs its sample with them).
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ __all__ = [
     "StandardWebhooksVerifier",
     "Verified",
     "decode_standard_secret",
+    "sign_grafana",
+    "sign_standard",
     "which_equal",
 ]
 
@@ -80,6 +86,33 @@ def which_equal(given: bytes, candidates: Sequence[bytes]) -> int | None:
         if hmac.compare_digest(given, candidate) and found is None:
             found = index
     return found
+
+
+def _grafana_message(body: bytes, timestamp: str | None) -> bytes:
+    # The body, or "<timestamp>:<body>" when a timestamp header is used.
+    return body if timestamp is None else f"{timestamp}:".encode() + body
+
+
+def _standard_message(message_id: str, timestamp: str, body: bytes) -> bytes:
+    return f"{message_id}.{timestamp}.".encode() + body
+
+
+def sign_grafana(secret: str, body: bytes, timestamp: str | None = None) -> str:
+    """
+    The value of Grafana's signature header for C{body}: the hex HMAC-SHA256
+    with C{secret}, of C{"<timestamp>:<body>"} when a timestamp is sent.
+    """
+    return _hmac(secret.encode("utf-8"), _grafana_message(body, timestamp)).hex()
+
+
+def sign_standard(secret: str, message_id: str, timestamp: str, body: bytes) -> str:
+    """
+    One C{v1,<base64>} signature of the C{webhook-signature} header.
+
+    @raise ValueError: If C{secret} is not a Standard Webhooks secret.
+    """
+    digest = _hmac(decode_standard_secret(secret), _standard_message(message_id, timestamp, body))
+    return "v1," + base64.b64encode(digest).decode("ascii")
 
 
 # Unix seconds in ASCII digits; int() alone would also take signs,

@@ -189,6 +189,7 @@ class GatewaySite(server.Site):
         access_log: bool = True,
         limits: EdgeLimits | None = None,
         security: WebhookMetrics | None = None,
+        access_log_exclude: frozenset[str] = frozenset(),
     ) -> None:
         # No twisted.web timeout: every byte would restart it.  The channel
         # keeps a deadline per phase instead.
@@ -200,6 +201,8 @@ class GatewaySite(server.Site):
         self.edge_log = EdgeLog(clock, self._count_refusal)
         self._buffered = 0
         self.access_log = access_log
+        # Paths whose requests leave no access line (probes, scrapes).
+        self.access_log_exclude = access_log_exclude
         self.clock = clock
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
@@ -329,9 +332,11 @@ class GatewaySite(server.Site):
         metrics.child(metrics.request_duration, request.endpoint).observe(duration)
         if not self.access_log:
             return
+        method, path = _request_line(request)
+        if path in self.access_log_exclude:
+            return
         # Clipped: both are the client's to choose, and logged per request.
         user_agent = clip((request.getHeader(b"user-agent") or b"").decode("latin-1"))
-        method, path = _request_line(request)
         _access_log.info(
             "{method} {path} {status} {bytes}B {duration_ms}ms {requestId}",
             log_type="access",

@@ -56,7 +56,9 @@ class InvalidConfigTests(TestCase):
         """
         twistd with an invalid configuration exits non-zero without
         listening, printing every `key.path: message` line that
-        `alertgateway check-config` prints for the same file (which exits 2).
+        `alertgateway check-config` prints for the same file (which exits 2),
+        as one block on stderr under a line naming the file, and no usage
+        text.
         """
         path = Path(self.mktemp()).resolve()
         path.mkdir()
@@ -83,6 +85,11 @@ class InvalidConfigTests(TestCase):
             self.assertIn(line, printed)
         self.assertNotIn("Listening for", started.output)
         self.assertNotIn("Traceback", started.output)
+        self.assertEqual(
+            started.err.splitlines(),
+            [f"twistd alertgateway: invalid configuration in {config}, not started:", *problems],
+        )
+        self.assertNotIn("Usage:", started.output)
 
 
 class _RawClient(Protocol):

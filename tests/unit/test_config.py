@@ -254,6 +254,20 @@ webhook:
                     ["webhook.endpoints[0].path: must be a plain path without query, fragment or empty segments"],
                 )
 
+    def test_access_log_exclude(self) -> None:
+        """
+        logging.access_log_exclude defaults to the probe and metrics paths,
+        may be emptied, and refuses what is not a plain path, naming it.
+        """
+        self.assertEqual(
+            _valid("").logging.access_log_exclude, ("/health", "/health/live", "/health/ready", "/metrics")
+        )
+        self.assertEqual(_valid("logging: {access_log_exclude: []}").logging.access_log_exclude, ())
+        self.assertEqual(
+            _problems("logging: {access_log_exclude: [/health, 'metrics']}"),
+            ["logging.access_log_exclude: 'metrics' must start with /"],
+        )
+
     def test_path_required(self) -> None:
         """
         An endpoint without a path is refused.
@@ -285,7 +299,7 @@ logging: {lvel: debug}
             [
                 "service.port: must be a port number between 0 and 65535",
                 "webhook.auth.type: must be one of bearer, basic, api_key, hmac, none",
-                "logging.lvel: unknown key (known keys: access_log, format, level)",
+                "logging.lvel: unknown key (known keys: access_log, access_log_exclude, format, level)",
             ],
         )
 
@@ -304,7 +318,7 @@ security: {tls_enabled: true, cert_file: /nonexistent/c, key_file: /nonexistent/
         self.assertEqual(
             problems,
             [
-                "logging.lvel: unknown key (known keys: access_log, format, level)",
+                "logging.lvel: unknown key (known keys: access_log, access_log_exclude, format, level)",
                 "webhook.endpoints[0].source: is required for /custom (one of alertmanager, grafana)",
                 "security.cert_file: file not found: /nonexistent/c",
                 "security.key_file: file not found: /nonexistent/k",

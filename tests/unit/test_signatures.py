@@ -20,6 +20,8 @@ from alertgateway.guards.signatures import (
     StandardWebhooksVerifier,
     Verified,
     decode_standard_secret,
+    sign_grafana,
+    sign_standard,
     which_equal,
 )
 
@@ -607,3 +609,46 @@ class ReplayCacheTests(SynchronousTestCase):
         self.assertFalse(cache.check_and_remember("b"))
         self.assertTrue(cache.check_and_remember("a"))
         self.assertEqual(len(cache), 2)
+
+
+class SigningTests(SynchronousTestCase):
+    """
+    L{sign_grafana} and L{sign_standard}: signing as the senders do.
+    """
+
+    def test_standard_published_vector(self) -> None:
+        """
+        The specification's example is signed as the specification says.
+        """
+        self.assertEqual(sign_standard(SPEC_SECRET, SPEC_ID, str(SPEC_TIMESTAMP), SPEC_BODY), SPEC_SIGNATURE)
+
+    def test_standard_refuses_bad_secret(self) -> None:
+        """
+        A secret that is not whsec_ and base64 cannot sign.
+        """
+        self.assertRaises(ValueError, sign_standard, "not-a-secret", SPEC_ID, "1", SPEC_BODY)
+
+    def test_grafana(self) -> None:
+        """
+        Grafana's signature is the hex HMAC of the body, or of
+        "<timestamp>:<body>" with a timestamp; each is accepted by a
+        verifier configured the same way and by no other.
+        """
+        body = b'{"alerts":[]}'
+        self.assertEqual(sign_grafana("s3cret", body), grafana_signature("s3cret", body))
+        self.assertEqual(sign_grafana("s3cret", body, "1700000000"), grafana_signature("s3cret", body, 1700000000))
+        clock = clock_at(1700000000)
+        plain = GrafanaVerifier(["s3cret"], clock=clock, replays=ReplayCache(clock, ttl=TOLERANCE))
+        stamped = GrafanaVerifier(
+            ["s3cret"],
+            clock=clock,
+            replays=ReplayCache(clock, ttl=TOLERANCE),
+            timestamp_header="X-Grafana-Alerting-Timestamp",
+        )
+        plain.verify({"x-grafana-alerting-signature": sign_grafana("s3cret", body)}, body)
+        headers = {
+            "x-grafana-alerting-signature": sign_grafana("s3cret", body, "1700000000"),
+            "x-grafana-alerting-timestamp": "1700000000",
+        }
+        stamped.verify(headers, body)
+        self.assertRaises(SignatureError, plain.verify, headers, body)

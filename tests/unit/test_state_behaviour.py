@@ -27,6 +27,7 @@ from typing import Any
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.task import Clock, deferLater
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import TestCase
 
 from alertgateway.core.decider import DeciderSettings
@@ -46,6 +47,7 @@ from alertgateway.state.errors import QueueFull, StateUnavailable
 from alertgateway.state.memory import MemoryState
 from alertgateway.state.ports import Enqueue, StateStore, StateWrite
 from tests.redis_server import RedisServer, until
+from tests.unit._http import capture_events
 from tests.unit._support import inline, queueing, redis_queue, storm_settings
 
 reactor: Any = _reactor
@@ -616,11 +618,49 @@ class FailoverTests(TestCase):
         self.addCleanup(self.client.stop)
         return Deferred.fromCoroutine(until(lambda: self.client.up))
 
-    def decisions(self, mode: str) -> Replica:
+    def decisions(self, mode: str, client: RedisClient | None = None) -> Replica:
+        client = client or self.client
         settings = DeciderSettings(storms=None)
         local = MemoryState(settings, max_tracked=100)
-        shared = RedisState(self.client, self.clock, settings, max_tracked=100)
-        return Replica(FailoverState(shared, local, Failover(self.client, mode, self.metrics.redis)), self.clock)
+        shared = RedisState(client, self.clock, settings, max_tracked=100)
+        return Replica(FailoverState(shared, local, Failover(client, mode, self.metrics.redis)), self.clock)
+
+    @inline
+    async def test_logged(self) -> None:
+        """
+        Decisions taken from local memory before the client ever connected
+        (every start begins so) are logged at info, and so is the
+        connection; an outage after that is one warning, and its end is
+        logged at info.
+        """
+        events = capture_events(self, lambda e: e.get("log_namespace") == "alertgateway.redis.failover")
+        self.server.kill()
+        fresh = RedisClient(RedisSettings(url=self.server.url, timeout=0.5), reactor, self.metrics.redis)
+        fresh.start()
+        self.addCleanup(fresh.stop)
+        decisions = self.decisions("fail_open", fresh)
+        for pod in ("p1", "p2"):
+            await results(decisions, make_alert(pod=pod))
+        self.server.start()
+        await until(lambda: fresh.up)
+        await results(decisions, make_alert(pod="p3"))
+        self.server.kill()
+        await until(lambda: not fresh.up)
+        for pod in ("p4", "p5"):
+            await results(decisions, make_alert(pod=pod))
+        self.server.start()
+        await until(lambda: fresh.up)
+        logged = [(e["log_level"], formatEvent(e)) for e in events]
+        self.assertEqual(
+            logged[:2],
+            [
+                (LogLevel.info, "Not connected to Redis yet: deciding from local memory until it is (fail_open)"),
+                (LogLevel.info, "Connected to Redis: decisions use the shared state again"),
+            ],
+        )
+        self.assertEqual(logged[2][0], LogLevel.warn)
+        self.assertTrue(logged[2][1].startswith("Redis unavailable ("), logged[2][1])
+        self.assertEqual(logged[3:], [(LogLevel.info, "Redis is back: decisions use the shared state again")])
 
     @inline
     async def test_fail_open(self) -> None:
