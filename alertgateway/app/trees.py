@@ -72,7 +72,13 @@ def _site(gateway: Gateway, root: Resource, *, webhook: bool) -> GatewaySite:
 
 
 def _add_health(gateway: Gateway, root: Resource) -> None:
-    mount(root, "/health", HealthResource(gateway.config.service.name, gateway.readiness))
+    mount(
+        root,
+        "/health",
+        HealthResource(
+            gateway.config.service.name, gateway.readiness, lambda: {"processor": _processor_state(gateway)}
+        ),
+    )
     mount(root, "/health/live", LiveResource())
     ready = ReadyResource(gateway.readiness, lambda: _ready_details(gateway), lambda: _can_serve(gateway))
     mount(root, "/health/ready", ready)
@@ -141,9 +147,19 @@ def _ready_details(gateway: Gateway) -> dict[str, Any]:
     if gateway.breaker is not None:
         # The processor's name: the probes answer anyone, its URL is internal.
         details["circuitBreaker"] = {"state": gateway.breaker.state.value, "target": config.alert_processor.name}
+    details["processor"] = _processor_state(gateway)
     if gateway.redis is not None:
         details["redis"] = {"up": gateway.redis.up, "onFailure": str(config.state.redis.on_failure)}
     return details
+
+
+def _processor_state(gateway: Gateway) -> dict[str, Any]:
+    """
+    The processor by name, and whether it is taken for up
+    (C{gateway_processor_up}, the one place that says so).
+    """
+    up = gateway.metrics.registry.get_sample_value("gateway_processor_up")
+    return {"name": gateway.config.alert_processor.name, "up": up != 0}
 
 
 def _can_serve(gateway: Gateway) -> bool:

@@ -766,9 +766,10 @@ class DurableQueueServiceTests(SynchronousTestCase):
 
     def test_accepted_is_on_disk(self) -> None:
         """
-        While the circuit breaker is open webhooks are still accepted, and
-        a 202 is sent once the alerts are in the database: the file holds
-        them as pending, and they stay there after a stop.
+        While the circuit breaker is open webhooks are still accepted (the
+        probes report the processor down), and a 202 is sent once the
+        alerts are in the database: the file holds them as pending, and
+        they stay there after a stop.
         """
         from alertgateway.delivery.journal import list_items, open_database
 
@@ -776,8 +777,14 @@ class DurableQueueServiceTests(SynchronousTestCase):
         service.startService()
         breaker = service.breaker
         assert breaker is not None
+        processor = {"name": "alert-processor", "up": True}
+        self.assertEqual(Connection(service.site).request("GET", "/health").json()["processor"], processor)
         for _ in range(breaker.failure_threshold):
             breaker.failure()
+        # The probes say so, by the processor's name.
+        down = {"name": "alert-processor", "up": False}
+        self.assertEqual(Connection(service.site).request("GET", "/health/ready").json()["processor"], down)
+        self.assertEqual(Connection(service.site).request("GET", "/health").json()["processor"], down)
         response = Connection(service.site).request(
             "POST", PROMETHEUS, headers=AUTH, body=fixture("alertmanager-firing.json")
         )
