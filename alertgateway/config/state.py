@@ -96,6 +96,7 @@ class StateConfig:
     # storms take at most half of it.  With redis, the local fallback's.
     max_bytes: int = attrs.field(default=16 * 1024 * 1024, metadata={"check": positive})
     # How late, at most, bookkeeping (a duplicate's count and last
-    # sighting, a delivery's outcome) reaches the SQLite database.
+    # sighting, what expiry and eviction forget) reaches the SQLite
+    # database.
     flush_interval: float = duration(1.0, positive)
     redis: RedisConfig = attrs.field(factory=RedisConfig)

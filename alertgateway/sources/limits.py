@@ -24,3 +24,5 @@ class Limits:
     # count and length limits alone allow 128 x 4,096 characters (0.5 MB)
     # per alert, which the state would keep for its storms.
     max_label_bytes: int = 16384
+    # Read by the web layer while inflating, beside the depth it checks.
+    max_gzip_members: int = 16

@@ -26,6 +26,12 @@ class KeyLocks:
     def __init__(self) -> None:
         # Held keys, each with the holders waiting for it, in order.
         self._held: dict[str, deque[Deferred[None]]] = {}
+        # Waiters whose turn came, woken in order by the outermost release:
+        # a woken holder that releases at once (a duplicate needs no disk
+        # write) must not wake the next from inside its own wake-up, or a
+        # long line of them would exhaust the stack.
+        self._woken: deque[Deferred[None]] = deque()
+        self._waking = False
 
     def __contains__(self, key: str) -> bool:
         return key in self._held
@@ -64,6 +70,14 @@ class KeyLocks:
             waiters = self._held[key]
             if waiters:
                 # Handed over: the key stays held, by the waiter.
-                waiters.popleft().callback(None)
+                self._woken.append(waiters.popleft())
             else:
                 del self._held[key]
+        if self._waking:
+            return
+        self._waking = True
+        try:
+            while self._woken:
+                self._woken.popleft().callback(None)
+        finally:
+            self._waking = False

@@ -14,8 +14,9 @@ that another decision built on, and decisions on other keys go on at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
+import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
@@ -23,11 +24,39 @@ from alertgateway.core.decider import DeciderSettings, decide, tick, touched
 from alertgateway.core.decision import Changes, Decision
 from alertgateway.core.episodes import Delivery, Episode
 from alertgateway.core.model import Alert
+from alertgateway.core.storms import Group, Member, StormSettings
 from alertgateway.state.locks import KeyLocks
 from alertgateway.state.ports import Enqueue, Replay, StateWrite, Tracked
 from alertgateway.state.working import MAX_GROUPS, WorkingSet
 
-__all__ = ["MAX_GROUPS", "MemoryState"]
+__all__ = ["MAX_GROUPS", "KeyLocks", "MemoryState"]
+
+# How storms left from before storms were turned off are flushed: closed
+# at the next tick, their members listed in as many events as they need.
+_CLOSE_AT_ONCE = StormSettings(flush_interval=0.0, quiet_period=0.0)
+
+
+class _TickView:
+    """
+    The committed state as a tick reads it: only the storms whose keys it
+    holds.
+    """
+
+    def __init__(self, working: WorkingSet, storms: Iterable[str]) -> None:
+        self._working = working
+        self._storms = storms
+
+    def episode(self, key: str) -> Episode | None:
+        return self._working.episode(key)
+
+    def group(self, group_id: str) -> Group | None:
+        return self._working.group(group_id)
+
+    def waiting(self, group_id: str, offset: int, count: int) -> Sequence[Member]:
+        return self._working.waiting(group_id, offset, count)
+
+    def storm_groups(self) -> Iterable[str]:
+        return [group for group in self._storms if group in self._working.storms]
 
 
 class MemoryState:
@@ -121,8 +150,17 @@ class MemoryState:
         return self._locks.acquire(keys).addCallback(lambda _: self._tick(keys, now, enqueue, max_events))
 
     def _tick(self, keys: list[str], now: float, enqueue: Enqueue, max_events: int | None) -> Deferred[Decision]:
+        # Only the storms whose keys were taken: one started while the tick
+        # waited is another decision's until it is committed, and due at the
+        # next tick.
+        view = _TickView(self._working, [key[1:] for key in keys])
+        settings = self.settings
+        if settings.storms is None and self._storms:
+            # Storms restored from before storms were turned off: closed
+            # now, every waiting member listed, rather than kept for ever.
+            settings = attrs.evolve(settings, storms=_CLOSE_AT_ONCE)
         try:
-            decision = tick(self._working, now, self.settings, max_events)
+            decision = tick(view, now, settings, max_events)
         except BaseException:
             self._locks.release(keys)
             raise
