@@ -9,21 +9,27 @@ or client CA files change on disk, so a certificate rotated by cert-manager
 is picked up without a restart.  A rotation caught half-written (a key that
 does not match the certificate) keeps the previous context and is retried.
 
-TLS 1.2 is the minimum.  With C{client_ca_file} clients may present a
+TLS 1.2 is the minimum, with ECDHE key exchange and AEAD ciphers only by
+default (L{DEFAULT_TLS12_CIPHERS}; TLS 1.3 suites are all of that kind).
+With C{client_ca_file} clients may present a
 certificate signed by that CA; with C{require_client_cert} they must; with
 C{allowed_client_names} they must too, and the certificate must also name
 one of them in its subject alternative names: DNS names are matched by
 service-identity (so C{*.example.com} patterns in the certificate work as
 in RFC 6125), URIs (e.g. SPIFFE IDs) exactly.
 
-A refused client certificate is one warning event in the
-C{alertgateway.security} namespace with the reason and the client address.
+A refused handshake (no client certificate, one of an unknown CA, one
+naming nobody allowed, or any other fatal alert the server sends) is one
+warning event in the C{alertgateway.security} namespace with the reason
+and the client address, at most L{LOG_BURST} every L{LOG_INTERVAL}
+seconds (the next event counts those left out; see
+L{alertgateway.tls_log}); every refusal is counted through C{on_refused}.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +38,25 @@ from cryptography import x509
 from OpenSSL import SSL, crypto
 from service_identity import CertificateError, VerificationError
 from service_identity.hazmat import DNS_ID, DNSPattern, verify_service_identity
-from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-__all__ = ["ReloadingServerTLS", "TLSFiles", "TLSFilesError", "client_name_allowed"]
+from alertgateway.tls_log import HandshakeRefusals, RefusalLog
+
+__all__ = [
+    "DEFAULT_TLS12_CIPHERS",
+    "LOG_BURST",
+    "LOG_INTERVAL",
+    "ReloadingServerTLS",
+    "TLSFiles",
+    "TLSFilesError",
+    "cipher_problem",
+    "client_name_allowed",
+    "weak_ciphers",
+]
 
 _log = Logger()
-_security_log = Logger(namespace="alertgateway.security")
 
 # Ties resumed sessions to this server; OpenSSL refuses to resume a session
 # of a client that presented a certificate unless one is set, so without it
@@ -48,6 +65,25 @@ _SESSION_ID_CONTEXT = b"alertgateway"
 # Client-initiated TLS 1.2 renegotiation costs the server a handshake per
 # request of the client's; pyOpenSSL has the flag but not its annotation.
 _NO_RENEGOTIATION: int = getattr(SSL, "OP_NO_RENEGOTIATION", 0)
+# TLS 1.2 with forward secrecy (ECDHE) and authenticated encryption (GCM,
+# ChaCha20-Poly1305) only: no static RSA key exchange, no CBC, no SHA-1
+# MACs.  Every TLS 1.2 client of the last decade offers one of these.
+DEFAULT_TLS12_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
+# Refused handshakes logged at most this many times per interval (seconds):
+# a client retrying without a certificate, or a scanner, must not fill the
+# log.  Every one is counted all the same.
+LOG_BURST = 10
+LOG_INTERVAL = 10.0
+_AEAD = ("GCM", "CHACHA20", "CCM")
 
 
 class TLSFilesError(Exception):
@@ -58,12 +94,19 @@ class TLSFilesError(Exception):
 
 @attrs.frozen
 class TLSFiles:
+    """
+    What the TLS listener is built from: its files, the client
+    certificates it asks for, and its TLS 1.2 ciphers (an OpenSSL cipher
+    list).
+    """
+
     cert_file: str
     key_file: str
     chain_file: str | None = None
     client_ca_file: str | None = None
     require_client_cert: bool = False
     allowed_client_names: tuple[str, ...] = ()
+    ciphers: str = DEFAULT_TLS12_CIPHERS
 
     def paths(self) -> list[str]:
         return [p for p in (self.cert_file, self.key_file, self.chain_file, self.client_ca_file) if p]
@@ -155,14 +198,6 @@ def _reason(error: Exception) -> str:
     return str(error) or type(error).__name__
 
 
-def _client_address(connection: SSL.Connection) -> str:
-    # Twisted's TLS layer stores its protocol as the connection's app data.
-    protocol = connection.get_app_data()
-    transport = getattr(protocol, "transport", None)
-    peer = transport.getPeer() if transport is not None else None
-    return str(getattr(peer, "host", "-"))
-
-
 def _describe(certificate: crypto.X509) -> str:
     try:
         subject = certificate.get_subject().CN or "-"
@@ -178,11 +213,25 @@ class ReloadingServerTLS:
     """
     Server-side TLS whose certificate follows the files on disk.
 
+    @param clock: Paces the log of refused handshakes (without one, each
+        is logged).
+    @param on_refused: Called with the reason of every refused handshake
+        (the metrics).
     @raise TLSFilesError: If the files cannot be used at construction.
     """
 
-    def __init__(self, files: TLSFiles) -> None:
+    def __init__(
+        self,
+        files: TLSFiles,
+        *,
+        clock: IReactorTime | None = None,
+        on_refused: Callable[[str], None] | None = None,
+    ) -> None:
         self.files = files
+        requires = files.client_ca_file is not None and bool(files.require_client_cert or files.allowed_client_names)
+        self._refusals = HandshakeRefusals(
+            RefusalLog(clock, burst=LOG_BURST, interval=LOG_INTERVAL), on_refused, requires_certificate=requires
+        )
         self._stamp = self._read_stamp()
         self.context = self._build()
 
@@ -194,12 +243,17 @@ class ReloadingServerTLS:
 
     def _verify(self, connection: SSL.Connection, certificate: crypto.X509, errno: int, depth: int, ok: int) -> bool:
         try:
+            refusals = self._refusals
             if not ok:
-                self._refused(connection, certificate, "client_certificate", _verify_error(errno))
+                refusals.certificate_refused(
+                    connection, "client_certificate", _describe(certificate), _verify_error(errno)
+                )
                 return False
             allowed = self.files.allowed_client_names
             if depth == 0 and allowed and not client_name_allowed(certificate, allowed):
-                self._refused(connection, certificate, "client_name", "names none of security.allowed_client_names")
+                refusals.certificate_refused(
+                    connection, "client_name", _describe(certificate), "names none of security.allowed_client_names"
+                )
                 return False
             return True
         except Exception:
@@ -208,15 +262,6 @@ class ReloadingServerTLS:
             _log.failure("Checking a client certificate failed; refusing it")
             return False
 
-    def _refused(self, connection: SSL.Connection, certificate: crypto.X509, reason: str, error: str) -> None:
-        _security_log.warn(
-            "Refused a TLS client certificate from {client} ({subject}): {error}",
-            client=_client_address(connection),
-            subject=_describe(certificate),
-            reason=reason,
-            error=error,
-        )
-
     def _build(self) -> SSL.Context:
         files = self.files
         context = SSL.Context(SSL.TLS_SERVER_METHOD)
@@ -224,6 +269,11 @@ class ReloadingServerTLS:
         context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | _NO_RENEGOTIATION)
         context.set_session_id(_SESSION_ID_CONTEXT)
         context.set_passwd_cb(_no_passphrase)
+        context.set_info_callback(self._refusals.info)
+        problem = cipher_problem(files.ciphers)
+        if problem is not None:
+            raise TLSFilesError(f"security.tls_ciphers: {problem}")
+        context.set_cipher_list(files.ciphers.encode("ascii"))
         try:
             context.use_certificate_chain_file(files.cert_file)
         except SSL.Error as e:
@@ -291,6 +341,35 @@ class ReloadingServerTLS:
 
     def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         return SSL.Connection(self.context, None)
+
+
+def cipher_problem(ciphers: str) -> str | None:
+    """
+    What is wrong with an OpenSSL cipher list for TLS 1.2, if anything.
+    """
+    try:
+        SSL.Context(SSL.TLS_SERVER_METHOD).set_cipher_list(ciphers.encode("ascii"))
+    except (SSL.Error, UnicodeEncodeError):
+        return f"OpenSSL knows none of the ciphers in {ciphers[:200]!r}"
+    return None
+
+
+def weak_ciphers(ciphers: str) -> list[str]:
+    """
+    The TLS 1.2 ciphers an OpenSSL cipher list enables that lack forward
+    secrecy (ECDHE) or authenticated encryption (AEAD).
+    """
+    if cipher_problem(ciphers) is not None:
+        return []
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.set_cipher_list(ciphers.encode("ascii"))
+    names = SSL.Connection(context, None).get_cipher_list()
+    # TLS 1.3 suites (TLS_…) are all ephemeral and AEAD.
+    return [
+        name
+        for name in names
+        if not name.startswith("TLS_") and not (name.startswith("ECDHE-") and any(a in name for a in _AEAD))
+    ]
 
 
 # The X509_V_ERR codes a client certificate most often fails with.

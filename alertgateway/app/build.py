@@ -29,6 +29,8 @@ from alertgateway.delivery.executor import ThreadExecutor
 from alertgateway.delivery.forwarder import DeliveryQueue, Forwarder
 from alertgateway.delivery.http import BytesProducer, HTTPSink
 from alertgateway.delivery.journal import Executor, SQLiteJournal
+from alertgateway.delivery.pool import QuietConnectionPool
+from alertgateway.delivery.probe import ProcessorProbe
 from alertgateway.delivery.queue import MemoryQueue
 from alertgateway.delivery.sinks import FileSink, Sink
 from alertgateway.delivery.timeouts import AdaptiveTimeout
@@ -128,13 +130,13 @@ def build(
     queue, durable = _queue(config, reactor, executor, redis, failover)
     processor = config.alert_processor
     timeouts = (
-        AdaptiveTimeout(initial=processor.timeout, minimum=processor.timeout_min, maximum=processor.timeout_max)
+        AdaptiveTimeout(minimum=processor.timeout_min, maximum=processor.timeout)
         if processor.adaptive_timeout
         else None
     )
-    sink, pool = _sink(config, reactor, timeouts)
+    sink, pool, client = _sink(config, reactor, timeouts)
     metrics.delivery.forward_timeout.set(processor.timeout)
-    breaker = _breaker(config, reactor, metrics)
+    breaker = _breaker(config, reactor, metrics, client)
     forwarder = Forwarder(
         queue,
         sink,
@@ -180,7 +182,7 @@ def build(
         if redis is not None and failover is not None and config.state.backend == "redis"
         else None
     )
-    tls, tls_problem = _tls(config)
+    tls, tls_problem = _tls(config, reactor, metrics)
     return Gateway(
         config=config,
         reactor=reactor,
@@ -234,40 +236,77 @@ def _queue(
 
 def _sink(
     config: GatewayConfig, reactor: IGatewayReactor, timeouts: AdaptiveTimeout | None
-) -> tuple[Sink, HTTPConnectionPool | None]:
+) -> tuple[Sink, HTTPConnectionPool | None, HTTPClient | None]:
     processor = config.alert_processor
     endpoint = processor.endpoint
     if endpoint.startswith("file:"):
-        return FileSink(endpoint[len("file:") :]), None
-    pool = HTTPConnectionPool(reactor, persistent=True)
+        return FileSink(endpoint[len("file:") :]), None, None
+    pool = QuietConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = processor.max_in_flight
     agent = Agent(reactor, pool=pool, connectTimeout=processor.timeout)
     client = HTTPClient(agent, data_to_body_producer=BytesProducer)
     timeout = timeouts.current if timeouts is not None else processor.timeout
-    return HTTPSink(client, endpoint, clock=reactor, timeout=timeout), pool
+    credential = (processor.auth_header, processor.auth_secret) if processor.auth_secret else None
+    return HTTPSink(client, endpoint, clock=reactor, timeout=timeout, credential=credential), pool, client
 
 
-def _breaker(config: GatewayConfig, reactor: IGatewayReactor, metrics: GatewayMetrics) -> CircuitBreaker | None:
-    breaker = config.circuit_breaker
-    if not breaker.enabled:
-        return None
-    target = config.alert_processor.endpoint
+def _breaker(
+    config: GatewayConfig, reactor: IGatewayReactor, metrics: GatewayMetrics, client: HTTPClient | None
+) -> CircuitBreaker | None:
+    """
+    The circuit breaker, and the processor's health check that it starts
+    while open (C{alert_processor.health_path}).
+    """
+    settings = config.circuit_breaker
+    processor = config.alert_processor
     delivery = metrics.delivery
+    delivery.processor_up.set(1)
+    if not settings.enabled:
+        return None
+    # A name, not the URL: the metrics and the log are read by more people
+    # than the configuration.
+    target = processor.name
     delivery.breaker_state.labels(target=target).set(0)
+    probe: ProcessorProbe | None = None
 
     def _transition(old: BreakerState, new: BreakerState) -> None:
         delivery.breaker_state.labels(target=target).set(new.gauge)
         delivery.breaker_transitions.labels(target=target, to=new.value).inc()
         _log.info("Circuit breaker for {target}: {old} -> {new}", target=target, old=old.value, new=new.value)
+        if new is BreakerState.CLOSED:
+            delivery.processor_up.set(1)
+            if probe is not None:
+                probe.stop()
+        elif new is BreakerState.OPEN:
+            if probe is None:
+                delivery.processor_up.set(0)
+            else:
+                probe.start()
 
-    return CircuitBreaker(
+    breaker = CircuitBreaker(
         reactor,
-        failure_threshold=breaker.failure_threshold,
-        recovery_timeout=breaker.recovery_timeout,
-        half_open_requests=breaker.half_open_requests,
-        max_recovery_timeout=breaker.max_recovery_timeout,
+        failure_threshold=settings.failure_threshold,
+        failure_ratio=settings.failure_ratio,
+        window=settings.window,
+        min_attempts=settings.min_attempts,
+        recovery_timeout=settings.recovery_timeout,
+        half_open_requests=settings.half_open_requests,
+        max_recovery_timeout=settings.max_recovery_timeout,
         on_transition=_transition,
     )
+    if processor.health_path is not None and client is not None:
+        probe = ProcessorProbe(
+            client,
+            processor.endpoint.rstrip("/") + processor.health_path,
+            clock=reactor,
+            interval=processor.health_interval,
+            timeout=min(processor.timeout, processor.health_interval),
+            on_healthy=breaker.probe_now,
+            on_state=lambda up: delivery.processor_up.set(1 if up else 0),
+            headers={processor.auth_header: [processor.auth_secret]} if processor.auth_secret else None,
+        )
+        breaker.probe = probe
+    return breaker
 
 
 def _state(
@@ -354,12 +393,20 @@ def _limiter(
     return FailoverLimiter(shared, local, failover)
 
 
-def _tls(config: GatewayConfig) -> tuple[ReloadingServerTLS | None, str | None]:
+def _tls(
+    config: GatewayConfig, reactor: IGatewayReactor, metrics: GatewayMetrics
+) -> tuple[ReloadingServerTLS | None, str | None]:
     files = config.security.tls_files()
     if files is None or config.service.listen:
         return None, None
+    rejections = metrics.webhooks.security_rejections
+
+    def _refused(reason: str) -> None:
+        # Refused before any HTTP request, so before any endpoint.
+        rejections.labels(endpoint="tls", reason=reason).inc()
+
     try:
-        return ReloadingServerTLS(files), None
+        return ReloadingServerTLS(files, clock=reactor, on_refused=_refused), None
     except TLSFilesError as e:
         # Reported when starting, through the same path as a port that
         # cannot be bound: a log line and a non-zero exit, not a traceback

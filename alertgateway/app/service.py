@@ -31,6 +31,7 @@ from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.error import ReactorNotRunning
+from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
@@ -286,13 +287,26 @@ class GatewayService(MultiService):
         def remaining() -> float:
             return max(0.0, deadline - float(reactor.seconds()))
 
-        _log.info("Shutting down: no longer accepting webhooks")
-        d = self._front.close()
+        _log.info(
+            "Shutting down: new webhooks are answered 503 for {grace:g}s while the queue drains",
+            grace=self.config.service.shutdown_grace,
+        )
+        # The listeners stay open for the grace period: a sender still
+        # routed here (a Service's endpoints take a while to change) gets
+        # 503 shutting-down, which it retries elsewhere, rather than a
+        # refused connection.  Sharing the port with other processes
+        # (reuse_port), they close at once: the kernel then sends every new
+        # connection to the others.
+        linger = not self.config.service.reuse_port
+        d = succeed(None) if linger else self._front.close()
         d.addCallback(lambda _: self.site.when_idle().addTimeout(remaining(), reactor))
         d.addErrback(lambda f: _log.warn("In-flight requests still open at the end of the grace period"))
         d.addCallback(lambda _: gateway.forwarder.stop(remaining()))
         d.addCallback(lambda _: self._stop_child("forwarder"))
         d.addCallback(lambda _: gateway.sink.close())
+        if linger:
+            d.addCallback(lambda _: deferLater(reactor, remaining()))
+            d.addCallback(lambda _: self._front.close())
         # No periodic work (a storm flush into the queue) once the queue
         # and Redis are closing.
         d.addCallback(lambda _: self._stop_timers())

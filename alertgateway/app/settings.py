@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_decide,tests.unit.test_service_redis -*-
+# -*- test-case-name: tests.unit.test_decide,tests.unit.test_service_redis,tests.unit.test_edge_limits -*-
 """
 The configuration turned into the small settings objects the parts take:
 the only place, with the CLI, that reads L{alertgateway.config}.
@@ -6,14 +6,35 @@ the only place, with the CLI, that reads L{alertgateway.config}.
 
 from __future__ import annotations
 
+import resource
+
 from alertgateway.config import EnvironmentConfig, GatewayConfig, QueueConfig, RedisConfig
 from alertgateway.core.decider import DeciderSettings
 from alertgateway.core.escalation import DEFAULT_RULES, EscalationRule
 from alertgateway.core.storms import StormSettings
 from alertgateway.redis.client import RedisSettings
 from alertgateway.redis.queue import RedisQueueSettings
+from alertgateway.web.connections import EdgeLimits
 
-__all__ = ["decider_settings", "endpoint_limits", "redis_queue_settings", "redis_settings", "replay_window"]
+__all__ = [
+    "SIDE_CONNECTIONS",
+    "decider_settings",
+    "default_max_connections",
+    "edge_limits",
+    "endpoint_limits",
+    "redis_queue_settings",
+    "redis_settings",
+    "replay_window",
+]
+
+# Connections open at once on the probe and on the metrics listeners: a
+# kubelet and a few scrapers need a handful.
+SIDE_CONNECTIONS = 64
+# Whatever the open-file limit, no more webhook connections than this by
+# default: each holds 2 KiB idle and up to about 32 KiB while its request
+# line and headers arrive (twisted.web's 16 KiB of headers, and a line of
+# at most 16 KiB), so 128 MiB at worst.
+MOST_CONNECTIONS = 4096
 
 
 def _override(start: EscalationRule, env: EnvironmentConfig) -> EscalationRule:
@@ -115,4 +136,44 @@ def redis_queue_settings(config: QueueConfig) -> RedisQueueSettings:
         partitions=config.redis.partitions,
         claim_idle=config.redis.claim_idle,
         read_batch=config.redis.read_batch,
+    )
+
+
+def default_max_connections(open_files: int) -> int:
+    """
+    C{service.max_connections} when not set: the open-file limit less an
+    eighth of it, and at least 256, kept for everything else (the probe and
+    metrics listeners' connections, the processor's and Redis's pools,
+    SQLite, the listening sockets), at most L{MOST_CONNECTIONS}.
+    """
+    if open_files < 0 or open_files == resource.RLIM_INFINITY:
+        open_files = 1 << 20
+    headroom = max(256, open_files // 8)
+    return max(16, min(open_files - headroom, MOST_CONNECTIONS))
+
+
+def edge_limits(config: GatewayConfig, *, webhook: bool) -> EdgeLimits:
+    """
+    The limits of the webhook listener's site or (C{webhook=False}) of the
+    probe and metrics listeners', which take the same deadlines but no
+    request bodies worth bounding.
+    """
+    service = config.service
+    if not webhook:
+        return EdgeLimits(
+            header_timeout=service.header_timeout,
+            body_timeout=service.body_timeout,
+            min_body_rate=service.min_body_rate,
+            max_connections=SIDE_CONNECTIONS,
+        )
+    connections = service.max_connections
+    if connections is None:
+        connections = default_max_connections(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    return EdgeLimits(
+        header_timeout=service.header_timeout,
+        body_timeout=service.body_timeout,
+        min_body_rate=service.min_body_rate,
+        max_connections=connections,
+        max_concurrent_requests=service.max_concurrent_requests,
+        max_buffered_bytes=service.max_buffered_bytes,
     )

@@ -5,7 +5,9 @@ C{twistd -n alertgateway --config FILE}.
 
 The configuration is loaded and validated while the options are parsed, so
 an invalid file stops twistd before anything starts, with the same messages
-as C{alertgateway check-config}.
+as C{alertgateway check-config}: one block on standard error, and no usage
+text (twistd prints its whole usage before the message of a usage error,
+which buried the problems under a screen of options that were not at fault).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ class Options(usage.Options):
         try:
             self.config = load_config(path)
         except ConfigError as e:
-            raise usage.UsageError(f"invalid configuration in {path}:\n{e}") from None
+            # Printed to standard error with exit status 1, as Python does
+            # with a SystemExit that carries text.
+            raise SystemExit(f"twistd alertgateway: invalid configuration in {path}, not started:\n{e}") from None
 
 
 def makeService(options: Options) -> IService:

@@ -12,10 +12,11 @@ from typing import Any
 import attrs
 from twisted.web.resource import Resource
 
+from alertgateway.app import settings
 from alertgateway.app.build import Gateway
-from alertgateway.app.guards import authenticator_for, guards_for
+from alertgateway.app.guards import guards_for, status_authenticator
 from alertgateway.config import DeliveryMode
-from alertgateway.guards.addresses import AddressFilter, ClientAddress
+from alertgateway.guards.addresses import AddressFilter, ClientAddress, ProxyHeader
 from alertgateway.redis.queue import RedisQueue
 from alertgateway.sources import PARSERS
 from alertgateway.web.endpoints import WebhookEndpoint
@@ -43,15 +44,17 @@ class Sites:
 
 def build_sites(gateway: Gateway) -> Sites:
     filters: list[AddressFilter] = []
+    webhook = _site(gateway, _webhook_tree(gateway, filters), webhook=True)
+    gateway.metrics.http.connections_open.set_function(lambda: webhook.connections.count)
     return Sites(
-        webhook=_site(gateway, _webhook_tree(gateway, filters)),
-        probe=_site(gateway, _probe_tree(gateway)),
-        metrics=_site(gateway, _metrics_tree(gateway)),
+        webhook=webhook,
+        probe=_site(gateway, _probe_tree(gateway), webhook=False),
+        metrics=_site(gateway, _metrics_tree(gateway), webhook=False),
         address_filters=filters,
     )
 
 
-def _site(gateway: Gateway, root: Resource) -> GatewaySite:
+def _site(gateway: Gateway, root: Resource, *, webhook: bool) -> GatewaySite:
     service = gateway.config.service
     return GatewaySite(
         root,
@@ -62,11 +65,20 @@ def _site(gateway: Gateway, root: Resource) -> GatewaySite:
         gzip_min_bytes=service.gzip_min_bytes,
         request_timeout=service.request_timeout,
         access_log=gateway.config.logging.access_log,
+        limits=settings.edge_limits(gateway.config, webhook=webhook),
+        security=gateway.metrics.webhooks,
+        access_log_exclude=frozenset(gateway.config.logging.access_log_exclude),
     )
 
 
 def _add_health(gateway: Gateway, root: Resource) -> None:
-    mount(root, "/health", HealthResource(gateway.config.service.name, gateway.readiness))
+    mount(
+        root,
+        "/health",
+        HealthResource(
+            gateway.config.service.name, gateway.readiness, lambda: {"processor": _processor_state(gateway)}
+        ),
+    )
     mount(root, "/health/live", LiveResource())
     ready = ReadyResource(gateway.readiness, lambda: _ready_details(gateway), lambda: _can_serve(gateway))
     mount(root, "/health/ready", ready)
@@ -77,7 +89,7 @@ def _webhook_tree(gateway: Gateway, filters: list[AddressFilter]) -> Resource:
     root = Branch()
     addresses = AddressFilter(config.security.allowed_ips)
     filters.append(addresses)
-    clients = ClientAddress(config.security.trusted_proxies)
+    clients = ClientAddress(config.security.trusted_proxies, ProxyHeader(config.security.forwarded_header.value))
     for endpoint in config.webhook.endpoints:
         guards, own_addresses = guards_for(gateway, endpoint, addresses, clients)
         filters.append(own_addresses)
@@ -96,14 +108,13 @@ def _webhook_tree(gateway: Gateway, filters: list[AddressFilter]) -> Resource:
             mount(root, path, resource)
     _add_health(gateway, root)
     # Guarded like the webhooks: security.allowed_ips, and webhook.auth
-    # unless no webhook endpoint asks for authentication at all.
-    status_auth = (
-        authenticator_for(config.webhook.auth, clock=gateway.reactor, replays=gateway.replays)
-        if any(e.auth_required for e in config.webhook.endpoints)
-        else None
-    )
+    # while any webhook endpoint requires credentials.
     status = AlertsResource(
-        gateway.state, status_auth, addresses=addresses, clients=clients, metrics=gateway.metrics.webhooks
+        gateway.state,
+        status_authenticator(gateway),
+        addresses=addresses,
+        clients=clients,
+        metrics=gateway.metrics.webhooks,
     )
     mount(root, "/v1/alerts", status)
     if config.metrics_on_webhook_port():
@@ -134,10 +145,21 @@ def _ready_details(gateway: Gateway) -> dict[str, Any]:
     if isinstance(queue, RedisQueue):
         details["queue"]["partitions"] = sorted(queue.held)
     if gateway.breaker is not None:
-        details["circuitBreaker"] = {"state": gateway.breaker.state.value, "target": config.alert_processor.endpoint}
+        # The processor's name: the probes answer anyone, its URL is internal.
+        details["circuitBreaker"] = {"state": gateway.breaker.state.value, "target": config.alert_processor.name}
+    details["processor"] = _processor_state(gateway)
     if gateway.redis is not None:
         details["redis"] = {"up": gateway.redis.up, "onFailure": str(config.state.redis.on_failure)}
     return details
+
+
+def _processor_state(gateway: Gateway) -> dict[str, Any]:
+    """
+    The processor by name, and whether it is taken for up
+    (C{gateway_processor_up}, the one place that says so).
+    """
+    up = gateway.metrics.registry.get_sample_value("gateway_processor_up")
+    return {"name": gateway.config.alert_processor.name, "up": up != 0}
 
 
 def _can_serve(gateway: Gateway) -> bool:

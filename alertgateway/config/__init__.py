@@ -39,7 +39,7 @@ from alertgateway.config.gateway import GatewayConfig
 from alertgateway.config.limits import LimitsConfig, RateLimitingConfig
 from alertgateway.config.load import ConfigError, load_config, parse_config
 from alertgateway.config.observability import LogFormat, LoggingConfig, MetricsConfig
-from alertgateway.config.security import SecurityConfig
+from alertgateway.config.security import ForwardedHeader, SecurityConfig
 from alertgateway.config.service import ServiceConfig
 from alertgateway.config.state import RedisConfig, RedisFailure, StateBackend, StateConfig
 from alertgateway.config.warnings import warnings_for
@@ -66,6 +66,7 @@ __all__ = [
     "EndpointConfig",
     "EnvironmentConfig",
     "EscalationConfig",
+    "ForwardedHeader",
     "GatewayConfig",
     "LimitsConfig",
     "LogFormat",

@@ -12,7 +12,19 @@ from __future__ import annotations
 import ipaddress
 import re
 
-__all__ = ["addresses_or_hosts", "not_negative", "plain_path", "port_number", "positive", "rejection_status"]
+from alertgateway.delivery.headers import HOP_BY_HOP
+
+__all__ = [
+    "addresses_or_hosts",
+    "header_name",
+    "header_token",
+    "not_negative",
+    "plain_path",
+    "plain_paths",
+    "port_number",
+    "positive",
+    "rejection_status",
+]
 
 
 def positive(value: float) -> str | None:
@@ -47,6 +59,17 @@ def plain_path(value: str) -> str | None:
     return None
 
 
+def plain_paths(values: tuple[str, ...]) -> str | None:
+    """
+    Refuse the first path of a list that L{plain_path} refuses.
+    """
+    for value in values:
+        message = plain_path(value)
+        if message is not None:
+            return f"{value!r} {message}"
+    return None
+
+
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 # The last label is never all digits (RFC 1123 2.1, RFC 3696 2): such a
 # "name" is a mistyped address (10.0.0.256), which would otherwise be sent
@@ -74,3 +97,26 @@ def rejection_status(value: int) -> str | None:
     Many Requests) and 503 (Service Unavailable).
     """
     return None if value in (429, 503) else "must be 429 or 503"
+
+
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def header_token(name: str) -> str | None:
+    """
+    Refuse what cannot be an HTTP header name (RFC 9110 5.1).
+    """
+    return None if name and set(name) <= _TOKEN_CHARS else f"{name!r} is not a valid header name"
+
+
+def header_name(name: str) -> str | None:
+    """
+    Refuse a header name the gateway never sends on: hop-by-hop ones and
+    those it sets itself.
+    """
+    message = header_token(name)
+    if message is not None:
+        return message
+    if name.lower() in HOP_BY_HOP:
+        return f"{name} is hop-by-hop or set by the gateway itself and is never forwarded"
+    return None

@@ -1,8 +1,10 @@
 # -*- test-case-name: tests.unit.test_config -*-
 """
 Checks of what involves more than one key: endpoint paths and sources,
-the metrics path beside them, TLS files, listener descriptions and
-forwarded headers that would carry a credential.
+the metrics path beside them, the status API's authentication beside the
+endpoints', TLS files, listener descriptions, forwarded headers that would
+carry a credential, and the memory for request bodies beside the largest
+body.
 
 L{check_across} runs them on every section that read well, after the
 secrets are merged in (L{alertgateway.config.secrets}).
@@ -18,10 +20,10 @@ import attrs
 from twisted.internet.endpoints import serverFromString
 
 from alertgateway.config._schema import Problem
-from alertgateway.config.delivery import QueueBackend, QueueConfig
+from alertgateway.config.delivery import AlertProcessorConfig, QueueBackend, QueueConfig
 from alertgateway.config.listeners import metrics_on_webhook_port
 from alertgateway.config.observability import MetricsConfig
-from alertgateway.config.secrets import resolve_auth, resolve_redis
+from alertgateway.config.secrets import resolve_auth, resolve_processor, resolve_redis
 from alertgateway.config.security import SecurityConfig
 from alertgateway.config.service import ServiceConfig
 from alertgateway.config.state import StateBackend, StateConfig
@@ -85,6 +87,28 @@ def _forwarded_credentials(webhook: WebhookConfig, problems: list[Problem]) -> N
                         f"{name} carries the sender's credentials ({where}.{key}) and is never forwarded",
                     )
                 )
+
+
+def _check_status_auth(webhook: WebhookConfig, problems: list[Problem]) -> None:
+    """
+    Refuse a C{webhook.auth} of type none while endpoints require
+    credentials of their own: the alert status API, guarded by
+    C{webhook.auth}, would answer anyone what those endpoints accepted.
+    """
+    if webhook.auth.type != AuthType.NONE:
+        return
+    guarded = [
+        e.path for e in webhook.endpoints if e.auth_required and e.auth is not None and e.auth.type != AuthType.NONE
+    ]
+    if guarded:
+        problems.append(
+            Problem(
+                "webhook.auth.type",
+                f"is none, which would open the alert status API ({_STATUS_PATH}) to anyone while"
+                f" {', '.join(guarded)} require credentials: give webhook.auth the credentials"
+                " of those who may read it",
+            )
+        )
 
 
 def _resolve_endpoints(webhook: WebhookConfig, problems: list[Problem]) -> WebhookConfig:
@@ -200,12 +224,19 @@ def check_across(sections: dict[str, Any], environ: Mapping[str, str], problems:
             ),
         )
         _forwarded_credentials(webhook, problems)
+        _check_status_auth(webhook, problems)
         webhook = _resolve_endpoints(webhook, problems)
         sections["webhook"] = webhook
         if service is not None and metrics is not None:
             _check_metrics_path(webhook, service, metrics, problems)
     if security is not None and service is not None:
         _check_tls_files(security, service, problems)
+    if service is not None and service.max_buffered_bytes < service.max_body_bytes:
+        # A body between the two could never be taken.
+        problems.append(Problem("service.max_buffered_bytes", "must be at least service.max_body_bytes"))
+    processor: AlertProcessorConfig | None = sections.get("alert_processor")
+    if processor is not None:
+        sections["alert_processor"] = resolve_processor(processor, environ, problems)
     state: StateConfig | None = sections.get("state")
     queue: QueueConfig | None = sections.get("queue")
     if state is not None and queue is not None:

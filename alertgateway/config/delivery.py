@@ -8,10 +8,12 @@ C{queue} (where they wait).
 from __future__ import annotations
 
 import enum
+import re
+from urllib.parse import urlsplit
 
 import attrs
 
-from alertgateway.config._fields import not_negative, positive
+from alertgateway.config._fields import header_name, not_negative, positive
 from alertgateway.config._schema import duration
 
 __all__ = [
@@ -28,12 +30,46 @@ def _batch_size(value: int) -> str | None:
     return None if 1 <= value <= 1000 else "must be from 1 to 1000"
 
 
+def _ratio(value: float) -> str | None:
+    return None if 0 < value <= 1 else "must be a share of the attempts, more than 0 and at most 1"
+
+
+def _health_path(value: str | None) -> str | None:
+    return None if value is None or value.startswith("/") else "must be a path starting with /, e.g. /healthz"
+
+
 def _processor_endpoint(value: str) -> str | None:
+    # Never quote the value: it is refused precisely when it may hold a
+    # secret.
     if value.startswith("file:"):
         return None if value[len("file:") :] else "file: needs a path, e.g. file:var/alerts.jsonl"
-    if value.startswith(("http://", "https://")):
+    if not value.startswith(("http://", "https://")):
+        return "must be an http:// or https:// URL, or file:PATH"
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return "is not a valid URL"
+    if "@" in parts.netloc:
+        # A URL is printed, logged and shown; a credential in it would be
+        # too (and treq would not send it as Basic credentials anyway).
+        return (
+            "must not carry credentials (user:password@): give the processor's credential"
+            " as alert_processor.auth_secret_file or auth_secret_env, sent in auth_header"
+        )
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        return "must not have a query or fragment: the gateway appends /api/v1/alerts to it"
+    if not parts.hostname:
+        return "must name a host, e.g. http://alert-processor:8081"
+    return None
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def _target_name(value: str) -> str | None:
+    if _NAME.fullmatch(value):
         return None
-    return "must be an http:// or https:// URL, or file:PATH"
+    return "must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 @attrs.frozen
@@ -45,10 +81,16 @@ class CircuitBreakerConfig:
 
     enabled: bool = True
     failure_threshold: int = attrs.field(default=5, metadata={"check": positive})
-    recovery_timeout: float = duration(30.0, positive)
+    # Or this share of the attempts of the last `window` failed, once there
+    # were min_attempts of them.
+    failure_ratio: float = attrs.field(default=0.5, metadata={"check": _ratio})
+    window: float = duration(60.0, positive)
+    min_attempts: int = attrs.field(default=20, metadata={"check": positive})
+    recovery_timeout: float = duration(5.0, positive)
     half_open_requests: int = attrs.field(default=3, metadata={"check": positive})
-    # Each failed probe doubles the recovery timeout, up to this.
-    max_recovery_timeout: float = duration(300.0, positive)
+    # Each failed probe doubles the recovery timeout, up to this: short, so
+    # that delivery resumes soon after a long outage ends.
+    max_recovery_timeout: float = duration(30.0, positive)
 
 
 @attrs.frozen
@@ -58,19 +100,33 @@ class AlertProcessorConfig:
     """
 
     endpoint: str = attrs.field(default="file:var/alerts.jsonl", metadata={"check": _processor_endpoint})
-    # Per attempt; with adaptive_timeout, the starting value until enough
-    # latencies are seen.
+    # What the metrics (the target label), the log and /health/ready call
+    # the processor: its URL says more than they need to.
+    name: str = attrs.field(default="alert-processor", metadata={"check": _target_name})
+    # The gateway's own credential, sent with every delivery in
+    # auth_header (e.g. "Bearer <token>"): read from a file or the
+    # environment at load time, never part of the endpoint URL.
+    auth_header: str = attrs.field(default="Authorization", metadata={"check": header_name})
+    auth_secret: str | None = attrs.field(default=None, repr=False)
+    auth_secret_file: str | None = None
+    auth_secret_env: str | None = None
+    # Per attempt; with adaptive_timeout, the most an attempt is given.
     timeout: float = duration(5.0, positive)
     max_retries: int = attrs.field(default=3, metadata={"check": not_negative})
     max_in_flight: int = attrs.field(default=8, metadata={"check": positive})
     # The timeout follows the 99th percentile of recent latencies times 4,
-    # within [timeout_min, timeout_max].
+    # within [timeout_min, timeout], and goes back to timeout at a timeout.
     adaptive_timeout: bool = True
     timeout_min: float = duration(0.5, positive)
+    # Kept so that configurations that set it still load; not used.
     timeout_max: float = duration(30.0, positive)
+    # Asked while the circuit breaker is open (GET <endpoint><health_path>,
+    # 2xx is healthy), so that delivery resumes as soon as it is back.
+    health_path: str | None = attrs.field(default=None, metadata={"check": _health_path})
+    health_interval: float = duration(1.0, positive)
     # Alerts ready at once (of different keys) sent in one request to
     # <endpoint>/api/v1/alerts/batch; 1 sends each to /api/v1/alerts.
-    batch_size: int = attrs.field(default=1, metadata={"check": _batch_size})
+    batch_size: int = attrs.field(default=50, metadata={"check": _batch_size})
 
 
 class QueueBackend(enum.StrEnum):

@@ -26,8 +26,8 @@ class RateLimitingConfig:
     # Requests per minute from one client address; none by default.
     per_client_limit: int | None = attrs.field(default=None, metadata={"check": positive})
     # Alertmanager drops a notification answered with any 4xx (429 too) but
-    # retries 5xx: use 503 for Alertmanager endpoints.
-    reject_status: int = attrs.field(default=429, metadata={"check": rejection_status})
+    # retries 5xx: unset, Alertmanager endpoints answer 503, the others 429.
+    reject_status: int | None = attrs.field(default=None, metadata={"check": rejection_status})
     max_tracked_clients: int = attrs.field(default=100_000, metadata={"check": positive})
 
 
@@ -45,3 +45,6 @@ class LimitsConfig:
     max_label_value_length: int = attrs.field(default=4096, metadata={"check": positive})
     max_annotation_bytes: int = attrs.field(default=65536, metadata={"check": positive})
     max_json_depth: int = attrs.field(default=32, metadata={"check": positive})
+    # Each gzip member costs a new inflater: many empty ones in a small
+    # body would cost far more CPU than the same bytes sent plain.
+    max_gzip_members: int = attrs.field(default=16, metadata={"check": positive})

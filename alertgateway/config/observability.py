@@ -10,7 +10,7 @@ import enum
 
 import attrs
 
-from alertgateway.config._fields import plain_path, port_number
+from alertgateway.config._fields import plain_path, plain_paths, port_number
 
 __all__ = ["LogFormat", "LoggingConfig", "MetricsConfig"]
 
@@ -51,3 +51,9 @@ class LoggingConfig:
     # One line per request (at info).  Security refusals are logged apart,
     # whatever this says.
     access_log: bool = True
+    # Requests for these paths leave no access line: the probes' and the
+    # scrapes', most of the lines otherwise and never news.  They are still
+    # counted in the request metrics.
+    access_log_exclude: tuple[str, ...] = attrs.field(
+        default=("/health", "/health/live", "/health/ready", "/metrics"), metadata={"check": plain_paths}
+    )

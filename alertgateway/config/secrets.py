@@ -16,11 +16,12 @@ from pathlib import Path
 import attrs
 
 from alertgateway.config._schema import Problem
+from alertgateway.config.delivery import AlertProcessorConfig
 from alertgateway.config.state import RedisConfig
 from alertgateway.config.webhook import AuthConfig, AuthType, SignatureScheme
 from alertgateway.guards.signatures import decode_standard_secret
 
-__all__ = ["resolve_auth", "resolve_redis"]
+__all__ = ["resolve_auth", "resolve_processor", "resolve_redis"]
 
 
 def _read_secret_file(path: str, where: str, problems: list[Problem]) -> tuple[str, ...]:
@@ -51,16 +52,18 @@ def _password(
     where: str,
     environ: Mapping[str, str],
     problems: list[Problem],
+    key: str = "password",
 ) -> str | None:
     """
-    The password kept at C{where}: from C{password_env} if set, else from
-    the first line of C{password_file}, else as given.
+    The password (or other single secret, C{key}) kept at C{where}: from
+    C{<key>_env} if set, else from the first line of C{<key>_file}, else
+    as given.
     """
     password = given
     if file:
-        password = next(iter(_read_secret_file(file, f"{where}.password_file", problems)), password)
+        password = next(iter(_read_secret_file(file, f"{where}.{key}_file", problems)), password)
     if env:
-        password = next(iter(_read_secret_env(env, f"{where}.password_env", environ, problems)), password)
+        password = next(iter(_read_secret_env(env, f"{where}.{key}_env", environ, problems)), password)
     return password
 
 
@@ -130,3 +133,24 @@ def resolve_redis(redis: RedisConfig, environ: Mapping[str, str], problems: list
     """
     password = _password(redis.password, redis.password_file, redis.password_env, "state.redis", environ, problems)
     return attrs.evolve(redis, password=password)
+
+
+def resolve_processor(
+    processor: AlertProcessorConfig, environ: Mapping[str, str], problems: list[Problem]
+) -> AlertProcessorConfig:
+    """
+    Merge the processor's credential kept in a file or the environment
+    into C{alert_processor.auth_secret}.
+    """
+    secret = _password(
+        processor.auth_secret,
+        processor.auth_secret_file,
+        processor.auth_secret_env,
+        "alert_processor",
+        environ,
+        problems,
+        key="auth_secret",
+    )
+    if secret is not None and ("\r" in secret or "\n" in secret):
+        problems.append(Problem("alert_processor.auth_secret", "must be one line"))
+    return attrs.evolve(processor, auth_secret=secret)

@@ -6,15 +6,16 @@ and which client addresses may post.
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 
 import attrs
 
 from alertgateway.config._fields import addresses_or_hosts, positive
 from alertgateway.config._schema import duration
-from alertgateway.tls import TLSFiles
+from alertgateway.tls import DEFAULT_TLS12_CIPHERS, TLSFiles, cipher_problem
 
-__all__ = ["SecurityConfig"]
+__all__ = ["ForwardedHeader", "SecurityConfig"]
 
 
 def _networks(values: tuple[str, ...]) -> str | None:
@@ -26,6 +27,16 @@ def _networks(values: tuple[str, ...]) -> str | None:
         except ValueError:
             return f"{value!r} is not an IP address or CIDR network"
     return None
+
+
+class ForwardedHeader(enum.StrEnum):
+    """
+    The header C{trusted_proxies} write the client address into.  Only that
+    one is read: a proxy passes the other through as the client sent it.
+    """
+
+    X_FORWARDED_FOR = "x-forwarded-for"
+    FORWARDED = "forwarded"
 
 
 @attrs.frozen
@@ -45,10 +56,14 @@ class SecurityConfig:
     allowed_client_names: tuple[str, ...] = ()
     # How often the certificate files are checked for a rotation.
     cert_reload_interval: float = duration(30.0, positive)
+    # The TLS 1.2 ciphers (an OpenSSL cipher list): by default only those
+    # with forward secrecy and authenticated encryption.
+    tls_ciphers: str = attrs.field(default=DEFAULT_TLS12_CIPHERS, metadata={"check": cipher_problem})
     # Addresses, CIDR networks or host names that may post; empty allows all.
     allowed_ips: tuple[str, ...] = attrs.field(default=(), metadata={"check": addresses_or_hosts})
-    # Proxies whose X-Forwarded-For / Forwarded headers are believed.
+    # Proxies whose forwarded_header is believed.
     trusted_proxies: tuple[str, ...] = attrs.field(default=(), metadata={"check": _networks})
+    forwarded_header: ForwardedHeader = ForwardedHeader.X_FORWARDED_FOR
     # How often host names in allowed_ips are resolved again.
     resolve_interval: float = duration(300.0, positive)
 
@@ -66,4 +81,5 @@ class SecurityConfig:
             client_ca_file=self.client_ca_file,
             require_client_cert=self.require_client_cert,
             allowed_client_names=self.allowed_client_names,
+            ciphers=self.tls_ciphers,
         )

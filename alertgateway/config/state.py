@@ -91,6 +91,7 @@ class StateConfig:
 
     backend: StateBackend | None = None
     # How late, at most, bookkeeping (a duplicate's count and last
-    # sighting, a delivery's outcome) reaches the SQLite database.
+    # sighting, what expiry and eviction forget) reaches the SQLite
+    # database.
     flush_interval: float = duration(1.0, positive)
     redis: RedisConfig = attrs.field(factory=RedisConfig)

@@ -11,9 +11,15 @@ import enum
 
 import attrs
 
-from alertgateway.config._fields import addresses_or_hosts, plain_path, positive, rejection_status
+from alertgateway.config._fields import (
+    addresses_or_hosts,
+    header_name,
+    header_token,
+    plain_path,
+    positive,
+    rejection_status,
+)
 from alertgateway.config._schema import duration
-from alertgateway.delivery.headers import HOP_BY_HOP
 
 __all__ = [
     "SOURCES",
@@ -73,27 +79,13 @@ class DeliveryMode(enum.StrEnum):
     SYNC = "sync"
 
 
-_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 # Credentials of the sender, which must not travel further.
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "x-api-key"})
 
 
-def _token(name: str) -> str | None:
-    return None if name and set(name) <= _TOKEN_CHARS else f"{name!r} is not a valid header name"
-
-
-def _header_name(name: str) -> str | None:
-    message = _token(name)
-    if message is not None:
-        return message
-    if name.lower() in HOP_BY_HOP:
-        return f"{name} is hop-by-hop or set by the gateway itself and is never forwarded"
-    return None
-
-
 def _header_names(values: dict[str, str]) -> str | None:
     for name, value in values.items():
-        message = _header_name(name)
+        message = header_name(name)
         if message is not None:
             return message
         if "\r" in value or "\n" in value:
@@ -103,7 +95,7 @@ def _header_names(values: dict[str, str]) -> str | None:
 
 def _forwardable(values: tuple[str, ...]) -> str | None:
     for name in values:
-        message = _header_name(name)
+        message = header_name(name)
         if message is not None:
             return message
         if name.lower() in _CREDENTIAL_HEADERS:
@@ -139,7 +131,7 @@ class AuthConfig:
     tokens: tuple[str, ...] = attrs.field(default=(), repr=False)
     token_file: str | None = None
     token_env: str | None = None
-    header: str = attrs.field(default="X-API-Key", metadata={"check": _token})
+    header: str = attrs.field(default="X-API-Key", metadata={"check": header_token})
     # basic
     username: str | None = None
     password: str | None = attrs.field(default=None, repr=False)
@@ -152,8 +144,8 @@ class AuthConfig:
     secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
     secret_file: str | None = None
     secret_env: str | None = None
-    signature_header: str = attrs.field(default="X-Grafana-Alerting-Signature", metadata={"check": _token})
-    timestamp_header: str | None = attrs.field(default=None, metadata={"check": _token})
+    signature_header: str = attrs.field(default="X-Grafana-Alerting-Signature", metadata={"check": header_token})
+    timestamp_header: str | None = attrs.field(default=None, metadata={"check": header_token})
     tolerance: float = duration(300.0, positive)
 
     @property

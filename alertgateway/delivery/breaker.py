@@ -4,11 +4,16 @@ A circuit breaker for deliveries to the Alert Processor, on an injected
 clock.
 
 Closed: everything goes through; C{failure_threshold} consecutive failures
-open it.  Open: nothing is sent (the queue holds the alerts) for the
-recovery timeout.  Half-open: C{half_open_requests} probes go through; a
-success closes the breaker and resets the recovery timeout, a failure opens
-it again with the recovery timeout doubled, up to C{max_recovery_timeout}
-(adaptive recovery: a processor that keeps failing is probed less often).
+open it, and so does a failure ratio of C{failure_ratio} or more over the
+last C{window} seconds once at least C{min_attempts} were made there (a
+processor failing every other request never fails five in a row).  Open:
+nothing is sent (the queue holds the alerts) for the recovery timeout, or
+until L{CircuitBreaker.probe_now} (the processor's health check answered).
+Half-open: C{half_open_requests} probes go through; a success closes the
+breaker and resets the recovery timeout, a failure opens it again with the
+recovery timeout doubled, up to C{max_recovery_timeout} (a processor that
+keeps failing is probed less often, but never so rarely that delivery
+resumes long after it is back).
 
 Senders do not fail fast while it is open: L{CircuitBreaker.admit} returns a
 Deferred that fires when a request may be sent, so delivery workers simply
@@ -20,6 +25,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -50,6 +56,10 @@ OPEN = BreakerState.OPEN
 HALF_OPEN = BreakerState.HALF_OPEN
 
 
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
 class CircuitBreaker:
     """
     Decide when deliveries may be attempted.
@@ -65,13 +75,22 @@ class CircuitBreaker:
         recovery_timeout: float,
         half_open_requests: int,
         max_recovery_timeout: float | None = None,
+        failure_ratio: float | None = None,
+        window: float = 60.0,
+        min_attempts: int = 20,
         on_transition: Callable[[BreakerState, BreakerState], None] = lambda old, new: None,
     ) -> None:
         self._clock = clock
         self.failure_threshold = failure_threshold
+        self.failure_ratio = failure_ratio
+        self.window = window
+        self.min_attempts = min_attempts
+        # Outcomes within the window, oldest first: (when, failed).
+        self._recent: deque[tuple[float, bool]] = deque()
+        self._recent_failures = 0
         self.base_recovery_timeout = recovery_timeout
         self.recovery_timeout = recovery_timeout
-        self.max_recovery_timeout = max_recovery_timeout or recovery_timeout * 16
+        self.max_recovery_timeout = max(max_recovery_timeout or recovery_timeout * 16, recovery_timeout)
         self.half_open_requests = half_open_requests
         self._on_transition = on_transition
         self.state = CLOSED
@@ -80,6 +99,8 @@ class CircuitBreaker:
         self._waiting: deque[Deferred[None]] = deque()
         self._timer: IDelayedCall | None = None
         self.opened_at: float | None = None
+        # The processor's health check, run while open (stopped with us).
+        self.probe: _Stoppable | None = None
 
     def admit(self) -> Deferred[None]:
         """
@@ -99,8 +120,12 @@ class CircuitBreaker:
         if self.state == HALF_OPEN:
             self._probes_in_flight = max(0, self._probes_in_flight - 1)
             self.recovery_timeout = self.base_recovery_timeout
+            self._recent.clear()
+            self._recent_failures = 0
             self._move(CLOSED)
             self._release_all()
+        elif self.state == CLOSED:
+            self._record(False)
         self.consecutive_failures = 0
 
     def failure(self) -> None:
@@ -108,18 +133,51 @@ class CircuitBreaker:
         if self.state == HALF_OPEN:
             self._probes_in_flight = max(0, self._probes_in_flight - 1)
             self.recovery_timeout = min(self.recovery_timeout * 2, self.max_recovery_timeout)
-            self._open()
-        elif self.state == CLOSED and self.consecutive_failures >= self.failure_threshold:
-            self._open()
+            self._open(f"a failed probe; next probe in {self.recovery_timeout:g}s")
+        elif self.state == CLOSED:
+            self._record(True)
+            if self.consecutive_failures >= self.failure_threshold:
+                failures = self.consecutive_failures
+                self._open(f"{failures} consecutive failures; next probe in {self.recovery_timeout:g}s")
+            elif self._ratio_crossed():
+                failed, attempts = self._recent_failures, len(self._recent)
+                self._open(
+                    f"{failed} of {attempts} attempts in {self.window:g}s failed;"
+                    f" next probe in {self.recovery_timeout:g}s"
+                )
 
-    def _open(self) -> None:
+    def _record(self, failed: bool) -> None:
+        now = self._clock.seconds()
+        recent = self._recent
+        recent.append((now, failed))
+        self._recent_failures += failed
+        while recent and recent[0][0] < now - self.window:
+            _, old = recent.popleft()
+            self._recent_failures -= old
+
+    def _ratio_crossed(self) -> bool:
+        attempts = len(self._recent)
+        return (
+            self.failure_ratio is not None
+            and attempts >= self.min_attempts
+            and self._recent_failures >= self.failure_ratio * attempts
+        )
+
+    def probe_now(self) -> None:
+        """
+        The processor says it is healthy again: probe it at once, rather
+        than at the end of the recovery timeout.
+        """
+        if self.state != OPEN:
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._half_open()
+
+    def _open(self, why: str) -> None:
         self._move(OPEN)
         self.opened_at = self._clock.seconds()
-        _log.warn(
-            "Circuit breaker open after {failures} consecutive failures; next probe in {timeout:g}s",
-            failures=self.consecutive_failures,
-            timeout=self.recovery_timeout,
-        )
+        _log.warn("Circuit breaker open after {why}", why=why)
         self._timer = self._clock.callLater(self.recovery_timeout, self._half_open)
 
     def _half_open(self) -> None:
@@ -146,3 +204,5 @@ class CircuitBreaker:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        if self.probe is not None:
+            self.probe.stop()

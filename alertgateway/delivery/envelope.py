@@ -58,6 +58,15 @@ class Envelope:
     entry: str | None = None
     partition: int | None = None
 
+    def stored(self, id: int | None, accepted_at: float) -> Envelope:
+        """
+        This envelope as a queue stored it: with its row and time, and the
+        JSON text already made (an C{attrs.evolve} would make it again).
+        """
+        copy = attrs.evolve(self, id=id, accepted_at=accepted_at)
+        object.__setattr__(copy, "_json", self._json)
+        return copy
+
     @classmethod
     def for_alert(cls, alert: Alert, request_id: str, headers: tuple[tuple[str, str], ...] = ()) -> Envelope:
         return cls(alert.fingerprint, alert.to_json(), alert.idempotency_key, request_id, headers)

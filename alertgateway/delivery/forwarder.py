@@ -32,6 +32,11 @@ __all__ = ["Backoff", "Forwarder"]
 
 _log = Logger()
 
+# Answers to a batch that say the processor has no batch endpoint, and for
+# how long alerts then go one by one before the endpoint is tried again.
+_NO_BATCH_ENDPOINT = frozenset({404, 405, 501})
+_NO_BATCHES_FOR = 600.0
+
 
 class Backoff:
     """
@@ -132,6 +137,7 @@ class Forwarder:
         self._max_retries = max_retries
         # Envelopes sent in one request when the sink can (HTTP).
         self._batch_size = batch_size
+        self._no_batches_until = 0.0
         self._backoff = backoff or Backoff(cap=300.0)
         self.breaker = breaker
         self.timeouts = timeouts
@@ -184,8 +190,10 @@ class Forwarder:
         for _ in range(self._max_in_flight):
             self._workers.append(Deferred.fromCoroutine(self._work()))
 
+    def _batching(self) -> bool:
+        return self._batch_size > 1 and self.sink.batches and self._clock.seconds() >= self._no_batches_until
+
     async def _work(self) -> None:
-        batching = self._batch_size > 1 and self.sink.batches
         while not self._stopping:
             envelope = await self.queue.take()
             if self._stopping:
@@ -194,7 +202,7 @@ class Forwarder:
                 self.queue.release(envelope)
                 return
             pending = [envelope]
-            if batching:
+            if self._batching():
                 # What else is ready by the end of this reactor turn goes
                 # along (one per key, as always): under load a turn brings
                 # many webhooks, and one request carries them all.
@@ -235,8 +243,19 @@ class Forwarder:
             self._metrics.forward_duration.observe(self._clock.seconds() - started)
             if self._stopping:
                 raise CancelledError() from e
-            if isinstance(e, Retryable):
-                self._failed(e.kind)
+            if getattr(e, "status", None) in _NO_BATCH_ENDPOINT:
+                # A processor without the batch endpoint: each alert on its
+                # own for a while, then the endpoint is tried again.
+                if self._clock.seconds() >= self._no_batches_until:
+                    _log.info(
+                        "The Alert Processor has no batch endpoint ({reason}); sending alerts one by one"
+                        " for {seconds:g}s",
+                        reason=str(e),
+                        seconds=_NO_BATCHES_FOR,
+                    )
+                self._no_batches_until = self._clock.seconds() + _NO_BATCHES_FOR
+            elif isinstance(e, Retryable):
+                self._failed(e)
             _log.info(
                 "A batch of {count} alerts failed ({reason}); delivering them one by one",
                 count=len(pending),
@@ -277,7 +296,7 @@ class Forwarder:
                     # disguised as a failed attempt; retrying would keep
                     # the worker (and so the shutdown) alive.
                     raise CancelledError() from e
-                self._failed(e.kind)
+                self._failed(e)
                 delay = self._backoff.delay(attempt, e.retry_after)
                 attempt += 1
                 quick += 1
@@ -326,10 +345,20 @@ class Forwarder:
                 self.queue.done(envelope)
                 return
 
-    def _failed(self, kind: AttemptClass) -> None:
+    def _failed(self, error: Retryable) -> None:
+        kind = error.kind
         self._metrics.forward_attempts.labels(outcome="retry", **{"class": kind.value}).inc()
         self._metrics.forward_failure_ratio.set(self.failures.record(True, kind.value))
-        if self.breaker is not None:
+        timeouts = self.timeouts
+        cut_short = False
+        if kind is AttemptClass.TIMEOUT and timeouts is not None:
+            # Cut off by what the processor used to take: the next attempt
+            # gets the configured timeout, and this one says nothing yet of
+            # the processor's health.
+            cut_short = error.timeout is not None and error.timeout < timeouts.maximum
+            timeouts.timed_out()
+            self._metrics.forward_timeout.set(timeouts.current())
+        if self.breaker is not None and not cut_short:
             self.breaker.failure()
 
     def _succeeded(self, latency: float | None, *, outcome: str, kind: AttemptClass) -> None:

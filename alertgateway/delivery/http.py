@@ -137,7 +137,7 @@ def read_bounded(response: IResponse, limit: int) -> Deferred[bytes]:
 
 
 def _timed_out(result: object, timeout: float) -> NoReturn:
-    raise Retryable(f"no response within {timeout:g}s", kind=AttemptClass.TIMEOUT)
+    raise Retryable(f"no response within {timeout:g}s", kind=AttemptClass.TIMEOUT, timeout=timeout)
 
 
 def _failure_kind(error: Exception) -> AttemptClass:
@@ -210,17 +210,35 @@ class HTTPSink:
         *,
         clock: IReactorTime,
         timeout: float | Callable[[], float],
+        credential: tuple[str, str] | None = None,
     ) -> None:
+        """
+        @param credential: The header and value that authenticate the
+            gateway to the processor, sent with every request; added here,
+            not to the queued envelopes, so that it is never stored.
+        """
         self._client = client
         self.url = endpoint.rstrip("/") + "/api/v1/alerts"
         self.batch_url = self.url + "/batch"
         self._clock = clock
         # A number, or a function giving the current (adaptive) timeout.
         self._timeout = timeout if callable(timeout) else (lambda: timeout)
+        self._credential = credential
+
+    def _authenticated(self, headers: dict[bytes | str, list[bytes | str]]) -> dict[bytes | str, list[bytes | str]]:
+        if self._credential is None:
+            return headers
+        name, value = self._credential
+        # It replaces a header of the same name an endpoint adds.
+        kept: dict[bytes | str, list[bytes | str]] = {
+            n: v for n, v in headers.items() if str(n).lower() != name.lower()
+        }
+        kept[name] = [value]
+        return kept
 
     def deliver(self, envelope: Envelope) -> Deferred[None]:
         body = envelope.json_body().encode("utf-8")
-        return ensureDeferred(self._post(self.url, body, outgoing_headers(envelope)))
+        return ensureDeferred(self._post(self.url, body, self._authenticated(outgoing_headers(envelope))))
 
     def deliver_batch(self, envelopes: Sequence[Envelope]) -> Deferred[None]:
         """
@@ -253,7 +271,7 @@ class HTTPSink:
             "X-Request-ID": [envelopes[0].request_id],
             "Idempotency-Key": [f"batch-{digest[:32]}"],
         }
-        return ensureDeferred(self._post(self.batch_url, body, headers))
+        return ensureDeferred(self._post(self.batch_url, body, self._authenticated(headers)))
 
     async def _post(self, url: str, body: bytes, headers: dict[bytes | str, list[bytes | str]]) -> None:
         # The timeout covers the whole attempt and runs on our clock (treq's
@@ -280,8 +298,8 @@ class HTTPSink:
             header = response.headers.getRawHeaders(b"retry-after", [None])[0]
             retry_after = parse_retry_after(header.decode("latin-1") if header else None, self._clock.seconds())
             kind = AttemptClass.TOO_MANY if code == 429 else AttemptClass.SERVER if code >= 500 else AttemptClass.CLIENT
-            raise Retryable(detail, retry_after, kind=kind)
-        raise Rejected(detail)
+            raise Retryable(detail, retry_after, kind=kind, status=code)
+        raise Rejected(detail, status=code)
 
     async def _exchange(
         self, url: str, body: bytes, headers: dict[bytes | str, list[bytes | str]]

@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 
 from alertgateway.delivery.envelope import Envelope
 
-__all__ = ["DeadLetter", "DiskWrite", "Executor", "JournalError", "SQLiteJournal", "open_database"]
+__all__ = ["DiskWrite", "Executor", "JournalError", "QueuedItem", "SQLiteJournal", "open_database"]
 
 # Something else to write in the transaction that writes envelopes (the
 # decision state kept in the same database).
@@ -70,14 +70,34 @@ class Executor(Protocol):
 
 
 @attrs.frozen
-class DeadLetter:
-    id: int
+class QueuedItem:
+    """
+    An item of a queue as C{alertgateway queue} shows it.
+
+    @ivar id: What names it to C{queue retry} and C{queue purge}: the row
+        of the SQLite queue, a stream entry of the Redis queue.
+    @ivar state: C{pending}, C{dead}, or C{retry} (a dead letter marked
+        for another try that the gateway has not taken back yet).
+    @ivar attempts: Deliveries tried (for a dead letter) or begun.
+    @ivar reason: Why it is dead: the last error.
+    """
+
+    id: int | str
+    state: str
     key: str
     request_id: str
     accepted_at: float
     attempts: int
     reason: str
     body: dict[str, Any]
+
+    @property
+    def alertname(self) -> str:
+        """
+        The alert's name, or its storm's group's.
+        """
+        labels = self.body.get("labels") or self.body.get("groupLabels") or {}
+        return str(labels.get("alertname", "")) if isinstance(labels, dict) else ""
 
 
 def open_database(path: str, synchronous: str = "FULL") -> sqlite3.Connection:
@@ -247,7 +267,7 @@ class SQLiteJournal:
                         accepted_at,
                     ),
                 )
-                stored.append(attrs.evolve(envelope, id=cursor.lastrowid, accepted_at=accepted_at))
+                stored.append(envelope.stored(cursor.lastrowid, accepted_at))
             if write is not None:
                 write(connection)
             return stored
@@ -298,12 +318,25 @@ class SQLiteJournal:
 # gateway may be running: WAL lets both use it).
 
 
-def list_items(connection: sqlite3.Connection, state: str | None = None) -> list[DeadLetter]:
-    query = "SELECT id, key, request_id, accepted_at, attempts, COALESCE(reason, ''), body, state FROM items"
+def list_items(connection: sqlite3.Connection, state: str | None = None, limit: int = -1) -> list[QueuedItem]:
+    """
+    The items in C{state} (every one by default), oldest first, at most
+    C{limit} of them (every one by default).
+    """
+    query = "SELECT id, state, key, request_id, accepted_at, attempts, COALESCE(reason, ''), body FROM items"
     rows = connection.execute(
-        query + (" WHERE state = ?" if state else "") + " ORDER BY id", (state,) if state else ()
+        query + (" WHERE state = ?" if state else "") + " ORDER BY id LIMIT ?", (state, limit) if state else (limit,)
     ).fetchall()
-    return [DeadLetter(r[0], r[1], r[2], r[3], r[4], f"[{r[7]}] {r[5]}".strip(), json.loads(r[6])) for r in rows]
+    return [QueuedItem(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7])) for r in rows]
+
+
+def count_items(connection: sqlite3.Connection, state: str | None = None) -> int:
+    """
+    How many items are in C{state} (in any state by default).
+    """
+    query = "SELECT COUNT(*) FROM items WHERE ?1 IS NULL OR state = ?1"
+    count: int = connection.execute(query, (state,)).fetchone()[0]
+    return count
 
 
 def retry_dead(connection: sqlite3.Connection, ids: Sequence[int] = ()) -> int:

@@ -48,20 +48,34 @@ class Retryable(Exception):
     @ivar retry_after: Seconds the receiver asked us to wait, if it did.
     @ivar kind: The class of failure: C{timeout}, C{connect}, C{tls},
         C{429}, C{5xx}, C{4xx} (408, 425) or C{io}.
+    @ivar timeout: For C{timeout}, the time the attempt was given.
     """
 
     def __init__(
-        self, reason: str, retry_after: float | None = None, kind: AttemptClass = AttemptClass.CONNECT
+        self,
+        reason: str,
+        retry_after: float | None = None,
+        kind: AttemptClass = AttemptClass.CONNECT,
+        timeout: float | None = None,
+        status: int | None = None,
     ) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
         self.kind = kind
+        self.timeout = timeout
+        self.status = status
 
 
 class Rejected(Exception):
     """
     The receiver refused the alert with a non-retryable status.
+
+    @ivar status: The HTTP status, when there was one.
     """
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 class Sink(Protocol):

@@ -3,12 +3,15 @@
 What recent deliveries say about the Alert Processor: an adaptive per-attempt
 timeout and an exponentially weighted failure ratio.
 
-The timeout follows observed latency: a high percentile of recent successful
-attempts times a safety factor, within configured bounds, so a slow but
-healthy processor is not cut off and a hung one is noticed in proportion to
-how fast it usually is.  The failure ratio rises with every failure and
-decays with every success; a rising ratio is logged as a warning before
-the circuit breaker opens.
+The timeout follows observed latency, within a floor and the configured
+timeout: a high percentile of recent successful attempts times a safety
+factor is where it tends, slowly (a few percent per success), so a fast
+processor is noticed when it hangs.  A timed-out attempt sends it back to
+the configured timeout at once: a processor that became slower (5 ms, then
+0.7 s) gets the next attempt with all the time the operator allowed, rather
+than being cut off for ever by what it used to take.  The failure ratio
+rises with every failure and decays with every success; a rising ratio is
+logged as a warning before the circuit breaker opens.
 """
 
 from __future__ import annotations
@@ -25,39 +28,58 @@ _log = Logger()
 
 class AdaptiveTimeout:
     """
-    C{quantile} of the last C{window} successful latencies times
-    C{factor}, clamped to [C{minimum}, C{maximum}]; C{initial} until
-    C{min_samples} have been seen.
+    Tends to C{quantile} of the last C{window} successful latencies times
+    C{factor}, within [C{minimum}, C{maximum}]: down by at most C{decay} of
+    itself per success, back to C{maximum} at once on a timeout.  Starts at
+    C{maximum}, where it stays until C{min_samples} have been seen.
     """
 
     def __init__(
         self,
         *,
-        initial: float,
         minimum: float,
         maximum: float,
         factor: float = 4.0,
         quantile: float = 0.99,
         window: int = 200,
         min_samples: int = 20,
+        decay: float = 0.05,
     ) -> None:
-        self.initial = initial
-        self.minimum = minimum
+        self.minimum = min(minimum, maximum)
         self.maximum = maximum
         self.factor = factor
         self.quantile = quantile
         self.min_samples = min_samples
+        self.decay = decay
         self._latencies: deque[float] = deque(maxlen=window)
+        self._value = maximum
 
     def observe(self, seconds: float) -> None:
+        """
+        A successful attempt took C{seconds}.
+        """
         self._latencies.append(seconds)
-
-    def current(self) -> float:
         if len(self._latencies) < self.min_samples:
-            return self.initial
+            return
         ordered = sorted(self._latencies)
         index = min(len(ordered) - 1, math.ceil(self.quantile * len(ordered)) - 1)
-        return min(self.maximum, max(self.minimum, ordered[index] * self.factor))
+        target = min(self.maximum, max(self.minimum, ordered[index] * self.factor))
+        self._value = max(target, self._value * (1 - self.decay)) if target < self._value else target
+
+    def timed_out(self) -> None:
+        """
+        An attempt got no answer in time: the next ones get all the time
+        allowed, and what was learnt of the latency no longer holds.
+        """
+        self._value = self.maximum
+        self._latencies.clear()
+
+    @property
+    def below_maximum(self) -> bool:
+        return self._value < self.maximum
+
+    def current(self) -> float:
+        return self._value
 
 
 class FailureRatio:

@@ -8,14 +8,17 @@ reactor's resolver at start and again periodically (L{AddressFilter.refresh}
 run by a LoopingCall); until a name first resolves it allows nothing.
 
 L{ClientAddress} finds the client behind trusted proxies: only when the
-connection's peer is a trusted proxy are C{Forwarded} (RFC 7239) or
-C{X-Forwarded-For} believed, and the client is the rightmost address in the
-chain that is not itself a trusted proxy (the leftmost ones can be forged by
-the client).
+connection's peer is a trusted proxy is the one header those proxies write
+believed (L{ProxyHeader}: C{X-Forwarded-For}, or RFC 7239 C{Forwarded}),
+and the client is the rightmost address in its chain that is not itself a
+trusted proxy (the leftmost ones can be forged by the client).  The other
+header is never read: proxies pass through whatever a client sent in the
+header they do not write themselves.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import ipaddress
 import re
@@ -26,7 +29,7 @@ from twisted.internet.interfaces import IHostnameResolver, IResolutionReceiver
 from twisted.logger import Logger
 from zope.interface import implementer
 
-__all__ = ["UNKNOWN_CLIENT", "AddressFilter", "ClientAddress", "parse_address"]
+__all__ = ["UNKNOWN_CLIENT", "AddressFilter", "ClientAddress", "ProxyHeader", "parse_address"]
 
 _log = Logger()
 
@@ -186,17 +189,41 @@ def _forwarded_for(value: str) -> list[str]:
 UNKNOWN_CLIENT = "unknown"
 
 
-class ClientAddress:
+class ProxyHeader(enum.StrEnum):
     """
-    Find the client address of a request, believing forwarding headers only
-    from C{trusted_proxies}.
+    The header the trusted proxies write the client's address into.
+
+    nginx (C{proxy_add_x_forwarded_for}), ingress-nginx, HAProxy (C{option
+    forwardfor}) and the cloud load balancers append to C{X-Forwarded-For}
+    and pass a client's own C{Forwarded} through untouched; only a proxy
+    configured to write C{Forwarded} (RFC 7239) makes that one genuine.
     """
 
-    def __init__(self, trusted_proxies: Sequence[str]) -> None:
+    X_FORWARDED_FOR = "x-forwarded-for"
+    FORWARDED = "forwarded"
+
+
+class ClientAddress:
+    """
+    Find the client address of a request, believing the forwarding header
+    C{header} only from C{trusted_proxies}.
+    """
+
+    def __init__(self, trusted_proxies: Sequence[str], header: ProxyHeader = ProxyHeader.X_FORWARDED_FOR) -> None:
         self._trusted, _ = _networks(trusted_proxies)
+        self._header = header
 
     def _is_trusted(self, address: IPAddress) -> bool:
         return any(address in network for network in self._trusted)
+
+    def _chain(self, headers: Mapping[str, str]) -> list[str]:
+        """
+        The hops the proxies' header names, the nearest last.
+        """
+        value = headers.get(self._header.value, "")
+        if self._header is ProxyHeader.FORWARDED:
+            return _forwarded_for(value)
+        return [item for item in value.split(",") if item.strip()]
 
     def of(self, peer: str, headers: Mapping[str, str]) -> str:
         """
@@ -208,16 +235,10 @@ class ClientAddress:
         peer_address = parse_address(peer)
         if peer_address is None or not self._trusted or not self._is_trusted(peer_address):
             return _text(peer_address) if peer_address is not None else peer
-        forwarded = headers.get("forwarded")
-        chain = _forwarded_for(forwarded) if forwarded else []
-        if not chain:
-            # A Forwarded header without for= (only proto=, say) does not
-            # hide an X-Forwarded-For from another proxy.
-            chain = [item for item in headers.get("x-forwarded-for", "").split(",") if item.strip()]
         leftmost = peer_address
         # From the nearest hop outwards: each proxy appends the address it
         # saw, so only entries up to the first untrusted one are genuine.
-        for item in reversed(chain):
+        for item in reversed(self._chain(headers)):
             address = parse_address(item)
             if address is None:
                 return UNKNOWN_CLIENT

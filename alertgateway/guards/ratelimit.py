@@ -1,7 +1,15 @@
 # -*- test-case-name: tests.unit.test_ratelimit -*-
 """
-Rate limiting with token buckets: global, per endpoint and per client
-address.
+Rate limiting with token buckets: global, per endpoint and per client.
+
+Requests with credentials and requests without (to an endpoint that asks
+for none, with no client certificate either) never share a bucket: each
+kind has its own global and endpoint buckets, and a client bucket is kept
+under the authenticated identity (C{token:0}, C{user:…}, C{cert:…}) of a
+request with credentials, under the client address of one without.  So
+nothing an unauthenticated client does uses up a real sender's budget,
+whatever addresses it rotates through.  (Requests whose credentials fail
+are refused before the rate check and take nothing at all.)
 
 A bucket is refilled when a request takes from it, by the time elapsed on
 the injected clock since its last refill: exact, whatever the burst, and a
@@ -101,10 +109,11 @@ class Limiter(Protocol):
         How often L{tick} should run.
         """
 
-    def admit(self, endpoint: str, client: str) -> Deferred[RateCheck]:
+    def admit(self, endpoint: str, client: str, identity: str | None = None) -> Deferred[RateCheck]:
         """
-        Decide on one request to C{endpoint} from C{client}, taking a token
-        from every bucket that applies if it is allowed.
+        Decide on one request to C{endpoint} from C{client} (its address),
+        authenticated as C{identity} (or not at all), taking a token from
+        every bucket that applies if it is allowed.
         """
 
     def tick(self) -> None:
@@ -113,15 +122,33 @@ class Limiter(Protocol):
         """
 
 
+class _Pool:
+    """
+    The global and endpoint buckets of one kind of request: with
+    credentials, or without.
+    """
+
+    __slots__ = ("endpoints", "everything")
+
+    def __init__(self, global_limit: int, burst: int, endpoint_limits: dict[str, int], now: float) -> None:
+        self.everything = TokenBucket(global_limit, max(burst, 1), now)
+        # An endpoint's burst is its per-minute limit, capped by the global
+        # burst: a quiet endpoint may use a minute's worth at once.
+        self.endpoints = {
+            path: (limit, TokenBucket(limit, min(limit, max(burst, 1)), now)) for path, limit in endpoint_limits.items()
+        }
+
+
 class RateLimiter:
     """
     Token buckets for the whole gateway.
 
-    @param global_limit: Requests per minute over all endpoints.
+    @param global_limit: Requests per minute over all endpoints (for
+        requests with credentials, and again for those without).
     @param burst: Capacity of the global and client buckets.
     @param endpoint_limits: Requests per minute by endpoint path.
-    @param per_client_limit: Requests per minute per client address, or
-        C{None} for no per-client limit.
+    @param per_client_limit: Requests per minute per client (identity or
+        address), or C{None} for no per-client limit.
     @param interval: How often the service should call L{tick}: idle
         clients are forgotten that long after their bucket is full again.
     """
@@ -142,13 +169,9 @@ class RateLimiter:
         self._clock = clock
         self.interval = interval
         now = clock.seconds()
-        self._global = TokenBucket(global_limit, max(burst, 1), now)
+        self._authenticated = _Pool(global_limit, burst, endpoint_limits, now)
+        self._anonymous = _Pool(global_limit, burst, endpoint_limits, now)
         self._global_limit = global_limit
-        # An endpoint's burst is its per-minute limit, capped by the global
-        # burst: a quiet endpoint may use a minute's worth at once.
-        self._endpoints = {
-            path: (limit, TokenBucket(limit, min(limit, max(burst, 1)), now)) for path, limit in endpoint_limits.items()
-        }
         self._per_client_limit = per_client_limit
         self._client_burst = max(1, min(burst, per_client_limit or burst))
         self._clients: OrderedDict[str, TokenBucket] = OrderedDict()
@@ -186,17 +209,21 @@ class RateLimiter:
             self._clients.move_to_end(client)
         return bucket
 
-    def check(self, endpoint: str, client: str) -> RateCheck:
+    def check(self, endpoint: str, client: str, identity: str | None = None) -> RateCheck:
         """
-        Decide on one request to C{endpoint} from C{client}, taking a token
-        from every bucket that applies if it is allowed.
+        Decide on one request to C{endpoint} from C{client} (its address),
+        authenticated as C{identity} (or not at all), taking a token from
+        every bucket that applies if it is allowed.
         """
         now = self._clock.seconds()
-        buckets: list[tuple[str, int, TokenBucket]] = [("global", self._global_limit, self._global)]
-        limited = self._endpoints.get(endpoint)
+        pool = self._anonymous if identity is None else self._authenticated
+        buckets: list[tuple[str, int, TokenBucket]] = [("global", self._global_limit, pool.everything)]
+        limited = pool.endpoints.get(endpoint)
         if limited is not None:
             buckets.append(("endpoint", limited[0], limited[1]))
-        client_bucket = self._client_bucket(client, now)
+        # An identity never looks like an address: the two kinds of client
+        # bucket cannot be confused.
+        client_bucket = self._client_bucket(client if identity is None else identity, now)
         if client_bucket is not None and self._per_client_limit is not None:
             buckets.append(("client", self._per_client_limit, client_bucket))
         for _, _, bucket in buckets:
@@ -210,8 +237,8 @@ class RateLimiter:
         scope, limit, tightest = min(buckets, key=lambda b: b[2].tokens)
         return RateCheck(True, scope, limit, self.WINDOW, int(tightest.tokens), 0.0, tightest.reset_time())
 
-    def admit(self, endpoint: str, client: str) -> Deferred[RateCheck]:
+    def admit(self, endpoint: str, client: str, identity: str | None = None) -> Deferred[RateCheck]:
         """
         L{check}, answered through a Deferred as the shared limiter's is.
         """
-        return succeed(self.check(endpoint, client))
+        return succeed(self.check(endpoint, client, identity))

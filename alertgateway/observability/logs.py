@@ -6,6 +6,10 @@ C{text}, filtered at C{logging.level}.
 Access-log events are emitted by L{alertgateway.web.site} with
 C{log_type="access"}; their fields come out as top-level JSON keys.  Nothing
 here ever sees request bodies or credentials: only what events carry.
+
+What a client chooses (a path, a User-Agent) is logged L{clip}ped by
+whoever logs it, so a text log is bounded too; the JSON observer also clips
+every other string field, in case an event carries one that was not.
 """
 
 from __future__ import annotations
@@ -19,7 +23,16 @@ from zope.interface import implementer
 
 from alertgateway.core.timefmt import Stamper
 
-__all__ = ["ACCESS_FIELDS", "FLUSH_DELAY", "JSONLineObserver", "LevelFilter", "make_observer"]
+__all__ = [
+    "ACCESS_FIELDS",
+    "FLUSH_DELAY",
+    "MAX_FIELD_CHARS",
+    "MAX_LOGGED_CHARS",
+    "JSONLineObserver",
+    "LevelFilter",
+    "clip",
+    "make_observer",
+]
 
 _LEVELS = {
     "debug": LogLevel.debug,
@@ -47,6 +60,22 @@ ACCESS_FIELDS = (
 )
 # Keys of legacy (twisted.python.log) events that are machinery, not data.
 _LEGACY_KEYS = frozenset({"message", "system", "isError", "time", "format", "why", "failure"})
+# The most of one value a client chooses (a path, a User-Agent) that a log
+# line keeps: without a bound, one client sending 16 kB headers made 15 MB
+# of log a second.
+MAX_LOGGED_CHARS = 256
+# The most of any other string field of an event.
+MAX_FIELD_CHARS = 2048
+
+
+def clip(value: str, limit: int = MAX_LOGGED_CHARS) -> str:
+    """
+    C{value}, or its first C{limit} characters and how many more there
+    were.
+    """
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}...[{len(value) - limit} more]"
 
 
 def _scalar(value: object) -> bool:
@@ -87,7 +116,7 @@ class JSONLineObserver:
             for key, value in event.items():
                 if key.startswith("log_") or key in _LEGACY_KEYS or key in record or not _scalar(value):
                     continue
-                record[key] = value
+                record[key] = clip(value, MAX_FIELD_CHARS) if isinstance(value, str) else value
             failure = event.get("log_failure")
             if failure is not None:
                 record["error"] = failure.getTraceback()

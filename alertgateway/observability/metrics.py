@@ -79,6 +79,9 @@ class HTTPMetrics(_Group):
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.connections_open = Gauge(
+            "gateway_connections_open", "Connections open on the webhook listeners", registry=r
+        )
 
     def declare_endpoints(self, endpoints: Iterable[str]) -> None:
         """
@@ -108,7 +111,8 @@ class WebhookMetrics(_Group):
         self.security_rejections = Counter(
             "gateway_security_rejections",
             "Requests refused at the edge, by endpoint and reason"
-            " (address, rate, concurrency, auth, signature, size, content)",
+            " (address, rate, concurrency, auth, signature, size, content), and connections closed"
+            " (endpoint -: slow_headers, slow_body, connections)",
             ["endpoint", "reason"],
             registry=r,
         )
@@ -183,6 +187,11 @@ class DeliveryMetrics(_Group):
             "gateway_circuit_breaker_state",
             "Circuit breaker state by target: 0 closed, 1 open, 2 half-open",
             ["target"],
+            registry=r,
+        )
+        self.processor_up = Gauge(
+            "gateway_processor_up",
+            "1 while the Alert Processor is taken for up: the circuit breaker closed, or its health check answering",
             registry=r,
         )
         self.breaker_transitions = Counter(

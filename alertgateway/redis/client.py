@@ -29,11 +29,9 @@ from urllib.parse import unquote, urlsplit
 
 import attrs
 import txredisapi
-from twisted.internet.defer import CancelledError, Deferred, FirstError, fail
-from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
 from twisted.internet.ssl import Certificate, optionsForClientTLS, platformTrust
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -41,30 +39,12 @@ from twisted.python.failure import Failure
 
 from alertgateway.interfaces import IClientReactor
 from alertgateway.observability.metrics import RedisMetrics
+from alertgateway.redis._failures import classify, refusal
 from alertgateway.state.errors import StateUnavailable
 
 __all__ = ["RedisClient", "RedisError", "RedisSettings", "RedisUnavailable", "Script"]
 
 _log = Logger()
-
-# Errors of a server that is there but cannot serve now: as good as down.
-# MISCONF: it cannot persist (disk full); NOREPLICAS: too few replicas
-# acknowledge writes; NOAUTH, WRONGPASS, NOPERM: credentials revoked.
-_UNAVAILABLE_REPLIES = (
-    "LOADING",
-    "READONLY",
-    "MASTERDOWN",
-    "BUSY",
-    "OOM",
-    "TRYAGAIN",
-    "CLUSTERDOWN",
-    "MISCONF",
-    "NOREPLICAS",
-    "NOAUTH",
-    "WRONGPASS",
-    "NOPERM",
-)
-
 
 # How often a client that txredisapi stopped reconnecting is started again.
 _WATCHDOG_INTERVAL = 5.0
@@ -206,6 +186,11 @@ class RedisClient:
         self._name = name
         self._factory: _Factory | None = None
         self.up = False
+        # Whether a connection was ever up: until then nothing went down.
+        self.ever_up = False
+        # Set by stop(): losing the connections then is what was asked for.
+        self._stopping = False
+        self._first_check: IDelayedCall | None = None
         self._listeners: list[Callable[[bool], None]] = []
         self._watchdog: LoopingCall | None = None
 
@@ -240,10 +225,23 @@ class RedisClient:
         Start connecting, and reconnecting with backoff whenever the
         connection is lost.
         """
+        self._stopping = False
         self._connect()
+        self._first_check = self._reactor.callLater(self.settings.connect_timeout, self._still_connecting)
         self._watchdog = LoopingCall(self._revive)
         self._watchdog.clock = self._reactor
         self._watchdog.start(_WATCHDOG_INTERVAL, now=False)
+
+    def _still_connecting(self) -> None:
+        self._first_check = None
+        # A connection lost since is an outage, and warned of as one.
+        if not self.ever_up:
+            seconds = self.settings.connect_timeout
+            _log.warn(
+                "No connection to Redis ({name}) {seconds}s after starting; still trying",
+                name=self._name,
+                seconds=seconds,
+            )
 
     def _revive(self) -> None:
         """
@@ -285,6 +283,9 @@ class RedisClient:
         """
         Close every connection and stop reconnecting.
         """
+        self._stopping = True
+        if self._first_check is not None and self._first_check.active():
+            self._first_check.cancel()
         if self._watchdog is not None and self._watchdog.running:
             self._watchdog.stop()
         factory, self._factory = self._factory, None
@@ -298,9 +299,10 @@ class RedisClient:
         if up == self.up:
             return
         self.up = up
+        self.ever_up = self.ever_up or up
         self._metrics.up.set(1 if up else 0)
-        if up:
-            _log.info("Connected to Redis ({name})", name=self._name)
+        if up or self._stopping:
+            _log.info("{what} Redis ({name})", what="Connected to" if up else "Disconnected from", name=self._name)
         else:
             _log.warn("Lost every connection to Redis ({name}); reconnecting", name=self._name)
         for listener in list(self._listeners):
@@ -375,40 +377,16 @@ class RedisClient:
             return result
 
         def _failed(failure: Failure) -> Failure:
-            reason = _classify(failure)
+            reason = classify(failure)
             metrics.errors.labels(operation=operation, reason=reason).inc()
             if reason != "error":
                 raise RedisUnavailable(f"{operation}: {failure.getErrorMessage() or repr(failure.value)}")
-            refused = _refusal(failure)
+            refused = refusal(failure)
             if refused is not None:
                 raise RedisError(str(refused)) from refused
             return failure
 
         return d.addCallbacks(_done, _failed)
-
-
-def _classify(failure: Failure) -> str:
-    if failure.check(DeferredTimeout, CancelledError, txredisapi.TimeoutError):
-        return "timeout"
-    if failure.check(txredisapi.ConnectionError, ConnectError, ConnectionLost, ConnectionDone):
-        return "unavailable"
-    if failure.check(txredisapi.ResponseError) and str(failure.value).split(" ", 1)[0] in _UNAVAILABLE_REPLIES:
-        return "unavailable"
-    return "error"
-
-
-def _refusal(failure: Failure) -> Exception | None:
-    """
-    What Redis answered instead of a reply (an error reply, or one that
-    cannot be read), for one command or the first failed of a pipeline.
-    """
-    value = failure.value
-    if isinstance(value, FirstError):
-        return _refusal(value.subFailure)
-    if isinstance(value, txredisapi.RedisError):
-        refused: Exception = value
-        return refused
-    return None
 
 
 async def _nothing() -> None:

@@ -213,6 +213,13 @@ class RedisState:
         groups = sorted(await self._client.command("storm_groups", "SMEMBERS", self._client.key("storms")))
         if not groups:
             return Decision(Changes())
+        # An open storm is closed by a tick, never by Redis: its events may
+        # be held back for as long as the queue is full, and its members
+        # must not expire with it meanwhile.  (A decision that writes the
+        # group gives it a time to live again, taken away by the next tick.)
+        for group in groups:
+            await self._client.command("storm_keep", "PERSIST", self._group_key(group))
+            await self._client.command("storm_keep", "PERSIST", self._waiting_key(group))
         wanted = [(self._group_key(g), g, GROUP) for g in groups]
 
         async def _load() -> Loaded:

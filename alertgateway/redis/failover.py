@@ -51,6 +51,7 @@ class Failover:
         self.mode = mode
         self._metrics = metrics
         self._warned = False
+        self._was_up = False
         client.on_state(self._changed)
 
     @property
@@ -63,8 +64,10 @@ class Failover:
 
     def _changed(self, up: bool) -> None:
         if up and self._warned:
-            _log.info("Redis is back: decisions use the shared state again")
+            what = "Redis is back" if self._was_up else "Connected to Redis"
+            _log.info("{what}: decisions use the shared state again", what=what)
             self._warned = False
+        self._was_up = self._was_up or up
 
     async def run(self, facility: str, shared: Callable[[], Deferred[T]], local: Callable[[], Deferred[T]]) -> T:
         try:
@@ -77,10 +80,15 @@ class Failover:
             self._metrics.fallbacks.labels(facility=facility).inc()
             if not self._warned:
                 self._warned = True
-                _log.warn(
-                    "Redis unavailable ({reason}): deciding from local memory until it is back (fail_open)",
-                    reason=str(e),
-                )
+                if self.client.ever_up:
+                    _log.warn(
+                        "Redis unavailable ({reason}): deciding from local memory until it is back (fail_open)",
+                        reason=str(e),
+                    )
+                else:
+                    # Still connecting, as every start begins (the client
+                    # warns if that takes longer than its connect_timeout).
+                    _log.info("Not connected to Redis yet: deciding from local memory until it is (fail_open)")
             return await local()
 
     def call(self, facility: str, shared: Callable[[], Deferred[T]], local: Callable[[], Deferred[T]]) -> Deferred[T]:
@@ -163,9 +171,11 @@ class FailoverLimiter:
     def tick(self) -> None:
         self.local.tick()
 
-    def admit(self, endpoint: str, client: str) -> Deferred[RateCheck]:
+    def admit(self, endpoint: str, client: str, identity: str | None = None) -> Deferred[RateCheck]:
         return self._failover.call(
-            "rate_limit", lambda: self.shared.admit(endpoint, client), lambda: self.local.admit(endpoint, client)
+            "rate_limit",
+            lambda: self.shared.admit(endpoint, client, identity),
+            lambda: self.local.admit(endpoint, client, identity),
         )
 
 

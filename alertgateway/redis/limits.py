@@ -3,7 +3,11 @@
 Rate limits shared by every replica: the same token buckets as
 L{alertgateway.guards.ratelimit.RateLimiter} (global, per endpoint, per
 client), kept in Redis and decided by one script call per request, so three
-replicas hold a global limit of N requests a minute together, not 3N.
+replicas hold a global limit of N requests a minute together, not 3N.  As
+there, requests without credentials have global and endpoint buckets of
+their own (C{rate:anonymous:…}), and a client bucket is kept under the
+authenticated identity (C{rate:identity:…}) or else the address
+(C{rate:client:…}).
 
 Time is the gateway's clock, passed to the script: replicas' clocks must
 agree (NTP) to within a fraction of a token's refill time.
@@ -54,19 +58,21 @@ class RedisRateLimiter:
     def tick(self) -> None:
         pass
 
-    def admit(self, endpoint: str, client: str) -> Deferred[RateCheck]:
+    def admit(self, endpoint: str, client: str, identity: str | None = None) -> Deferred[RateCheck]:
         """
-        Decide on one request to C{endpoint} from C{client}, taking a token
-        from every bucket that applies if it is allowed.
+        Decide on one request to C{endpoint} from C{client} (its address),
+        authenticated as C{identity} (or not at all), taking a token from
+        every bucket that applies if it is allowed.
         """
-        buckets: list[tuple[str, str, int, int]] = [
-            ("global", self._client.key("rate", "global"), self._global[0], self._global[1])
-        ]
+        named = self._client.key
+        pool: tuple[str, ...] = ("rate",) if identity is not None else ("rate", "anonymous")
+        buckets: list[tuple[str, str, int, int]] = [("global", named(*pool, "global"), *self._global)]
         limited = self._endpoints.get(endpoint)
         if limited is not None:
-            buckets.append(("endpoint", self._client.key("rate", "endpoint", endpoint), *limited))
+            buckets.append(("endpoint", named(*pool, "endpoint", endpoint), *limited))
         if self._per_client is not None:
-            buckets.append(("client", self._client.key("rate", "client", client), self._per_client, self._client_burst))
+            name = named("rate", "client", client) if identity is None else named("rate", "identity", identity)
+            buckets.append(("client", name, self._per_client, self._client_burst))
         args: list[object] = [repr(self._clock.seconds())]
         for _, _, limit, capacity in buckets:
             args.extend((repr(limit / 60.0), capacity))

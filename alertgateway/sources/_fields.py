@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_sources -*-
+# -*- test-case-name: tests.unit.test_sources,tests.unit.test_problems -*-
 """
 What every sender parser shares: the result types and field readers that
 record a JSON pointer for everything they refuse.
@@ -7,7 +7,7 @@ record a JSON pointer for everything they refuse.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -74,13 +74,41 @@ class PayloadError(Exception):
         self.errors = tuple(errors)
 
 
+# Keys longer than this are cut in pointers: a refused name of 100 kB must
+# not be echoed whole.
+MAX_POINTER_KEY = 128
+# Errors kept per refused alert, and listed in one answer before the other
+# refused alerts keep only their first: an answer must not be many times
+# the size of a body of many small faults.
+MAX_ERRORS_PER_ALERT = 10
+MAX_LISTED_ERRORS = 100
+
+
 def escape_pointer(token: str) -> str:
     """
     Escape a key for a JSON pointer (RFC 6901), spelling an unpaired
-    surrogate as C{\\udXXX} so that the pointer can still be sent as UTF-8.
+    surrogate as C{\\udXXX} so that the pointer can still be sent as UTF-8,
+    and cutting it to L{MAX_POINTER_KEY} characters.
     """
-    token = token.encode("utf-8", "backslashreplace").decode("utf-8")
+    token = token[:MAX_POINTER_KEY].encode("utf-8", "backslashreplace").decode("utf-8")
     return token.replace("~", "~0").replace("/", "~1")
+
+
+def bounded(outcomes: Sequence[Alert | Rejection]) -> tuple[Alert | Rejection, ...]:
+    """
+    The outcomes with at most L{MAX_ERRORS_PER_ALERT} errors per refused
+    alert; once L{MAX_LISTED_ERRORS} are listed, each further refused alert
+    keeps only its first.
+    """
+    budget = MAX_LISTED_ERRORS
+    kept: list[Alert | Rejection] = []
+    for outcome in outcomes:
+        if isinstance(outcome, Rejection) and len(outcome.errors) > 1:
+            keep = max(1, min(len(outcome.errors), MAX_ERRORS_PER_ALERT, budget))
+            budget -= keep
+            outcome = Rejection(outcome.errors[:keep]) if keep < len(outcome.errors) else outcome
+        kept.append(outcome)
+    return tuple(kept)
 
 
 def is_text(value: str) -> bool:
@@ -119,10 +147,17 @@ def read_timestamp(value: object, pointer: str, errors: list[FieldError]) -> str
 
 # Prometheus's (pre-UTF-8) label name syntax, which Alertmanager 0.25 sends.
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# Bidirectional formatting characters (embeddings, overrides, isolates,
+# marks): U+202E makes "gpj.exe" display as "exe.jpg" wherever the alert
+# is shown.  Stripped with the controls.
+_BIDI = r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 # Control characters are stripped from values; annotations keep tab and
 # newline, which descriptions use for layout.
-_LABEL_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_ANNOTATION_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_LABEL_CONTROLS = re.compile(rf"[\x00-\x1f\x7f-\x9f{_BIDI}]")
+_ANNOTATION_CONTROLS = re.compile(rf"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI}]")
+# What else of a sender's text is kept loses the same, and unpaired
+# surrogates (which JSON can spell, and UTF-8 cannot encode).
+_UNSAFE = re.compile(rf"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI}\ud800-\udfff]")
 
 
 def clean_label_value(value: str) -> str:
@@ -138,6 +173,20 @@ def clean_annotation(value: str) -> str:
     line feed and carriage return.
     """
     return _ANNOTATION_CONTROLS.sub("", value)
+
+
+def clean_json(value: object) -> Any:
+    """
+    A JSON value kept as sent (the group, the extras) with every string and
+    key cleaned like an annotation, unpaired surrogates dropped too.
+    """
+    if isinstance(value, str):
+        return _UNSAFE.sub("", value)
+    if isinstance(value, dict):
+        return {_UNSAFE.sub("", str(k)): clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_json(v) for v in value]
+    return value
 
 
 def annotation_size(name: str, value: str) -> int:
@@ -259,13 +308,13 @@ def read_alert(
     )
     starts_at = read_timestamp(item.get("startsAt"), f"{pointer}/startsAt", errors)
     ends_at = read_timestamp(item.get("endsAt"), f"{pointer}/endsAt", errors)
-    generator_url = read_optional_string(item.get("generatorURL"), f"{pointer}/generatorURL", errors)
+    generator_url = clean_label_value(read_optional_string(item.get("generatorURL"), f"{pointer}/generatorURL", errors))
     if errors:
         return Rejection(tuple(errors))
-    extras: dict[str, Any] = {k: v for k, v in item.items() if k not in _COMMON_KEYS}
+    extras: dict[str, Any] = clean_json({k: v for k, v in item.items() if k not in _COMMON_KEYS})
     sender_fingerprint = item.get("fingerprint")
     if isinstance(sender_fingerprint, str):
-        extras["senderFingerprint"] = sender_fingerprint
+        extras["senderFingerprint"] = clean_json(sender_fingerprint)
     if group:
         extras["group"] = dict(group)
     return Alert(
@@ -295,7 +344,7 @@ def read_alerts(
     past C{limits.max_alerts_per_request} are rejected.
     """
     alerts = read_alert_list(body)
-    group = {key: body[key] for key in group_keys if key in body}
+    group = {key: clean_json(body[key]) for key in group_keys if key in body}
     outcomes: list[Alert | Rejection] = []
     for index, item in enumerate(alerts):
         pointer = f"/alerts/{index}"
@@ -315,7 +364,7 @@ def read_alerts(
                 limits=limits,
             )
         )
-    return ParseResult(tuple(outcomes))
+    return ParseResult(bounded(outcomes))
 
 
 def read_alert_list(payload: Mapping[str, Any]) -> list[Any]:

@@ -25,6 +25,7 @@ from alertgateway.sources._fields import (
     Rejection,
     annotation_size,
     clean_annotation,
+    clean_json,
     clean_label_value,
     is_text,
     read_alerts,
@@ -91,7 +92,7 @@ def _parse_legacy(body: dict[str, Any], received_at: str, limits: Limits) -> Ale
     )
     if len(tags) + ("alertname" not in tags) > limits.max_labels_per_alert:
         errors.append(FieldError("/tags", f"with alertname makes more than {limits.max_labels_per_alert} labels"))
-    generator_url = read_optional_string(body.get("ruleUrl"), "/ruleUrl", errors)
+    generator_url = clean_label_value(read_optional_string(body.get("ruleUrl"), "/ruleUrl", errors))
     annotations: dict[str, str] = {}
     for key in ("title", "message"):
         text = clean_annotation(read_optional_string(body.get(key), f"/{key}", errors))
@@ -118,5 +119,5 @@ def _parse_legacy(body: dict[str, Any], received_at: str, limits: Limits) -> Ale
         ends_at=None,
         generator_url=generator_url,
         received_at=received_at,
-        extras={key: body[key] for key in _LEGACY_EXTRAS if key in body},
+        extras={key: clean_json(body[key]) for key in _LEGACY_EXTRAS if key in body},
     )

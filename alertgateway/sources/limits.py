@@ -20,3 +20,5 @@ class Limits:
     max_label_value_length: int = 4096
     max_annotation_bytes: int = 65536
     max_json_depth: int = 32
+    # Read by the web layer while inflating, beside the depth it checks.
+    max_gzip_members: int = 16

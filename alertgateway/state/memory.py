@@ -22,6 +22,7 @@ import itertools
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 
+import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
@@ -29,13 +30,17 @@ from alertgateway.core.decider import DeciderSettings, decide, tick, touched
 from alertgateway.core.decision import Changes, Decision, WaitingChange
 from alertgateway.core.episodes import Delivery, Episode
 from alertgateway.core.model import Alert
-from alertgateway.core.storms import Group, Member
+from alertgateway.core.storms import Group, Member, StormSettings
 from alertgateway.state.ports import Enqueue, Replay, StateWrite, Tracked
 
 __all__ = ["MAX_GROUPS", "KeyLocks", "MemoryState"]
 
 # Groups watched for a storm at once; the least recently active go first.
 MAX_GROUPS = 10_000
+
+# How storms left from before storms were turned off are flushed: closed
+# at the next tick, their members listed in as many events as they need.
+_CLOSE_AT_ONCE = StormSettings(flush_interval=0.0, quiet_period=0.0)
 
 
 class KeyLocks:
@@ -49,6 +54,12 @@ class KeyLocks:
     def __init__(self) -> None:
         # Held keys, each with the holders waiting for it, in order.
         self._held: dict[str, deque[Deferred[None]]] = {}
+        # Waiters whose turn came, woken in order by the outermost release:
+        # a woken holder that releases at once (a duplicate needs no disk
+        # write) must not wake the next from inside its own wake-up, or a
+        # long line of them would exhaust the stack.
+        self._woken: deque[Deferred[None]] = deque()
+        self._waking = False
 
     def __contains__(self, key: str) -> bool:
         return key in self._held
@@ -87,9 +98,17 @@ class KeyLocks:
             waiters = self._held[key]
             if waiters:
                 # Handed over: the key stays held, by the waiter.
-                waiters.popleft().callback(None)
+                self._woken.append(waiters.popleft())
             else:
                 del self._held[key]
+        if self._waking:
+            return
+        self._waking = True
+        try:
+            while self._woken:
+                self._woken.popleft().callback(None)
+        finally:
+            self._waking = False
 
 
 class _View:
@@ -97,8 +116,10 @@ class _View:
     The committed state, as the decider reads it.
     """
 
-    def __init__(self, state: MemoryState) -> None:
+    def __init__(self, state: MemoryState, storms: Iterable[str] | None = None) -> None:
         self._state = state
+        # The storms a tick holds the keys of; every storm otherwise.
+        self._storms = storms
 
     def episode(self, key: str) -> Episode | None:
         return self._state._episodes.get(key)
@@ -112,6 +133,8 @@ class _View:
         return list(itertools.islice(members, offset, offset + count))
 
     def storm_groups(self) -> Iterable[str]:
+        if self._storms is not None:
+            return [group for group in self._storms if group in self._state._storms]
         return list(self._state._storms)
 
 
@@ -174,8 +197,17 @@ class MemoryState:
         return self._locks.acquire(keys).addCallback(lambda _: self._tick(keys, now, enqueue, max_events))
 
     def _tick(self, keys: list[str], now: float, enqueue: Enqueue, max_events: int | None) -> Deferred[Decision]:
+        # Only the storms whose keys were taken: one started while the tick
+        # waited is another decision's until it is committed, and due at the
+        # next tick.
+        view = _View(self, [key[1:] for key in keys])
+        settings = self.settings
+        if settings.storms is None and self._storms:
+            # Storms restored from before storms were turned off: closed
+            # now, every waiting member listed, rather than kept for ever.
+            settings = attrs.evolve(settings, storms=_CLOSE_AT_ONCE)
         try:
-            decision = tick(self._view, now, self.settings, max_events)
+            decision = tick(view, now, settings, max_events)
         except BaseException:
             self._locks.release(keys)
             raise

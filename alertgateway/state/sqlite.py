@@ -38,7 +38,7 @@ import attrs
 from twisted.internet.defer import Deferred, succeed
 
 from alertgateway.core.decider import DeciderSettings
-from alertgateway.core.decision import Decision
+from alertgateway.core.decision import Changes, Decision
 from alertgateway.core.episodes import Delivery, Episode
 from alertgateway.core.storms import Group, Member
 from alertgateway.state.memory import MAX_GROUPS, MemoryState
@@ -47,6 +47,11 @@ from alertgateway.state.ports import Replay, StateWrite
 __all__ = ["Database", "Restored", "SQLiteState", "create_tables", "stats"]
 
 T = TypeVar("T")
+
+# Replay keys that no longer count are forgotten at least this often, even
+# when no bookkeeping is due (a signed sender's webhooks are all written
+# through).
+_PRUNE_EVERY = 30.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS episodes (key TEXT PRIMARY KEY, last_seen REAL NOT NULL, doc TEXT NOT NULL);
@@ -206,6 +211,11 @@ class SQLiteState(MemoryState):
         # Written later, by the flush: keys whose committed episode changed
         # (or went).
         self._dirty: set[str] = set()
+        # When the flush last forgot the replay keys that no longer count.
+        self._pruned = clock()
+        # Delivery outcomes that ended while the state was being restored
+        # (the forwarder may start first): applied once it is.
+        self._restoring: list[tuple[str, str, Delivery]] | None = None
 
     # Durable decisions.
 
@@ -218,7 +228,7 @@ class SQLiteState(MemoryState):
             # at worst a few alerts later.
             if group in self._storms or (value is not None and value.storm is not None):
                 groups.append((group, value))
-        if not (decision.outgoing or groups or changes.waiting or replay is not None):
+        if not (decision.outgoing or groups or changes.waiting or replay is not None or self._copy_resolved(changes)):
             return None
         return partial(
             _write_changes,
@@ -227,6 +237,17 @@ class SQLiteState(MemoryState):
             waiting=[(g, c.cleared, c.taken, c.added) for g, c in changes.waiting.items()],
             replays=[replay] if replay is not None else [],
         )
+
+    def _copy_resolved(self, changes: Changes) -> bool:
+        """
+        Whether a copy of an HA pair resolved (the episode's copies went
+        down): not bookkeeping, as the episode's own resolution waits for it.
+        """
+        for key, episode in changes.episodes.items():
+            before = self._episodes.get(key)
+            if episode is not None and before is not None and len(episode.copies) < len(before.copies):
+                return True
+        return False
 
     # Bookkeeping, written later.
 
@@ -242,13 +263,15 @@ class SQLiteState(MemoryState):
         forgotten).  Keys with a decision still being committed wait for the
         next flush: their value on disk must not go back in time.
         """
-        if not self._dirty:
+        now = self._clock()
+        if not self._dirty and now - self._pruned < _PRUNE_EVERY:
             return succeed(None)
+        self._pruned = now
         locks = self._locks
         ready = [key for key in self._dirty if "e" + key not in locks]
         self._dirty.difference_update(ready)
         episodes = [(key, self._episodes.get(key)) for key in ready]
-        work = partial(_write_bookkeeping, episodes=episodes, now=self._clock())
+        work = partial(_write_bookkeeping, episodes=episodes, now=now)
         d = self._database.run(work)
 
         def _failed(failure: Any) -> None:
@@ -267,14 +290,32 @@ class SQLiteState(MemoryState):
         the members waiting in them, the replay keys that still count.
         """
         started = time.monotonic()
+        self._restoring = []
         work = partial(_read, lapsed=now - self.settings.window, max_tracked=self.max_tracked, now=now)
-        return self._database.run(work).addCallback(self._adopt, started)
+        d = self._database.run(work)
+
+        def _failed(failure: Any) -> Any:
+            self._restoring = None
+            return failure
+
+        return d.addCallbacks(self._adopt, _failed, callbackArgs=(started,))
+
+    def delivered(self, key: str, idempotency_key: str, outcome: Delivery) -> Deferred[None]:
+        if self._restoring is not None:
+            # Its episode is not back yet: recorded on it once it is.
+            self._restoring.append((key, idempotency_key, outcome))
+        return super().delivered(key, idempotency_key, outcome)
 
     def _adopt(self, rows: _Rows, started: float) -> Restored:
         for _, doc in rows.episodes:
             episode = _delivery_of(Episode.from_json(json.loads(doc)), rows.outstanding)
             self._episodes[episode.key] = episode
             self._by_fingerprint[episode.fingerprint] = episode.key
+        outcomes, self._restoring = self._restoring or [], None
+        for key, idempotency_key, outcome in outcomes:
+            restored = self._episodes.get(key)
+            if restored is not None:
+                self._episodes[key] = restored.delivered(idempotency_key, outcome)
         waiting: dict[str, list[Member]] = {}
         for group_id, doc in rows.members:
             waiting.setdefault(group_id, []).append(Member.from_json(json.loads(doc)))

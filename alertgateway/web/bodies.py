@@ -4,7 +4,9 @@ Request body decoding: content encodings and content types.
 
 - C{Content-Encoding: gzip} (or C{x-gzip}) is inflated in bounded steps: the
   inflated size counts against the body limit while inflating, so a gzip
-  bomb is refused (413) after at most the limit's worth of output.
+  bomb is refused (413) after at most the limit's worth of output, and the
+  number of gzip members is capped, so a body of many empty ones is refused
+  (400) after at most that many.
 - C{application/json} and C{application/*+json}, any charset parameter
   (the body must be UTF-8, as RFC 8259 requires).
 - C{application/x-www-form-urlencoded}: the JSON document is the
@@ -90,13 +92,19 @@ def check_depth(document: object, limit: int, raw: bytes | None = None) -> None:
         stack.extend((child, depth + 1) for child in children)
 
 
-def inflate(raw: bytes, encoding: str | None, limit: int) -> bytes:
+def inflate(raw: bytes, encoding: str | None, limit: int, max_members: int) -> bytes:
     """
-    Undo C{Content-Encoding}, never producing more than C{limit} bytes.
+    Undo C{Content-Encoding}, never producing more than C{limit} bytes, nor
+    reading more than C{max_members} gzip members.
 
     Several gzip members one after the other are one body (RFC 1952); a
     member cut short, or bytes after the last one that are not a member,
-    make the body invalid rather than silently shorter.
+    make the body invalid rather than silently shorter.  Each member costs
+    a new inflater: 50,000 empty ones fit in a megabyte and cost the best
+    part of a second, so their number is checked before each is begun.
+    The input is handed over in pieces of L{_CHUNK} bytes, so that what
+    zlib leaves unconsumed (copied on every call) stays that small: the
+    work is proportional to the bytes in and out, as for a plain body.
     """
     coding = (encoding or "").strip().lower()
     if coding in ("", "identity"):
@@ -104,25 +112,36 @@ def inflate(raw: bytes, encoding: str | None, limit: int) -> bytes:
     if coding not in ("gzip", "x-gzip"):
         raise problems.unsupported_encoding(encoding or "")
     output = bytearray()
-    data = raw
+    view = memoryview(raw)
+    position = 0
+    pending: bytes | memoryview = b""
+    members = 0
     try:
         while True:
+            members += 1
+            if members > max_members:
+                raise problems.malformed_body(
+                    f"The body has more than {max_members} gzip members (limits.max_gzip_members)."
+                )
             inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
             while not inflater.eof:
+                if not pending and position < len(raw):
+                    pending = view[position : position + _CHUNK]
+                    position += _CHUNK
                 room = min(_CHUNK, limit + 1 - len(output))
-                chunk = inflater.decompress(data, room)
+                chunk = inflater.decompress(pending, room)
                 output += chunk
                 if len(output) > limit:
                     raise problems.payload_too_large(limit)
-                data = inflater.unconsumed_tail
+                pending = inflater.unconsumed_tail
                 # Output short of the room means zlib wants more input; with
                 # none left, the member is truncated.
-                if not data and len(chunk) < room:
+                if not pending and position >= len(raw) and len(chunk) < room:
                     break
             if not inflater.eof:
                 raise problems.malformed_body("The body is not valid gzip: it ends inside a member.")
-            data = inflater.unused_data
-            if not data:
+            pending = inflater.unused_data
+            if not pending and position >= len(raw):
                 return bytes(output)
     except zlib.error:
         raise problems.malformed_body("The body is not valid gzip.") from None

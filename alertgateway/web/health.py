@@ -9,7 +9,7 @@ shutdown begins, so a load balancer stops sending before connections close.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from alertgateway import __version__
@@ -109,13 +109,18 @@ class ReadyResource(HandlerResource):
 class HealthResource(HandlerResource):
     endpoint = "/health"
 
-    def __init__(self, name: str, readiness: Readiness) -> None:
+    def __init__(self, name: str, readiness: Readiness, details: Callable[[], Mapping[str, Any]] = dict) -> None:
         super().__init__()
         self._name = name
         self._readiness = readiness
+        self._details = details
 
     async def handle_GET(self, request: GatewayRequest) -> Response:
-        return Response(
-            200,
-            {"status": "ok", "service": self._name, "version": __version__, "state": self._readiness.state.value},
-        )
+        body: dict[str, Any] = {
+            "status": "ok",
+            "service": self._name,
+            "version": __version__,
+            "state": self._readiness.state.value,
+        }
+        body.update(self._details())
+        return Response(200, body)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_web_webhook -*-
+# -*- test-case-name: tests.unit.test_web_webhook,tests.unit.test_problems -*-
 """
 RFC 9457 problem details: the one shape of every refusal the gateway sends.
 
@@ -6,6 +6,10 @@ Handlers raise L{Problem}; the base resource in L{alertgateway.web.resource}
 turns it into an C{application/problem+json} response.  Each kind of refusal
 has a constructor here, so the same situation is always described the same
 way and C{docs/openapi.yaml} can list every C{type}.
+
+A problem is bounded whatever the request: at most L{MAX_ERRORS} errors
+(C{omittedErrors} counts the rest) and L{MAX_ECHOED_CHARS} characters of
+each value that may echo the request.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Any
 
 from alertgateway.guards.errors import Reason, Refused
 
+# The constructors, one per kind of refusal (the limits below are public
+# too, but they make no problem).
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
     "Problem",
@@ -43,6 +49,41 @@ __all__ = [
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 ACCEPTED_TYPES = ("application/json", "application/x-www-form-urlencoded", "application/xml", "text/xml")
 _TYPE_PREFIX = "urn:alertgateway:problem:"
+# The most errors an answer lists, and the most characters of a value taken
+# from the request it echoes: a 1 MB body of small faults got an 11 MB
+# answer.
+MAX_ERRORS = 100
+MAX_ECHOED_CHARS = 256
+# The most characters of a detail, which may quote what the client sent.
+_MAX_DETAIL_CHARS = 1024
+
+
+def _echo(value: str, limit: int = MAX_ECHOED_CHARS) -> str:
+    return value if len(value) <= limit else value[:limit] + "..."
+
+
+def _pointer(value: str) -> str:
+    """
+    A JSON pointer cut to L{MAX_ECHOED_CHARS}, still a pointer: an escape
+    (C{~0}, C{~1}) is never cut in half.
+    """
+    if len(value) <= MAX_ECHOED_CHARS:
+        return value
+    cut = value[:MAX_ECHOED_CHARS]
+    return cut[:-1] if cut.endswith("~") else cut
+
+
+def _bounded_errors(errors: Iterable[Mapping[str, str]], limit: int = MAX_ERRORS) -> tuple[list[dict[str, str]], int]:
+    """
+    The first C{limit} of C{errors}, each pointer and message cut to
+    L{MAX_ECHOED_CHARS}, and how many were left out.
+    """
+    listed = list(errors)
+    kept = [
+        {key: _pointer(text) if key == "pointer" else _echo(text) for key, text in error.items()}
+        for error in listed[:limit]
+    ]
+    return kept, len(listed) - len(kept)
 
 
 class Problem(Exception):
@@ -68,14 +109,17 @@ class Problem(Exception):
         extensions: Mapping[str, Any] | None = None,
         reason: str | None = None,
     ) -> None:
+        detail = _echo(detail, _MAX_DETAIL_CHARS)
         super().__init__(detail)
         self.status = status
         self.slug = slug
         self.title = title
         self.detail = detail
         self.headers = dict(headers or {})
-        self.errors = [dict(e) for e in errors]
+        self.errors, omitted = _bounded_errors(errors)
         self.extensions = dict(extensions or {})
+        if omitted:
+            self.extensions["omittedErrors"] = omitted
         # Set on refusals that the security log records (auth, signature,
         # address, rate, concurrency, size, content).
         self.reason = reason
@@ -90,7 +134,8 @@ class Problem(Exception):
             "title": self.title,
             "status": self.status,
             "detail": self.detail,
-            "instance": instance,
+            # The request path, the client's to choose.
+            "instance": _echo(instance),
             "requestId": request_id,
         }
         if self.errors:
@@ -100,7 +145,7 @@ class Problem(Exception):
 
 
 def not_found(path: str) -> Problem:
-    return Problem(404, "not-found", "Not Found", f"No resource at {path}.")
+    return Problem(404, "not-found", "Not Found", f"No resource at {_echo(path)}.")
 
 
 def method_not_allowed(method: str, allowed: Iterable[str]) -> Problem:
@@ -109,7 +154,7 @@ def method_not_allowed(method: str, allowed: Iterable[str]) -> Problem:
         405,
         "method-not-allowed",
         "Method Not Allowed",
-        f"{method} is not allowed here; use {allow}.",
+        f"{_echo(method)} is not allowed here; use {allow}.",
         headers={"Allow": allow},
     )
 
@@ -157,12 +202,21 @@ def rate_limited(status: int, retry_after: float, scope: str, headers: Mapping[s
     )
 
 
-def too_busy(limit: int) -> Problem:
+def too_busy(limit: int, *, bodies: bool = False) -> Problem:
+    """
+    503 past C{service.max_concurrent_requests} requests in progress or,
+    with C{bodies}, past C{service.max_buffered_bytes} of their bodies.
+    """
+    detail = (
+        f"Request bodies in progress would hold more than {limit} bytes (service.max_buffered_bytes); retry shortly."
+        if bodies
+        else f"More than {limit} requests are in progress (service.max_concurrent_requests); retry shortly."
+    )
     return Problem(
         503,
         "too-busy",
         "Too Busy",
-        f"More than {limit} requests are in progress (service.max_concurrent_requests); retry shortly.",
+        detail,
         headers={"Retry-After": "1"},
         reason="concurrency",
     )
@@ -173,7 +227,7 @@ def unsupported_encoding(given: str) -> Problem:
         415,
         "unsupported-encoding",
         "Unsupported Content Encoding",
-        f"Content-Encoding {given!r} is not supported; send gzip or identity.",
+        f"Content-Encoding {_echo(given)!r} is not supported; send gzip or identity.",
         headers={"Accept-Encoding": "gzip"},
         reason="content",
     )
@@ -198,7 +252,7 @@ def unsupported_media_type(given: str) -> Problem:
         415,
         "unsupported-media-type",
         "Unsupported Media Type",
-        f"Content-Type {given!r} is not supported; send {', '.join(ACCEPTED_TYPES)}.",
+        f"Content-Type {_echo(given)!r} is not supported; send {', '.join(ACCEPTED_TYPES)}.",
         headers={"Accept-Post": ", ".join(ACCEPTED_TYPES)},
         reason="content",
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Callable, Coroutine, Mapping
+from http import HTTPStatus
 from typing import Any, NoReturn
 
 import attrs
@@ -147,6 +148,17 @@ def _to_problem(failure: Failure, request: GatewayRequest) -> Response:
     )
 
 
+def reason_phrase(status: int) -> bytes:
+    """
+    The status line's reason phrase: twisted.web has none for 422, 429 or
+    431, and "429 Unknown Status" confuses whoever reads a sender's log.
+    """
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b"Unknown Status"
+
+
 def _write(response: Response, request: GatewayRequest, lost: list[Failure]) -> None:
     if lost:
         return
@@ -156,7 +168,7 @@ def _write(response: Response, request: GatewayRequest, lost: list[Failure]) -> 
         _log.failure("Cannot encode the response to {path}", path=request.path.decode("latin-1"))
         response = _INTERNAL_ERROR
         body = _INTERNAL_ERROR_BODY
-    request.setResponseCode(response.status)
+    request.setResponseCode(response.status, reason_phrase(response.status))
     request.setHeader(b"Content-Type", response.content_type.encode("ascii"))
     for header, header_value in SECURITY_HEADERS:
         request.setHeader(header, header_value)

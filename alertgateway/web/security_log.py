@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from twisted.logger import Logger
 
+from alertgateway.observability.logs import clip
 from alertgateway.observability.metrics import WebhookMetrics
 from alertgateway.web.problems import Problem
 from alertgateway.web.site import GatewayRequest
@@ -22,18 +23,20 @@ def record_refusal(
     metrics: WebhookMetrics | None, endpoint: str, request: GatewayRequest, client: str, problem: Problem
 ) -> None:
     """
-    Log and count one refusal; never the credential or the body.
+    Log and count one refusal; never the credential or the body, and of
+    what the client chose (the path, its address as forwarded, what the
+    detail quotes) only the start.
     """
     if metrics is not None:
         metrics.security_rejections.labels(endpoint=endpoint, reason=problem.reason).inc()
     _security_log.warn(
         "Refused {method} {path} from {client}: {reason} ({status})",
         method=request.method.decode("latin-1"),
-        path=request.path.decode("latin-1"),
-        client=client,
+        path=clip(request.path.decode("latin-1")),
+        client=clip(client),
         reason=problem.reason,
         status=problem.status,
-        detail=problem.detail,
+        detail=clip(problem.detail, 1024),
         requestId=request.request_id,
         endpoint=endpoint,
     )

@@ -2,17 +2,26 @@
 """
 The twisted.web Site and Request the gateway serves with.
 
-L{GatewayRequest} bounds the body while it is read: past
-C{service.max_body_bytes} it keeps nothing more (and drops the connection
-if the sender goes on far past the limit), so an oversized upload costs no
-memory; the resource then answers 413.  It also carries the request id and
-the metrics label of the endpoint that handled it.
+L{GatewayRequest} holds its body in memory, never in a temporary file (a
+full temporary directory must not leave a request unanswered), and bounds
+it while it is read: past C{service.max_body_bytes} it keeps nothing more
+(and drops the connection if the sender goes on far past the limit); the
+resource then answers 413.  It also carries the request id and the metrics
+label of the endpoint that handled it.
 
-L{GatewaySite} writes the access log and the request metrics in one place:
-once per finished response (twisted.web calls L{GatewaySite.log}) or, for a
-request whose connection ended first, once with 499 (413 if we dropped an
-oversized upload).  It also counts requests in flight, from the request
-line on, so that shutdown can wait for them.
+L{GatewaySite} counts requests in flight from their headers on (a sender
+still trickling its headers holds no place), so that shutdown can wait for
+them, and decides when the headers are in whether the body is read at all:
+a C{Content-Length} over the limit, more requests in progress than
+C{max_concurrent_requests} or more body bytes held than
+C{max_buffered_bytes} get their answer at once (see
+L{alertgateway.web.channel}).  It serves its connections with
+L{GatewayChannel} and keeps at most C{max_connections} of them.
+
+It writes the access log and the request metrics in one place: once per
+finished response (twisted.web calls L{GatewaySite.log}) or, for a request
+whose connection ended first, once with 499 (413 if we dropped an oversized
+upload, 408 if its body was too slow).
 """
 
 from __future__ import annotations
@@ -23,13 +32,18 @@ import re
 from typing import IO, Any, cast
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.resource import IResource
 
-from alertgateway.observability.metrics import HTTPMetrics
+from alertgateway.observability.logs import clip
+from alertgateway.observability.metrics import HTTPMetrics, WebhookMetrics
+from alertgateway.web import problems
+from alertgateway.web.channel import GatewayChannel, RefusedConnection
+from alertgateway.web.connections import Closure, Connections, EdgeLimits, EdgeLog
 
 __all__ = ["GatewayRequest", "GatewaySite"]
 
@@ -60,7 +74,15 @@ class GatewayRequest(server.Request):
     site: GatewaySite
     endpoint: str = UNMATCHED
     body_too_large: bool = False
+    # Decided when the headers are in: answered at once, its body dropped.
+    answer_now: bool = False
+    # Why it is refused, when that is not the body's size: too many
+    # requests, or body bytes, in progress.
+    refusal: problems.Problem | None = None
     _received: int = 0
+    _chunked: bool = False
+    # Bytes of body memory held for it (see GatewaySite.admit).
+    reserved: int = 0
     # The code logged if the connection ends without a response: set when
     # we drop it ourselves, else the client went away.
     lost_code: int | None = None
@@ -70,9 +92,6 @@ class GatewayRequest(server.Request):
         super().__init__(channel, *args, **kwargs)
         self.gateway_site: GatewaySite = channel.site
         self.started = self.gateway_site.clock.seconds()
-        # In flight from the request line on, so that a shutdown waits for
-        # a body still being uploaded, not only for requests being handled.
-        self.gateway_site.track(self)
 
     def header_map(self) -> dict[str, str]:
         """
@@ -91,11 +110,12 @@ class GatewayRequest(server.Request):
         return self.gateway_site.max_body_bytes
 
     def gotLength(self, length: int | None) -> None:
-        if length is not None and length > self.max_body_bytes:
-            self.body_too_large = True
-            self.content = io.BytesIO()
-        else:
-            super().gotLength(length)
+        # Never twisted.web's temporary file (for bodies of 100 KB or more,
+        # or chunked): the body is bounded, and held only by requests the
+        # site admits.
+        self.content = io.BytesIO()
+        self._chunked = length is None
+        self.gateway_site.admit(self, length)
 
     def handleContentChunk(self, data: bytes) -> None:
         self._received += len(data)
@@ -103,12 +123,22 @@ class GatewayRequest(server.Request):
         if self._received > limit:
             if not self.body_too_large:
                 self.body_too_large = True
-                self.content = io.BytesIO()
+                self._drop_body()
             if self._received > self.gateway_site.abort_after_bytes and self.lost_code is None:
                 self.lost_code = http.REQUEST_ENTITY_TOO_LARGE
                 self.channel.forceAbortClient()
             return
+        if self.refusal is not None:
+            return
+        # A declared length was held whole when the headers came.
+        if self._chunked and not self.gateway_site.hold(self, len(data)):
+            self._drop_body()
+            return
         super().handleContentChunk(data)
+
+    def _drop_body(self) -> None:
+        self.content = io.BytesIO()
+        self.gateway_site.release(self)
 
     @property
     def request_id(self) -> str:
@@ -143,6 +173,7 @@ class GatewaySite(server.Site):
     """
 
     requestFactory = GatewayRequest
+    protocol = GatewayChannel  # type: ignore[assignment]
     noisy = False
 
     def __init__(
@@ -156,9 +187,22 @@ class GatewaySite(server.Site):
         gzip_min_bytes: int = 1024,
         request_timeout: float | None = None,
         access_log: bool = True,
+        limits: EdgeLimits | None = None,
+        security: WebhookMetrics | None = None,
+        access_log_exclude: frozenset[str] = frozenset(),
     ) -> None:
-        super().__init__(resource, timeout=idle_timeout, reactor=clock, parsePOSTFormSubmission=False)
+        # No twisted.web timeout: every byte would restart it.  The channel
+        # keeps a deadline per phase instead.
+        super().__init__(resource, timeout=None, reactor=clock, parsePOSTFormSubmission=False)
+        self.idle_timeout = idle_timeout
+        self.limits = limits if limits is not None else EdgeLimits()
+        self.connections = Connections(self.limits.max_connections)
+        self._security = security
+        self.edge_log = EdgeLog(clock, self._count_refusal)
+        self._buffered = 0
         self.access_log = access_log
+        # Paths whose requests leave no access line (probes, scrapes).
+        self.access_log_exclude = access_log_exclude
         self.clock = clock
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
@@ -168,6 +212,74 @@ class GatewaySite(server.Site):
         self.abort_after_bytes = max(max_body_bytes * _ABORT_FACTOR, _ABORT_FLOOR)
         self._in_flight = 0
         self._idle_waiters: list[Deferred[None]] = []
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:  # type: ignore[override]
+        # A GatewayChannel, not twisted.web's HTTP/2-negotiating wrapper (the
+        # gateway offers no HTTP/2), or a connection refused at the cap.
+        if not self.connections.admit():
+            host = str(getattr(addr, "host", "-"))
+            detail = f"{self.connections.limit} connections are open, none of them idle"
+            self.edge_log.closed(host, Closure.CONNECTIONS, detail)
+            return RefusedConnection()
+        channel: GatewayChannel = super().buildProtocol(addr)
+        return channel
+
+    def _count_refusal(self, endpoint: str, reason: str) -> None:
+        security = self._security
+        if security is not None:
+            security.child(security.security_rejections, endpoint, reason).inc()
+
+    def admit(self, request: GatewayRequest, length: int | None) -> None:
+        """
+        The headers of C{request} are in, announcing a body of C{length}
+        bytes (C{None}: chunked): count it in flight, and decide whether its
+        body is read.
+        """
+        self.track(request)
+        if length == 0:
+            return
+        busy = self.limits.max_concurrent_requests
+        if length is not None and length > self.max_body_bytes:
+            request.body_too_large = True
+        elif busy is not None and self._in_flight > busy:
+            request.refusal = problems.too_busy(busy)
+        elif length is None or self.hold(request, length):
+            # Read: a declared length holds its bytes from now, a chunked
+            # body as they come.
+            return
+        request.answer_now = True
+        # The body is not read: this connection cannot carry another
+        # request after it.
+        request.channel.persistent = False
+        request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+
+    def hold(self, request: GatewayRequest, size: int) -> bool:
+        """
+        Hold C{size} more bytes of body memory for C{request}: all of a
+        declared length at once, a chunked body as it comes.  Past
+        C{max_buffered_bytes} the request is refused instead.
+        """
+        budget = self.limits.max_buffered_bytes
+        if budget is not None and self._buffered + size > budget:
+            request.refusal = problems.too_busy(budget, bodies=True)
+            return False
+        self._buffered += size
+        request.reserved += size
+        return True
+
+    def release(self, request: GatewayRequest) -> None:
+        """
+        Give back the body memory C{request} held.
+        """
+        self._buffered -= request.reserved
+        request.reserved = 0
+
+    @property
+    def buffered(self) -> int:
+        """
+        Bytes of request bodies held now.
+        """
+        return self._buffered
 
     def track(self, request: GatewayRequest) -> None:
         """
@@ -182,9 +294,10 @@ class GatewaySite(server.Site):
             # line.
             self._record(request, request.lost_code or CLIENT_CLOSED_REQUEST)
 
-        request.notifyFinish().addErrback(_lost).addBoth(self._request_done)
+        request.notifyFinish().addErrback(_lost).addBoth(self._request_done, request)
 
-    def _request_done(self, _: object) -> None:
+    def _request_done(self, _: object, request: GatewayRequest) -> None:
+        self.release(request)
         self._in_flight -= 1
         if not self._in_flight:
             waiters, self._idle_waiters = self._idle_waiters, []
@@ -219,14 +332,17 @@ class GatewaySite(server.Site):
         metrics.child(metrics.request_duration, request.endpoint).observe(duration)
         if not self.access_log:
             return
-        user_agent = (request.getHeader(b"user-agent") or b"").decode("latin-1")
         method, path = _request_line(request)
+        if path in self.access_log_exclude:
+            return
+        # Clipped: both are the client's to choose, and logged per request.
+        user_agent = clip((request.getHeader(b"user-agent") or b"").decode("latin-1"))
         _access_log.info(
             "{method} {path} {status} {bytes}B {duration_ms}ms {requestId}",
             log_type="access",
             remote=_remote(request),
             method=method,
-            path=path,
+            path=clip(path),
             status=code,
             bytes=request.sentLength,
             duration_ms=round(duration * 1000, 3),

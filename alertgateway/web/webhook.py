@@ -4,11 +4,12 @@ The webhook endpoint: from an HTTP POST to alerts committed for delivery.
 
 L{WebhookResource.handle_POST} is the request as one Deferred chain, each
 step a small method that returns the exchange (or a Deferred of it) or
-raises: address → size → credentials → rate → body (encoding, signature,
-type, depth) → parse → decide and enqueue → answer.  Cheapest first, and
-nothing is parsed that will be refused.  Valid alerts of a batch are
-accepted even when others are not (207); the answer lists one result per
-alert in body order.
+raises: address → size → credentials (a signature's over the inflated
+body, and its replay) → rate → body (encoding, type, depth) → parse →
+decide and enqueue → answer.  Cheapest first, nothing is parsed that will
+be refused, and no request takes a token of a rate bucket before its
+credentials pass.  Valid alerts of a batch are accepted even when others
+are not (207); the answer lists one result per alert in body order.
 
 Every security refusal (address, rate, concurrency, auth, signature, size,
 content) is one structured warning event with its reason and the client
@@ -43,6 +44,7 @@ from alertgateway.web.endpoints import Guards, WebhookEndpoint, rate_limit_heade
 from alertgateway.web.health import Readiness
 from alertgateway.web.resource import HandlerResource, Response
 from alertgateway.web.security_log import record_refusal
+from alertgateway.web.senders import certificate_identity
 from alertgateway.web.site import GatewayRequest
 
 __all__ = ["WebhookResource"]
@@ -66,6 +68,11 @@ class _Exchange:
     headers: dict[str, str]
     client: str
     rate_headers: dict[str, str] = attrs.field(factory=dict)
+    # Who the credentials (or the client certificate) say sent it: its
+    # rate buckets.  None: a request without any, counted apart.
+    identity: str | None = None
+    # The body inflated, once a signature has needed it.
+    raw: bytes | None = None
     replay_key: str | None = None
     # While the alerts are being committed: whether the replay key is to
     # be forgotten if the commit fails (the sender went away meanwhile).
@@ -131,6 +138,10 @@ class WebhookResource(HandlerResource):
         Concurrency, then the source address.
         """
         guards = self._guards
+        # Refused when its headers came: too many requests, or body bytes,
+        # in progress (its body was not kept).
+        if x.request.refusal is not None:
+            raise x.request.refusal
         # This request is one of those in flight.
         if x.request.gateway_site.in_flight > guards.max_concurrent:
             raise problems.too_busy(guards.max_concurrent)
@@ -145,45 +156,26 @@ class WebhookResource(HandlerResource):
             raise problems.payload_too_large(x.request.max_body_bytes)
         return x
 
-    def _credentials(self, x: _Exchange) -> _Exchange:
+    def _credentials(self, x: _Exchange) -> Deferred[_Exchange]:
         """
-        Credentials carried in headers, before the rate buckets: requests
-        without them must not use up a real sender's budget (Alertmanager
-        drops a notification refused with 429).
-        """
-        authenticator = self._guards.authenticator
-        if authenticator is not None and not authenticator.needs_body:
-            authenticator.check(x.headers, None)
-        return x
-
-    def _rate(self, x: _Exchange) -> Deferred[_Exchange]:
-        guards = self._guards
-        if guards.limiter is None:
-            return succeed(x)
-
-        def _checked(check: RateCheck) -> _Exchange:
-            x.rate_headers = rate_limit_headers(check)
-            if not check.allowed:
-                self._metrics.rate_limited.labels(endpoint=self.endpoint, scope=check.scope).inc()
-                raise problems.rate_limited(guards.reject_status, check.retry_after, check.scope, x.rate_headers)
-            return x
-
-        return guards.limiter.admit(self.endpoint, x.client).addCallback(_checked)
-
-    def _body(self, x: _Exchange) -> Deferred[_Exchange]:
-        """
-        The checks on the body: encoding, signature (and, across replicas,
-        its replay), type, depth.
+        Credentials, signatures included, before any rate bucket: requests
+        without valid ones must not use up a real sender's budget
+        (Alertmanager drops a notification refused with 429).  A signature
+        covers the inflated body, which is inflated only once the
+        signature's headers are in order.
         """
         guards = self._guards
-        request = x.request
-        raw = inflate(request.body.read(), x.headers.get("content-encoding"), request.max_body_bytes)
+        x.identity = certificate_identity(x.request)
         authenticator = guards.authenticator
-        if authenticator is not None and authenticator.needs_body:
-            x.replay_key = authenticator.check(x.headers, raw)
-        content_type = x.headers.get("content-type")
-        x.payload = decode_body(content_type, raw)
-        check_depth(x.payload, guards.limits.max_json_depth, raw if is_json(content_type) else None)
+        if authenticator is None:
+            return succeed(x)
+        if not authenticator.needs_body:
+            x.identity = authenticator.check(x.headers, None).identity
+            return succeed(x)
+        authenticator.screen(x.headers)
+        x.raw = self._inflate(x)
+        credential = authenticator.check(x.headers, x.raw)
+        x.identity, x.replay_key = credential.identity, credential.replay_key
         if x.replay_key is None or guards.shared_replays is None:
             return succeed(x)
         return guards.shared_replays.claim(x.replay_key).addCallback(self._claimed, x)
@@ -200,6 +192,40 @@ class WebhookResource(HandlerResource):
         challenge = authenticator.challenge if authenticator is not None else None
         raise problems.unauthorized(
             "Signature verification failed: this message was already accepted (replay).", challenge=challenge
+        )
+
+    def _rate(self, x: _Exchange) -> Deferred[_Exchange]:
+        guards = self._guards
+        if guards.limiter is None:
+            return succeed(x)
+
+        def _checked(check: RateCheck) -> _Exchange:
+            x.rate_headers = rate_limit_headers(check)
+            if not check.allowed:
+                self._metrics.rate_limited.labels(endpoint=self.endpoint, scope=check.scope).inc()
+                raise problems.rate_limited(guards.reject_status, check.retry_after, check.scope, x.rate_headers)
+            return x
+
+        return guards.limiter.admit(self.endpoint, x.client, x.identity).addCallback(_checked)
+
+    def _body(self, x: _Exchange) -> _Exchange:
+        """
+        The checks on the body: encoding (unless a signature had it
+        inflated already), type, depth.
+        """
+        raw = x.raw if x.raw is not None else self._inflate(x)
+        content_type = x.headers.get("content-type")
+        x.payload = decode_body(content_type, raw)
+        check_depth(x.payload, self._guards.limits.max_json_depth, raw if is_json(content_type) else None)
+        return x
+
+    def _inflate(self, x: _Exchange) -> bytes:
+        request = x.request
+        return inflate(
+            request.body.read(),
+            x.headers.get("content-encoding"),
+            request.max_body_bytes,
+            self._guards.limits.max_gzip_members,
         )
 
     def _parse(self, x: _Exchange) -> _Exchange:

@@ -499,7 +499,7 @@ class ExportedMetricsTests(TestCase):
                     "auth": {"token": TOKEN},
                     "endpoints": [
                         {"path": "/webhook/prometheus", "source": "alertmanager", "reject_status": 503},
-                        {"path": LIMITED, "source": "alertmanager", "rate_limit": 1},
+                        {"path": LIMITED, "source": "alertmanager", "rate_limit": 1, "reject_status": 429},
                     ],
                 },
                 "state": {

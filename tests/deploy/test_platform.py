@@ -381,6 +381,7 @@ class TLSTests(TestCase):
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         self.assertIn("alertgateway.kubernaut-dev.svc", names.get_values_for_type(x509.DNSName))
         self.assertEqual((directory / "tls.key").stat().st_mode & 0o777, 0o600)
+        self.assertEqual((directory / "ca.crt").read_bytes(), (directory / "tls.crt").read_bytes())
 
 
 class NetworkPolicyTests(TestCase):

@@ -111,3 +111,46 @@ class AlertmanagerToProcessorTests(TestCase):
         self.assertEqual(
             latest, {resolved_fingerprint: "resolved", **{f: "firing" for f in known if f != resolved_fingerprint}}
         )
+
+
+class RateLimitedAlertmanagerTests(TestCase):
+    timeout = 60
+
+    async def test_nothing_lost_under_a_rate_limit(self) -> None:
+        """
+        Five groups notified at once against a rate limit of one webhook a
+        second: the gateway refuses most of them 503 with Retry-After (its
+        default for an Alertmanager endpoint), Alertmanager retries them
+        (it would drop a 429), and every alert reaches the processor.
+        """
+        binary = require_binary("prometheus-alertmanager", "prometheus-alertmanager")
+        stub = StubProcessor()
+        url = await stub.start()
+        self.addCleanup(stub.stop)
+        gateway = GatewayProcess(
+            {
+                "alert_processor": {"endpoint": url},
+                "webhook": {"auth": {"token": TOKEN}},
+                "rate_limiting": {"global_limit": 60, "burst_size": 1},
+            }
+        )
+        await gateway.start()
+        self.addCleanup(gateway.stop)
+        alertmanager = DocumentedAlertmanager(binary, gateway.url + "/webhook/prometheus", TOKEN)
+        await alertmanager.start()
+        self.addCleanup(alertmanager.stop)
+        started = datetime.now(UTC) - timedelta(minutes=1)
+        alerts = [
+            {"labels": {"alertname": f"Limited{n}", "severity": "critical"}, "startsAt": _rfc3339(started)}
+            for n in range(5)
+        ]
+        response = await http_client().post(
+            alertmanager.url + "/api/v2/alerts", data=json.dumps(alerts).encode(), headers=JSON
+        )
+        self.assertEqual(response.code, 200, await response.content())
+        await stub.wait_for(5, timeout=45)
+        self.assertEqual({r.body["labels"]["alertname"] for r in stub.received}, {f"Limited{n}" for n in range(5)})
+        refused = await gateway.sample(
+            "gateway_security_rejections_total", endpoint="/webhook/prometheus", reason="rate"
+        )
+        self.assertGreater(refused or 0, 0)

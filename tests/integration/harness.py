@@ -39,7 +39,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
-from twisted.trial.unittest import FailTest, SkipTest
+from twisted.trial.unittest import FailTest, SkipTest, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
@@ -289,6 +289,15 @@ class ManagedProcess:
         self._transport: Any = None
         self._line_waiters: list[tuple[Callable[[str], bool], Deferred[str]]] = []
 
+    @property
+    def pid(self) -> int:
+        """
+        The process id (to read what the process holds open under
+        C{/proc}).
+        """
+        pid: int = self._transport.pid
+        return pid
+
     def spawn(self, args: Sequence[str], env: Mapping[str, str], cwd: str) -> None:
         self._transport = reactor.spawnProcess(_LineProcessProtocol(self), args[0], list(args), env=dict(env), path=cwd)
 
@@ -432,7 +441,9 @@ class StubProcessor(Resource):
     An Alert Processor that records what it receives and answers with the
     scripted L{answers}, then with L{fallback} (200 unless a test makes it,
     say, a 503 for an outage).  With C{hold} set it keeps each request open
-    until L{release}, to stand for a slow processor.
+    until L{release}, to stand for a slow processor; with C{delay}, it
+    answers each that many seconds late.  A GET (its health check) is
+    answered C{health}.
     """
 
     isLeaf = True
@@ -445,6 +456,9 @@ class StubProcessor(Resource):
         self.fallback = Answer(200)
         self.hold = False
         self.held: list[Any] = []
+        self.delay = 0.0
+        self.health = 200
+        self.health_checks = 0
         self.port: IListeningPort | None = None
         self._site: _TrackingSite | None = None
         self._waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
@@ -461,20 +475,53 @@ class StubProcessor(Resource):
         headers = {k.decode().lower(): v[0].decode() for k, v in request.requestHeaders.getAllRawHeaders()}
         body = json.loads(request.content.read())
         answer = self.answers.pop(0) if self.answers else self.fallback
-        record = Received(request.path.decode(), headers, body, answer.code, reactor.seconds())
-        self.attempts.append(record)
+        path = request.path.decode()
+        if path.endswith("/batch"):
+            # A batch is recorded as the alerts it carries, each as a single
+            # delivery would have sent it; it is answered once, for all.
+            records = [
+                Received(
+                    path.removesuffix("/batch"),
+                    {
+                        **headers,
+                        **{k.lower(): v for k, v in item["headers"].items()},
+                        "idempotency-key": item["idempotencyKey"],
+                        "x-request-id": item["requestId"],
+                    },
+                    item["alert"],
+                    answer.code,
+                    reactor.seconds(),
+                )
+                for item in body
+            ]
+        else:
+            records = [Received(path, headers, body, answer.code, reactor.seconds())]
+        self.attempts.extend(records)
         if self.hold:
-            self.held.append((request, record, answer))
+            self.held.extend((request, record, answer) for record in records)
             self._check_waiters()
             return NOT_DONE_YET
-        return self._answer(request, record, answer)
+        if self.delay:
+            reactor.callLater(self.delay, self._late, request, records, answer)
+            return NOT_DONE_YET
+        return self._answer(request, records, answer)
 
-    def _answer(self, request: Any, record: Received, answer: Answer) -> bytes:
+    def _late(self, request: Any, records: list[Received], answer: Answer) -> None:
+        if not request.finished and not request._disconnected:
+            request.write(self._answer(request, records, answer))
+            request.finish()
+
+    def render_GET(self, request: Any) -> bytes:
+        self.health_checks += 1
+        request.setResponseCode(self.health)
+        return b"{}"
+
+    def _answer(self, request: Any, records: list[Received], answer: Answer) -> bytes:
         request.setResponseCode(answer.code)
         for name, value in answer.headers.items():
             request.setHeader(name, value)
         if answer.code == 200:
-            self.received.append(record)
+            self.received.extend(records)
         self._check_waiters()
         return b'{"ok":true}'
 
@@ -484,9 +531,13 @@ class StubProcessor(Resource):
         """
         self.hold = False
         held, self.held = self.held, []
+        # The records of one batch request are answered together.
+        by_request: dict[int, tuple[Any, list[Received], Answer]] = {}
         for request, record, answer in held:
+            by_request.setdefault(id(request), (request, [], answer))[1].append(record)
+        for request, records, answer in by_request.values():
             if not request.finished and not request._disconnected:
-                request.write(self._answer(request, record, answer))
+                request.write(self._answer(request, records, answer))
                 request.finish()
 
     def _check_waiters(self) -> None:
@@ -562,7 +613,8 @@ class GatewayProcess(ManagedProcess):
         self._owns_directory = directory is None
         self.directory = directory or Path(tempfile.mkdtemp(prefix="alertgateway-test-"))
         base: dict[str, Any] = {
-            "service": {"listen": ["tcp:0:interface=127.0.0.1"], "shutdown_grace": "5s"},
+            # Short: a stopping gateway answers 503 for all of it.
+            "service": {"listen": ["tcp:0:interface=127.0.0.1"], "shutdown_grace": "1s"},
             "metrics": {"listen": ["tcp:0:interface=127.0.0.1"]},
             "logging": {"format": "json", "level": "debug"},
         }
@@ -659,6 +711,22 @@ class GatewayProcess(ManagedProcess):
             return isinstance(event, dict) and predicate(event)
 
         return self.wait_for_line(matches, timeout)
+
+
+async def gateway_to_stub(
+    case: TestCase, config: dict[str, Any], env: dict[str, str] | None = None
+) -> tuple[GatewayProcess, StubProcessor]:
+    """
+    A stub processor and a gateway (C{config}) forwarding to it, both
+    stopped at the end of C{case}.
+    """
+    stub = StubProcessor()
+    url = await stub.start()
+    case.addCleanup(stub.stop)
+    gateway = GatewayProcess({**config, "alert_processor": {"endpoint": url, **config.get("alert_processor", {})}}, env)
+    await gateway.start()
+    case.addCleanup(gateway.stop)
+    return gateway, stub
 
 
 def http_client() -> HTTPClient:

@@ -355,7 +355,8 @@ class BreakerTests(_DeliveryCase):
         """
         # Open for 2s: long enough to look at it before the first probe.
         gateway, stub = await self.start(circuit_breaker={"recovery_timeout": "2s", "max_recovery_timeout": "2s"})
-        target = f"http://127.0.0.1:{stub.port.getHost().port}"  # type: ignore[union-attr]
+        # The processor's name (alert_processor.name), never its URL.
+        target = "alert-processor"
         self.assertEqual(await gateway.sample("gateway_circuit_breaker_state", target=target), 0)
         stub.fallback = Answer(503)
         for index in range(3):

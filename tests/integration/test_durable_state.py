@@ -244,7 +244,11 @@ class RestartTests(_DurableCase):
         """
         stub = await self.stub()
         directory = self.directory()
-        endpoint = {"path": "/webhook/signed", "source": "alertmanager", "auth": {"type": "hmac", "scheme": "standard", "secrets": [SECRET]}}
+        endpoint = {
+            "path": "/webhook/signed",
+            "source": "alertmanager",
+            "auth": {"type": "hmac", "scheme": "standard", "secrets": [SECRET]},
+        }
         webhook = {"endpoints": [endpoint]}
         first = await self.gateway(stub, directory, webhook=webhook)
         body = _body(_alert(7))

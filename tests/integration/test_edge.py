@@ -394,16 +394,16 @@ class AddressTests(_EdgeTestCase):
 class RateLimitTests(_EdgeTestCase):
     async def test_endpoint_limits_answer_429_or_503(self) -> None:
         """
-        Past an endpoint's rate_limit the gateway answers 429 with
-        Retry-After and the RateLimit / RateLimit-Policy headers, on the
-        /v1 alias too (one bucket); an endpoint with reject_status 503
-        answers 503 with Retry-After instead.  Both are counted in
+        Past an endpoint's rate_limit the gateway answers 429 (its
+        reject_status) with Retry-After and the RateLimit / RateLimit-Policy
+        headers, on the /v1 alias too (one bucket); an endpoint with
+        reject_status 503 answers 503 with Retry-After instead.  Both are counted in
         gateway_rate_limited_total and logged as security refusals.
         """
         gateway, stub = await self.start(
             {},
             [
-                _endpoint("/webhook/prometheus", rate_limit=2),
+                _endpoint("/webhook/prometheus", rate_limit=2, reject_status=429),
                 _endpoint("/webhook/alertmanager", rate_limit=1, reject_status=503),
             ],
         )

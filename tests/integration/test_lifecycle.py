@@ -56,7 +56,9 @@ class InvalidConfigTests(TestCase):
         """
         twistd with an invalid configuration exits non-zero without
         listening, printing every `key.path: message` line that
-        `alertgateway check-config` prints for the same file (which exits 2).
+        `alertgateway check-config` prints for the same file (which exits 2),
+        as one block on stderr under a line naming the file, and no usage
+        text.
         """
         path = Path(self.mktemp()).resolve()
         path.mkdir()
@@ -83,6 +85,11 @@ class InvalidConfigTests(TestCase):
             self.assertIn(line, printed)
         self.assertNotIn("Listening for", started.output)
         self.assertNotIn("Traceback", started.output)
+        self.assertEqual(
+            started.err.splitlines(),
+            [f"twistd alertgateway: invalid configuration in {config}, not started:", *problems],
+        )
+        self.assertNotIn("Usage:", started.output)
 
 
 class _RawClient(Protocol):
@@ -117,7 +124,8 @@ class _ShutdownTestCase(TestCase):
             {
                 "alert_processor": {"endpoint": url},
                 "webhook": {"auth": {"token": TOKEN}},
-                "service": {"shutdown_grace": "15s"},
+                # The listeners answer 503 for that long after SIGTERM.
+                "service": {"shutdown_grace": "4s"},
             }
         )
         await gateway.start()
@@ -129,9 +137,11 @@ class ShutdownTests(_ShutdownTestCase):
     async def test_sigterm_not_ready_drains_then_exits_0(self) -> None:
         """
         On SIGTERM the gateway reports not ready (503 on /health/ready over
-        a connection opened before, gateway_ready 0 on /metrics), refuses
-        new webhooks with 503, waits for the delivery still in flight to the
-        processor to finish and then exits 0.
+        a connection opened before, gateway_ready 0 on /metrics), answers
+        new webhooks 503 shutting-down with Retry-After (on new connections
+        too: the listener stays open for the grace period), waits for the
+        delivery still in flight to the processor to finish and then exits
+        0 at the end of the grace period.
         """
         stub = StubProcessor()
         stub.hold = True
@@ -164,6 +174,15 @@ class ShutdownTests(_ShutdownTestCase):
         problem = json.loads(await response.content())
         self.assertEqual(response.code, 503, problem)
         self.assertEqual(response.headers.getRawHeaders(b"Content-Type"), [b"application/problem+json"])
+        # A new connection too: the listener stays open for the grace
+        # period, answering 503 shutting-down (which Alertmanager retries),
+        # not refusing the connection.
+        response = await http_client().post(
+            gateway.url + "/webhook/grafana", data=fixture("grafana-legacy.json"), headers=json_headers(TOKEN)
+        )
+        problem = json.loads(await response.content())
+        self.assertEqual((response.code, problem["type"]), (503, "urn:alertgateway:problem:shutting-down"))
+        self.assertTrue(response.headers.hasHeader(b"Retry-After"))
 
         self.assertIsNone(gateway.exit_code, "exited with a delivery in flight")
         stub.release()

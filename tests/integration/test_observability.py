@@ -1,7 +1,8 @@
 """
 What the running plugin tells operators: the JSON access log (without
-secrets or bodies) and /metrics (valid for promtool, with the contract's
-metric names and values).
+secrets or bodies, probes and scrapes left out), /metrics (valid for
+promtool, with the contract's metric names and values), and a log with
+nothing to act on in a normal day on Redis.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from twisted.trial.unittest import TestCase
 from tests.integration.harness import (
     GatewayProcess,
     StubProcessor,
+    distinct,
     fixture,
     fixture_json,
     http_client,
@@ -25,6 +27,7 @@ from tests.integration.harness import (
     run,
     sleep,
 )
+from tests.redis_server import RedisServer
 
 TOKEN = "obs-token-2f6e9a1b77"
 WRONG_TOKEN = "obs-wrong-token-c0ffee42"
@@ -57,7 +60,8 @@ class AccessLogTests(_GatewayTestCase):
         """
         Every request, accepted or refused, leaves exactly one JSON
         access-log line with time, remote, method, path, status, bytes,
-        duration_ms, requestId, endpoint and user_agent; neither the
+        duration_ms, requestId, endpoint and user_agent, except the
+        readiness probe's (logging.access_log_exclude by default); neither the
         configured nor a wrong bearer token, nor anything from a body,
         appears anywhere in the process's output, even at debug level and
         after shutdown.
@@ -87,6 +91,8 @@ class AccessLogTests(_GatewayTestCase):
             sent.append({"requestId": request_id, "method": method, "path": path, "status": status})
             sent[-1]["bytes"] = len(content)
 
+        # The probe is left out of the access log by default.
+        sent = [request for request in sent if request["path"] != "/health/ready"]
         # The access line is written when the response is finished, which
         # may reach our pipe after the client saw the response.
         for request in sent:
@@ -189,3 +195,62 @@ class MetricsTests(_GatewayTestCase):
             # The plan's buckets, extended to 1 s.
             for le in ("0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "+Inf"):
                 self.assertIn(le, bounds, buckets)
+
+
+class QuietLogTests(TestCase):
+    timeout = 60
+
+    async def test_a_day_on_redis_logs_what_matters(self) -> None:
+        """
+        A gateway on Redis (state and queue) delivering alerts, probed and
+        scraped, then stopped with SIGTERM: exit 0, not one warning or
+        error in its whole log, no line per outbound connection (twisted's
+        "Starting factory"), no access line for the probes and the scrapes,
+        one for each webhook, and a log that ends in an orderly shutdown.
+        """
+        server = RedisServer().start()
+        self.addCleanup(server.stop)
+        stub = StubProcessor()
+        url = await stub.start()
+        self.addCleanup(stub.stop)
+        gateway = GatewayProcess(
+            {
+                "alert_processor": {"endpoint": url},
+                "webhook": {"auth": {"token": TOKEN}},
+                "state": {"backend": "redis", "redis": {"url": server.url, "timeout": "1s"}},
+                "queue": {"backend": "redis", "redis": {"partitions": 4, "claim_idle": "2s"}},
+                # Info, as in production: the factories logged at info.
+                "logging": {"level": "info"},
+            }
+        )
+        await gateway.start()
+        self.addCleanup(gateway.stop)
+        client = http_client()
+        for number in range(3):
+            response = await client.post(
+                gateway.url + "/webhook/prometheus",
+                data=distinct("alertmanager-firing.json", f"quiet-{number}"),
+                headers=json_headers(TOKEN, f"quiet-{number}"),
+            )
+            self.assertEqual(response.code, 202, await response.content())
+            for probe in (gateway.url + "/health/ready", gateway.url + "/health/live", gateway.metrics_url):
+                answer = await client.get(probe)
+                await answer.content()
+                self.assertEqual(answer.code, 200, probe)
+        await stub.wait_for(6)
+        # The processor's connections are closed by the gateway's pool on
+        # the way out too.
+        self.assertEqual(await gateway.stop(), 0, gateway.output())
+
+        noisy = [e for e in gateway.lines if e.get("level") in ("warn", "error", "critical")]
+        self.assertEqual(noisy, [])
+        self.assertFalse([line for line in gateway.raw_lines if "factory" in line.lower()])
+        self.assertEqual(
+            sorted((e["method"], e["path"], e["requestId"]) for e in gateway.access_log()),
+            [("POST", "/webhook/prometheus", f"quiet-{n}") for n in range(3)],
+        )
+        messages = [e.get("message") for e in gateway.lines]
+        self.assertIn("Disconnected from Redis (queue)", messages)
+        self.assertIn("Disconnected from Redis (state)", messages)
+        self.assertEqual(messages[-1], "Server Shut Down.")
+        self.assertEqual(gateway.stderr, "")

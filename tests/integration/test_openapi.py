@@ -603,9 +603,10 @@ class WebhookAnswersTests(_RunningGatewayTestCase):
         A client outside C{security.allowed_ips} is the documented 403
         problem, before its credentials are even looked at.  Behind a
         trusted proxy the client is the rightmost untrusted address of
-        C{Forwarded} or C{X-Forwarded-For}; from an untrusted peer those
-        headers are ignored.  A host name in the list allows the addresses
-        it resolves to.
+        C{X-Forwarded-For} (the default security.forwarded_header): a
+        C{Forwarded} header is the client's own and is not read.  From an
+        untrusted peer those headers are ignored.  A host name in the list
+        allows the addresses it resolves to.
         """
         body = fixture("alertmanager-firing.json")
         gateway = await self.start_gateway({"security": {"allowed_ips": ["192.0.2.0/24"]}})
@@ -626,8 +627,9 @@ class WebhookAnswersTests(_RunningGatewayTestCase):
             ({"X-Forwarded-For": "192.0.2.7, 10.1.2.3"}, 202),
             ({"X-Forwarded-For": "192.0.2.7, 198.51.100.9"}, 403),
             ({"X-Forwarded-For": "198.51.100.9, 192.0.2.7"}, 202),
-            ({"Forwarded": 'for=192.0.2.60;proto=https, for="10.0.0.1"'}, 202),
-            ({"Forwarded": "for=198.51.100.9", "X-Forwarded-For": "192.0.2.7"}, 403),
+            ({"Forwarded": 'for=192.0.2.60;proto=https, for="10.0.0.1"'}, 403),
+            ({"Forwarded": "for=192.0.2.7", "X-Forwarded-For": "198.51.100.9"}, 403),
+            ({"Forwarded": "for=198.51.100.9", "X-Forwarded-For": "192.0.2.7"}, 202),
         ]:
             answer = await self.request(
                 proxied, "POST", "/webhook/prometheus", body=body, headers=_headers(**forwarded)
@@ -829,7 +831,7 @@ class EdgeAnswersTests(_RunningGatewayTestCase):
             {
                 "webhook": {
                     "endpoints": [
-                        {"path": "/webhook/prometheus", "rate_limit": 1},
+                        {"path": "/webhook/prometheus", "rate_limit": 1, "reject_status": 429},
                         {"path": "/webhook/grafana", "rate_limit": 1, "reject_status": 503},
                     ]
                 }
@@ -865,7 +867,7 @@ class EdgeAnswersTests(_RunningGatewayTestCase):
     async def test_too_many_requests_in_flight_is_documented_503(self) -> None:
         """
         Past C{service.max_concurrent_requests} requests in progress (a slow
-        upload counts from its request line on) a webhook is the documented
+        upload counts from the end of its headers on) a webhook is the documented
         503 C{too-busy} problem with C{Retry-After: 1}; once the slow
         request is gone, webhooks are accepted again.
         """

@@ -443,8 +443,9 @@ class SharedRateLimitTests(_ReplicaCase):
         With C{rate_limiting.global_limit} 6 a minute and C{burst_size} 5,
         twenty webhooks sent in turn to A and B: five are accepted in all
         (at most one more refilled meanwhile), not five per replica; both
-        replicas accepted some and both refuse the rest with 429
-        C{rate-limited} (scope global) and C{Retry-After}.
+        replicas accepted some and both refuse the rest with 503 (the
+        default for an Alertmanager endpoint) C{rate-limited} (scope
+        global) and C{Retry-After}.
         """
         redis, stub = self.redis(), await self.stub()
         burst = 5
@@ -464,7 +465,7 @@ class SharedRateLimitTests(_ReplicaCase):
         # The burst is used first: every refusal comes after it.
         self.assertEqual([p.code for p in posted[:burst]], [202] * burst)
         for refusal in refused:
-            self.assertEqual(refusal.code, 429, refusal)
+            self.assertEqual(refusal.code, 503, refusal)
             self.assertTrue(refusal.body["type"].endswith("rate-limited"), refusal)
             self.assertEqual(refusal.body["scope"], "global", refusal)
             self.assertGreater(int(refusal.headers["retry-after"]), 0, refusal)

@@ -126,7 +126,7 @@ class InstalledPackageTests(TestCase):
         venv, scratch = _installed()
         code = (
             "from importlib import resources\n"
-            "import alertgateway.redis.queue, alertgateway.redis.decisions\n"
+            "import alertgateway.redis.queue, alertgateway.redis.queue.admin, alertgateway.redis.decisions\n"
             "from alertgateway.redis import scripts\n"
             "files = [f for f in resources.files(scripts.__name__).iterdir() if f.name.endswith('.lua')]\n"
             "print(len(files), scripts.load('queue_put').name, scripts.LOAD.name)\n"
@@ -135,5 +135,5 @@ class InstalledPackageTests(TestCase):
         result = _run([str(venv / "bin" / "python"), "-c", code], scratch)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         summary, path = result.stdout.splitlines()
-        self.assertEqual(summary, "15 queue_put state_load")
+        self.assertEqual(summary, "17 queue_put state_load")
         self.assertTrue(Path(path).resolve().is_relative_to(venv.resolve()), path)

@@ -14,6 +14,9 @@ C{gateway_security_rejections_total}.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import io
 import json
 from collections.abc import Callable, Iterable, Mapping
@@ -21,12 +24,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
+from OpenSSL import crypto
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IProtocol
-from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.task import Clock, LoopingCall
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -37,6 +41,7 @@ from alertgateway.config import GatewayConfig, parse_config
 from alertgateway.core.decider import DeciderSettings
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.guards.auth import BearerAuthenticator
+from alertgateway.guards.ratelimit import RateLimiter
 from alertgateway.intake.admission import Admission
 from alertgateway.intake.backlog import StormBacklog
 from alertgateway.intake.outcomes import Outcomes
@@ -44,6 +49,7 @@ from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.sources import PARSERS, Parser
 from alertgateway.state.memory import MemoryState
 from alertgateway.testing import GatewayReactor, InlineExecutor
+from alertgateway.web.connections import EdgeLimits
 from alertgateway.web.endpoints import Guards, WebhookEndpoint
 from alertgateway.web.health import Readiness
 from alertgateway.web.site import GatewaySite
@@ -71,7 +77,10 @@ __all__ = [
     "fixture",
     "make_config",
     "make_service",
+    "presenting",
     "request_bytes",
+    "signed_standard",
+    "ticking",
     "webhook_site",
 ]
 
@@ -204,16 +213,44 @@ def _parse_one(data: bytes, *, head: bool) -> tuple[HTTPResponse, bytes] | None:
     return HTTPResponse(int(status), reason, headers, body), rest
 
 
+class ClosingTransport(StringTransport):
+    """
+    A StringTransport that, like a socket with nothing left to write,
+    reports the connection lost as soon as the server closes it.
+    """
+
+    protocol: IProtocol
+
+    def loseConnection(self) -> None:
+        if not self.disconnecting:
+            super().loseConnection()
+            self.protocol.connectionLost(Failure(ConnectionDone("closed by the server")))
+
+
 class Connection:
     """
     One client connection to C{site} from C{peer}.
+
+    @param closes: Whether closing it on the server's side ends it at once
+        (the site then forgets it), as on a socket; by default the test
+        ends it with L{lose}.
     """
 
-    def __init__(self, site: GatewaySite, peer: Address | None = None) -> None:
+    def __init__(
+        self,
+        site: GatewaySite,
+        peer: Address | None = None,
+        transport: type[StringTransport] | None = None,
+        *,
+        closes: bool = False,
+    ) -> None:
         self.site = site
         self.peer = peer if peer is not None else IPv4Address("TCP", "127.0.0.1", 40000)
         self.protocol: IProtocol = site.buildProtocol(self.peer)
-        self.transport = StringTransport(peerAddress=self.peer, hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
+        kind = transport or (ClosingTransport if closes else StringTransport)
+        self.transport = kind(peerAddress=self.peer, hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
+        if isinstance(self.transport, ClosingTransport):
+            self.transport.protocol = self.protocol
         self.protocol.makeConnection(self.transport)
         self._seen = 0
         self._methods: list[str] = []
@@ -276,6 +313,14 @@ class Connection:
         Whether the server closed (or aborted) the connection.
         """
         return bool(self.transport.disconnecting or getattr(self.transport, "disconnected", False))
+
+    @property
+    def aborted(self) -> bool:
+        """
+        Whether the server aborted the connection (rather than closing it
+        once its answer was written).
+        """
+        return bool(getattr(self.transport, "disconnected", False))
 
 
 @attrs.frozen
@@ -349,6 +394,7 @@ def webhook_site(
     readiness: Readiness | None = None,
     max_body_bytes: int = 10_000,
     gzip_min_bytes: int = 1024,
+    limits: EdgeLimits | None = None,
 ) -> GatewaySite:
     """
     A site serving only C{/webhook/prometheus}, guarded by C{guards}
@@ -375,6 +421,8 @@ def webhook_site(
         max_body_bytes=max_body_bytes,
         idle_timeout=60,
         gzip_min_bytes=gzip_min_bytes,
+        limits=limits,
+        security=metrics.webhooks,
     )
 
 
@@ -470,6 +518,7 @@ class Edge:
         readiness: Readiness | None = None,
         max_body_bytes: int = 10_000,
         gzip_min_bytes: int = 1024,
+        limits: EdgeLimits | None = None,
     ) -> None:
         self.case = case
         if clock is None:
@@ -499,6 +548,8 @@ class Edge:
             max_body_bytes=max_body_bytes,
             idle_timeout=60,
             gzip_min_bytes=gzip_min_bytes,
+            limits=limits,
+            security=self.metrics.webhooks,
         )
         self.security = capture_events(case, is_security)
         self._seen = 0
@@ -523,6 +574,13 @@ class Edge:
         value: float | None = self.metrics.registry.get_sample_value(name, dict(labels))
         return value
 
+    def watch(self) -> None:
+        """
+        Check refusals and acceptances from now on, for requests sent
+        without L{post}.
+        """
+        self._before = self.rejections()
+
     def post(
         self,
         raw: bytes | None = None,
@@ -535,7 +593,7 @@ class Edge:
         """
         POST C{raw} (one valid alert by default) on a new connection.
         """
-        self._before = self.rejections()
+        self.watch()
         connection = connection if connection is not None else Connection(self.site, peer)
         return connection.request("POST", path, headers=headers, body=body(alert("A")) if raw is None else raw)
 
@@ -589,3 +647,46 @@ class Edge:
         self.case.assertEqual(self.rejections(), self._before)
         answer: dict[str, Any] = response.json()
         return answer
+
+
+def ticking(clock: Clock, **limits: Any) -> RateLimiter:
+    """
+    A rate limiter refilled every interval on C{clock}, as the service's
+    TimerService refills it.
+    """
+    limiter = RateLimiter(clock, **limits)
+    ticks = LoopingCall(limiter.tick)
+    ticks.clock = clock
+    ticks.start(limiter.interval, now=False)
+    return limiter
+
+
+def signed_standard(key: bytes, message_id: str, timestamp: int, raw: bytes) -> dict[str, str]:
+    signed = f"{message_id}.{timestamp}.".encode() + raw
+    signature = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp), "webhook-signature": f"v1,{signature}"}
+
+
+def presenting(certificate: crypto.X509 | None) -> type[StringTransport]:
+    """
+    A transport class whose connections presented C{certificate}, as a
+    TLS connection's transport answers for it.
+    """
+
+    class Presenting(StringTransport):
+        def getPeerCertificate(self) -> crypto.X509 | None:
+            return certificate
+
+    return Presenting
+
+
+def stop(case: SynchronousTestCase, service: GatewayService) -> None:
+    """
+    Stop C{service} as SIGTERM does, its grace period passing on its clock
+    (the listeners answer 503 for that long before they close).
+    """
+    stopping = service.stopService()
+    clock = service.gateway.reactor
+    assert isinstance(clock, MemoryReactorClock)
+    clock.advance(service.config.service.shutdown_grace)
+    case.successResultOf(stopping)

@@ -14,7 +14,7 @@ from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from alertgateway.guards.addresses import UNKNOWN_CLIENT, AddressFilter, ClientAddress, parse_address
+from alertgateway.guards.addresses import UNKNOWN_CLIENT, AddressFilter, ClientAddress, ProxyHeader, parse_address
 
 
 @implementer(IHostResolution)
@@ -368,10 +368,11 @@ class ClientAddressTests(SynchronousTestCase):
 
     def test_forwarded(self) -> None:
         """
-        RFC 7239 Forwarded is read with its parameters, quoted values and
-        bracketed IPv6 addresses with ports, the same rightmost rule
-        applying.
+        With proxies that write RFC 7239 Forwarded, it is read with its
+        parameters, quoted values and bracketed IPv6 addresses with ports,
+        the same rightmost rule applying.
         """
+        clients = ClientAddress(["10.0.0.0/8", "fd00::/8"], ProxyHeader.FORWARDED)
         cases = {
             "for=203.0.113.5": "203.0.113.5",
             'for="[2001:db8:cafe::17]:4711"': "2001:db8:cafe::17",
@@ -384,17 +385,29 @@ class ClientAddressTests(SynchronousTestCase):
         }
         for header, client in cases.items():
             with self.subTest(header=header):
-                self.assertEqual(self.clients.of("10.0.0.1", {"forwarded": header}), client)
+                self.assertEqual(clients.of("10.0.0.1", {"forwarded": header}), client)
 
-    def test_forwarded_preferred(self) -> None:
+    def test_client_forwarded_ignored(self) -> None:
         """
-        Forwarded wins over X-Forwarded-For; a Forwarded header without any
-        C{for} leaves X-Forwarded-For in charge.
+        By default the proxies write X-Forwarded-For: a Forwarded header
+        is what the client sent (proxies pass it through), so it is never
+        read, whether X-Forwarded-For is there or not.
         """
-        headers = {"forwarded": "for=203.0.113.5", "x-forwarded-for": "198.51.100.1"}
-        self.assertEqual(self.clients.of("10.0.0.1", headers), "203.0.113.5")
-        headers = {"forwarded": "proto=https;host=gw.example", "x-forwarded-for": "198.51.100.1"}
+        headers = {"forwarded": "for=10.20.0.9", "x-forwarded-for": "198.51.100.1"}
         self.assertEqual(self.clients.of("10.0.0.1", headers), "198.51.100.1")
+        self.assertEqual(self.clients.of("10.0.0.1", {"forwarded": "for=203.0.113.5"}), "10.0.0.1")
+
+    def test_never_combined(self) -> None:
+        """
+        With proxies that write Forwarded, X-Forwarded-For is the client's
+        and is never read, not even when Forwarded has no C{for}.
+        """
+        clients = ClientAddress(["10.0.0.0/8"], ProxyHeader.FORWARDED)
+        headers = {"forwarded": "for=203.0.113.5", "x-forwarded-for": "198.51.100.1"}
+        self.assertEqual(clients.of("10.0.0.1", headers), "203.0.113.5")
+        headers = {"forwarded": "proto=https;host=gw.example", "x-forwarded-for": "198.51.100.1"}
+        self.assertEqual(clients.of("10.0.0.1", headers), "10.0.0.1")
+        self.assertEqual(clients.of("10.0.0.1", {"x-forwarded-for": "198.51.100.1"}), "10.0.0.1")
 
     def test_unknown_hop(self) -> None:
         """
@@ -402,11 +415,12 @@ class ClientAddressTests(SynchronousTestCase):
         obfuscated identifier, junk), the client is unknown: a forged
         address further left is not taken instead.
         """
+        forwarded = ClientAddress(["10.0.0.0/8"], ProxyHeader.FORWARDED)
         cases = [
-            {"forwarded": "for=203.0.113.5, for=unknown"},
-            {"forwarded": 'for=203.0.113.5, for="_hidden", for=10.0.0.2'},
-            {"x-forwarded-for": "203.0.113.5, not-an-address"},
+            (forwarded, {"forwarded": "for=203.0.113.5, for=unknown"}),
+            (forwarded, {"forwarded": 'for=203.0.113.5, for="_hidden", for=10.0.0.2'}),
+            (self.clients, {"x-forwarded-for": "203.0.113.5, not-an-address"}),
         ]
-        for headers in cases:
+        for clients, headers in cases:
             with self.subTest(headers=headers):
-                self.assertEqual(self.clients.of("10.0.0.1", headers), UNKNOWN_CLIENT)
+                self.assertEqual(clients.of("10.0.0.1", headers), UNKNOWN_CLIENT)

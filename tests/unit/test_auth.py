@@ -21,6 +21,7 @@ from alertgateway.guards.auth import (
     Authenticator,
     BasicAuthenticator,
     BearerAuthenticator,
+    Credential,
     SignatureAuthenticator,
 )
 from alertgateway.guards.errors import Refused
@@ -267,6 +268,68 @@ class SignatureAuthenticatorTests(SynchronousTestCase):
         refusal(self, auth, SPEC_HEADERS, None)
 
 
+class CredentialTests(SynchronousTestCase):
+    """
+    What an authenticator names a request it passes: the identity its rate
+    buckets are kept under, which holds nothing of the credential.
+    """
+
+    def test_identities(self) -> None:
+        """
+        A token or API key is named by its place in the configured list, a
+        Basic sender by its user name, a signature by the place of its
+        secret (with its replay key); none carries the secret.
+        """
+        clock = Clock()
+        clock.advance(1614265330)
+        standard = authenticator_for(
+            AuthConfig(type=AuthType.HMAC, scheme=SignatureScheme.STANDARD, secrets=("whsec_b3RoZXI=", SPEC_SECRET)),
+            clock=clock,
+            replays=ReplayCache(clock, ttl=300),
+        )
+        assert standard is not None
+        bearer = BearerAuthenticator(["t-a", "t-b"])
+        basic_users = BasicAuthenticator([("am", "p:1"), ("gf", "p2")], scope="/webhook/basic")
+        cases: list[tuple[Authenticator, Mapping[str, str], bytes | None, Credential]] = [
+            (bearer, {"authorization": "Bearer t-b"}, None, Credential("token:webhook.auth#1")),
+            (APIKeyAuthenticator(["k-a", "k-b"], scope="/w"), {"x-api-key": "k-a"}, None, Credential("key:/w#0")),
+            (basic_users, basic("am:p:1"), None, Credential("user:/webhook/basic#am")),
+            (standard, SPEC_HEADERS, SPEC_BODY, Credential("hmac:webhook.auth#1", "std:" + SPEC_HEADERS["webhook-id"])),
+        ]
+        for auth, headers, body, expected in cases:
+            with self.subTest(expected=expected):
+                auth.screen(headers)
+                self.assertEqual(auth.check(headers, body), expected)
+
+    def test_header_credentials_screen_nothing(self) -> None:
+        """
+        Header credentials are all checked by check: screen lets anything
+        through, so no request is refused twice.
+        """
+        for auth in (BearerAuthenticator(["t"]), BasicAuthenticator([("u", "p")]), APIKeyAuthenticator(["k"])):
+            self.assertFalse(auth.needs_body)
+            auth.screen({})
+
+    def test_signature_screened(self) -> None:
+        """
+        A signature authenticator refuses, from the headers alone, what
+        cannot verify: a 401 with the Signature challenge and reason.
+        """
+        clock = Clock()
+        clock.advance(1614265330)
+        auth = authenticator_for(
+            AuthConfig(type=AuthType.HMAC, scheme=SignatureScheme.STANDARD, secrets=(SPEC_SECRET,)),
+            clock=clock,
+            replays=ReplayCache(clock, ttl=300),
+        )
+        assert auth is not None
+        with self.assertRaises(Refused) as caught:
+            auth.screen({"webhook-id": "msg_1"})
+        problem = problems.refused(caught.exception)
+        self.assertEqual((problem.status, problem.reason), (401, "signature"))
+        self.assertEqual(problem.headers, {"WWW-Authenticate": SIGNATURE_CHALLENGE})
+
+
 class MakeAuthenticatorTests(SynchronousTestCase):
     """
     L{authenticator_for} builds the authenticator an endpoint's resolved
@@ -386,6 +449,19 @@ webhook:
         prometheus, grafana = config.webhook.endpoints
         self.make(config.webhook.auth_for(prometheus)).check(basic("am:pw"), None)
         self.make(config.webhook.auth_for(grafana)).check({"authorization": "Bearer t1"}, None)
+
+    def test_scope(self) -> None:
+        """
+        The scope given names the senders: the first token of two
+        configured lists is two identities.
+        """
+        config = AuthConfig(type=AuthType.BEARER, tokens=("t",))
+        shared = authenticator_for(config, clock=self.clock, replays=self.replays)
+        own = authenticator_for(config, clock=self.clock, replays=self.replays, scope="/webhook/own")
+        assert shared is not None and own is not None
+        headers = {"authorization": "Bearer t"}
+        self.assertEqual(shared.check(headers, None).identity, "token:webhook.auth#0")
+        self.assertEqual(own.check(headers, None).identity, "token:/webhook/own#0")
 
 
 class SecretsNotShownTests(SynchronousTestCase):

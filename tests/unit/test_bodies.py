@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.web.bodies import check_depth, decode_body, inflate
 from alertgateway.web.problems import Problem
+
+# limits.max_gzip_members's default.
+MEMBERS = 16
 
 
 def refusal(case: SynchronousTestCase, status: int, slug: str, call: Any, *args: Any) -> Problem:
@@ -38,7 +42,7 @@ class InflateTests(SynchronousTestCase):
         leave the body as it is, whatever its size.
         """
         for encoding in (None, "", " identity ", "IDENTITY"):
-            self.assertEqual(inflate(b"x" * 50, encoding, 10), b"x" * 50)
+            self.assertEqual(inflate(b"x" * 50, encoding, 10, MEMBERS), b"x" * 50)
 
     def test_large_body(self) -> None:
         """
@@ -46,7 +50,7 @@ class InflateTests(SynchronousTestCase):
         back whole and exact.
         """
         raw = bytes(range(256)) * 2000
-        self.assertEqual(inflate(gzip.compress(raw), "gzip", len(raw)), raw)
+        self.assertEqual(inflate(gzip.compress(raw), "gzip", len(raw), MEMBERS), raw)
 
     def test_step_boundaries(self) -> None:
         """
@@ -55,18 +59,25 @@ class InflateTests(SynchronousTestCase):
         """
         for size in (64 * 1024, 64 * 1024 + 1, 2 * 64 * 1024):
             raw = b"a" * size
-            self.assertEqual(inflate(gzip.compress(raw), "gzip", 10 * size), raw, size)
+            self.assertEqual(inflate(gzip.compress(raw), "gzip", 10 * size, MEMBERS), raw, size)
 
     def test_limit_exact(self) -> None:
         """
         Exactly the limit is fine; one byte more is 413 naming the limit,
         also when the excess is in a later member.
         """
-        self.assertEqual(inflate(gzip.compress(b"a" * 100), "gzip", 100), b"a" * 100)
-        problem = refusal(self, 413, "payload-too-large", inflate, gzip.compress(b"a" * 101), "gzip", 100)
+        self.assertEqual(inflate(gzip.compress(b"a" * 100), "gzip", 100, MEMBERS), b"a" * 100)
+        problem = refusal(self, 413, "payload-too-large", inflate, gzip.compress(b"a" * 101), "gzip", 100, MEMBERS)
         self.assertEqual(problem.extensions, {"limit": 100})
         refusal(
-            self, 413, "payload-too-large", inflate, gzip.compress(b"a" * 60) + gzip.compress(b"a" * 41), "gzip", 100
+            self,
+            413,
+            "payload-too-large",
+            inflate,
+            gzip.compress(b"a" * 60) + gzip.compress(b"a" * 41),
+            "gzip",
+            100,
+            MEMBERS,
         )
 
     def test_members(self) -> None:
@@ -74,7 +85,48 @@ class InflateTests(SynchronousTestCase):
         Members are inflated in turn, an empty one included.
         """
         raw = gzip.compress(b"ab") + gzip.compress(b"") + gzip.compress(b"cd")
-        self.assertEqual(inflate(raw, "x-gzip", 100), b"abcd")
+        self.assertEqual(inflate(raw, "x-gzip", 100, MEMBERS), b"abcd")
+
+    def test_member_cap(self) -> None:
+        """
+        Up to max_gzip_members members are inflated; one more, even empty,
+        is 400 naming the limit and its key.
+        """
+        empty = gzip.compress(b"", mtime=0)
+        self.assertEqual(inflate(gzip.compress(b"ab") + empty * 2, "gzip", 100, 3), b"ab")
+        problem = refusal(self, 400, "malformed-body", inflate, gzip.compress(b"ab") + empty * 3, "gzip", 100, 3)
+        self.assertEqual(problem.detail, "The body has more than 3 gzip members (limits.max_gzip_members).")
+        self.assertEqual(problem.reason, "content")
+
+    def test_member_bomb_cheap(self) -> None:
+        """
+        A megabyte of 50,000 empty gzip members is refused after the cap's
+        worth of them: it costs no more than inflating one small body a
+        few times, not the 50,000 inflaters it asks for (measured against
+        a real one-member body of the same size, which must come first).
+        """
+        bomb = gzip.compress(b"", mtime=0) * 50_000
+        plain = gzip.compress(bytes(range(256)) * 4096, compresslevel=0)
+        self.assertGreater(len(plain), len(bomb))
+        self.assertEqual(len(inflate(plain, "gzip", 2_000_000, MEMBERS)), 256 * 4096)
+        counted: list[int] = []
+        real = zlib.decompressobj
+
+        def counting(*args: Any) -> Any:
+            counted.append(1)
+            return real(*args)
+
+        self.patch(zlib, "decompressobj", counting)
+        refusal(self, 400, "malformed-body", inflate, bomb, "gzip", 1_048_576, MEMBERS)
+        self.assertEqual(len(counted), MEMBERS)
+
+    def test_stored_blocks(self) -> None:
+        """
+        A body of stored (uncompressed) deflate blocks, where zlib leaves
+        most of the input unconsumed at every step, comes back whole.
+        """
+        raw = bytes(range(256)) * 4096
+        self.assertEqual(inflate(gzip.compress(raw, compresslevel=0), "gzip", len(raw), MEMBERS), raw)
 
     def test_invalid(self) -> None:
         """
@@ -82,14 +134,14 @@ class InflateTests(SynchronousTestCase):
         """
         whole = gzip.compress(b'{"a": 1}' * 100)
         for raw in (b"plain", b"", whole[:5], whole[:-1], whole[: len(whole) // 2], whole + b"\0", whole + b"x"):
-            problem = refusal(self, 400, "malformed-body", inflate, raw, "gzip", 10_000)
+            problem = refusal(self, 400, "malformed-body", inflate, raw, "gzip", 10_000, MEMBERS)
             self.assertEqual(problem.reason, "content")
 
     def test_unsupported(self) -> None:
         """
         Other codings are 415 with Accept-Encoding: gzip.
         """
-        problem = refusal(self, 415, "unsupported-encoding", inflate, b"x", "br", 100)
+        problem = refusal(self, 415, "unsupported-encoding", inflate, b"x", "br", 100, MEMBERS)
         self.assertEqual(problem.headers, {"Accept-Encoding": "gzip"})
         self.assertEqual(problem.reason, "content")
 

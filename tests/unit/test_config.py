@@ -254,6 +254,20 @@ webhook:
                     ["webhook.endpoints[0].path: must be a plain path without query, fragment or empty segments"],
                 )
 
+    def test_access_log_exclude(self) -> None:
+        """
+        logging.access_log_exclude defaults to the probe and metrics paths,
+        may be emptied, and refuses what is not a plain path, naming it.
+        """
+        self.assertEqual(
+            _valid("").logging.access_log_exclude, ("/health", "/health/live", "/health/ready", "/metrics")
+        )
+        self.assertEqual(_valid("logging: {access_log_exclude: []}").logging.access_log_exclude, ())
+        self.assertEqual(
+            _problems("logging: {access_log_exclude: [/health, 'metrics']}"),
+            ["logging.access_log_exclude: 'metrics' must start with /"],
+        )
+
     def test_path_required(self) -> None:
         """
         An endpoint without a path is refused.
@@ -285,7 +299,7 @@ logging: {lvel: debug}
             [
                 "service.port: must be a port number between 0 and 65535",
                 "webhook.auth.type: must be one of bearer, basic, api_key, hmac, none",
-                "logging.lvel: unknown key (known keys: access_log, format, level)",
+                "logging.lvel: unknown key (known keys: access_log, access_log_exclude, format, level)",
             ],
         )
 
@@ -304,7 +318,7 @@ security: {tls_enabled: true, cert_file: /nonexistent/c, key_file: /nonexistent/
         self.assertEqual(
             problems,
             [
-                "logging.lvel: unknown key (known keys: access_log, format, level)",
+                "logging.lvel: unknown key (known keys: access_log, access_log_exclude, format, level)",
                 "webhook.endpoints[0].source: is required for /custom (one of alertmanager, grafana)",
                 "security.cert_file: file not found: /nonexistent/c",
                 "security.key_file: file not found: /nonexistent/k",
@@ -1142,7 +1156,7 @@ limits:
                 global_limit=10000,
                 burst_size=100,
                 per_client_limit=None,
-                reject_status=429,
+                reject_status=None,
                 max_tracked_clients=100_000,
             ),
         )
@@ -1339,6 +1353,18 @@ webhook:
         self.assertEqual(
             _problems("security: {trusted_proxies: [10.0.0.0/8, proxy.example]}"),
             ["security.trusted_proxies: 'proxy.example' is not an IP address or CIDR network"],
+        )
+
+    def test_forwarded_header(self) -> None:
+        """
+        security.forwarded_header says which header the trusted proxies
+        write: X-Forwarded-For unless set to forwarded; nothing else.
+        """
+        self.assertEqual(_valid("").security.forwarded_header, "x-forwarded-for")
+        self.assertEqual(_valid("security: {forwarded_header: forwarded}").security.forwarded_header, "forwarded")
+        self.assertEqual(
+            _problems("security: {forwarded_header: both}"),
+            ["security.forwarded_header: must be one of x-forwarded-for, forwarded"],
         )
 
     def test_auth_choices(self) -> None:
@@ -1660,9 +1686,11 @@ class EdgeWarningTests(SynchronousTestCase):
         """
         for kind in ("basic", "api_key", "hmac"):
             with self.subTest(kind=kind):
+                # Signed with timestamps, so that only the credentials are warned about.
+                auth = f"type: {kind}" + (", timestamp_header: X-Grafana-Alerting-Timestamp" if kind == "hmac" else "")
                 config = _valid(
-                    f"webhook: {{auth: {{type: {kind}}}, endpoints: [{{path: /webhook/prometheus}},"
-                    f" {{path: /webhook/grafana, auth: {{type: {kind}}}}}]}}"
+                    f"webhook: {{auth: {{{auth}}}, endpoints: [{{path: /webhook/prometheus}},"
+                    f" {{path: /webhook/grafana, auth: {{{auth}}}}}]}}"
                 )
                 self.assertEqual(
                     warnings_for(config),
@@ -1696,7 +1724,7 @@ class EdgeWarningTests(SynchronousTestCase):
         Credentials of every kind silence the warnings.
         """
         config = _valid(
-            "webhook: {auth: {type: hmac, secret: s}, endpoints: ["
+            "webhook: {auth: {type: hmac, secret: s, timestamp_header: X-Grafana-Alerting-Timestamp}, endpoints: ["
             "{path: /webhook/grafana, auth: {type: basic, username: u, password: p}},"
             " {path: /webhook/prometheus, auth: {type: api_key, tokens: [k]}}, {path: /webhook/alertmanager}]}"
         )
@@ -1941,3 +1969,42 @@ storm: {treshold: 3}
             _valid("webhook: {endpoints: [{path: /alerts/am, source: alertmanager}]}").webhook.endpoints[0].path,
             "/alerts/am",
         )
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+class MinSpacingTests(SynchronousTestCase):
+    def test_unreachable_within_rule_warned(self) -> None:
+        """
+        escalation.min_spacing (30 s by default, new in this change) counts
+        at most one duplicate per 30 s, so a rule "within: 5, window: 1m"
+        (reachable before the upgrade by an alert repeated every 10 s) can
+        no longer be met: only "total" still escalates, and nothing says
+        so.  Pins: check-config warns when (within - 1) * min_spacing
+        exceeds a rule's window.
+        """
+        config = _valid(
+            "webhook: {auth: {token: t}}\nescalation:\n  environments:\n    production: {within: 5, window: 1m}\n"
+        )
+        found = [w for w in warnings_for(config) if "min_spacing" in w]
+        self.assertNotEqual(found, [], "no warning that the rule cannot be reached")
+
+
+class FlushIntervalDocsTests(SynchronousTestCase):
+    def test_flush_interval_does_not_claim_delivery_outcomes(self) -> None:
+        """
+        Delivery outcomes are never written by the SQLite state (commit
+        46d99de: derived from the queue at restore; docs/delivery.md says
+        "Not written at all: how a delivery went"), yet
+        docs/configuration.md says state.flush_interval is how often "a
+        delivery's outcome" is written.  Pins: the state.flush_interval row
+        does not promise delivery outcomes.
+        """
+        rows = [
+            line
+            for line in (DOCS / "configuration.md").read_text(encoding="utf-8").splitlines()
+            if line.startswith("| `state.flush_interval`")
+        ]
+        self.assertEqual(len(rows), 1)
+        self.assertNotIn("outcome", rows[0])

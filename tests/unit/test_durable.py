@@ -181,7 +181,7 @@ class DurableQueueTests(SynchronousTestCase):
         connection = open_database(self.path)
         self.addCleanup(connection.close)
         [dead] = list_items(connection, "dead")
-        self.assertEqual(dead.reason, "[dead] 400 bad")
+        self.assertEqual((dead.state, dead.reason), ("dead", "400 bad"))
         self.assertEqual(self.successResultOf(queue.adopt_retried()), 0)
         retry_dead(connection)
         self.assertEqual(self.successResultOf(queue.adopt_retried()), 1)

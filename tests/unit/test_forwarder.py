@@ -21,6 +21,7 @@ from alertgateway.delivery.forwarder import Backoff, Forwarder
 from alertgateway.delivery.http import HTTPSink, PostingClient
 from alertgateway.delivery.queue import MemoryQueue
 from alertgateway.delivery.sinks import Retryable
+from alertgateway.delivery.timeouts import AdaptiveTimeout
 from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.state.errors import QueueFull
 from alertgateway.testing import HANG, RESET, Answer, StubProcessor
@@ -72,13 +73,15 @@ class Harness(SynchronousTestCase):
         default_answer: Answer | None = None,
         breaker: Callable[[Clock], CircuitBreaker] | None = None,
         batch_size: int = 1,
+        timeouts: AdaptiveTimeout | None = None,
     ) -> Forwarder:
         self.clock = Clock()
         self.breaker = breaker(self.clock) if breaker is not None else None
         self.metrics = GatewayMetrics()
         self.processor = StubProcessor(*answers, default=default_answer or Answer(202))
         self.stub = StubTreq(self.processor)
-        sink = HTTPSink(cast(PostingClient, self.stub), "http://processor.test", clock=self.clock, timeout=5.0)
+        timeout = timeouts.current if timeouts is not None else 5.0
+        sink = HTTPSink(cast(PostingClient, self.stub), "http://processor.test", clock=self.clock, timeout=timeout)
         forwarder = Forwarder(
             MemoryQueue(max_items),
             sink,
@@ -89,6 +92,7 @@ class Harness(SynchronousTestCase):
             backoff=Backoff(base=1.0, cap=30.0, rand=lambda: 0.0),
             breaker=self.breaker,
             batch_size=batch_size,
+            timeouts=timeouts,
         )
         forwarder.start()
         return forwarder
@@ -547,6 +551,74 @@ class BreakerWiringTests(Harness):
         self.assertEqual(len(forwarder.queue), 1)
 
 
+class SlowerProcessorTests(Harness):
+    """
+    A processor whose latency jumps (5 ms, then 0.7 s) within the
+    configured timeout.
+    """
+
+    def answer_all(self) -> None:
+        for request in self.processor.hanging:
+            if not request._disconnected:
+                request.setResponseCode(202)
+                request.finish()
+        self.processor.hanging.clear()
+        self.stub.flush()
+
+    def test_delivered_at_most_twice(self) -> None:
+        """
+        The first attempts cut short by the adaptive timeout (learnt from
+        fast answers) send it back to the configured timeout at once; the
+        retries are given the time they need and succeed; the breaker,
+        told nothing by the cut-short attempts, stays closed; every alert
+        is received at most twice, and the queue is empty within seconds.
+        """
+        timeouts = AdaptiveTimeout(minimum=0.5, maximum=5.0, min_samples=5)
+        forwarder = self.forwarder(
+            max_in_flight=4,
+            timeouts=timeouts,
+            breaker=lambda clock: CircuitBreaker(
+                clock, failure_threshold=2, recovery_timeout=60.0, half_open_requests=1
+            ),
+        )
+        forwarder.submit([envelope(f"fast-{n}") for n in range(60)])
+        self.assertEqual(timeouts.current(), 0.5)
+        self.processor.default = HANG
+        forwarder.submit([envelope(f"slow-{n}") for n in range(8)])
+        for _ in range(40):
+            self.clock.advance(0.7)
+            self.answer_all()
+        self.assertEqual(len(forwarder.queue), 0)
+        slow = [r.body for r in self.processor.received if b"slow-" in r.body]
+        self.assertLessEqual(max(slow.count(body) for body in slow), 2)
+        self.assertEqual(len(set(slow)), 8)
+        assert self.breaker is not None
+        self.assertEqual(self.breaker.state, CLOSED)
+        # Room for what the processor takes now, and it comes down slowly.
+        self.assertGreater(timeouts.current(), 2.8)
+
+    def test_timeout_at_the_maximum_counts(self) -> None:
+        """
+        An attempt that had the whole configured timeout and got no answer
+        does count toward opening the breaker.
+        """
+        forwarder = self.forwarder(
+            HANG,
+            HANG,
+            max_retries=5,
+            timeouts=AdaptiveTimeout(minimum=0.5, maximum=5.0),
+            breaker=lambda clock: CircuitBreaker(
+                clock, failure_threshold=2, recovery_timeout=60.0, half_open_requests=1
+            ),
+        )
+        forwarder.submit([envelope("A")])
+        self.clock.advance(5)
+        self.clock.advance(1)
+        self.clock.advance(5)
+        assert self.breaker is not None
+        self.assertEqual(self.breaker.state, OPEN)
+
+
 class BatchTests(Harness):
     """
     alert_processor.batch_size: alerts ready together go in one request.
@@ -587,6 +659,28 @@ class BatchTests(Harness):
         self.assertEqual(len(json.loads(first.body)), 2)
         self.assertEqual(second.path, "/api/v1/alerts")
         self.assertEqual(self.outcome("delivered"), 3.0)
+
+    def test_no_batch_endpoint(self) -> None:
+        """
+        A processor without the batch endpoint (404) gets the batch's
+        alerts one by one, and the next ones too, without the batch being
+        tried for ten minutes; then it is tried again.
+        """
+        forwarder = self.forwarder(Answer(404), batch_size=10)
+        self.successResultOf(forwarder.submit([envelope(key) for key in "AB"]))
+        self.clock.advance(0)
+        self.clock.advance(0)
+        self.successResultOf(forwarder.submit([envelope(key) for key in "CD"]))
+        self.clock.advance(0)
+        self.clock.advance(0)
+        paths = [r.path for r in self.processor.received]
+        self.assertEqual(paths, ["/api/v1/alerts/batch"] + ["/api/v1/alerts"] * 4)
+        self.assertEqual(self.outcome("delivered"), 4.0)
+        self.clock.advance(600)
+        self.successResultOf(forwarder.submit([envelope(key) for key in "EF"]))
+        self.clock.advance(0)
+        self.clock.advance(0)
+        self.assertEqual(self.processor.received[-1].path, "/api/v1/alerts/batch")
 
     def test_refused_batch_delivered_one_by_one(self) -> None:
         """

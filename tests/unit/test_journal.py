@@ -20,7 +20,15 @@ from zope.interface import implementer
 
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.executor import ThreadExecutor
-from alertgateway.delivery.journal import JournalError, SQLiteJournal, list_items, open_database, purge, retry_dead
+from alertgateway.delivery.journal import (
+    JournalError,
+    SQLiteJournal,
+    count_items,
+    list_items,
+    open_database,
+    purge,
+    retry_dead,
+)
 from alertgateway.testing import InlineExecutor, ManualExecutor
 from tests.unit._support import envelope
 
@@ -230,10 +238,13 @@ class DeadLetterTests(SynchronousTestCase):
         """
         dead = list_items(self.connection, "dead")
         self.assertEqual([(i.id, i.attempts) for i in dead], [(1, 2), (3, 1)])
-        self.assertEqual(dead[0].reason, "[dead] 400 no such team")
+        self.assertEqual((dead[0].state, dead[0].reason), ("dead", "400 no such team"))
+        self.assertEqual(dead[0].alertname, "A")
         self.assertEqual(dead[0].body["labels"], {"alertname": "A"})
         self.assertEqual([i.id for i in list_items(self.connection, "pending")], [2])
         self.assertEqual([i.id for i in list_items(self.connection)], [1, 2, 3])
+        self.assertEqual([i.id for i in list_items(self.connection, limit=2)], [1, 2])
+        self.assertEqual((count_items(self.connection), count_items(self.connection, "dead")), (3, 2))
 
     def test_retry_and_adopt(self) -> None:
         """

@@ -12,7 +12,14 @@ from twisted.logger import Logger, LogLevel, LogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.observability.logs import FLUSH_DELAY, JSONLineObserver, make_observer
+from alertgateway.observability.logs import (
+    FLUSH_DELAY,
+    MAX_FIELD_CHARS,
+    MAX_LOGGED_CHARS,
+    JSONLineObserver,
+    clip,
+    make_observer,
+)
 
 
 def publisher_for(stream: io.StringIO, fmt: str, level: str) -> Logger:
@@ -94,6 +101,16 @@ class JSONObserverTests(SynchronousTestCase):
         self.assertEqual(record["level"], "critical")
         self.assertIn("ValueError: boom", str(record["error"]))
 
+    def test_long_fields_clipped(self) -> None:
+        """
+        A string field of an ordinary event longer than MAX_FIELD_CHARS is
+        cut there, with how many characters more it had: an event carrying
+        what a client sent cannot make a line of any length.
+        """
+        self.log.warn("Refused {what}", what="x" * (MAX_FIELD_CHARS + 10), short="kept")
+        [record] = self.records()
+        self.assertEqual((record["what"], record["short"]), ("x" * MAX_FIELD_CHARS + "...[10 more]", "kept"))
+
     def test_bare_event(self) -> None:
         """
         An event without level or time (as legacy code may emit) is still
@@ -170,3 +187,18 @@ class FlushTests(SynchronousTestCase):
         observer({"log_level": LogLevel.warn, "log_format": "careful", "log_time": 0.0})
         self.assertEqual(stream.flushes, 2)
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class ClipTests(SynchronousTestCase):
+    """
+    L{clip}: what of a client's value a log line keeps.
+    """
+
+    def test_clip(self) -> None:
+        """
+        Values up to the limit are kept whole; longer ones are cut, saying
+        how much more there was.
+        """
+        self.assertEqual(clip("a" * MAX_LOGGED_CHARS), "a" * MAX_LOGGED_CHARS)
+        self.assertEqual(clip("a" * (MAX_LOGGED_CHARS + 1)), "a" * MAX_LOGGED_CHARS + "...[1 more]")
+        self.assertEqual(clip("abcdef", 2), "ab...[4 more]")

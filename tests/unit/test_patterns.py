@@ -13,31 +13,43 @@ from tests.unit._http import capture_events
 
 class AdaptiveTimeoutTests(SynchronousTestCase):
     """
-    A high percentile of recent latencies times a factor, within bounds.
+    Tends to a high percentile of recent latencies times a factor, within
+    bounds: down slowly, back up at once.
     """
 
-    def make(self) -> AdaptiveTimeout:
+    def make(self, decay: float = 1.0) -> AdaptiveTimeout:
         return AdaptiveTimeout(
-            initial=5.0, minimum=0.5, maximum=8.0, factor=4.0, quantile=0.9, window=10, min_samples=5
+            minimum=0.5, maximum=8.0, factor=4.0, quantile=0.9, window=10, min_samples=5, decay=decay
         )
 
-    def test_initial_until_enough_samples(self) -> None:
+    def test_maximum_until_enough_samples(self) -> None:
         """
-        Until min_samples latencies are seen the initial timeout holds.
+        Until min_samples latencies are seen an attempt gets the maximum
+        (the configured timeout).
         """
         timeout = self.make()
         for _ in range(4):
             timeout.observe(0.01)
-        self.assertEqual(timeout.current(), 5.0)
+        self.assertEqual(timeout.current(), 8.0)
 
     def test_follows_percentile(self) -> None:
         """
-        The timeout is the quantile of the window times the factor.
+        The timeout tends to the quantile of the window times the factor.
         """
         timeout = self.make()
         for latency in (0.1, 0.1, 0.2, 0.2, 0.3, 0.3, 0.4, 0.4, 0.5, 1.5):
             timeout.observe(latency)
         self.assertAlmostEqual(timeout.current(), 2.0)
+
+    def test_down_slowly(self) -> None:
+        """
+        Each success lowers it by at most decay of itself: a burst of fast
+        answers does not cut a processor short at once.
+        """
+        timeout = self.make(decay=0.1)
+        for _ in range(6):
+            timeout.observe(0.01)
+        self.assertAlmostEqual(timeout.current(), 8.0 * 0.9**2)
 
     def test_bounds(self) -> None:
         """
@@ -60,6 +72,22 @@ class AdaptiveTimeoutTests(SynchronousTestCase):
         for _ in range(10):
             timeout.observe(0.25)
         self.assertAlmostEqual(timeout.current(), 1.0)
+
+    def test_timeout_back_to_maximum(self) -> None:
+        """
+        A timed-out attempt sends it back to the maximum at once, and what
+        was learnt of the latency is forgotten: a processor that became
+        slower gets all the time allowed from the next attempt on.
+        """
+        timeout = self.make()
+        for _ in range(10):
+            timeout.observe(0.001)
+        self.assertTrue(timeout.below_maximum)
+        timeout.timed_out()
+        self.assertEqual((timeout.current(), timeout.below_maximum), (8.0, False))
+        for _ in range(4):
+            timeout.observe(0.001)
+        self.assertEqual(timeout.current(), 8.0)
 
 
 class FailureRatioTests(SynchronousTestCase):

@@ -52,6 +52,9 @@ LIMITS = Limits(
 )
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Bidirectional formatting characters and unpaired surrogates, which
+# nothing of an accepted alert may carry.
+UNSAFE = re.compile(r"[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 # -- JSON ------------------------------------------------------------------
 
@@ -312,7 +315,9 @@ class ParserProperties(SynchronousTestCase):
                 self.assertIsNone(CONTROL.search(value), repr(value))
                 self.assertLessEqual(len(value), limits.max_label_value_length)
             # What the sinks will do with it.
-            json.dumps(outcome.to_json(), ensure_ascii=False).encode("utf-8")
+            text = json.dumps(outcome.to_json(), ensure_ascii=False)
+            text.encode("utf-8")
+            self.assertIsNone(UNSAFE.search(text), repr(text))
         self.assertLessEqual(len(result.accepted), limits.max_alerts_per_request)
 
     @FAST
@@ -321,7 +326,8 @@ class ParserProperties(SynchronousTestCase):
         """
         Any JSON value, shaped like a webhook or not (or bytes no decoder
         made anything of), gives a ParseResult of alerts (Prometheus label
-        names, no control characters, within the limits, encodable) and
+        names, no control characters, within the limits, encodable, no
+        bidirectional formatting characters anywhere) and
         rejections, or a PayloadError with pointers; nothing else escapes.
         """
         self.check(document)
@@ -370,7 +376,7 @@ class DecodingProperties(SynchronousTestCase):
         are refused 400 or 413.
         """
         try:
-            inflated = inflate(raw, "gzip", limit)
+            inflated = inflate(raw, "gzip", limit, 16)
         except Problem as problem:
             self.assertIn(problem.status, (400, 413))
             return
@@ -386,9 +392,9 @@ class DecodingProperties(SynchronousTestCase):
         whole = b"".join(members)
         raw = b"".join(gzip.compress(member, mtime=0) for member in members)
         if len(whole) <= limit:
-            self.assertEqual(inflate(raw, "gzip", limit), whole)
+            self.assertEqual(inflate(raw, "gzip", limit, 16), whole)
         else:
-            self.assertEqual(self.assertRaises(Problem, inflate, raw, "gzip", limit).status, 413)
+            self.assertEqual(self.assertRaises(Problem, inflate, raw, "gzip", limit, 16).status, 413)
 
     @FAST
     @given(json_values, st.integers(min_value=1, max_value=6))

@@ -233,6 +233,47 @@ class IndependenceTests(SynchronousTestCase):
         self.assertTrue(limits.check("/a", "quiet-2").allowed)
 
 
+class CredentialsApartTests(SynchronousTestCase):
+    """
+    Requests with credentials (an identity) and without never share a
+    bucket.
+    """
+
+    def test_global_apart(self) -> None:
+        """
+        Spending the global burst without credentials, from ever new
+        addresses, leaves the whole burst to senders with credentials, and
+        the other way round.
+        """
+        limits = limiter(Clock(), burst=2)
+        self.assertEqual([limits.check("/a", f"192.0.2.{i}").allowed for i in range(3)], [True, True, False])
+        self.assertEqual([limits.check("/a", "192.0.2.9", "token:0").allowed for _ in range(3)], [True, True, False])
+        self.assertEqual(limits.check("/a", "192.0.2.9", "key:1").scope, "global")
+
+    def test_endpoint_apart(self) -> None:
+        """
+        An endpoint's bucket is two as well: one for each kind of request.
+        """
+        limits = limiter(Clock(), endpoints={"/a": 1})
+        self.assertTrue(limits.check("/a", "192.0.2.1").allowed)
+        self.assertEqual(limits.check("/a", "192.0.2.2").scope, "endpoint")
+        self.assertTrue(limits.check("/a", "192.0.2.1", "cert:am.example").allowed)
+        self.assertFalse(limits.check("/a", "192.0.2.1", "user:gf").allowed)
+
+    def test_client_is_identity(self) -> None:
+        """
+        The client bucket of a request with credentials is its identity's,
+        from any address; without, its address's.
+        """
+        limits = limiter(Clock(), per_client=1)
+        self.assertTrue(limits.check("/a", "192.0.2.1", "token:0").allowed)
+        refused = limits.check("/a", "192.0.2.2", "token:0")
+        self.assertEqual((refused.allowed, refused.scope), (False, "client"))
+        self.assertTrue(limits.check("/a", "192.0.2.1").allowed)
+        self.assertTrue(limits.check("/a", "192.0.2.1", "token:1").allowed)
+        self.assertEqual(limits.tracked_clients, 3)
+
+
 class ClientLimitTests(SynchronousTestCase):
     def test_per_client(self) -> None:
         """

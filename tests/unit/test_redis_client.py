@@ -12,6 +12,8 @@ from typing import Any
 
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from alertgateway.config import parse_config
@@ -20,6 +22,7 @@ from alertgateway.redis.client import RedisClient, RedisError, RedisSettings, Re
 from alertgateway.state.errors import StateUnavailable
 from tests.integration._certs import Authority, write_pem
 from tests.redis_server import RedisServer, until
+from tests.unit._http import capture_events
 from tests.unit._support import inline
 
 reactor: Any = _reactor
@@ -247,6 +250,57 @@ class ClientTests(_Connected):
         self.client._revive()
         await until(lambda: self.client.up)
         self.assertEqual(await self.client.command("ping", "PING"), "PONG")
+
+    @inline
+    async def test_stopped_quietly(self) -> None:
+        """
+        Stopping the client (a clean shutdown) logs that it disconnected at
+        info, never the "lost every connection" warning of an outage; once
+        started again, an outage warns as before.
+        """
+        events = capture_events(self, lambda e: e.get("log_namespace") == "alertgateway.redis.client")
+        await self.client.stop()
+        await until(lambda: not self.client.up)
+        self.assertEqual(
+            [(e["log_level"], formatEvent(e)) for e in events], [(LogLevel.info, "Disconnected from Redis (state)")]
+        )
+        del events[:]
+        self.client.start()
+        await until(lambda: self.client.up)
+        self.server.kill()
+        await until(lambda: not self.client.up)
+        self.assertEqual(
+            [(e["log_level"], formatEvent(e)) for e in events],
+            [
+                (LogLevel.info, "Connected to Redis (state)"),
+                (LogLevel.warn, "Lost every connection to Redis (state); reconnecting"),
+            ],
+        )
+
+    @inline
+    async def test_still_connecting(self) -> None:
+        """
+        A client with no connection connect_timeout after it started warns
+        once, and goes on trying; one that connected in time, or was
+        stopped first, does not.
+        """
+        events = capture_events(self, lambda e: e.get("log_namespace") == "alertgateway.redis.client")
+        settings = RedisSettings(url=self.server.url, timeout=0.3, connect_timeout=0.2)
+        connected = self.connect(settings)
+        await until(lambda: connected.up)
+        stopped = self.connect(settings)
+        await stopped.stop()
+        self.server.kill()
+        late = self.connect(settings)
+        await deferLater(reactor, 0.4)
+        self.assertFalse(late.up)
+        warnings = [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(
+            [w for w in warnings if w.startswith("No connection")],
+            ["No connection to Redis (state) 0.2s after starting; still trying"],
+        )
+        self.server.start()
+        await until(lambda: late.up)
 
     @inline
     async def test_stopped(self) -> None:

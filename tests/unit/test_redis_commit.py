@@ -20,7 +20,7 @@ from typing import Any
 
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, gatherResults, succeed
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import TestCase
 
 from alertgateway.core.decider import DeciderSettings
@@ -30,6 +30,7 @@ from alertgateway.core.model import Alert, fingerprint
 from alertgateway.core.storms import StormSettings
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.redis import decisions
 from alertgateway.redis.client import RedisClient, RedisSettings
 from alertgateway.redis.decisions import RedisState
 from alertgateway.redis.failover import Failover, FailoverState
@@ -509,3 +510,37 @@ class OutageTests(_RedisCase):
         decided = await replica.decide([make_alert()])
         self.assertEqual(_verdicts(decided), [Verdict.NEW])
         self.assertEqual(fallback(), 1)
+
+
+class StormExpiryTests(_RedisCase):
+    @inline
+    async def test_held_back_storm_does_not_expire(self) -> None:
+        """
+        A storm's group and waiting list live for max(storm.window,
+        quiet_period, flush_interval) + 60 s from their last write.  While
+        the queue is full (the processor down: when storms happen) the tick
+        holds the storm's events back without writing the group, and once
+        that time passes Redis drops the storm with its waiting members:
+        the next tick finds nothing to close ("expired while every replica
+        was away"), so those members never reach the processor.  The same
+        happens when every replica is down that long.  (The 60 s margin is
+        shortened here so that the test takes a second.)  Pins: the members
+        of an open storm are listed once the queue has room again.
+        """
+        self.patch(decisions, "_TTL_MARGIN", 0.3)
+        quick = storms(window=0.1, quiet_period=0.2, flush_interval=0.1)
+        a = self.replica(storm=quick)
+        await a.decide([make_alert(f"p-{i}") for i in range(9)])
+        waiting = await self.waiting()
+        self.assertEqual(len(waiting), 6)
+        self.clock.advance(0.15)
+        held = await a.state.tick(self.clock.seconds(), a.enqueue, 0)
+        self.assertGreater(held.held_back, 0)
+        # The queue stays full a little longer than the storm's time to live.
+        await deferLater(reactor, 1.0)
+        listed: list[str] = []
+        for _ in range(10):
+            self.clock.advance(0.2)
+            for event in (await a.tick()).outgoing:
+                listed += [m["fingerprint"] for m in event.body["members"]]
+        self.assertEqual(listed, waiting)

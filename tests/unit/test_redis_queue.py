@@ -19,18 +19,20 @@ import attrs
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import deferLater
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import FailTest, TestCase
 
 from alertgateway.delivery.durable import DurableQueue
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.journal import SQLiteJournal
 from alertgateway.observability.metrics import GatewayMetrics
-from alertgateway.redis.client import RedisClient, RedisSettings
+from alertgateway.redis.client import RedisClient, RedisSettings, RedisUnavailable
 from alertgateway.redis.failover import Failover
 from alertgateway.redis.queue import GROUP, RedisQueue, RedisQueueSettings
+from alertgateway.redis.queue.outage import Outage
 from alertgateway.state.errors import QueueFull
 from tests.redis_server import RedisServer
-from tests.unit._http import InlineExecutor
+from tests.unit._http import InlineExecutor, capture_events
 
 reactor: Any = _reactor
 
@@ -367,6 +369,43 @@ class RedisQueueTests(TestCase):
         self.assertEqual(q2.held, frozenset(range(4)))
 
     @inline
+    async def test_outage_logged(self) -> None:
+        """
+        An outage of the queue's Redis is one warning when it begins and one
+        info line when it ends; what fails before the client's first
+        connection (every start) is logged at info.
+        """
+        events = capture_events(self, lambda e: e.get("log_namespace") == "alertgateway.redis.queue.outage")
+        self.server.kill()
+        fresh = RedisClient(RedisSettings(url=self.server.url, timeout=0.5), reactor, GatewayMetrics().redis)
+        fresh.start()
+        self.addCleanup(fresh.stop)
+        outage = Outage(Failover(fresh, "fail_open", GatewayMetrics().redis))
+        outage.failed(RedisUnavailable("not connected to Redis"))
+        outage.recovered()
+        self.server.start()
+        await until(lambda: fresh.up, "connected")
+        for _ in range(2):
+            outage.failed(RedisUnavailable("gone"))
+        outage.recovered()
+        self.assertEqual(
+            [(e["log_level"], formatEvent(e)) for e in events],
+            [
+                (
+                    LogLevel.info,
+                    "Redis queue unavailable (not connected to Redis); alerts go to the local fallback queue until"
+                    " it is back",
+                ),
+                (LogLevel.info, "Redis queue available again"),
+                (
+                    LogLevel.warn,
+                    "Redis queue unavailable (gone); alerts go to the local fallback queue until it is back",
+                ),
+                (LogLevel.info, "Redis queue available again"),
+            ],
+        )
+
+    @inline
     async def test_bury_makes_a_dead_letter(self) -> None:
         """
         bury moves the entry to the dead-letter stream with the reason and
@@ -558,6 +597,9 @@ class RedisQueueTests(TestCase):
         self.assertFalse(empty.called)
         queue.done(e)
         await empty
+        # Once the acknowledgement is answered: the length it answered is
+        # the queue's, and a shutdown does not report the delivered alert.
+        self.assertEqual(len(queue), 0)
         await until(lambda: not queue.held, "the last partition is given back")
         await self.wait_for(lambda: self._lease_gone(client, e.partition), "its lease is deleted")
 

@@ -58,10 +58,11 @@ class LoaderTests(SynchronousTestCase):
 
     def test_every_file(self) -> None:
         """
-        The package ships the six shared-state scripts and the queue's nine.
+        The package ships the six shared-state scripts and the queue's
+        eleven (two of them the queue commands').
         """
-        self.assertEqual(len(script_names()), 15)
-        self.assertEqual(len([n for n in script_names() if n.startswith("queue_")]), 9)
+        self.assertEqual(len(script_names()), 17)
+        self.assertEqual(len([n for n in script_names() if n.startswith("queue_")]), 11)
 
     def test_loaded_once(self) -> None:
         """

@@ -11,6 +11,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import attrs
 from twisted.application.service import Application, IService
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
@@ -34,6 +35,7 @@ from alertgateway.web.resource import HandlerResource, Response
 from alertgateway.web.site import GatewayRequest
 from tests.unit._http import (
     AUTH,
+    GRAFANA,
     PROMETHEUS,
     TOKEN,
     Connection,
@@ -45,6 +47,7 @@ from tests.unit._http import (
     make_config,
     make_service,
     request_bytes,
+    stop,
 )
 
 BODY = body(alert("A"))
@@ -211,7 +214,7 @@ class StartTests(SynchronousTestCase):
             body=fixture("alertmanager-firing.json"),
         )
         self.assertEqual(response.status, 202)
-        self.successResultOf(service.stopService())
+        stop(self, service)
         fingerprints = [json.loads(line)["fingerprint"] for line in path.read_text().splitlines()]
         self.assertEqual(fingerprints, ["704fae8241e05a07", "995194533ae82003"])
 
@@ -286,23 +289,33 @@ class StopTests(SynchronousTestCase):
             body=fixture("alertmanager-firing.json"),
         )
         self.assertEqual(response.status, 503)
+        self.assertIsNotNone(response.header("Retry-After"))
         self.slow.gate.callback(None)
+        reactor = service.gateway.reactor
+        assert isinstance(reactor, RecordingReactor)
+        reactor.advance(3)
         self.successResultOf(stopping)
 
     def test_order(self) -> None:
         """
-        The webhook listener stops first; in-flight requests are answered;
-        only after that (and the drain) does the metrics listener stop.
+        In-flight requests are answered; the webhook listener stays open
+        for the grace period (new webhooks get 503 shutting-down, not a
+        refused connection), then closes; then the metrics listener.
         """
         service, reactor = self.start()
         connection = Connection(service.site)
         connection.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", "GET")
         stopping = service.stopService()
-        self.assertEqual(reactor.events, ["stop 8080"])
-        self.assertNoResult(stopping)
         self.slow.gate.callback(None)
         [response] = connection.responses()
         self.assertEqual(response.status, 200)
+        reactor.advance(2.9)
+        self.assertEqual(reactor.events, [])
+        late = Connection(service.site).request(
+            "POST", "/webhook/prometheus", headers={"Authorization": f"Bearer {TOKEN}"}, body=BODY
+        )
+        self.assertEqual(late.json()["type"], "urn:alertgateway:problem:shutting-down")
+        reactor.advance(0.1)
         self.successResultOf(stopping)
         self.assertEqual(reactor.events, ["stop 8080", "stop 9090"])
 
@@ -326,6 +339,7 @@ class StopTests(SynchronousTestCase):
         connection.feed(raw[200:])
         [response] = connection.responses()
         self.assertEqual(response.status, 202)
+        reactor.advance(3)
         self.successResultOf(stopping)
         self.assertEqual(len(self.sink_path.read_text().splitlines()), 2)
 
@@ -352,7 +366,7 @@ class StopTests(SynchronousTestCase):
         """
         service, reactor = self.start()
         reactor._exitSignal = signal.SIGTERM
-        self.successResultOf(service.stopService())
+        stop(self, service)
         self.assertIsNone(reactor._exitSignal)
 
     def test_other_signal_kept(self) -> None:
@@ -361,7 +375,7 @@ class StopTests(SynchronousTestCase):
         """
         service, reactor = self.start()
         reactor._exitSignal = signal.SIGINT
-        self.successResultOf(service.stopService())
+        stop(self, service)
         self.assertEqual(reactor._exitSignal, signal.SIGINT)
 
 
@@ -437,7 +451,7 @@ class EdgeLifecycleTests(SynchronousTestCase):
         resolver.table = {}
         reactor.advance(60)
         self.assertEqual(post(IPv4Address("TCP", "192.0.2.20", 5000)), 202)
-        self.successResultOf(service.stopService())
+        stop(self, service)
         reactor.advance(600)
         self.assertEqual(len(resolver.lookups), 3)
 
@@ -457,8 +471,38 @@ class EdgeLifecycleTests(SynchronousTestCase):
         self.assertEqual(service.limiter.tracked_clients, 1)
         reactor.advance(120)
         self.assertEqual(service.limiter.tracked_clients, 0)
-        self.successResultOf(service.stopService())
+        stop(self, service)
         self.assertEqual([c for c in reactor.getDelayedCalls() if "TimeoutMixin" not in repr(c)], [])
+
+    def test_rate_limit_status_by_source(self) -> None:
+        """
+        Without rate_limiting.reject_status an Alertmanager endpoint
+        refuses a rate-limited webhook with 503 and Retry-After (which
+        Alertmanager retries; it drops a notification answered 4xx), a
+        Grafana endpoint with 429; the status lines carry their reason
+        phrases.
+        """
+        reactor = RecordingReactor()
+        config = parse_config(
+            "webhook:\n  auth:\n    token: " + TOKEN + "\n"
+            "  endpoints:\n"
+            "    - {path: /webhook/prometheus, source: alertmanager, rate_limit: 1}\n"
+            "    - {path: /webhook/grafana, source: grafana, rate_limit: 1}\n"
+            "alert_processor:\n  endpoint: file:unused.jsonl\nqueue:\n  backend: memory\n",
+            environ={},
+        )
+        service, _, _ = make_service(config, reactor)
+        service.startService()
+        connection = Connection(service.site)
+        answers = []
+        for path in (PROMETHEUS, PROMETHEUS, GRAFANA, GRAFANA):
+            answers.append(connection.request("POST", path, headers=AUTH, body=BODY))
+        refused = [answers[1], answers[3]]
+        self.assertEqual(
+            [(r.status, r.reason) for r in refused], [(503, "Service Unavailable"), (429, "Too Many Requests")]
+        )
+        self.assertIsNotNone(refused[0].header("Retry-After"))
+        stop(self, service)
 
     def test_rate_limiting_disabled(self) -> None:
         """
@@ -514,15 +558,21 @@ class HTTPProcessorTests(SynchronousTestCase):
     def test_drains_before_stopping(self) -> None:
         """
         Alerts still queued when stop begins are delivered before the stop
-        completes; the processor sees them with the request's id.
+        completes, together in one batch request; the processor sees them
+        with the request's id.
         """
         processor = StubProcessor(Answer(202), Answer(202))
         stopping = self.service.stopService()
         self.reactor.advance(3.9)
         self.assertNoResult(stopping)
-        serve_client(self.reactor, 0, processor)
+        pump = serve_client(self.reactor, 0, processor)
+        self.assertEqual(len(processor.received), 1)
+        # The rest of the grace period, the listener answering 503; the
+        # pooled connection to the processor closes.
+        self.reactor.advance(0.1)
+        pump.flush()
         self.successResultOf(stopping)
-        self.assertEqual([r.path for r in processor.received], ["/base/api/v1/alerts"] * 2)
+        self.assertEqual([r.path for r in processor.received], ["/base/api/v1/alerts/batch"])
         self.assertEqual({r.header("x-request-id") for r in processor.received}, {"req-http"})
         # One worker, one pooled connection for both alerts.
         self.assertEqual(len(self.reactor.tcpClients), 1)
@@ -541,7 +591,8 @@ class HTTPProcessorTests(SynchronousTestCase):
         self.successResultOf(stopping)
         self.assertEqual([e.get("count") for e in warnings], [2])
         self.assertEqual(len(self.service.queue), 2)
-        self.assertEqual([call for call in self.reactor.getDelayedCalls() if "TimeoutMixin" not in repr(call)], [])
+        # Open connections keep their deadlines (the client's to close).
+        self.assertEqual([call for call in self.reactor.getDelayedCalls() if "GatewayChannel" not in repr(call)], [])
 
 
 class RestartTests(SynchronousTestCase):
@@ -558,7 +609,7 @@ class RestartTests(SynchronousTestCase):
         reactor = RecordingReactor()
         service, _, _ = make_service(make_config(sink=f"file:{path}"), reactor)
         service.startService()
-        self.successResultOf(service.stopService())
+        stop(self, service)
         service.startService()
         self.assertEqual(ready(service), 200)
         self.assertEqual([port for port, *_ in reactor.tcpServers], [8080, 9090, 8080, 9090])
@@ -569,7 +620,7 @@ class RestartTests(SynchronousTestCase):
             body=fixture("alertmanager-firing.json"),
         )
         self.assertEqual(response.status, 202)
-        self.successResultOf(service.stopService())
+        stop(self, service)
         self.assertEqual(len(path.read_text().splitlines()), 2)
 
 
@@ -637,7 +688,7 @@ class DecideWiringTests(SynchronousTestCase):
         """
         self.service.startService()
         self.post()
-        self.successResultOf(self.service.stopService())
+        stop(self, self.service)
         self.assertEqual(
             [c for c in self.reactor.getDelayedCalls() if "tick" in repr(c) or "LoopingCall" in repr(c)], []
         )
@@ -646,7 +697,7 @@ class DecideWiringTests(SynchronousTestCase):
         self.service.startService()
         self.reactor.advance(3)
         self.assertEqual(self.episodes(), 0)
-        self.successResultOf(self.service.stopService())
+        stop(self, self.service)
 
     def test_outcomes_reach_episodes(self) -> None:
         """
@@ -660,7 +711,7 @@ class DecideWiringTests(SynchronousTestCase):
         response = Connection(self.service.site).request("GET", f"/v1/alerts/{fingerprint}", headers=AUTH)
         self.assertEqual(response.status, 200, response.body)
         self.assertEqual(response.json()["delivery"], "delivered")
-        self.successResultOf(self.service.stopService())
+        stop(self, self.service)
 
 
 class DurableQueueServiceTests(SynchronousTestCase):
@@ -710,14 +761,15 @@ class DurableQueueServiceTests(SynchronousTestCase):
         response = Connection(service.site).request("GET", "/health/ready")
         answer = response.json()
         self.assertEqual(answer["queue"]["backend"], "sqlite")
-        self.assertEqual(answer["circuitBreaker"], {"state": "closed", "target": f"file:{self.sink}"})
-        self.successResultOf(service.stopService())
+        self.assertEqual(answer["circuitBreaker"], {"state": "closed", "target": "alert-processor"})
+        stop(self, service)
 
     def test_accepted_is_on_disk(self) -> None:
         """
-        While the circuit breaker is open webhooks are still accepted, and
-        a 202 is sent once the alerts are in the database: the file holds
-        them as pending, and they stay there after a stop.
+        While the circuit breaker is open webhooks are still accepted (the
+        probes report the processor down), and a 202 is sent once the
+        alerts are in the database: the file holds them as pending, and
+        they stay there after a stop.
         """
         from alertgateway.delivery.journal import list_items, open_database
 
@@ -725,8 +777,14 @@ class DurableQueueServiceTests(SynchronousTestCase):
         service.startService()
         breaker = service.breaker
         assert breaker is not None
+        processor = {"name": "alert-processor", "up": True}
+        self.assertEqual(Connection(service.site).request("GET", "/health").json()["processor"], processor)
         for _ in range(breaker.failure_threshold):
             breaker.failure()
+        # The probes say so, by the processor's name.
+        down = {"name": "alert-processor", "up": False}
+        self.assertEqual(Connection(service.site).request("GET", "/health/ready").json()["processor"], down)
+        self.assertEqual(Connection(service.site).request("GET", "/health").json()["processor"], down)
         response = Connection(service.site).request(
             "POST", PROMETHEUS, headers=AUTH, body=fixture("alertmanager-firing.json")
         )
@@ -742,11 +800,15 @@ class DurableQueueServiceTests(SynchronousTestCase):
 
     def test_breaker_state_gauge(self) -> None:
         """
-        gateway_circuit_breaker_state starts at 0 (closed) for the target
-        and follows the breaker's transitions, counted by new state.
+        gateway_circuit_breaker_state starts at 0 (closed) for the target,
+        named by alert_processor.name (never its URL), and follows the
+        breaker's transitions, counted by new state.
         """
-        service, _, _ = make_service(self.config())
-        target = f"file:{self.sink}"
+        config = self.config()
+        service, _, _ = make_service(
+            attrs.evolve(config, alert_processor=attrs.evolve(config.alert_processor, name="processor-eu"))
+        )
+        target = "processor-eu"
         registry = service.metrics.registry
         self.assertEqual(registry.get_sample_value("gateway_circuit_breaker_state", {"target": target}), 0.0)
         breaker = service.breaker

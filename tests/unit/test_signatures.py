@@ -18,7 +18,11 @@ from alertgateway.guards.signatures import (
     GrafanaVerifier,
     SignatureError,
     StandardWebhooksVerifier,
+    Verified,
     decode_standard_secret,
+    sign_grafana,
+    sign_standard,
+    which_equal,
 )
 
 # The example of the Standard Webhooks specification
@@ -122,7 +126,8 @@ class StandardWebhooksTests(SynchronousTestCase):
     def test_several_secrets(self) -> None:
         """
         A message signed with any configured secret is accepted, whatever
-        its place in the list (rotation on the receiving side).
+        its place in the list (rotation on the receiving side), and names
+        that place (the sender's rate bucket) and its replay key.
         """
         for position in range(2):
             with self.subTest(position=position):
@@ -130,7 +135,28 @@ class StandardWebhooksTests(SynchronousTestCase):
                 secrets[position] = SPEC_SECRET
                 message_id = f"msg_{position}"
                 signature = standard_signature(SPEC_SECRET, message_id, SPEC_TIMESTAMP, SPEC_BODY)
-                self.verifier(secrets).verify(standard_headers(message_id, signature=signature), SPEC_BODY)
+                verified = self.verifier(secrets).verify(standard_headers(message_id, signature=signature), SPEC_BODY)
+                self.assertEqual(verified, Verified(position, f"std:{message_id}"))
+
+    def test_screen(self) -> None:
+        """
+        screen refuses, without a body, what the headers alone show cannot
+        verify (missing, stale, no well-formed v1 signature), with
+        verify's reasons, and lets a forged but well-formed one through to
+        verify.
+        """
+        verifier = self.verifier()
+        cases = {
+            "the webhook-id and webhook-signature headers are required": {"webhook-timestamp": str(SPEC_TIMESTAMP)},
+            "the timestamp is outside the allowed tolerance": standard_headers(timestamp=SPEC_TIMESTAMP - 301),
+            "no valid v1 signature for a configured secret": standard_headers(signature="v2,abc v1,!!"),
+        }
+        for reason, headers in cases.items():
+            with self.subTest(reason=reason):
+                self.assertEqual(str(self.assertRaises(SignatureError, verifier.screen, headers)), reason)
+                self.assertEqual(self.refusal(verifier, headers), reason)
+        verifier.screen(standard_headers(signature="v1,Zm9yZ2Vk"))
+        self.assertEqual(len(self.replays), 0)
 
     def test_no_secret(self) -> None:
         """
@@ -375,16 +401,39 @@ class GrafanaTests(SynchronousTestCase):
     def test_rotation(self) -> None:
         """
         A body signed with any configured secret is accepted, whatever its
-        place in the list.
+        place in the list, and names that place.
         """
         for position in range(3):
             with self.subTest(position=position):
                 secrets = ["old-1", "old-2", "old-3"]
                 secrets[position] = self.SECRET
                 body = b'{"n":%d}' % position
-                self.verifier(secrets).verify(
+                verified = self.verifier(secrets).verify(
                     {"x-grafana-alerting-signature": grafana_signature(self.SECRET, body)}, body
                 )
+                self.assertEqual(verified.secret, position)
+
+    def test_screen(self) -> None:
+        """
+        screen refuses, without a body, a missing or non-hex signature and
+        a missing or stale timestamp, and remembers nothing.
+        """
+        now = int(self.clock.seconds())
+        verifier = self.verifier(timestamp="X-Time")
+        cases = {
+            "the X-Grafana-Alerting-Signature header is missing": {"x-time": str(now)},
+            "the X-Grafana-Alerting-Signature header is not hex": {"x-grafana-alerting-signature": "zz"},
+            "the timestamp header is missing": {"x-grafana-alerting-signature": "ab"},
+            "the timestamp is outside the allowed tolerance": {
+                "x-grafana-alerting-signature": "ab",
+                "x-time": str(now - 301),
+            },
+        }
+        for reason, headers in cases.items():
+            with self.subTest(reason=reason):
+                self.assertEqual(str(self.assertRaises(SignatureError, verifier.screen, headers)), reason)
+        verifier.screen({"x-grafana-alerting-signature": "ab", "x-time": str(now)})
+        self.assertEqual(len(self.replays), 0)
 
     def test_timestamp(self) -> None:
         """
@@ -483,6 +532,16 @@ def pruned(cache: ReplayCache, clock: Clock, interval: float = 30.0) -> LoopingC
     return pruning
 
 
+class WhichEqualTests(SynchronousTestCase):
+    def test_first_equal(self) -> None:
+        """
+        which_equal names the first candidate equal to the value, or none.
+        """
+        self.assertEqual(which_equal(b"b", [b"a", b"b", b"b"]), 1)
+        self.assertIsNone(which_equal(b"c", [b"a", b"b"]))
+        self.assertIsNone(which_equal(b"a", []))
+
+
 class ReplayCacheTests(SynchronousTestCase):
     """
     L{ReplayCache}: remembering keys, pruning them on a L{Clock}, and its
@@ -550,3 +609,46 @@ class ReplayCacheTests(SynchronousTestCase):
         self.assertFalse(cache.check_and_remember("b"))
         self.assertTrue(cache.check_and_remember("a"))
         self.assertEqual(len(cache), 2)
+
+
+class SigningTests(SynchronousTestCase):
+    """
+    L{sign_grafana} and L{sign_standard}: signing as the senders do.
+    """
+
+    def test_standard_published_vector(self) -> None:
+        """
+        The specification's example is signed as the specification says.
+        """
+        self.assertEqual(sign_standard(SPEC_SECRET, SPEC_ID, str(SPEC_TIMESTAMP), SPEC_BODY), SPEC_SIGNATURE)
+
+    def test_standard_refuses_bad_secret(self) -> None:
+        """
+        A secret that is not whsec_ and base64 cannot sign.
+        """
+        self.assertRaises(ValueError, sign_standard, "not-a-secret", SPEC_ID, "1", SPEC_BODY)
+
+    def test_grafana(self) -> None:
+        """
+        Grafana's signature is the hex HMAC of the body, or of
+        "<timestamp>:<body>" with a timestamp; each is accepted by a
+        verifier configured the same way and by no other.
+        """
+        body = b'{"alerts":[]}'
+        self.assertEqual(sign_grafana("s3cret", body), grafana_signature("s3cret", body))
+        self.assertEqual(sign_grafana("s3cret", body, "1700000000"), grafana_signature("s3cret", body, 1700000000))
+        clock = clock_at(1700000000)
+        plain = GrafanaVerifier(["s3cret"], clock=clock, replays=ReplayCache(clock, ttl=TOLERANCE))
+        stamped = GrafanaVerifier(
+            ["s3cret"],
+            clock=clock,
+            replays=ReplayCache(clock, ttl=TOLERANCE),
+            timestamp_header="X-Grafana-Alerting-Timestamp",
+        )
+        plain.verify({"x-grafana-alerting-signature": sign_grafana("s3cret", body)}, body)
+        headers = {
+            "x-grafana-alerting-signature": sign_grafana("s3cret", body, "1700000000"),
+            "x-grafana-alerting-timestamp": "1700000000",
+        }
+        stamped.verify(headers, body)
+        self.assertRaises(SignatureError, plain.verify, headers, body)

@@ -15,14 +15,17 @@ import attrs
 from treq.client import HTTPClient
 from treq.testing import StubTreq
 from twisted.internet.defer import CancelledError
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.client import Agent
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from alertgateway.delivery.http import BytesProducer, HTTPSink, PostingClient, outgoing_headers, parse_retry_after
+from alertgateway.delivery.pool import QuietConnectionPool
 from alertgateway.delivery.sinks import FileSink, Rejected, Retryable
 from alertgateway.testing import HANG, RESET, STALL, Answer, StubProcessor
+from tests.unit._http import capture_events
 from tests.unit._support import envelope
 
 # Thu, 26 Nov 2026 03:50:00 GMT
@@ -224,6 +227,31 @@ class HTTPSinkTests(SynchronousTestCase):
         reason = str(self.failureResultOf(sink.deliver(envelope("A")), Retryable).value)
         self.assertLess(len(reason), 300)
 
+    def test_credential(self) -> None:
+        """
+        The processor credential (alert_processor.auth_header and
+        auth_secret) goes with every single and batch delivery, replacing a
+        header of that name in any case that an endpoint adds, and is never
+        one of a batch item's headers (it is the gateway's, not the
+        alert's).
+        """
+        self.clock = Clock()
+        processor = StubProcessor(Answer(202), Answer(202))
+        sink = HTTPSink(
+            cast(PostingClient, StubTreq(processor)),
+            "http://processor.test:8081",
+            clock=self.clock,
+            timeout=5.0,
+            credential=("Authorization", "Bearer proc-token"),
+        )
+        static = attrs.evolve(envelope("A"), headers=(("authorization", "Bearer endpoint-static"),))
+        self.successResultOf(sink.deliver(static))
+        self.successResultOf(sink.deliver_batch([envelope("B"), envelope("C")]))
+        single, batch = processor.received
+        for received in (single, batch):
+            self.assertEqual(received.headers["authorization"], ["Bearer proc-token"])
+        self.assertNotIn(b"proc-token", batch.body)
+
     def test_close(self) -> None:
         """
         Closing the HTTP sink has nothing to wait for.
@@ -401,3 +429,33 @@ class BytesProducerTests(SynchronousTestCase):
         producer.resumeProducing()
         producer.stopProducing()
         self.assertEqual(consumer.value(), b'{"a":1}')
+
+
+class QuietConnectionPoolTests(SynchronousTestCase):
+    """
+    The pool the HTTP sink connects to the processor through.
+    """
+
+    def factory_lines(self, pool: HTTPConnectionPool, reactor: MemoryReactorClock) -> list[str]:
+        """
+        What is logged while one of C{pool}'s connections is made and
+        closed, as a real connector starts and stops its factory.
+        """
+        events = capture_events(self)
+        pool.getConnection(("http", b"processor.test", 8081), TCP4ClientEndpoint(reactor, "processor.test", 8081))
+        factory = reactor.tcpClients[0][2]
+        factory.doStart()
+        factory.doStop()
+        return [str(e.get("log_format") or e.get("format") or e.get("message")) for e in events]
+
+    def test_connections_are_not_logged(self) -> None:
+        """
+        A connection of the pool logs no "Starting factory" or "Stopping
+        factory" line, where twisted.web's own pool logs both at info for
+        every connection.
+        """
+        reactor = MemoryReactorClock()
+        self.assertEqual(self.factory_lines(QuietConnectionPool(reactor), reactor), [])
+        reactor = MemoryReactorClock()
+        noisy = self.factory_lines(HTTPConnectionPool(reactor), reactor)
+        self.assertTrue(any("Starting factory" in line for line in noisy), noisy)

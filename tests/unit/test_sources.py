@@ -833,3 +833,87 @@ class LegacySanitisationTests(SynchronousTestCase):
             self._one(limits, title="0123456789abcdef", message="x"),
             Rejection((FieldError("/title", "annotations total 21 bytes; at most 20"),)),
         )
+
+
+# Every bidirectional formatting character: embeddings and overrides
+# (U+202A to U+202E), isolates (U+2066 to U+2069), marks (U+200E, U+200F, U+061C).
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+
+
+class HostileTextTests(SynchronousTestCase):
+    """
+    Bidirectional formatting characters are stripped wherever text is
+    cleaned, and unpaired surrogates refused (labels, annotations) or
+    stripped (what is kept as sent: the group, the extras).
+    """
+
+    def test_bidi_in_labels_and_annotations(self) -> None:
+        """
+        Label values, annotation values and generatorURL lose every bidi
+        control (U+202E would show "gpj.exe" as "exe.jpg"); the
+        fingerprint is of the cleaned labels. An annotation name holding
+        one is refused, like one holding a control character.
+        """
+        outcome = _outcome_of(
+            _good_alert(
+                labels={"alertname": "Disk\u202eFull", "file": f"a{BIDI}b"},
+                annotations={"summary": f"x{BIDI}y\nz"},
+                generatorURL="http://prometheus/\u202egraph",
+            )
+        )
+        assert isinstance(outcome, Alert)
+        self.assertEqual(dict(outcome.labels), {"alertname": "DiskFull", "file": "ab"})
+        self.assertEqual(outcome.fingerprint, fingerprint({"alertname": "DiskFull", "file": "ab"}))
+        self.assertEqual(dict(outcome.annotations), {"summary": "xy\nz"})
+        self.assertEqual(outcome.generator_url, "http://prometheus/graph")
+        refused = _outcome_of(_good_alert(annotations={"sum\u202emary": "x"}))
+        self.assertEqual(
+            refused,
+            Rejection(
+                (
+                    FieldError(
+                        "/alerts/0/annotations/sum\u202emary", "annotation names must not contain control characters"
+                    ),
+                )
+            ),
+        )
+
+    def test_group_and_extras_cleaned(self) -> None:
+        """
+        The group members kept as sent (receiver, groupKey, groupLabels,
+        externalURL) and an alert's other members lose unpaired surrogates,
+        bidi and control characters, keys included, at any depth; what
+        remains encodes as UTF-8.
+        """
+        body = _alertmanager_body(_good_alert(fingerprint="ab\ud800cd", extra={"k\u202e": ["v\udfff\x00", 1]}))
+        body.update(
+            receiver="team-\ud800x\u202e", groupLabels={"alertname": "D\u2066isk"}, externalURL="http://am\x1b/"
+        )
+        [alert] = _accepted(alertmanager.parse(body, RECEIVED))
+        group = alert.extras["group"]
+        self.assertEqual(
+            (group["receiver"], group["groupLabels"], group["externalURL"]),
+            ("team-x", {"alertname": "Disk"}, "http://am/"),
+        )
+        self.assertEqual((alert.extras["senderFingerprint"], alert.extras["extra"]), ("abcd", {"k": ["v", 1]}))
+        json.dumps(alert.to_json(), ensure_ascii=False).encode("utf-8")
+
+    def test_grafana(self) -> None:
+        """
+        Grafana's unified group (title, orgId) and legacy extras
+        (evalMatches) and ruleUrl are cleaned the same way.
+        """
+        unified = _fixture("grafana-unified.json")
+        unified["title"] = "[FIRING:1] \u202eDisk\ud800"
+        [alert] = _accepted(grafana.parse(unified, RECEIVED))
+        self.assertEqual(alert.extras["group"]["title"], "[FIRING:1] Disk")
+        legacy = {
+            "ruleName": "Disk\u202e",
+            "state": "alerting",
+            "ruleUrl": "http://grafana/\u2067d",
+            "evalMatches": [{"metric": "m\ud800\u200f", "tags": {"t\u202a": "v"}}],
+        }
+        [alert] = _accepted(grafana.parse(legacy, RECEIVED))
+        self.assertEqual(alert.labels["alertname"], "Disk")
+        self.assertEqual(alert.generator_url, "http://grafana/d")
+        self.assertEqual(alert.extras["evalMatches"], [{"metric": "m", "tags": {"t": "v"}}])

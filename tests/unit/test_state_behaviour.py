@@ -27,6 +27,7 @@ from typing import Any
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.task import Clock, deferLater
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import TestCase
 
 from alertgateway.core.decider import DeciderSettings
@@ -46,6 +47,7 @@ from alertgateway.state.errors import QueueFull, StateUnavailable
 from alertgateway.state.memory import MemoryState
 from alertgateway.state.ports import Enqueue, StateStore, StateWrite
 from tests.redis_server import RedisServer, until
+from tests.unit._http import capture_events
 from tests.unit._support import inline, queueing, redis_queue, storm_settings
 
 reactor: Any = _reactor
@@ -122,7 +124,11 @@ class _Behaviour:
     ) -> tuple[Replica, Replica]:
         raise NotImplementedError()
 
-    def limiters(self, global_limit: int, burst: int) -> tuple[Limiter, Limiter]:
+    def limiters(self, **limits: Any) -> tuple[Limiter, Limiter]:
+        """
+        Two replicas' limiters with C{limits} (global_limit, burst, and
+        endpoint_limits or per_client_limit if given).
+        """
         raise NotImplementedError()
 
     def replays(self) -> tuple[SharedReplays | ReplayCache, SharedReplays | ReplayCache]:
@@ -340,6 +346,42 @@ class _Behaviour:
         self.assertTrue((await a.admit("/webhook/prometheus", "192.0.2.1")).allowed)
 
     @inline
+    async def test_rate_limit_credentials_apart(self) -> None:
+        """
+        Requests without credentials have global and endpoint buckets of
+        their own: spending those, from any number of addresses, leaves a
+        sender with credentials its whole budget, on every replica.
+        """
+        a, b = self.limiters(global_limit=60, burst=3, endpoint_limits={"/webhook/open": 60})
+        assert isinstance(self, TestCase)
+        for index in range(4):
+            limiter = a if index % 2 else b
+            await limiter.admit("/webhook/open", f"198.51.100.{index}")
+        refused = await a.admit("/webhook/prometheus", "198.51.100.9")
+        self.assertEqual((refused.allowed, refused.scope), (False, "global"))
+        for limiter in (a, b, a):
+            self.assertTrue((await limiter.admit("/webhook/prometheus", "192.0.2.1", "token:0")).allowed)
+        self.assertFalse((await b.admit("/webhook/prometheus", "192.0.2.1", "token:0")).allowed)
+
+    @inline
+    async def test_rate_limit_client_is_identity(self) -> None:
+        """
+        A client bucket is kept under the sender's identity when it has
+        one, whatever its address, and under the address when not: the
+        same address without credentials is another client.
+        """
+        a, b = self.limiters(global_limit=6000, burst=100, per_client_limit=2)
+        assert isinstance(self, TestCase)
+        self.assertTrue((await a.admit("/webhook/prometheus", "192.0.2.1", "user:am")).allowed)
+        self.assertTrue((await b.admit("/webhook/prometheus", "192.0.2.2", "user:am")).allowed)
+        refused = await a.admit("/webhook/prometheus", "192.0.2.3", "user:am")
+        self.assertEqual((refused.allowed, refused.scope), (False, "client"))
+        self.assertTrue((await b.admit("/webhook/prometheus", "192.0.2.1", "user:gf")).allowed)
+        self.assertTrue((await a.admit("/webhook/prometheus", "192.0.2.1")).allowed)
+        self.assertTrue((await b.admit("/webhook/prometheus", "192.0.2.1")).allowed)
+        self.assertFalse((await a.admit("/webhook/prometheus", "192.0.2.1")).allowed)
+
+    @inline
     async def test_replay_shared(self) -> None:
         """
         A signed message accepted by one replica is a replay on the other,
@@ -386,8 +428,8 @@ class MemoryBackendTests(_Behaviour, TestCase):
         state = MemoryState(DeciderSettings(storms=storms, **settings), max_tracked=max_tracked)
         return Replica(state, self.clock), Replica(state, self.clock)
 
-    def limiters(self, global_limit: int, burst: int) -> tuple[Limiter, Limiter]:
-        limiter = RateLimiter(self.clock, global_limit=global_limit, burst=burst, endpoint_limits={})
+    def limiters(self, **limits: Any) -> tuple[Limiter, Limiter]:
+        limiter = RateLimiter(self.clock, **{"endpoint_limits": {}, **limits})
         return limiter, limiter
 
     def replays(self) -> tuple[SharedReplays | ReplayCache, SharedReplays | ReplayCache]:
@@ -454,11 +496,8 @@ class RedisBackendTests(_OnRedis, _Behaviour):
     each replica with its own connection.
     """
 
-    def limiters(self, global_limit: int, burst: int) -> tuple[Limiter, Limiter]:
-        made = [
-            RedisRateLimiter(c, self.clock, global_limit=global_limit, burst=burst, endpoint_limits={})
-            for c in self.clients
-        ]
+    def limiters(self, **limits: Any) -> tuple[Limiter, Limiter]:
+        made = [RedisRateLimiter(c, self.clock, **{"endpoint_limits": {}, **limits}) for c in self.clients]
         return made[0], made[1]
 
     def replays(self) -> tuple[SharedReplays | ReplayCache, SharedReplays | ReplayCache]:
@@ -579,11 +618,49 @@ class FailoverTests(TestCase):
         self.addCleanup(self.client.stop)
         return Deferred.fromCoroutine(until(lambda: self.client.up))
 
-    def decisions(self, mode: str) -> Replica:
+    def decisions(self, mode: str, client: RedisClient | None = None) -> Replica:
+        client = client or self.client
         settings = DeciderSettings(storms=None)
         local = MemoryState(settings, max_tracked=100)
-        shared = RedisState(self.client, self.clock, settings, max_tracked=100)
-        return Replica(FailoverState(shared, local, Failover(self.client, mode, self.metrics.redis)), self.clock)
+        shared = RedisState(client, self.clock, settings, max_tracked=100)
+        return Replica(FailoverState(shared, local, Failover(client, mode, self.metrics.redis)), self.clock)
+
+    @inline
+    async def test_logged(self) -> None:
+        """
+        Decisions taken from local memory before the client ever connected
+        (every start begins so) are logged at info, and so is the
+        connection; an outage after that is one warning, and its end is
+        logged at info.
+        """
+        events = capture_events(self, lambda e: e.get("log_namespace") == "alertgateway.redis.failover")
+        self.server.kill()
+        fresh = RedisClient(RedisSettings(url=self.server.url, timeout=0.5), reactor, self.metrics.redis)
+        fresh.start()
+        self.addCleanup(fresh.stop)
+        decisions = self.decisions("fail_open", fresh)
+        for pod in ("p1", "p2"):
+            await results(decisions, make_alert(pod=pod))
+        self.server.start()
+        await until(lambda: fresh.up)
+        await results(decisions, make_alert(pod="p3"))
+        self.server.kill()
+        await until(lambda: not fresh.up)
+        for pod in ("p4", "p5"):
+            await results(decisions, make_alert(pod=pod))
+        self.server.start()
+        await until(lambda: fresh.up)
+        logged = [(e["log_level"], formatEvent(e)) for e in events]
+        self.assertEqual(
+            logged[:2],
+            [
+                (LogLevel.info, "Not connected to Redis yet: deciding from local memory until it is (fail_open)"),
+                (LogLevel.info, "Connected to Redis: decisions use the shared state again"),
+            ],
+        )
+        self.assertEqual(logged[2][0], LogLevel.warn)
+        self.assertTrue(logged[2][1].startswith("Redis unavailable ("), logged[2][1])
+        self.assertEqual(logged[3:], [(LogLevel.info, "Redis is back: decisions use the shared state again")])
 
     @inline
     async def test_fail_open(self) -> None:

@@ -7,9 +7,13 @@ bounds and expiry.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.core.decider import DeciderSettings
@@ -17,8 +21,13 @@ from alertgateway.core.decision import Decision, Verdict
 from alertgateway.core.episodes import Delivery
 from alertgateway.core.model import Alert, fingerprint
 from alertgateway.core.storms import StormSettings
+from alertgateway.delivery.durable import DurableQueue
+from alertgateway.delivery.envelope import Envelope
+from alertgateway.delivery.journal import SQLiteJournal
 from alertgateway.state.errors import QueueFull
 from alertgateway.state.memory import MemoryState
+from alertgateway.state.sqlite import SQLiteState
+from alertgateway.testing import ManualExecutor
 
 NOW = 1_800_000_000.0
 
@@ -320,3 +329,148 @@ class BoundsTests(SynchronousTestCase):
         self.successResultOf(state.decide([make_alert(pod="new")], NOW + 200, at_once))
         self.successResultOf(state.tick(NOW + 301, at_once))
         self.assertEqual(state.tracked_episodes, 1)
+
+
+STORMS = StormSettings(threshold=2, window=60, flush_interval=10, quiet_period=30, max_members_listed=2)
+
+
+def named_alert(name: str, pod: str) -> Alert:
+    labels: Mapping[str, str] = {"alertname": name, "namespace": "payments", "pod": pod}
+    return Alert(fingerprint(labels), "alertmanager", "firing", labels, {}, "2026-11-26T03:49:49Z", None, "", "t")
+
+
+class TickRaceTests(SynchronousTestCase):
+    def test_storm_started_while_tick_waits(self) -> None:
+        """
+        A webhook accepted at t=100 starts a storm in group B, but its
+        commit waits for the disk.  At t=130 the tick is called: it takes
+        the keys of the storms it knows (group A, held by another commit in
+        flight) and waits.  B's storm is committed meanwhile, and a new
+        member of B is decided (holding gB, its commit in flight).  When the
+        tick gets A's key it flushes every storm, B included, without
+        holding gB: the tick's update and the member's decision each commit
+        the group they computed from the same state, the last one wins.
+        Either the member is appended but not counted (a closing then
+        clears it unlisted), or the storm's sequence goes back and the next
+        event reuses an idempotency key (the processor drops it as a
+        redelivery), and a storm whose count says members wait that its
+        list does not hold sends an empty update every flush_interval
+        forever.  Needs a commit delayed by flush_interval (30 s by default)
+        or quiet_period: a stalled disk.  Pins: every member of B is listed
+        exactly once, in events with distinct sequence numbers, and the
+        storm ends.
+        """
+        state = MemoryState(DeciderSettings(storms=STORMS, min_spacing=0.0), max_tracked=1000)
+        events: list[Mapping[str, Any]] = []
+
+        def at_once(decision: Decision, write: object | None) -> Deferred[None]:
+            events.extend(o.body for o in decision.outgoing if o.body.get("type") == "storm")
+            return succeed(None)
+
+        def held(gate: Deferred[None]):  # type: ignore[no-untyped-def]
+            def enqueue(decision: Decision, write: object | None) -> Deferred[None]:
+                return gate.addCallback(lambda _: at_once(decision, write))
+
+            return enqueue
+
+        # A storm in group A.
+        self.successResultOf(state.decide([named_alert("A", f"a-{n}") for n in range(4)], 50.0, at_once))
+        # t=100: B's storm starts, its commit waits for the disk.
+        disk_b: Deferred[None] = Deferred()
+        started = state.decide([named_alert("B", f"b-{n}") for n in range(5)], 100.0, held(disk_b))
+        # t=130: a member of A is being committed; the tick is called.
+        disk_a: Deferred[None] = Deferred()
+        folded_a = state.decide([named_alert("A", "a-new")], 130.0, held(disk_a))
+        ticked = state.tick(130.0, at_once)
+        # B's storm is committed; a new member of B is decided at once.
+        disk_b.callback(None)
+        self.successResultOf(started)
+        disk_b2: Deferred[None] = Deferred()
+        folded_b = state.decide([named_alert("B", "b-new")], 130.0, held(disk_b2))
+        # A's commit lands: the tick runs, over B too.
+        disk_a.callback(None)
+        self.successResultOf(folded_a)
+        self.successResultOf(ticked)
+        disk_b2.callback(None)
+        self.successResultOf(folded_b)
+        # Let every storm send its updates and close.
+        now = 130.0
+        for _ in range(20):
+            now += 10
+            self.successResultOf(state.tick(now, at_once))
+        b_events = [e for e in events if e["groupLabels"]["alertname"] == "B"]
+        sequences = [e["sequence"] for e in b_events]
+        self.assertEqual(len(sequences), len(set(sequences)), f"sequence reused: {sequences}")
+        listed = [m["fingerprint"] for e in b_events for m in e["members"]]
+        expected = sorted(named_alert("B", p).fingerprint for p in [f"b-{n}" for n in range(5)] + ["b-new"])
+        self.assertEqual(sorted(listed), expected)
+        # And the storm is over (not sending empty updates forever).
+        self.assertEqual(state.active_storms, 0)
+
+
+def pod_alert(pod: str) -> Alert:
+    labels: Mapping[str, str] = {"alertname": "PodCrash", "namespace": "payments", "pod": pod}
+    return Alert(fingerprint(labels), "alertmanager", "firing", labels, {}, "2026-11-26T03:49:49Z", None, "", "t")
+
+
+class PipelinedDuplicatesTests(SynchronousTestCase):
+    def test_many_waiters_behind_a_disk_write(self) -> None:
+        """
+        Decisions on one correlation group (every alert of a group takes its
+        key "g<group>") wait behind the one being written to disk.  When it
+        commits, KeyLocks.release hands the key to the next waiter inside
+        the callback; a duplicate needs no disk write, so it decides,
+        commits and releases synchronously, handing the key on one level
+        deeper.  About a hundred such waiters exhaust Python's recursion
+        limit: one webhook fails with RecursionError and the keys it held
+        are never released, so every later decision on that group (and the
+        tick, which takes the keys of every storm group) waits forever.
+        Pins: after the write commits, every waiting decision completes and
+        no key stays held.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        clock = Clock()
+        clock.advance(NOW)
+        executor = ManualExecutor()
+        journal = SQLiteJournal(os.path.join(directory, "queue.db"), executor, clock_seconds=clock.seconds)
+        queue = DurableQueue(journal, max_items=10_000, max_bytes=10**8)
+
+        def drain() -> None:
+            while executor.calls:
+                executor.run_next()
+
+        loaded = queue.load()
+        drain()
+        self.successResultOf(loaded)
+        # Storms detected, but a threshold this group does not reach.
+        settings = DeciderSettings(storms=StormSettings(threshold=10_000), min_spacing=0.0)
+        state = SQLiteState(settings, journal, clock=clock.seconds, max_tracked=10_000)
+        restored = state.restore(clock.seconds())
+        drain()
+        self.successResultOf(restored)
+
+        def enqueue(decision: Decision, write: object | None) -> Deferred[None]:
+            if not decision.outgoing and write is None:
+                return succeed(None)
+            envelopes = [Envelope(o.key, o.body, o.idempotency_key, "r") for o in decision.outgoing]
+            return queue.put(envelopes, write)
+
+        known = [pod_alert(f"p-{n}") for n in range(300)]
+        first = state.decide(known, clock.seconds(), enqueue)
+        drain()
+        self.successResultOf(first)
+        clock.advance(10)
+
+        # A new alert of the group: written to disk, which is busy.
+        writing = state.decide([pod_alert("new")], clock.seconds(), enqueue)
+        # Meanwhile Alertmanager re-sends the group's alerts, one webhook each.
+        results: list[object] = []
+        for alert in known:
+            state.decide([alert], clock.seconds(), enqueue).addBoth(results.append)
+        drain()
+        self.successResultOf(writing)
+        failures = [r for r in results if isinstance(r, Failure)]
+        self.assertEqual(failures, [])
+        self.assertEqual(len(results), len(known))
+        self.assertEqual(len(state._locks), 0)

@@ -368,3 +368,136 @@ class BookkeepingTests(SQLiteStateTestCase):
             f.write(base + "  backend: memory\n")
         code, _, err = run()
         self.assertEqual((code, "state.backend is memory" in err), (cli.EXIT_FAILED, True))
+
+
+def replica_alert(replica: str, status: str = "firing") -> Alert:
+    labels: Mapping[str, str] = {"alertname": "PodCrash", "namespace": "payments", "pod": "p-1", "replica": replica}
+    return Alert(fingerprint(labels), "alertmanager", status, labels, {}, "2026-11-26T03:49:49Z", None, "", "t")
+
+
+HA = DeciderSettings(storms=None, ignore_labels=("replica",), min_spacing=0.0)
+
+
+class HACopyResolutionTests(SQLiteStateTestCase):
+    def test_copy_resolution_survives_crash(self) -> None:
+        """
+        With dedup.ignore_labels, the first copy's resolution (a duplicate
+        that forwards nothing) decides whether the last copy's resolution
+        is forwarded.  It is written only by the next flush, so a crash
+        within state.flush_interval forgets it: after the restart the other
+        copy's resolution is taken for a duplicate (the first copy seems
+        still to fire) and the processor never receives the episode's
+        resolution.  Pins: the resolution of the episode is forwarded after
+        the restart.
+        """
+        first = self.run_gateway(HA)
+        self.assertEqual(first.decide(replica_alert("a")), [Verdict.NEW])
+        first.clock.advance(1)
+        self.assertEqual(first.decide(replica_alert("b")), [Verdict.DUPLICATE])
+        self.successResultOf(first.state.flush())
+        first.clock.advance(60)
+        # Copy a resolves: forwards nothing, the episode goes on (b fires).
+        self.assertEqual(first.decide(replica_alert("a", "resolved")), [Verdict.DUPLICATE])
+        first.crash()  # kill -9 before the next flush (at most 1 s later)
+
+        second = self.run_gateway(HA, start=NOW + 62)
+        verdicts = second.decide(replica_alert("b", "resolved"))
+        self.assertEqual(verdicts, [Verdict.RESOLVED], "the episode's resolution is never forwarded")
+        self.assertEqual([o.body["decision"] for o in second.queued], ["resolved"])
+
+
+class ReplaysPruneTests(SQLiteStateTestCase):
+    def test_expired_replay_keys_pruned_without_other_bookkeeping(self) -> None:
+        """
+        The replays table gets one row per signed webhook; expired rows are
+        deleted only by a flush that has dirty episodes (flush returns at
+        once when none is dirty) or at start.  A signed sender whose
+        webhooks all carry a replay id makes every decision a write-through
+        (nothing ever dirty), so the table grows without bound while the
+        gateway runs.  Pins: after the keys expired, a flush leaves no
+        expired replay key on disk.
+        """
+        gateway = self.run_gateway()
+        for n in range(50):
+            gateway.decide(
+                fingerprint_alert(),
+                replay=(f"std:msg-{n}", gateway.clock.seconds() + 5),
+            )
+            gateway.clock.advance(1)
+        gateway.clock.advance(10)
+        self.successResultOf(gateway.state.flush())
+        expired = self.rows(f"SELECT COUNT(*) FROM replays WHERE until < {gateway.clock.seconds()}")
+        self.assertEqual(expired, [(0,)])
+
+
+def fingerprint_alert() -> Alert:
+    labels: Mapping[str, str] = {"alertname": "PodCrash", "namespace": "payments", "pod": "p-1"}
+    return Alert(fingerprint(labels), "alertmanager", "firing", labels, {}, "2026-11-26T03:49:49Z", None, "", "t")
+
+
+class StormsTurnedOffTests(SQLiteStateTestCase):
+    def test_open_storm_closed_after_restart_without_storms(self) -> None:
+        """
+        An operator restarts with storm.enabled: false while a storm is open
+        with members waiting.  The restore puts the storm back
+        (restored.storms = 1), but the tick does nothing without storm
+        settings, so the members wait forever: never sent, their rows kept
+        and the storm counted in the gauge for good.  Pins: the members
+        waiting in a restored storm reach the processor (or are forwarded
+        some other way) when storms are turned off.
+        """
+
+        first = self.run_gateway(DeciderSettings(storms=STORMS))
+        first.decide(*(make_alert(pod=str(n)) for n in range(8)))
+        first.crash()
+        second = self.run_gateway(DeciderSettings(storms=None))
+        listed: list[str] = []
+        for _ in range(10):
+            second.clock.advance(30)
+            listed += [m["fingerprint"] for o in second.tick().outgoing for m in o.body.get("members", [])]
+        self.assertEqual(len(listed), 6)
+
+
+class OutcomeDuringRestoreTests(SQLiteStateTestCase):
+    def test_outcome_while_restoring(self) -> None:
+        """
+        The service starts the forwarder before the state is restored (the
+        restore is one more transaction after the queue is loaded): a
+        delivery that ends while the restore is reading finds no episode
+        in memory (its outcome is dropped), and the restore, which read the
+        item still queued, marks the episode queued for good: the status
+        API says "queued" for an alert the processor has.  Pins: after the
+        restore, an episode whose forward was delivered meanwhile is
+        "delivered".
+        """
+        import os
+
+        from alertgateway.core.episodes import Delivery
+        from alertgateway.delivery.durable import DurableQueue
+        from alertgateway.delivery.journal import SQLiteJournal
+        from alertgateway.state.sqlite import SQLiteState
+        from alertgateway.testing import ManualExecutor
+
+        first = self.run_gateway()
+        first.decide(make_alert())
+        first.crash()
+
+        executor = ManualExecutor()
+        journal = SQLiteJournal(self.path, executor, clock_seconds=lambda: NOW + 5)
+        queue = DurableQueue(journal, max_items=100, max_bytes=10**6)
+        loaded = queue.load()
+        executor.run_next()
+        self.assertEqual(self.successResultOf(loaded), 1)
+        state = SQLiteState(DeciderSettings(storms=None), journal, clock=lambda: NOW + 5, max_tracked=100)
+        restoring = state.restore(NOW + 5)
+        # The forwarder delivers the queued alert meanwhile.
+        [envelope] = queue.take_now(1)
+        state.delivered(envelope.key, envelope.idempotency_key, Delivery.DELIVERED)
+        queue.done(envelope)
+        while executor.calls:
+            executor.run_next()
+        self.successResultOf(restoring)
+        episode = self.successResultOf(state.episode(make_alert().fingerprint))
+        assert episode is not None
+        self.assertEqual(episode.delivery, Delivery.DELIVERED)
+        self.assertTrue(os.path.exists(self.path))

@@ -36,16 +36,20 @@ class OptionsTests(SynchronousTestCase):
 
     def test_invalid_config_refused_with_problems(self) -> None:
         """
-        An invalid file stops option parsing with one line per problem,
-        naming the key path.
+        An invalid file stops twistd with one block, which Python prints on
+        standard error with exit status 1: a first line naming the file,
+        then one line per problem, naming the key path.  It is no usage
+        error, so twistd prints no usage text before it.
         """
         options = Options()
         path = self.write("service:\n  prot: 1\nwebhook:\n  endpoints:\n    - path: nope\n")
-        error = self.assertRaises(UsageError, options.parseOptions, ["--config", path])
-        message = str(error)
-        self.assertIn(f"invalid configuration in {path}", message)
-        self.assertIn("service.prot: unknown key", message)
-        self.assertIn("webhook.endpoints[0].path: must start with /", message)
+        error = self.assertRaises(SystemExit, options.parseOptions, ["--config", path])
+        self.assertNotIsInstance(error, UsageError)
+        assert isinstance(error.code, str)
+        first, unknown, path_problem = error.code.splitlines()
+        self.assertEqual(first, f"twistd alertgateway: invalid configuration in {path}, not started:")
+        self.assertTrue(unknown.startswith("service.prot: unknown key (known keys: "), unknown)
+        self.assertEqual(path_problem, "webhook.endpoints[0].path: must start with /")
 
     def test_config_required(self) -> None:
         """

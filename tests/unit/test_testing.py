@@ -25,6 +25,7 @@ from alertgateway.testing import (
     gateway_service,
 )
 from alertgateway.web.health import Lifecycle
+from tests.unit._http import stop
 
 
 def make_alert(pod: str) -> Alert:
@@ -140,5 +141,5 @@ class GatewayServiceTests(SynchronousTestCase):
         service.startService()
         self.assertEqual(service.readiness.state, Lifecycle.READY)
         self.assertEqual([port for port, *_ in cast(GatewayReactor, reactor).tcpServers], [8080, 9090])
-        self.successResultOf(service.stopService())
+        stop(self, service)
         self.assertEqual(service.readiness.state, Lifecycle.STOPPING)

@@ -32,7 +32,17 @@ from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from alertgateway.tls import ReloadingServerTLS, TLSFiles, TLSFilesError, client_name_allowed
+from alertgateway.tls import (
+    DEFAULT_TLS12_CIPHERS,
+    LOG_BURST,
+    LOG_INTERVAL,
+    ReloadingServerTLS,
+    TLSFiles,
+    TLSFilesError,
+    cipher_problem,
+    client_name_allowed,
+    weak_ciphers,
+)
 from tests.integration._certs import Authority, Issued, client_creator, write_pem
 
 # The address the server side sees the in-memory client connect from.
@@ -52,12 +62,14 @@ class _Peer(Protocol):
         self.received = b""
         self.lost: Failure | None = None
         self.peer_certificate: crypto.X509 | None = None
+        self.cipher: str | None = None
 
     def handshakeCompleted(self) -> None:
         self.completed = True
         # Read now: the TLS connection is gone once the connection is lost.
         transport: Any = self.transport
         self.peer_certificate = transport.getPeerCertificate()
+        self.cipher = transport.getHandle().get_cipher_name()
 
     def dataReceived(self, data: bytes) -> None:
         self.received += data
@@ -92,6 +104,7 @@ class Outcome:
         a refusal, the alert the server sent).
     @ivar served: The certificate the client was shown.
     @ivar client_certificate: The certificate the server was shown.
+    @ivar cipher: The cipher the client negotiated.
     """
 
     accepted: bool
@@ -99,6 +112,7 @@ class Outcome:
     client_error: str
     served: crypto.X509 | None
     client_certificate: crypto.X509 | None
+    cipher: str | None = None
 
     @property
     def served_serial(self) -> int | None:
@@ -137,6 +151,7 @@ def connect(server_tls: ReloadingServerTLS, client: IOpenSSLClientConnectionCrea
         client_error=_ssl_error(client_side.lost),
         served=client_side.peer_certificate,
         client_certificate=server.peer_certificate,
+        cipher=client_side.cipher,
     )
     if client_side.lost is None:
         client_protocol.loseConnection()
@@ -464,6 +479,171 @@ class MutualTLSTests(_TLSTestCase):
         outcome = connect(tls, self.client())
         self.assertFalse(outcome.accepted)
         self.assertIn("peer did not return a certificate", outcome.server_error)
+
+
+def _tls12_client(ciphers: bytes, certificate: Issued | None = None) -> _ContextClient:
+    """
+    A TLS 1.2 client offering only C{ciphers}, with C{certificate}.
+    """
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    context.set_max_proto_version(SSL.TLS1_2_VERSION)
+    context.set_cipher_list(ciphers)
+    if certificate is not None:
+        context.use_certificate(certificate.x509())
+        context.use_privatekey(crypto.load_privatekey(crypto.FILETYPE_PEM, certificate.key_pem))
+    return _ContextClient(context)
+
+
+def _client_without_certificate(version: int) -> _ContextClient:
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    context.set_max_proto_version(version)
+    return _ContextClient(context)
+
+
+class RefusalLogTests(_TLSTestCase):
+    """
+    Every refused handshake is one security warning with the client's
+    address, and is counted; the warnings are paced.
+    """
+
+    def refusing(self, clock: Clock | None = None, **options: Any) -> tuple[ReloadingServerTLS, list[str]]:
+        counted: list[str] = []
+        return ReloadingServerTLS(self.mtls(**options), clock=clock, on_refused=counted.append), counted
+
+    def test_missing_certificate_is_logged(self) -> None:
+        """
+        A client without a certificate, refused by require_client_cert
+        under TLS 1.2 (handshake_failure) or 1.3 (certificate_required), is
+        one warning with reason client_certificate and the client address,
+        and one count.
+        """
+        tls, counted = self.refusing(require_client_cert=True)
+        for version in (SSL.TLS1_2_VERSION, SSL.TLS1_3_VERSION):
+            with self.subTest(version=version), captured("alertgateway.security") as events:
+                outcome = connect(tls, _client_without_certificate(version))
+                self.assertFalse(outcome.accepted)
+                [event] = events
+                self.assertEqual(
+                    (event["log_level"], event["reason"], event["client"], event["error"], event["suppressed"]),
+                    (
+                        LogLevel.warn,
+                        "client_certificate",
+                        CLIENT_ADDRESS.host,
+                        "it presented no certificate, and one is required",
+                        0,
+                    ),
+                )
+        self.assertEqual(counted, ["client_certificate", "client_certificate"])
+
+    def test_each_refusal_once(self) -> None:
+        """
+        A certificate of another CA, and one naming nobody allowed, are
+        each one warning and one count (not another for the alert that
+        follows).
+        """
+        tls, counted = self.refusing(require_client_cert=True, allowed_client_names=("am.example",))
+        intruder = Authority("other root").issue("intruder", client=True)
+        unlisted = self.ca.issue("grafana", dns=["grafana.example"], client=True)
+        with captured("alertgateway.security") as events:
+            self.assertFalse(connect(tls, self.client(intruder)).accepted)
+            self.assertFalse(connect(tls, self.client(unlisted)).accepted)
+        self.assertEqual(
+            [(e["reason"], e["subject"]) for e in events],
+            [("client_certificate", "intruder"), ("client_name", "grafana")],
+        )
+        self.assertEqual(counted, ["client_certificate", "client_name"])
+
+    def test_other_handshake_failures(self) -> None:
+        """
+        A handshake refused for another reason (here, only CBC ciphers
+        offered) is logged with reason handshake and the alert sent.
+        """
+        tls, counted = self.refusing()
+        with captured("alertgateway.security") as events:
+            outcome = connect(tls, _tls12_client(b"ECDHE-ECDSA-AES128-SHA"))
+        self.assertFalse(outcome.accepted)
+        [event] = events
+        self.assertEqual(
+            (event["reason"], event["error"], event["client"]), ("handshake", "handshake_failure", "198.51.100.7")
+        )
+        self.assertEqual(counted, ["handshake"])
+
+    def test_accepted_handshakes_are_not_logged(self) -> None:
+        """
+        Nothing is logged or counted for a handshake that succeeds, with or
+        without a client certificate, or for a client that closes cleanly.
+        """
+        tls, counted = self.refusing()
+        with captured("alertgateway.security") as events:
+            self.assertTrue(connect(tls, self.client()).accepted)
+            self.assertTrue(connect(tls, self.client(self.ca.issue("am", client=True))).accepted)
+        self.assertEqual((events, counted), ([], []))
+
+    def test_paced(self) -> None:
+        """
+        At most LOG_BURST refusals are logged per LOG_INTERVAL; the first
+        logged after says how many were not, and every one is counted.
+        """
+        clock = Clock()
+        tls, counted = self.refusing(clock, require_client_cert=True)
+        extra = 5
+        with captured("alertgateway.security") as events:
+            for _ in range(LOG_BURST + extra):
+                connect(tls, _client_without_certificate(SSL.TLS1_3_VERSION))
+            self.assertEqual(len(events), LOG_BURST)
+            clock.advance(LOG_INTERVAL)
+            connect(tls, _client_without_certificate(SSL.TLS1_3_VERSION))
+        self.assertEqual(len(events), LOG_BURST + 1)
+        self.assertEqual(events[-1]["suppressed"], extra)
+        self.assertEqual(len(counted), LOG_BURST + extra + 1)
+
+
+class CipherTests(_TLSTestCase):
+    """
+    TLS 1.2 with forward secrecy and authenticated encryption only, unless
+    security.tls_ciphers says otherwise.
+    """
+
+    def test_default_ciphers(self) -> None:
+        """
+        TLS 1.2 clients offering only CBC, SHA-1 MACs or no forward secrecy
+        are refused; ECDHE with AES-GCM or ChaCha20-Poly1305 is accepted.
+        """
+        tls = ReloadingServerTLS(self.files())
+        for refused in (b"ECDHE-ECDSA-AES128-SHA", b"ECDHE-ECDSA-AES256-SHA384", b"AES128-GCM-SHA256", b"AES128-SHA"):
+            with self.subTest(ciphers=refused):
+                self.assertFalse(connect(tls, _tls12_client(refused)).accepted)
+        for accepted in (b"ECDHE-ECDSA-AES128-GCM-SHA256", b"ECDHE-ECDSA-CHACHA20-POLY1305"):
+            with self.subTest(ciphers=accepted):
+                outcome = connect(tls, _tls12_client(accepted))
+                self.assertTrue(outcome.accepted, outcome)
+                self.assertEqual(outcome.cipher, accepted.decode())
+        self.assertTrue(connect(tls, self.client()).accepted)
+
+    def test_configured_ciphers(self) -> None:
+        """
+        A cipher list of the operator's choice is served as given.
+        """
+        tls = ReloadingServerTLS(self.files(ciphers=DEFAULT_TLS12_CIPHERS + ":ECDHE-ECDSA-AES128-SHA"))
+        outcome = connect(tls, _tls12_client(b"ECDHE-ECDSA-AES128-SHA"))
+        self.assertTrue(outcome.accepted, outcome)
+
+    def test_unknown_ciphers(self) -> None:
+        """
+        A list naming no cipher OpenSSL knows is refused, at load and by
+        the configuration check; weak_ciphers names what lacks forward
+        secrecy or AEAD.
+        """
+        self.assertIsNone(cipher_problem(DEFAULT_TLS12_CIPHERS))
+        self.assertEqual(cipher_problem("NOPE-CIPHER"), "OpenSSL knows none of the ciphers in 'NOPE-CIPHER'")
+        with self.assertRaises(TLSFilesError) as raised:
+            ReloadingServerTLS(self.files(ciphers="NOPE-CIPHER"))
+        self.assertIn("security.tls_ciphers", str(raised.exception))
+        self.assertEqual(weak_ciphers(DEFAULT_TLS12_CIPHERS), [])
+        self.assertEqual(
+            weak_ciphers("ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-SHA:AES256-GCM-SHA384"),
+            ["ECDHE-RSA-AES128-SHA", "AES256-GCM-SHA384"],
+        )
 
 
 class BrokenFilesTests(_TLSTestCase):

@@ -21,21 +21,21 @@ from urllib.parse import urlencode
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.task import Clock, LoopingCall
+from twisted.internet.task import Clock
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.config import parse_config
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.http import HTTPSink, PostingClient
-from alertgateway.guards.addresses import AddressFilter, ClientAddress
+from alertgateway.guards.addresses import AddressFilter, ClientAddress, ProxyHeader
 from alertgateway.guards.auth import (
     APIKeyAuthenticator,
     BasicAuthenticator,
     BearerAuthenticator,
+    Credential,
     SignatureAuthenticator,
 )
-from alertgateway.guards.ratelimit import RateLimiter
 from alertgateway.guards.replays import ReplayCache
 from alertgateway.guards.signatures import GrafanaVerifier, StandardWebhooksVerifier
 from alertgateway.sources import PARSERS, ParseResult
@@ -59,8 +59,11 @@ from tests.unit._http import (
     assert_security_headers,
     body,
     capture_events,
+    make_config,
     make_service,
     request_bytes,
+    signed_standard,
+    ticking,
 )
 
 DEFAULT_LIMITS = Limits()
@@ -108,27 +111,9 @@ XML_ALERTS = b"""<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-def ticking(clock: Clock, **limits: Any) -> RateLimiter:
-    """
-    A rate limiter refilled every interval on C{clock}, as the service's
-    TimerService refills it.
-    """
-    limiter = RateLimiter(clock, **limits)
-    ticks = LoopingCall(limiter.tick)
-    ticks.clock = clock
-    ticks.start(limiter.interval, now=False)
-    return limiter
-
-
 def signed_grafana(secret: str, timestamp: int, raw: bytes) -> dict[str, str]:
     signature = hmac.new(secret.encode(), f"{timestamp}:".encode() + raw, hashlib.sha256).hexdigest()
     return {"X-Grafana-Alerting-Signature": signature, "X-Grafana-Alerting-Signature-Timestamp": str(timestamp)}
-
-
-def signed_standard(key: bytes, message_id: str, timestamp: int, raw: bytes) -> dict[str, str]:
-    signed = f"{message_id}.{timestamp}.".encode() + raw
-    signature = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp), "webhook-signature": f"v1,{signature}"}
 
 
 def grafana_signatures(clock: Clock) -> SignatureAuthenticator:
@@ -158,7 +143,10 @@ class Teapot:
     needs_body = False
     challenge = "Teapot"
 
-    def check(self, headers: Mapping[str, str], body: bytes | None) -> str | None:
+    def screen(self, headers: Mapping[str, str]) -> None:
+        pass
+
+    def check(self, headers: Mapping[str, str], body: bytes | None) -> Credential:
         raise Problem(418, "teapot", "I'm a teapot", "Short and stout.")
 
 
@@ -176,10 +164,10 @@ def _guards(**kwargs: Any) -> Guards:
     return Guards(**kwargs)
 
 
-def _behind_proxy(allowed: list[str] | None = None) -> Guards:
+def _behind_proxy(allowed: list[str] | None = None, header: ProxyHeader = ProxyHeader.X_FORWARDED_FOR) -> Guards:
     return _guards(
         addresses=AddressFilter(allowed if allowed is not None else ["203.0.113.0/24"]),
-        clients=ClientAddress(["10.0.0.0/24"]),
+        clients=ClientAddress(["10.0.0.0/24"], header),
     )
 
 
@@ -290,17 +278,30 @@ class AddressTests(SynchronousTestCase):
 
     def test_rfc7239_forwarded(self) -> None:
         """
-        RFC 7239 Forwarded is read too, quoted IPv6 with a port included.
+        Behind proxies that write RFC 7239 Forwarded (forwarded_header:
+        forwarded) it is read, quoted IPv6 with a port included, and a
+        client's X-Forwarded-For is not.
         """
-        edge = Edge(self, _behind_proxy(allowed=["2001:db8::/32"]))
+        edge = Edge(self, _behind_proxy(allowed=["2001:db8::/32"], header=ProxyHeader.FORWARDED))
         edge.accepted(edge.post(peer=PROXY, headers={**AUTH, "Forwarded": 'for="[2001:db8::1]:4711";proto=https'}))
         edge.refused(
-            edge.post(peer=PROXY, headers={**AUTH, "Forwarded": "for=198.51.100.1"}),
+            edge.post(peer=PROXY, headers={**AUTH, "Forwarded": "for=198.51.100.1", "X-Forwarded-For": "2001:db8::1"}),
             403,
             "forbidden",
             "address",
             client="198.51.100.1",
         )
+
+    def test_client_forwarded_not_believed(self) -> None:
+        """
+        Behind proxies that append to X-Forwarded-For (the default), a
+        Forwarded header is the client's own, passed through: claiming an
+        allowed address in it does not pass allowed_ips, the proxy's
+        X-Forwarded-For address is the one checked and logged.
+        """
+        edge = Edge(self, _behind_proxy())
+        headers = {**AUTH, "Forwarded": "for=203.0.113.5", "X-Forwarded-For": "198.51.100.1"}
+        edge.refused(edge.post(peer=PROXY, headers=headers), 403, "forbidden", "address", client="198.51.100.1")
 
     def test_address_first(self) -> None:
         """
@@ -421,30 +422,40 @@ class RateLimitTests(SynchronousTestCase):
 
     def test_per_client(self) -> None:
         """
-        rate_limiting.per_client_limit holds one client back while others
-        go on; the refusal names the client scope and its limit.
+        rate_limiting.per_client_limit holds one sender back while others
+        go on; the refusal names the client scope and its limit.  A sender
+        with credentials is its credential, wherever it posts from: another
+        address does not give the same token a new bucket, another token
+        has its own.
         """
-        edge = self.edge(global_limit=1000, burst=10, per_client_limit=1)
+        limiter = ticking(self.clock, global_limit=1000, burst=10, endpoint_limits={}, per_client_limit=1)
+        edge = Edge(
+            self, _guards(limiter=limiter, authenticator=BearerAuthenticator([TOKEN, "other"])), clock=self.clock
+        )
         edge.accepted(edge.post())
         response = edge.post()
         problem = edge.refused(response, 429, "rate-limited", "rate")
         self.assertEqual(problem["scope"], "client")
         self.assertEqual(response.header("ratelimit-policy"), '"client";q=1;w=60')
         self.assertEqual(response.header("retry-after"), "60")
-        edge.accepted(edge.post(peer=IPv4Address("TCP", "127.0.0.2", 1)))
-        self.assertEqual(self.rate_limited(edge, "client"), 1.0)
+        edge.refused(
+            edge.post(peer=IPv4Address("TCP", "127.0.0.2", 1)), 429, "rate-limited", "rate", client="127.0.0.2"
+        )
+        edge.accepted(edge.post(headers={"Authorization": "Bearer other"}))
+        self.assertEqual(self.rate_limited(edge, "client"), 2.0)
 
-    def test_per_client_behind_proxy(self) -> None:
+    def test_per_client_address(self) -> None:
         """
-        Behind a trusted proxy each forwarded client has its own bucket,
+        Without credentials (an open endpoint) the client is its address:
+        behind a trusted proxy each forwarded client has its own bucket,
         not the proxy's one.
         """
         limiter = ticking(self.clock, global_limit=1000, burst=10, endpoint_limits={}, per_client_limit=1)
-        edge = Edge(self, _guards(limiter=limiter, clients=ClientAddress(["10.0.0.0/24"])), clock=self.clock)
+        edge = Edge(self, Guards(limiter=limiter, clients=ClientAddress(["10.0.0.0/24"])), clock=self.clock)
         for client in ("203.0.113.1", "203.0.113.2"):
-            edge.accepted(edge.post(peer=PROXY, headers={**AUTH, "X-Forwarded-For": client}))
+            edge.accepted(edge.post(peer=PROXY, headers={"X-Forwarded-For": client}))
         edge.refused(
-            edge.post(peer=PROXY, headers={**AUTH, "X-Forwarded-For": "203.0.113.1"}),
+            edge.post(peer=PROXY, headers={"X-Forwarded-For": "203.0.113.1"}),
             429,
             "rate-limited",
             "rate",
@@ -758,6 +769,19 @@ class SecurityLogTests(SynchronousTestCase):
         self.assertNotIn("wrong-secret", stream.getvalue())
         self.assertNotIn("BodySecret", stream.getvalue())
 
+    def test_long_path_clipped(self) -> None:
+        """
+        A refused request's path, the client's to choose, is logged as its
+        first 256 characters and how many more there were.
+        """
+        service, _, _ = make_service()
+        events = capture_events(self, lambda e: e.get("log_namespace") == "alertgateway.security")
+        path = "/v1/alerts/" + "f" * 6000
+        assert_problem(self, Connection(service.site).request("GET", path), 401, "unauthorized")
+        [event] = events
+        self.assertEqual(event["path"], path[:256] + f"...[{len(path) - 256} more]")
+        self.assertLess(len(formatEvent(event)), 400)
+
     def test_reasonless_problem(self) -> None:
         """
         A guard's refusal that does not say what kind of security refusal
@@ -957,6 +981,26 @@ class EncodingTests(SynchronousTestCase):
         self.assertEqual(problem["limit"], 1024 * 1024)
         self.assertLessEqual(sum(produced), 1024 * 1024 + 1)
         self.assertEqual(response.header("connection"), "close")
+
+    def test_member_bomb(self) -> None:
+        """
+        A megabyte of 50,000 empty gzip members is 400 malformed-body with
+        reason content, naming limits.max_gzip_members; the cap is the
+        endpoint's, and up to it members are one body.
+        """
+        bomb = gzipped(b"") * 50_000
+        problem = self.edge.refused(self.post(bomb), 400, "malformed-body", "content")
+        self.assertIn("limits.max_gzip_members", problem["detail"])
+        edge = Edge(self, _guards(limits=Limits(max_gzip_members=2)))
+        raw = body(alert("A"))
+        headers = {**AUTH, "Content-Encoding": "gzip"}
+        edge.accepted(edge.post(gzipped(raw[:10]) + gzipped(raw[10:]), headers=headers))
+        edge.refused(
+            edge.post(gzipped(raw[:10]) + gzipped(raw[10:]) + gzipped(b""), headers=headers),
+            400,
+            "malformed-body",
+            "content",
+        )
 
     def test_inflated_limit(self) -> None:
         """
@@ -1345,3 +1389,29 @@ queue: {backend: memory}
             "POST", GRAFANA, headers={**key, "X-API-Key": "main-token"}, body=body(alert("G"))
         )
         self.assertEqual(wrong.header("www-authenticate"), 'APIKey realm="alertgateway", header="X-API-Key"')
+
+    def test_forwarded_header_from_config(self) -> None:
+        """
+        security.forwarded_header picks the one header the trusted proxies'
+        client address is read from: with forwarded, Forwarded names the
+        client and X-Forwarded-For is ignored; by default the reverse.
+        """
+        for header, allowed, forbidden in (
+            ("forwarded", {"Forwarded": "for=203.0.113.4"}, {"X-Forwarded-For": "203.0.113.4"}),
+            ("x-forwarded-for", {"X-Forwarded-For": "203.0.113.4"}, {"Forwarded": "for=203.0.113.4"}),
+        ):
+            with self.subTest(header=header):
+                config = make_config(
+                    "security:\n  trusted_proxies: [10.0.0.0/24]\n  allowed_ips: [203.0.113.0/24]\n"
+                    f"  forwarded_header: {header}\n"
+                )
+                service, _, _ = make_service(config)
+                posted = Connection(service.site, PROXY).request(
+                    "POST", PROMETHEUS, headers={**AUTH, **allowed}, body=body(alert("A"))
+                )
+                self.assertEqual(posted.status, 202, posted.body)
+                refused = Connection(service.site, PROXY).request(
+                    "POST", PROMETHEUS, headers={**AUTH, **forbidden}, body=body(alert("B"))
+                )
+                problem = assert_problem(self, refused, 403, "forbidden")
+                self.assertIn("10.0.0.1", problem["detail"])

@@ -4,6 +4,8 @@ The probes and the metrics resource.
 
 from __future__ import annotations
 
+import json
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway import __version__
@@ -36,7 +38,16 @@ class HealthTests(SynchronousTestCase):
             self.service.readiness.state = Lifecycle(state)
             self.assertEqual(
                 self.get("/health"),
-                (200, {"status": "ok", "service": "gw-test", "version": __version__, "state": state}),
+                (
+                    200,
+                    {
+                        "status": "ok",
+                        "service": "gw-test",
+                        "version": __version__,
+                        "state": state,
+                        "processor": {"name": "alert-processor", "up": True},
+                    },
+                ),
             )
 
     def test_live(self) -> None:
@@ -50,8 +61,9 @@ class HealthTests(SynchronousTestCase):
     def test_ready(self) -> None:
         """
         /health/ready is 503 while starting and stopping, 200 only when
-        ready, and reports the queue (backend, depth, capacity) and the
-        circuit breaker's state.
+        ready, and reports the queue (backend, depth, capacity), the
+        circuit breaker's state and target and the processor's state, by
+        name: never the processor's URL, which the probes would show anyone.
         """
         expected = {"starting": 503, "ready": 200, "stopping": 503}
         for state, code in expected.items():
@@ -61,7 +73,9 @@ class HealthTests(SynchronousTestCase):
             self.assertEqual(answer["state"], state)
             self.assertEqual(answer["status"], "ready" if code == 200 else "not ready")
             self.assertEqual(answer["queue"], {"backend": "memory", "depth": 0, "capacity": 7})
-            self.assertEqual(answer["circuitBreaker"], {"state": "closed", "target": "file:unused.jsonl"})
+            self.assertEqual(answer["circuitBreaker"], {"state": "closed", "target": "alert-processor"})
+            self.assertEqual(answer["processor"], {"name": "alert-processor", "up": True})
+            self.assertNotIn("unused.jsonl", json.dumps(answer))
 
     def test_security_headers(self) -> None:
         """

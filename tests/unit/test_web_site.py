@@ -255,7 +255,9 @@ class AccessLogTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = GatewayReactor()
-        self.service, _, self.stream = make_service(reactor=self.reactor)
+        # The probe paths are the handiest requests here: logged like any.
+        config = make_config("logging:\n  access_log_exclude: []\n")
+        self.service, _, self.stream = make_service(config, reactor=self.reactor)
         self.events = capture_events(self, is_access)
 
     def test_fields(self) -> None:
@@ -288,6 +290,18 @@ class AccessLogTests(SynchronousTestCase):
         )
         self.assertEqual(event["bytes"], len(response.body))
         self.assertEqual(event["duration_ms"], 0.0)
+
+    def test_long_fields_clipped(self) -> None:
+        """
+        A path and a User-Agent of kilobytes (the client's to choose) are
+        logged as their first 256 characters and how many more there were,
+        so one request cannot cost kilobytes of log.
+        """
+        long_path = PROMETHEUS + "/" + "p" * 5000
+        Connection(self.service.site).request("GET", long_path, headers={"User-Agent": "u" * 9000})
+        [event] = self.events
+        self.assertEqual(event["path"], long_path[:256] + f"...[{len(long_path) - 256} more]")
+        self.assertEqual(event["user_agent"], "u" * 256 + "...[8744 more]")
 
     def test_duration(self) -> None:
         """
@@ -469,3 +483,36 @@ class AccessLogSwitchTests(SynchronousTestCase):
             "gateway_requests_total", {"endpoint": PROMETHEUS, "code": "202"}
         )
         self.assertEqual(counted, 1)
+
+    def test_probes_and_scrapes_left_out(self) -> None:
+        """
+        By default requests for /health, /health/live, /health/ready and
+        /metrics (on the webhook port or its own) leave no access line,
+        whatever their answer, and are still counted; other paths are
+        logged.
+        """
+        service, _, _ = make_service(make_config("metrics:\n  port: 8080\n"))
+        events = capture_events(self, is_access)
+        webhook = Connection(service.site)
+        for path in ("/health", "/health/live", "/health/ready", "/metrics", "/health/ready?verbose=1"):
+            webhook.request("GET", path)
+        Connection(service.metrics_site).request("GET", "/metrics")
+        webhook.request("GET", "/health/more")
+        webhook.request("POST", PROMETHEUS, headers=AUTH, body=body(alert("A")))
+        self.assertEqual([(e["path"], e["status"]) for e in events], [("/health/more", 404), (PROMETHEUS, 202)])
+        counted = service.metrics.registry.get_sample_value(
+            "gateway_requests_total", {"endpoint": "/health/ready", "code": "503"}
+        )
+        self.assertEqual(counted, 2)
+
+    def test_exclusions_configured(self) -> None:
+        """
+        logging.access_log_exclude names the paths left out, exactly: here
+        the metrics are logged and a webhook path is not.
+        """
+        service, _, _ = make_service(make_config(f"logging:\n  access_log_exclude: [{PROMETHEUS}]\n"))
+        events = capture_events(self, is_access)
+        Connection(service.metrics_site).request("GET", "/metrics")
+        Connection(service.site).request("POST", PROMETHEUS, headers=AUTH, body=body(alert("A")))
+        Connection(service.site).request("POST", "/v1" + PROMETHEUS, headers=AUTH, body=body(alert("B")))
+        self.assertEqual([(e["path"], e["status"]) for e in events], [("/metrics", 200), ("/v1" + PROMETHEUS, 202)])

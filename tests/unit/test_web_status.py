@@ -10,13 +10,14 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+import attrs
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
-from alertgateway.config import parse_config
+from alertgateway.config import AuthConfig, AuthType, parse_config
 from alertgateway.core.decider import DeciderSettings
 from alertgateway.core.decision import Decision
 from alertgateway.core.model import Alert, fingerprint
@@ -439,6 +440,34 @@ class ServiceTests(SynchronousTestCase):
         )
         service, _, _ = make_service(config)
         self.assertEqual(Connection(service.site).request("GET", "/v1/alerts").status, 200)
+
+    def test_closed_when_endpoints_have_their_own_credentials(self) -> None:
+        """
+        Endpoints with credentials of their own and a webhook.auth that
+        checks none: the configuration refuses that, and a gateway built
+        from it anyway (bypassing validation) refuses every reader of the
+        status API rather than answer anyone, while the endpoint keeps
+        taking its own token.
+        """
+        config = parse_config(
+            "webhook: {auth: {token: reader}, endpoints: [{path: /webhook/prometheus, auth: {token: sender}}]}\n"
+            "alert_processor: {endpoint: 'file:unused.jsonl'}\nqueue: {backend: memory}\n",
+            environ={},
+        )
+        unchecked = attrs.evolve(config, webhook=attrs.evolve(config.webhook, auth=AuthConfig(type=AuthType.NONE)))
+        service, _, _ = make_service(unchecked)
+        connection = Connection(service.site)
+        sender = {"Authorization": "Bearer sender"}
+        self.assertEqual(connection.request("POST", PROMETHEUS, headers=sender, body=body(alert("A"))).status, 202)
+        for headers in ({}, sender, {"Authorization": "Bearer reader"}):
+            assert_problem(self, connection.request("GET", "/v1/alerts", headers=headers), 401, "unauthorized")
+        # As configured, webhook.auth's holders read it and the senders of
+        # the endpoint do not.
+        service, _, _ = make_service(config)
+        connection = Connection(service.site)
+        assert_problem(self, connection.request("GET", "/v1/alerts", headers=sender), 401, "unauthorized")
+        reader = {"Authorization": "Bearer reader"}
+        self.assertEqual(connection.request("GET", "/v1/alerts", headers=reader).status, 200)
 
     def test_allowed_ips(self) -> None:
         """

@@ -463,9 +463,9 @@ class UnavailableTests(SynchronousTestCase):
         elsewhere.
         """
         service, reactor, _ = make_service()
-        connection = Connection(service.site)
         reactor.advance(10)
         service.readiness.stop(reactor.seconds())
+        connection = Connection(service.site)
         response = connection.request("POST", PROMETHEUS, headers=JSON, body=body(alert("A")))
         assert_problem(self, response, 503, "shutting-down")
         self.assertEqual(response.header("retry-after"), "1")

@@ -70,8 +70,8 @@ L{QueueFull}, so the webhook answers 503 with C{Retry-After} and the sender
 retries.  The lease and read loops keep trying, logging once per outage.
 
 Dead letters stay in the C{dead} stream (each with its reason, attempts,
-partition and original entry) until an operator removes them (C{XRANGE},
-C{XDEL}).
+partition and original entry) until an operator retries or drops them
+(C{alertgateway queue}, through L{admin}).
 
 Redis 6.2 or later (C{XAUTOCLAIM}, C{XPENDING IDLE}).  The scripts use
 several keys at once: this needs one Redis, or a key prefix with a hash tag
@@ -84,7 +84,8 @@ partitions, L{Reader} (L{reader}) claims
 and reads them into the L{Buffer} (L{buffer}), L{Acks} (L{acks})
 acknowledges, L{Outage} (L{outage}) logs each outage once; L{codec} is the
 envelope as a stream entry, L{keys} where everything is in Redis,
-L{RedisQueueSettings} (L{settings}) what the queue is told.  The Lua
+L{RedisQueueSettings} (L{settings}) what the queue is told; L{QueueAdmin}
+(L{admin}) is what the queue commands do beside the replicas.  The Lua
 scripts are C{alertgateway/redis/scripts/queue_*.lua}.
 """
 

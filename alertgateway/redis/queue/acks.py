@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from alertgateway.redis.client import RedisClient, Script
@@ -55,6 +56,8 @@ class Acks:
         self._outage = outage
         self._on_length = on_length
         self._unsettled: deque[_Settle] = deque()
+        # Sent and not answered yet.
+        self._sent: set[Deferred[Any]] = set()
 
     def done(self, ident: Ident) -> None:
         """
@@ -75,6 +78,16 @@ class Acks:
     def _send(self, settle: _Settle) -> None:
         d = self._client.script(settle.script, settle.keys, settle.args)
         d.addCallbacks(self._settled, self._unsettled_now, errbackArgs=(settle,))
+        self._sent.add(d)
+        d.addBoth(lambda _: self._sent.discard(d))
+
+    async def answered(self) -> None:
+        """
+        Wait until every acknowledgement sent so far is answered (or kept
+        to be sent again): the length they answer is then current.
+        """
+        while self._sent:
+            await next(iter(self._sent))
 
     def _settled(self, length: object) -> None:
         self._on_length(int(str(length)))

@@ -37,7 +37,10 @@ class Outage:
             return
         self.down = True
         then = "alerts go to the local fallback queue" if self._failover.fail_open else "webhooks are answered 503"
-        _log.warn("Redis queue unavailable ({reason}); {then} until it is back", reason=str(reason), then=then)
+        # Before the first connection this is a start, not an outage (the
+        # client warns if that takes longer than its connect_timeout).
+        log = _log.warn if self._failover.client.ever_up else _log.info
+        log("Redis queue unavailable ({reason}); {then} until it is back", reason=str(reason), then=then)
 
     def recovered(self) -> None:
         """

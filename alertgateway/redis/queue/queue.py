@@ -157,9 +157,8 @@ class RedisQueue:
 
     def _loaded(self, count: int) -> None:
         if count:
-            _log.info(
-                "{count} alerts from the fallback queue {path} to deliver", count=count, path=self.fallback.journal.path
-            )
+            path = self.fallback.journal.path
+            _log.info("{count} alerts from the fallback queue {path} to deliver", count=count, path=path)
         if not self._running:
             return
         self._pump()
@@ -304,8 +303,9 @@ class RedisQueue:
             self.fallback.done(envelope)
             self._buffer.done(envelope)
             return
-        self._forget(envelope)
+        # Acknowledged first, so that a shutdown waiting for the buffer waits for the answer too.
         self._acks.done(ident)
+        self._forget(envelope)
 
     def bury(self, envelope: Envelope, reason: str, attempts: int) -> None:
         """
@@ -317,8 +317,8 @@ class RedisQueue:
             self.fallback.bury(envelope, reason, attempts)
             self._buffer.done(envelope)
             return
-        self._forget(envelope)
         self._acks.bury(ident, reason, attempts)
+        self._forget(envelope)
 
     def release(self, envelope: Envelope) -> None:
         """
@@ -366,6 +366,7 @@ class RedisQueue:
     async def _emptied(self) -> None:
         await self._buffer.when_empty()
         await self.fallback.when_empty()
+        await self._acks.answered()
 
     # The fallback queue feeds the buffer: it hands out one envelope of a
     # key at a time, and the next once that one is done.
