@@ -278,12 +278,14 @@ def container_argv(pod: Pod, container: Container, status_fd: str) -> list[str]:
 _SPECIAL = ("--proc", "/proc", "--dev", "/dev", "--")
 
 
-def sandbox_problem() -> str | None:
+def sandbox_problem(search: str | None = None) -> str | None:
     """
     Why bubblewrap cannot run a container here (not installed, no user
     namespaces, …), or C{None} when it can.
+
+    @param search: Where to look for C{bwrap} (default: C{PATH}).
     """
-    bwrap = shutil.which("bwrap")
+    bwrap = shutil.which("bwrap", path=search)
     if bwrap is None:
         return "bwrap not installed: apt-get install bubblewrap (make system-deps)"
     try:

@@ -138,6 +138,29 @@ class Running:
         return self.output.decode("utf-8", "replace")[-OUTPUT_LIMIT:]
 
 
+def _post(webhook: dict[str, Any]) -> dict[str, Any]:
+    """
+    Post the spec's webhook over TLS, verified for the Service's name: the
+    answer's status, Retry-After and body, or the error.
+    """
+    context = ssl.create_default_context(cafile=webhook["ca_file"])
+    connection = _Verified(webhook["port"], webhook["server_name"], context)
+    try:
+        connection.request(
+            "POST",
+            webhook["path"],
+            body=Path(webhook["body_file"]).read_bytes(),
+            headers={"Authorization": f"Bearer {webhook['token']}", "Content-Type": "application/json"},
+        )
+        answer = connection.getresponse()
+        body = answer.read().decode("utf-8", "replace")
+        return {"status": answer.status, "retry-after": answer.getheader("Retry-After"), "body": body}
+    except (OSError, ssl.SSLError) as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    finally:
+        connection.close()
+
+
 def _unverified(port: int) -> http.client.HTTPSConnection:
     # As the kubelet: HTTPS without verifying the certificate.
     context = ssl.create_default_context()
@@ -225,23 +248,11 @@ def _serve(spec: dict[str, Any], gateway: Running, report: dict[str, Any]) -> di
     result["ready after"] = _until(lambda: _probe(probes["port"], probes["ready"]) == 200, 30)
     webhook = spec["webhook"]
     if result["ready after"] is not None:
-        context = ssl.create_default_context(cafile=webhook["ca_file"])
-        connection = _Verified(webhook["port"], webhook["server_name"], context)
+        result["webhook"] = _post(webhook)
         try:
-            connection.request(
-                "POST",
-                webhook["path"],
-                body=Path(webhook["body_file"]).read_bytes(),
-                headers={"Authorization": f"Bearer {webhook['token']}", "Content-Type": "application/json"},
-            )
-            answer = connection.getresponse()
-            result["webhook"] = {"status": answer.status, "body": answer.read().decode("utf-8", "replace")}
             accepted = int(json.loads(result["webhook"]["body"]).get("accepted", 1))
-        except (OSError, ssl.SSLError, ValueError) as e:
-            result["webhook"] = {"error": f"{type(e).__name__}: {e}"}
+        except (KeyError, ValueError):
             accepted = 1
-        finally:
-            connection.close()
         sink = spec.get("delivered_file")
         # Every accepted alert: written to the file sink, or received.
         if sink:
@@ -253,6 +264,10 @@ def _serve(spec: dict[str, Any], gateway: Running, report: dict[str, Any]) -> di
         result["drained after"] = _until(lambda: _queue_depth(probes["port"], probes["ready"]) == 0, 15)
     stopped = time.monotonic()
     os.kill(pid, signal.SIGTERM)
+    # What a sender still routed here meets while the gateway stops.
+    time.sleep(1)
+    result["webhook while stopping"] = _post(webhook)
+    result["ready while stopping"] = _probe(probes["port"], probes["ready"])
     result["exit"] = gateway.wait(spec["stop_within"] + 5)
     result["stopped after"] = time.monotonic() - stopped
     result["output"] = gateway.text()

@@ -11,8 +11,9 @@ resolve to loopback.
 
 It must: pass the init containers, become live and ready on its probes,
 accept a webhook posted over TLS (verified for the Service's name) and
-deliver it, exit 0 on SIGTERM within the grace period the kubelet leaves
-after the preStop pause, and write nothing outside its writable mounts
+deliver it; once sent SIGTERM, answer readiness and a webhook 503 (with
+Retry-After) and exit 0 within the grace period the kubelet leaves after
+the preStop pause; and write nothing outside its writable mounts
 (the root is read-only: a write anywhere else fails, and is looked for in
 its output), within their size limits.
 
@@ -103,6 +104,35 @@ def _sandbox_check(pod: Pod, gateway_container: Container) -> Container:
         gateway_container.env,
         gateway_container.mounts,
     )
+
+
+class SandboxProblemTests(TestCase):
+    """
+    Where bubblewrap cannot run, the contract tests skip with the reason;
+    they never pass without running.
+    """
+
+    def test_not_installed(self) -> None:
+        """
+        Without bwrap the reason says what installs it.
+        """
+        problem = sandbox_problem(search=self.mktemp())
+        assert problem is not None
+        self.assertIn("apt-get install bubblewrap", problem)
+
+    def test_cannot_make_namespaces(self) -> None:
+        """
+        A bwrap that cannot make the namespaces (user namespaces off) gives
+        its own error as the reason.
+        """
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        fake = directory / "bwrap"
+        fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+        fake.chmod(0o755)
+        problem = sandbox_problem(search=str(directory))
+        assert problem is not None
+        self.assertIn("No permissions to create new namespace", problem)
 
 
 class ContainerContractTests(TestCase):
@@ -245,6 +275,11 @@ class ContainerContractTests(TestCase):
         self.assertEqual(gateway_result["webhook"].get("status"), 202, where)
         self.assertIsNotNone(gateway_result["delivered after"], where)
         self.assertIsNotNone(gateway_result["drained after"], where)
+        # Stopping: not ready, and a webhook still routed here gets a 503
+        # with Retry-After, which the sender retries (elsewhere).
+        stopping = gateway_result["webhook while stopping"]
+        self.assertEqual(gateway_result["ready while stopping"], 503, where)
+        self.assertEqual((stopping.get("status"), stopping.get("retry-after") is not None), (503, True), where)
         self.assertEqual(gateway_result["exit"], 0, where)
         self.assertLess(gateway_result["stopped after"], self.stop_within(pod.manifests), where)
         for mount in main.mounts:
