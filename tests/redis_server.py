@@ -71,10 +71,13 @@ class RedisServer:
         password: str | None = None,
         tls: tuple[Path, Path, Path] | None = None,
         config_file: Path | None = None,
+        port: int | None = None,
     ) -> None:
         """
         @param config_file: A configuration file to start from (the
             options below override it).
+        @param port: Listen on this port (inside a network namespace of the
+            test's own, say) rather than a free one.
         @param password: Ask clients for it (C{requirepass}).
         @param tls: Serve TLS only, with these certificate, key and CA
             files.
@@ -84,7 +87,8 @@ class RedisServer:
         self.config_file = config_file
         self.binary = require_redis()
         self.directory = Path(tempfile.mkdtemp(prefix="alertgateway-redis-"))
-        self.port = _free_port()
+        self.port = port or _free_port()
+        self._fixed_port = port is not None
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -119,9 +123,11 @@ class RedisServer:
             )
             if self._wait_answering():
                 return self
-            # The port was taken between choosing and binding: another.
             self._process.kill()
             self._process.wait()
+            if self._fixed_port:
+                break
+            # The port was taken between choosing and binding: another.
             self.port = _free_port()
         raise RuntimeError("redis-server did not start")
 

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from twisted.trial.unittest import TestCase
 
-from tests.deploy.kustomize import KustomizeError, Manifest, build, merge, set_image
+from tests.deploy.kustomize import KustomizeError, Manifest, build, config_map_hash, json_patch, merge, set_image
 
 
 def deployment(name: str = "app", image: str = "app:1.0") -> Manifest:
@@ -165,6 +165,108 @@ class BuildTests(TestCase):
             self.assertRaises(KustomizeError, build, self.write(files))
         root = self.write({"k/kustomization.yaml": {"resources": ["../a.yaml"]}, "a.yaml": deployment()})
         self.assertRaises(KustomizeError, build, root / "k")
+
+
+class GeneratorTests(TestCase):
+    """
+    C{configMapGenerator}, C{components} and JSON patches.
+    """
+
+    def write(self, files: dict[str, Any]) -> Path:
+        root = Path(self.mktemp())
+        for name, content in files.items():
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content if isinstance(content, str) else yaml.safe_dump(content), encoding="utf-8")
+        return root
+
+    def test_hash_is_kustomizes(self) -> None:
+        """
+        The suffix is the one kustomize 5 gives the same data (taken from
+        C{kubectl kustomize}): it does not depend on the name, and Go's
+        escaping of < > & is part of what is hashed.
+        """
+        self.assertEqual(config_map_hash({"data": {"f.txt": "a: 1\n"}}), "mh6mf4mh59")
+        self.assertEqual(config_map_hash({"metadata": {"name": "x"}, "data": {"f.txt": "a: 1\n"}}), "mh6mf4mh59")
+        self.assertNotEqual(config_map_hash({"data": {"f": "<"}}), config_map_hash({"data": {"f": "&"}}))
+
+    def test_generated_and_replaced(self) -> None:
+        """
+        A generated ConfigMap is named after its content, the pod template
+        mounting it follows the name, and an overlay's generator with
+        C{behavior: replace} changes the content (so the name) and keeps
+        the base's labels.
+        """
+        root = self.write(
+            {
+                "base/kustomization.yaml": {
+                    "resources": ["app.yaml"],
+                    "configMapGenerator": [
+                        {"name": "conf", "files": ["app.conf"], "options": {"labels": {"app": "x"}}}
+                    ],
+                },
+                "base/app.conf": "one\n",
+                "base/app.yaml": {
+                    **deployment(),
+                    "spec": {"template": {"spec": {"volumes": [{"name": "c", "configMap": {"name": "conf"}}]}}},
+                },
+                "overlay/kustomization.yaml": {
+                    "resources": ["../base"],
+                    "namespace": "n",
+                    "configMapGenerator": [{"name": "conf", "behavior": "replace", "files": ["app.conf"]}],
+                },
+                "overlay/app.conf": "two\n",
+            }
+        )
+        for directory, content in (("base", "one\n"), ("overlay", "two\n")):
+            configmap, app = build(root / directory)
+            self.assertEqual(configmap["data"], {"app.conf": content})
+            self.assertEqual(configmap["metadata"]["labels"], {"app": "x"})
+            name = f"conf-{config_map_hash(configmap)}"
+            self.assertEqual(configmap["metadata"]["name"], name)
+            self.assertEqual(app["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"], name)
+
+    def test_components(self) -> None:
+        """
+        A component adds its resources to the kustomization including it,
+        which then applies its namespace to them; a kustomization where a
+        component is expected (or the reverse) is refused.
+        """
+        component = {"apiVersion": "kustomize.config.k8s.io/v1alpha1", "kind": "Component", "resources": ["s.yaml"]}
+        service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}
+        root = self.write(
+            {
+                "extra/kustomization.yaml": component,
+                "extra/s.yaml": service,
+                "app/kustomization.yaml": {"components": ["../extra"], "namespace": "n"},
+                "wrong/kustomization.yaml": {"resources": ["../extra"]},
+            }
+        )
+        [built] = build(root / "app")
+        self.assertEqual(built["metadata"], {"name": "s", "namespace": "n"})
+        self.assertRaises(KustomizeError, build, root / "wrong")
+
+    def test_json_patch(self) -> None:
+        """
+        JSON patch operations add (at an index, or at the end with C{-}),
+        replace and remove; a C{test} that does not hold fails the build.
+        """
+        document = {"a": [1, 2], "b": {"c": 1}}
+        patched = json_patch(
+            document,
+            [
+                {"op": "add", "path": "/a/0", "value": 0},
+                {"op": "add", "path": "/a/-", "value": 3},
+                {"op": "test", "path": "/b/c", "value": 1},
+                {"op": "replace", "path": "/b/c", "value": 2},
+                {"op": "remove", "path": "/a/1"},
+            ],
+        )
+        self.assertEqual(patched, {"a": [0, 2, 3], "b": {"c": 2}})
+        self.assertEqual(document, {"a": [1, 2], "b": {"c": 1}})
+        self.assertRaises(KustomizeError, json_patch, document, [{"op": "test", "path": "/b/c", "value": 9}])
+        self.assertRaises(KustomizeError, json_patch, document, [{"op": "replace", "path": "/a/5", "value": 9}])
+        self.assertRaises(KustomizeError, json_patch, document, [{"op": "move", "path": "/a", "from": "/b"}])
 
 
 class MergeTests(TestCase):

@@ -171,7 +171,10 @@ class RuleTests(TestCase):
         each alert fires after its C{for} with the labels it is routed by
         and not before; an open breaker that alternates with half-open
         counts as open; health checks answered 503 and a breaker that
-        recovers raise nothing.
+        recovers raise nothing.  AlertGatewayDown fires per namespace:
+        for one whose gateways are all down or gone while another's are
+        up, not for one that still has a gateway up, and (without a
+        namespace) when Prometheus has never seen a gateway.
         """
         promtool = require_binary("promtool", "prometheus")
         directory = Path(self.mktemp())
@@ -208,7 +211,7 @@ class RuleTests(TestCase):
             series("gateway_dead_letters_total", "0 0 0 1 1 1"),
             series("gateway_redis_up", "1 1 0 0 0 0 0"),
             series("gateway_security_rejections_total", "0+120x30", **webhook, reason="auth"),
-            {"series": 'up{job="alertgateway"}', "values": "1 1 0 0 0 0 0 0 0 0 0 0"},
+            series("up", "1 1 0 0 0 0 0 0 0 0 0 0"),
         ]
         quiet = [
             # 2 % of the webhooks answered 503, and many 503 readiness probes.
@@ -238,7 +241,7 @@ class RuleTests(TestCase):
                     alert("8m", "AlertGatewaySecurityRejectionsSpike"),
                     alert("15m", "AlertGatewaySecurityRejectionsSpike", {**where, "reason": "auth", **warning}),
                     alert("5m", "AlertGatewayDown"),
-                    alert("10m", "AlertGatewayDown", critical),
+                    alert("10m", "AlertGatewayDown", {**where, **critical}),
                 ],
             },
             {
@@ -248,6 +251,35 @@ class RuleTests(TestCase):
                     alert("12m", name)
                     for name in ("AlertGatewayHighErrorRate", "AlertGatewayCircuitBreakerOpen", "AlertGatewayRedisDown")
                 ],
+            },
+            {
+                # One namespace healthy throughout; one of two pods down in
+                # another (still served); every pod down in a third, and
+                # the targets gone altogether in a fourth.
+                "interval": "1m",
+                "input_series": [
+                    series("up", "1x30", namespace="kubernaut", pod="a"),
+                    series("up", "1x30", namespace="half", pod="b"),
+                    series("up", "1 1 0x28", namespace="half", pod="c"),
+                    series("up", "1 1 0x28", namespace="kubernaut-dev", pod="d"),
+                    series("up", "1 1 _x28", namespace="gone", pod="e"),
+                ],
+                "alert_rule_test": [
+                    alert("5m", "AlertGatewayDown"),
+                    alert("8m", "AlertGatewayDown", {"namespace": "kubernaut-dev", "job": "alertgateway", **critical}),
+                    alert(
+                        "13m",
+                        "AlertGatewayDown",
+                        {"namespace": "gone", "job": "alertgateway", **critical},
+                        {"namespace": "kubernaut-dev", "job": "alertgateway", **critical},
+                    ),
+                ],
+            },
+            {
+                # A Prometheus that has never scraped a gateway.
+                "interval": "1m",
+                "input_series": [{"series": 'up{job="other"}', "values": "1x10"}],
+                "alert_rule_test": [alert("6m", "AlertGatewayDown", {"job": "alertgateway", **critical})],
             },
         ]
         (directory / "tests.yaml").write_text(yaml.safe_dump({"rule_files": ["rules.yaml"], "tests": tests}))
@@ -401,12 +433,15 @@ class DashboardTests(TestCase):
             "grafana-dashboard.yaml is stale: run python3 deploy/monitoring/sync-dashboard.py",
         )
 
-    def test_kustomization_lists_both(self) -> None:
+    def test_kustomization_lists_all(self) -> None:
         """
-        The monitoring kustomization applies the rules and the dashboard.
+        The monitoring component applies the scrape configuration, the
+        rules and the dashboard.
         """
         kustomization = yaml.safe_load((MONITORING / "kustomization.yaml").read_text())
-        self.assertEqual(set(kustomization["resources"]), {"prometheusrule.yaml", "grafana-dashboard.yaml"})
+        self.assertEqual(
+            set(kustomization["resources"]), {"servicemonitor.yaml", "prometheusrule.yaml", "grafana-dashboard.yaml"}
+        )
 
 
 def _label_values(expr: str) -> str:
