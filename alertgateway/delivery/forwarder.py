@@ -133,6 +133,9 @@ class Forwarder:
         self.sink = sink
         self._clock = clock
         self._metrics = metrics
+        # Read when scraped: always what the queue holds, at no cost per
+        # alert.
+        metrics.queue_depth.set_function(lambda: len(self.queue))
         self._max_in_flight = max_in_flight
         self._max_retries = max_retries
         # Envelopes sent in one request when the sink can (HTTP).
@@ -170,14 +173,7 @@ class Forwarder:
 
         @raise alertgateway.state.errors.QueueFull: If they do not fit.
         """
-        d = self.queue.put(envelopes, write)
-        d.addBoth(self._refresh_depth)
-        self._refresh_depth(None)
-        return d
-
-    def _refresh_depth(self, result: object) -> object:
-        self._metrics.queue_depth.set(len(self.queue))
-        return result
+        return self.queue.put(envelopes, write)
 
     def room(self) -> int:
         """
@@ -221,8 +217,6 @@ class Forwarder:
                 for unfinished in pending:
                     self.queue.release(unfinished)
                 raise
-            finally:
-                self._refresh_depth(None)
 
     async def _deliver_batch(self, pending: list[Envelope]) -> None:
         """
