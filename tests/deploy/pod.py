@@ -197,6 +197,16 @@ class Pod:
         return passwd, group
 
 
+def _under_tmp() -> list[str]:
+    """
+    What the container needs of the host (this checkout, the virtualenv,
+    the interpreter) that lies under /tmp, which the sandbox's root leaves
+    out.
+    """
+    needed = {str(REPO), sys.prefix, sys.base_prefix, str(Path(os.path.realpath(sys.executable)).parents[1])}
+    return sorted(path for path in needed if path == "/tmp" or path.startswith("/tmp/"))
+
+
 def _virtualenv_path() -> str:
     return f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
 
@@ -268,6 +278,10 @@ def container_argv(pod: Pod, container: Container, status_fd: str) -> list[str]:
         argv += ["--dir", "/tmp"]
     for mount in container.mounts:
         argv += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.destination]
+    for path in _under_tmp():
+        # The checkout and its virtualenv stand in for the image; in a
+        # checkout under /tmp they would be hidden by the pod's own /tmp.
+        argv += ["--ro-bind", path, path]
     argv += ["--remount-ro", "/", "--clearenv", "--chdir", pod.workdir]
     env = {**container.env, "PATH": _virtualenv_path(), "PYTHONPATH": str(REPO)}
     for key, value in sorted(env.items()):
