@@ -4,8 +4,7 @@ The gateway's object graph, built from a validated configuration in one
 place: the queue and its store, the sink and the forwarder, the decision
 state, admission, the guards and the resource trees.
 
-Nothing here starts anything: L{alertgateway.app.service} owns the
-lifecycle.
+Nothing here starts anything: L{alertgateway.app.service} owns the lifecycle.
 """
 
 from __future__ import annotations
@@ -26,12 +25,12 @@ from alertgateway.core.decider import DeciderSettings
 from alertgateway.delivery.breaker import BreakerState, CircuitBreaker
 from alertgateway.delivery.durable import DurableQueue
 from alertgateway.delivery.executor import ThreadExecutor
-from alertgateway.delivery.forwarder import DeliveryQueue, Forwarder
+from alertgateway.delivery.forwarder import Forwarder
 from alertgateway.delivery.http import BytesProducer, HTTPSink
 from alertgateway.delivery.journal import Executor, SQLiteJournal
 from alertgateway.delivery.pool import QuietConnectionPool
 from alertgateway.delivery.probe import ProcessorProbe
-from alertgateway.delivery.queue import MemoryQueue
+from alertgateway.delivery.queue import DeliveryQueue, MemoryQueue
 from alertgateway.delivery.sinks import FileSink, Sink
 from alertgateway.delivery.timeouts import AdaptiveTimeout
 from alertgateway.guards.ratelimit import Limiter, RateLimiter
@@ -145,6 +144,7 @@ def build(
         max_in_flight=processor.max_in_flight,
         max_retries=processor.max_retries,
         batch_size=processor.batch_size,
+        batch_linger=processor.batch_linger,
         breaker=breaker,
         timeouts=timeouts,
     )

@@ -127,6 +127,9 @@ class AlertProcessorConfig:
     # Alerts ready at once (of different keys) sent in one request to
     # <endpoint>/api/v1/alerts/batch; 1 sends each to /api/v1/alerts.
     batch_size: int = attrs.field(default=50, metadata={"check": _batch_size})
+    # How long an alert ready alone waits for others while deliveries are
+    # already on the wire; never when the processor is idle.
+    batch_linger: float = duration(0.005, not_negative)
 
 
 class QueueBackend(enum.StrEnum):

@@ -9,13 +9,15 @@ batch that does not fit is refused whole, so the webhook can answer 503
 and the sender retry it.  Envelopes are kept as their JSON text
 (L{Envelope.compact}), which is what the bytes bound counts.
 
-This is the in-memory queue; a durable one offers the same methods.
+L{DeliveryQueue} is what the forwarder needs of a queue; this module's
+L{MemoryQueue} is the in-memory one, and the durable one offers the same.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from typing import Protocol
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -23,7 +25,37 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.state.errors import QueueFull
 
-__all__ = ["Envelope", "MemoryQueue", "QueueFull"]
+__all__ = ["DeliveryQueue", "Envelope", "MemoryQueue", "QueueFull"]
+
+
+class DeliveryQueue(Protocol):
+    """
+    What the forwarder needs of a queue (memory or durable).
+    """
+
+    max_items: int
+
+    def __len__(self) -> int: ...
+
+    def put(self, envelopes: Sequence[Envelope], write: object | None = None) -> Deferred[None]: ...
+
+    def take(self) -> Deferred[Envelope]: ...
+
+    def take_now(self, limit: int) -> list[Envelope]: ...
+
+    def done(self, envelope: Envelope) -> None: ...
+
+    def release(self, envelope: Envelope) -> None: ...
+
+    def postpone(self, envelope: Envelope, delay: float, clock: IReactorTime) -> None: ...
+
+    def bury(self, envelope: Envelope, reason: str, attempts: int) -> None: ...
+
+    def oldest(self) -> float | None: ...
+
+    def stop_timers(self) -> None: ...
+
+    def when_empty(self) -> Deferred[None]: ...
 
 
 class MemoryQueue:

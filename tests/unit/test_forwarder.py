@@ -15,9 +15,10 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
+from alertgateway.delivery.backoff import Backoff
 from alertgateway.delivery.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from alertgateway.delivery.envelope import Envelope
-from alertgateway.delivery.forwarder import Backoff, Forwarder
+from alertgateway.delivery.forwarder import Forwarder
 from alertgateway.delivery.http import HTTPSink, PostingClient
 from alertgateway.delivery.queue import MemoryQueue
 from alertgateway.delivery.sinks import Retryable
@@ -73,6 +74,7 @@ class Harness(SynchronousTestCase):
         default_answer: Answer | None = None,
         breaker: Callable[[Clock], CircuitBreaker] | None = None,
         batch_size: int = 1,
+        batch_linger: float = 0.0,
         timeouts: AdaptiveTimeout | None = None,
     ) -> Forwarder:
         self.clock = Clock()
@@ -92,6 +94,7 @@ class Harness(SynchronousTestCase):
             backoff=Backoff(base=1.0, cap=30.0, rand=lambda: 0.0),
             breaker=self.breaker,
             batch_size=batch_size,
+            batch_linger=batch_linger,
             timeouts=timeouts,
         )
         forwarder.start()
@@ -706,3 +709,62 @@ class BatchTests(Harness):
         self.clock.advance(1)
         self.assertEqual(self.outcome("delivered"), 2.0)
         self.assertEqual(self.sample("gateway_forward_attempts_total", {"outcome": "retry", "class": "5xx"}), 2.0)
+
+
+class LingerTests(Harness):
+    """
+    alert_processor.batch_linger: under load an alert ready alone waits a
+    little for others, while an idle processor gets it at once.
+    """
+
+    def linger_forwarder(self) -> Forwarder:
+        return self.forwarder(batch_size=10, batch_linger=0.005, max_in_flight=4, default_answer=HANG)
+
+    def test_idle_goes_at_once(self) -> None:
+        """
+        With nothing on the wire, a single alert goes at the end of the
+        reactor turn that queued it, without waiting for the linger.
+        """
+        forwarder = self.linger_forwarder()
+        self.successResultOf(forwarder.submit([envelope("A")]))
+        self.clock.advance(0)
+        self.assertEqual([r.path for r in self.processor.received], ["/api/v1/alerts"])
+
+    def test_busy_gathers(self) -> None:
+        """
+        While a delivery is on the wire, alerts queued one by one within
+        the linger go together in one batch, not one request each as idle
+        workers would take them.
+        """
+        forwarder = self.linger_forwarder()
+        self.successResultOf(forwarder.submit([envelope("A")]))
+        self.clock.advance(0)
+        for key in "BCD":
+            self.successResultOf(forwarder.submit([envelope(key)]))
+            self.clock.advance(0.001)
+        self.assertEqual(len(self.processor.received), 1)
+        self.clock.advance(0.005)
+        first, second = self.processor.received
+        self.assertEqual(first.path, "/api/v1/alerts")
+        self.assertEqual(second.path, "/api/v1/alerts/batch")
+        self.assertEqual(
+            [i["idempotencyKey"] for i in json.loads(second.body)], [envelope(k).idempotency_key for k in "BCD"]
+        )
+
+    def test_stopping_while_gathering_keeps_alerts(self) -> None:
+        """
+        A forwarder stopped while a worker lingers gives the gathered
+        alerts back to the queue: none is lost or left taken.
+        """
+        forwarder = self.linger_forwarder()
+        self.successResultOf(forwarder.submit([envelope("A")]))
+        self.clock.advance(0)
+        self.successResultOf(forwarder.submit([envelope("B")]))
+        self.clock.advance(0)
+        stopped = forwarder.stop(0.0)
+        self.clock.advance(0)
+        self.successResultOf(stopped)
+        self.assertEqual(len(forwarder.queue), 2)
+        self.assertEqual(
+            sorted(e.key for e in forwarder.queue.take_now(10)), sorted([envelope("A").key, envelope("B").key])
+        )
