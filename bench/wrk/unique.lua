@@ -1,11 +1,12 @@
--- Scenario b: every alert new.  Each request carries `batch` (default 1)
--- alerts never seen before, each in its own namespace, so each is its own
--- correlation group (no storm folds them) and is forwarded on its own.
+-- Scenarios b and h: every alert new.  Each request carries `batch`
+-- (default 1; 50 in h) alerts never seen before, each with its own
+-- fingerprint and in its own namespace, so each is its own correlation
+-- group (no storm folds them) and every one is forwarded.
 -- The label `seq` numbers them; the annotation `bench_sent` holds the time
 -- the body was made, from which the stub processor measures
 -- receipt-to-processor latency.
 --
---   wrk ... -s bench/wrk/unique.lua URL -- token=T batch=1
+--   wrk ... -s bench/wrk/unique.lua URL -- token=T batch=50
 
 local am = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "common.lua")
 
