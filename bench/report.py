@@ -238,6 +238,7 @@ HISTORY_HEADING = "## History"
 HISTORY_INTRO = (
     "One row per recorded run (`--record`, and every full run of all scenarios), appended by the benchmark:"
     " ratios to the ceiling, receipt-to-processor p95, what metrics and the access log cost, RSS at rest."
+    " Quick runs (3 s per measurement) are smoke tests: compare full runs only."
 )
 HISTORY_COLUMNS = ("date", "commit", "run", "a", "b", "c", "h", "d167 p95", "d1667 p95", "metrics", "access", "RSS")
 
