@@ -19,6 +19,7 @@ from alertgateway.core.model import Alert, fingerprint
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.delivery.http import BytesProducer, HTTPSink
 from bench.report import HISTORY_HEADING, append_history, history_row, summary_line
+from bench.runner import ALL, parse_args
 from bench.scenarios import cost_of
 from bench.stub_processor import Recorder, StubFactory, StubHTTP, listen
 
@@ -290,3 +291,28 @@ class HistoryTests(SynchronousTestCase):
         lines = append_history(page, later).splitlines()
         self.assertEqual(lines[lines.index(self.ROW) + 1], later)
         self.assertEqual(lines[-3:], ["## Later", "", "More prose."])
+
+
+class RecordTests(SynchronousTestCase):
+    """
+    Which runs are recorded in the history.
+    """
+
+    def test_full_run_records(self) -> None:
+        """
+        A full run of every scenario (whatever order they were named in)
+        is recorded without being asked; --record records any other run.
+        """
+        self.assertTrue(parse_args([]).record)
+        self.assertTrue(parse_args(["--scenarios", ",".join(reversed(ALL))]).record)
+        self.assertTrue(parse_args(["--quick", "--record"]).record)
+        self.assertTrue(parse_args(["--scenarios", "a", "--record"]).record)
+
+    def test_partial_runs_do_not(self) -> None:
+        """
+        Quick runs, runs of some scenarios and runs of another duration are
+        not comparable with full ones: recorded only when asked.
+        """
+        self.assertFalse(parse_args(["--quick"]).record)
+        self.assertFalse(parse_args(["--scenarios", "a,b"]).record)
+        self.assertFalse(parse_args(["--duration", "5"]).record)
