@@ -1,15 +1,18 @@
 """
-The benchmark's results: one row per measurement, the targets of issue 7
-checked against them, the machine they were measured on, printed as one
-table and written as JSON.
+The benchmark's results: one row per measurement, the targets checked
+against them, the machine they were measured on, printed as one table and
+a summary line, written as JSON, and kept as a row of the history in
+bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import shutil
+import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -199,3 +202,94 @@ def as_json(info: dict[str, Any], options: dict[str, Any], rows: list[Row], targ
         "rows": [asdict(row) for row in rows],
         "targets": [asdict(target) for target in targets],
     }
+
+
+# The summary line's figures, in order: key, format, unit.
+SUMMARY: tuple[tuple[str, str, str], ...] = (
+    ("a", ".2f", ""),
+    ("b", ".2f", ""),
+    ("c", ".2f", ""),
+    ("h", ".2f", ""),
+    ("d167", ".1f", "ms"),
+    ("d1667", ".1f", "ms"),
+    ("metrics", ".1f", "%"),
+    ("access", ".1f", "%"),
+    ("rss", ".0f", "MB"),
+)
+
+
+def _figure(values: Mapping[str, float], key: str, form: str, unit: str) -> str:
+    value = values.get(key)
+    return "-" if value is None else f"{value:{form}}{unit}"
+
+
+def summary_line(values: Mapping[str, float]) -> str:
+    """
+    Every ratio and figure of the run on one line, e.g. ``summary: a=0.71
+    b=0.43 … rss=58MB`` (ratios to the ceiling; the p95 receipt-to-
+    processor latencies of d; the throughput metrics and the access log
+    cost; RSS at rest); what was not measured is left out.
+    """
+    found = [f"{key}={_figure(values, key, form, unit)}" for key, form, unit in SUMMARY if key in values]
+    return "summary: " + " ".join(found)
+
+
+HISTORY_HEADING = "## History"
+HISTORY_INTRO = (
+    "One row per recorded run (`--record`, and every full run of all scenarios), appended by the benchmark:"
+    " ratios to the ceiling, receipt-to-processor p95, what metrics and the access log cost, RSS at rest."
+    " Quick runs (3 s per measurement) are smoke tests: compare full runs only."
+)
+HISTORY_COLUMNS = ("date", "commit", "run", "a", "b", "c", "h", "d167 p95", "d1667 p95", "metrics", "access", "RSS")
+
+
+def history_row(date: str, commit: str, run: str, values: Mapping[str, float]) -> str:
+    """
+    One row of the history table (a "-" for what was not measured).
+    """
+    figures = [_figure(values, key, form, unit) for key, form, unit in SUMMARY]
+    return "| " + " | ".join([date, commit, run, *figures]) + " |"
+
+
+def append_history(text: str, row: str) -> str:
+    """
+    ``text`` (bench/RESULTS.md) with ``row`` added at the end of its history
+    table; the section and the table are made at the end of the page if
+    missing.  What the page says elsewhere is kept as it is.
+    """
+    lines = text.splitlines()
+    if HISTORY_HEADING not in lines:
+        header = "| " + " | ".join(HISTORY_COLUMNS) + " |"
+        rule = "|" + "|".join("---" for _ in HISTORY_COLUMNS) + "|"
+        while lines and not lines[-1].strip():
+            lines.pop()
+        lines += ["", HISTORY_HEADING, "", HISTORY_INTRO, "", header, rule, row]
+        return "\n".join(lines) + "\n"
+    at = lines.index(HISTORY_HEADING) + 1
+    # Past the prose to the table, then to its last row.
+    while at < len(lines) and not lines[at].startswith("|") and not lines[at].startswith("#"):
+        at += 1
+    while at < len(lines) and lines[at].startswith("|"):
+        at += 1
+    lines.insert(at, row)
+    return "\n".join(lines) + "\n"
+
+
+def commit_name(repo: Path = REPO) -> str:
+    """
+    The checkout's short commit hash, ``+changes`` when tracked files differ
+    from it; ``unknown`` outside a git checkout.
+    """
+    git = shutil.which("git")
+    if git is None:
+        return "unknown"
+    try:
+        head = subprocess.run(  # noqa: S603 -- a fixed git command line
+            [git, "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(  # noqa: S603
+            [git, "-C", str(repo), "diff", "--quiet", "HEAD"], capture_output=True, check=False
+        ).returncode
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if changed else "")

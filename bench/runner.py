@@ -2,8 +2,10 @@
 The command line of the benchmark: ``python -m bench [options]``.
 
 Starts the stub processor, runs the chosen scenarios (each with a fresh
-gateway), then prints the machine, the table, notes and the targets of
-issue 7; ``--json PATH`` writes the same as JSON.  Progress goes to stderr.
+gateway), then prints the machine, the table, notes, the targets and a
+one-line summary; ``--json PATH`` writes the same as JSON, and ``--record``
+(implied by a full run of every scenario) appends the summary to the
+history of bench/RESULTS.md.  Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -17,25 +19,47 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from bench.procs import BIN, Process
-from bench.report import as_json, describe, machine, notes_text, table, targets_text
+from bench.procs import BIN, REPO, Process
+from bench.report import (
+    append_history,
+    as_json,
+    commit_name,
+    describe,
+    history_row,
+    machine,
+    notes_text,
+    summary_line,
+    table,
+    targets_text,
+)
 from bench.scenarios import SCENARIOS, Bench, Settings
 from bench.servers import Stub, stub_processor
+
+# Every scenario, in the order of a full run.
+ALL = "abcdefgh"
+RESULTS = REPO / "bench" / "RESULTS.md"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description="The gateway's reproducible benchmark.")
     parser.add_argument("--quick", action="store_true", help="short runs (about a minute in all): a smoke test")
-    parser.add_argument("--scenarios", default="abcdefg", help="which scenarios, e.g. a,b,d (default: all)")
+    parser.add_argument("--scenarios", default=ALL, help="which scenarios, e.g. a,b,d (default: all)")
     parser.add_argument("--duration", type=float, help="seconds per wrk run (default 15, 3 with --quick)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs, queues)")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy flame graphs of the gateway runs into DIR")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="append the summary to the history in bench/RESULTS.md (always done by a full run of every scenario)",
+    )
     args = parser.parse_args(argv)
     args.scenarios = [s for s in args.scenarios.replace(",", "").lower() if not s.isspace()]
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenarios {unknown}: choose among {''.join(SCENARIOS)}")
+    if not args.quick and args.duration is None and sorted(args.scenarios) == sorted(SCENARIOS):
+        args.record = True
     return args
 
 
@@ -65,10 +89,18 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         "\n  vs ceiling: req/s over the ceiling's with the same wrk command and payload."
     )
     print("\nNotes\n" + notes_text(bench.rows))
-    print("\nTargets (issue 7)\n" + targets_text(bench.targets))
+    print("\nTargets\n" + targets_text(bench.targets))
+    summary = summary_line(bench.summary)
+    print("\n" + summary)
+    if args.record:
+        row = history_row(info["date"][:10], commit_name(), "quick" if args.quick else "full", bench.summary)
+        RESULTS.write_text(append_history(RESULTS.read_text(), row))
+        print(f"\nrecorded in {RESULTS}")
     if args.json:
         options = {"quick": args.quick, "scenarios": "".join(args.scenarios), **asdict(settings), "elapsed": elapsed}
-        args.json.write_text(json.dumps(as_json(info, options, bench.rows, bench.targets), indent=2))
+        found = as_json(info, options, bench.rows, bench.targets)
+        found["summary"] = bench.summary
+        args.json.write_text(json.dumps(found, indent=2))
         print(f"\nJSON written to {args.json}")
     return 0
 

@@ -1,13 +1,15 @@
 """
-The scenarios of issue 7, each producing rows of the table and targets.
+The benchmark's scenarios, each producing rows of the table, targets and
+figures of the summary line.
 
 (a) single-alert webhooks, duplicate-heavy (1,000 fingerprints cycling);
-(b) single-alert webhooks, every alert new and forwarded;
+(b) single-alert webhooks, every alert new and forwarded, sustained;
 (c) 50-alert batches, duplicate-heavy;
 (d) constant 167/s and 1,667/s, receipt-to-processor latency;
 (e) 1,000 concurrent connections;
 (f) RSS at rest and with 100,000 tracked fingerprints;
-(g) metrics and access log on versus off.
+(g) metrics, then the access log, switched off, each against all on;
+(h) 50-alert batches, every alert new and forwarded.
 
 Throughput scenarios run the ceiling with the same wrk command (script,
 payload, connections, duration) right before the gateway; the ratio is the
@@ -32,8 +34,18 @@ from bench.procs import LOAD_CPU, SERVER_CPU, CpuMeter, Process
 from bench.report import Row, Target
 from bench.servers import WEBHOOK_PATH, Stub, ceiling, gateway
 
-# Scenario g's "off": no access log, no metrics listener.
-QUIET = {"logging": {"access_log": False}, "metrics": {"enabled": False}}
+# Scenario g's variants, each measured against everything on.
+SWITCHED_OFF: dict[str, dict[str, Any]] = {
+    "metrics": {"metrics": {"enabled": False}},
+    "access": {"logging": {"access_log": False}},
+}
+
+# Throughput goals: the gateway's requests/s over the ceiling's.
+RATIO_GOALS = {"a": 0.70, "b": 0.40, "c": 0.50, "h": 0.30}
+# How much of the throughput each may cost (scenario g).
+COST_GOALS = {"metrics": 0.01, "access": 0.05}
+# After a sustained run of new alerts the queue must be empty this soon.
+DRAINED_SOON = 5.0
 
 
 @dataclass
@@ -43,15 +55,19 @@ class Settings:
     """
 
     seconds: float = 15.0
+    # Scenario b: new alerts long enough to show whether the queue keeps up.
+    sustained_seconds: float = 30.0
     pace_seconds: float = 10.0
     rates: tuple[float, ...] = (167.0, 1667.0)
     fingerprints: int = 100_000
-    g_rounds: int = 2
+    g_rounds: int = 3
     drain_timeout: float = 120.0
 
     @classmethod
     def quick(cls) -> Settings:
-        return cls(seconds=3.0, pace_seconds=3.0, fingerprints=10_000, g_rounds=1, drain_timeout=60.0)
+        return cls(
+            seconds=3.0, sustained_seconds=3.0, pace_seconds=3.0, fingerprints=10_000, g_rounds=1, drain_timeout=60.0
+        )
 
 
 @dataclass
@@ -65,8 +81,10 @@ class Bench:
     stub: Stub
     rows: list[Row] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
-    ceilings: dict[tuple[str, str, int], Row] = field(default_factory=dict)
+    ceilings: dict[tuple[str, str, int, float], Row] = field(default_factory=dict)
     profile_dir: Path | None = None
+    # The figures of the summary line, by key (see report.SUMMARY).
+    summary: dict[str, float] = field(default_factory=dict)
 
     def say(self, text: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
@@ -105,9 +123,9 @@ def _cpu_notes(cpu: dict[str, float], generator: float) -> list[str]:
     text = f"CPU: server {server * 100:.0f} %, generator {generator * 100:.0f} %"
     if stub is not None:
         text += f", stub processor {stub * 100:.0f} %"
-    busy = [cpu.get(f"cpu{n}_busy") for n in (SERVER_CPU, LOAD_CPU)]
-    if None not in busy:
-        text += f"; CPU {SERVER_CPU} busy {busy[0] * 100:.0f} %, CPU {LOAD_CPU} busy {busy[1] * 100:.0f} %"
+    server_busy, load_busy = cpu.get(f"cpu{SERVER_CPU}_busy"), cpu.get(f"cpu{LOAD_CPU}_busy")
+    if server_busy is not None and load_busy is not None:
+        text += f"; CPU {SERVER_CPU} busy {server_busy * 100:.0f} %, CPU {LOAD_CPU} busy {load_busy * 100:.0f} %"
     notes = [text]
     other = (cpu.get(f"cpu{SERVER_CPU}_busy") or 0.0) - server
     if other > 0.10:
@@ -129,17 +147,20 @@ def _wrk_notes(run: WrkRun, cpu: dict[str, float]) -> list[str]:
     return notes
 
 
-def ceiling_row(bench: Bench, scenario: str, script: str, options: Mapping[str, Any], connections: int) -> Row:
+def ceiling_row(
+    bench: Bench, scenario: str, script: str, options: Mapping[str, Any], connections: int, seconds: float
+) -> Row:
     """
-    The ceiling on this payload and connection count (measured once per run).
+    The ceiling on this payload, connection count and duration (measured
+    once per run).
     """
-    key = (script, _options_key(options), connections)
+    key = (script, _options_key(options), connections, seconds)
     if key in bench.ceilings:
         return bench.ceilings[key]
-    bench.say(f"{scenario}: ceiling, wrk {script} {_options_key(options)} -c{connections}")
+    bench.say(f"{scenario}: ceiling, wrk {script} {_options_key(options)} -c{connections} -d{seconds:g}s")
     with ceiling(bench.workdir) as (process, base):
         meter = _meter(process)
-        run = run_wrk(base + WEBHOOK_PATH, script, connections, bench.settings.seconds, options)
+        run = run_wrk(base + WEBHOOK_PATH, script, connections, seconds, options)
         cpu = meter.stop()
         memory = process.memory()
     batch = int(options.get("batch", 1))
@@ -168,21 +189,30 @@ def gateway_wrk_row(
     connections: int,
     overrides: Mapping[str, Any] | None = None,
     drain: bool = False,
+    seconds: float | None = None,
+    variant: str = "",
 ) -> Row:
     """
     The gateway under the same wrk command as its ceiling.  With ``drain``,
-    wait until everything queued is delivered and report the stub's
-    receipt-to-processor latency (alerts carrying ``bench_sent``).
+    read the queue's depth as the load stops, wait until everything queued
+    is delivered and report the stub's receipt-to-processor latency (alerts
+    carrying ``bench_sent``).  ``variant`` names the overrides (for the
+    progress lines and profiles).
     """
-    ceiling = ceiling_row(bench, scenario, script, options, connections)
+    seconds = bench.settings.seconds if seconds is None else seconds
+    ceiling = ceiling_row(bench, scenario, script, options, connections, seconds)
     with gateway(bench.workdir, bench.stub.base, overrides) as gw:
-        bench.say(f"{scenario}: gateway (pid {gw.process.pid}), wrk {script} {_options_key(options)} -c{connections}")
+        bench.say(
+            f"{scenario}{' ' + variant if variant else ''}: gateway (pid {gw.process.pid}),"
+            f" wrk {script} {_options_key(options)} -c{connections} -d{seconds:g}s"
+        )
         bench.stub.reset()
         meter = _meter(gw.process, bench.stub)
-        with bench.profiling(gw.process, scenario + (" quiet" if overrides else ""), bench.settings.seconds):
-            run = run_wrk(gw.url, script, connections, bench.settings.seconds, options)
+        with bench.profiling(gw.process, f"{scenario} {variant}", seconds):
+            run = run_wrk(gw.url, script, connections, seconds, options)
         cpu = meter.stop()
         during = bench.stub.stats()
+        depth = gw.queue_depth() if drain else None
         drained = gw.wait_drained(bench.settings.drain_timeout) if drain else None
         after = bench.stub.stats()
         receipt = bench.stub.latency()["ms"] if drain else None
@@ -190,14 +220,17 @@ def gateway_wrk_row(
     batch = int(options.get("batch", 1))
     notes = _wrk_notes(run, cpu)
     notes.append(
-        f"processor got {during['count']:,} bodies during the run ({during['count'] / run.seconds:,.0f}/s),"
-        f" {during['storms']:,} of them storm events"
+        f"processor got {during['alerts']:,} alerts ({during['alerts'] / run.seconds:,.0f}/s) and"
+        f" {during['storms']:,} storm events in {during['requests']:,} requests during the run"
     )
     if drain:
         notes.append(
-            f"queue drained {drained:.1f} s after the run; {after['timed']:,} alerts timed"
-            if drained is not None
-            else f"queue NOT drained within {bench.settings.drain_timeout:.0f} s"
+            f"queue depth {depth:,} as the load stopped, "
+            + (
+                f"0 {drained:.1f} s later; {after['timed']:,} alerts timed"
+                if drained is not None
+                else f"NOT drained within {bench.settings.drain_timeout:.0f} s"
+            )
         )
     return Row(
         scenario=scenario,
@@ -214,33 +247,62 @@ def gateway_wrk_row(
             "wrk": run.raw,
             "processor": after,
             "cpu": {**cpu, "generator": run.generator_cpu},
+            "queue": {"depth_at_end": depth, "drained_after": drained},
         },
     )
 
 
-def _ratio_target(bench: Bench, letter: str, row: Row, goal: float) -> None:
+def _ratio_target(bench: Bench, letter: str, row: Row) -> None:
+    goal = RATIO_GOALS[letter]
     ratio = row.ratio or 0.0
+    bench.summary[letter] = ratio
     bench.targets.append(
         Target(letter, f">= {goal * 100:.0f} % of the ceiling's requests/s", f"{ratio * 100:.1f} %", ratio >= goal)
+    )
+
+
+def _drain_target(bench: Bench, letter: str, row: Row, seconds: float) -> None:
+    """
+    New alerts sustained: no error, and the queue empty soon after.
+    """
+    queue = row.raw["queue"]
+    drained = queue["drained_after"]
+    bench.targets.append(
+        Target(
+            letter,
+            f"sustained {seconds:g} s: 0 errors, queue at 0 within {DRAINED_SOON:g} s",
+            f"{row.errors} errors, depth {queue['depth_at_end']:,} at the end, "
+            + (f"0 after {drained:.1f} s" if drained is not None else "not drained"),
+            row.errors == 0 and drained is not None and drained <= DRAINED_SOON,
+        )
     )
 
 
 def scenario_a(bench: Bench) -> None:
     row = gateway_wrk_row(bench, "a 1 alert, dup", "duplicates", {"batch": 1, "fingerprints": 1000}, 20)
     bench.rows.append(row)
-    _ratio_target(bench, "a", row, 0.60)
+    _ratio_target(bench, "a", row)
 
 
 def scenario_b(bench: Bench) -> None:
-    row = gateway_wrk_row(bench, "b 1 alert, new", "unique", {"batch": 1}, 20, drain=True)
+    seconds = bench.settings.sustained_seconds
+    row = gateway_wrk_row(bench, "b 1 alert, new", "unique", {"batch": 1}, 20, drain=True, seconds=seconds)
     bench.rows.append(row)
-    _ratio_target(bench, "b", row, 0.40)
+    _ratio_target(bench, "b", row)
+    _drain_target(bench, "b", row, seconds)
 
 
 def scenario_c(bench: Bench) -> None:
     row = gateway_wrk_row(bench, "c 50 alerts, dup", "duplicates", {"batch": 50, "fingerprints": 1000}, 20)
     bench.rows.append(row)
-    _ratio_target(bench, "c", row, 0.40)
+    _ratio_target(bench, "c", row)
+
+
+def scenario_h(bench: Bench) -> None:
+    row = gateway_wrk_row(bench, "h 50 alerts, new", "unique", {"batch": 50}, 20, drain=True)
+    bench.rows.append(row)
+    _ratio_target(bench, "h", row)
+    _drain_target(bench, "h", row, bench.settings.seconds)
 
 
 def _pace_row(bench: Bench, rate: float) -> Row:
@@ -288,6 +350,7 @@ def scenario_d(bench: Bench) -> None:
         bench.rows.append(row)
         limit = limits.get(rate, 10.0)
         p95 = (row.receipt_ms or {}).get("p95", float("inf"))
+        bench.summary[f"d{rate:g}"] = p95
         kept = row.raw["pace"]["achieved_rate"] >= 0.97 * rate
         bench.targets.append(
             Target(
@@ -347,7 +410,7 @@ def scenario_f(bench: Bench) -> None:
             f"VmRSS {loaded['rss']:.1f} MB once drained; gateway_dedup_tracked {tracked or 0:,.0f},"
             f" evictions {evicted or 0:,.0f}",
             f"{feed['alerts']:,} alerts accepted in {feed['elapsed']:.1f} s, {feed['retries']:,} answers 503/429"
-            f" (queue full) retried; processor got {forwarded['count']:,} bodies;"
+            f" (queue full) retried; processor got {forwarded['alerts']:,} alerts;"
             + (f" queue drained {drained:.1f} s after the feed" if drained is not None else " queue NOT drained"),
             *_cpu_notes(cpu, feed["generator_cpu"]),
         ],
@@ -355,6 +418,7 @@ def scenario_f(bench: Bench) -> None:
     )
     bench.rows.append(row)
     _restart_row(bench, gw.directory, count)
+    bench.summary["rss"] = rest["rss"]
     bench.targets.append(Target("f", "<= 60 MB RSS at rest", f"{rest['rss']:.1f} MB", rest["rss"] <= 60.0))
     scaled = "" if count == 100_000 else f" (only {count:,} fingerprints: --quick)"
     bench.targets.append(
@@ -438,23 +502,45 @@ def _merged(scenario: str, runs: list[Row]) -> Row:
 
 
 def scenario_g(bench: Bench) -> None:
+    """
+    Each switch off against everything on, in rounds whose order rotates
+    (so a drift of the machine does not always favour the same variant);
+    the cost is 1 - on/off over the means of the rounds.
+    """
     options = {"batch": 1, "fingerprints": 1000}
-    on: list[Row] = []
-    off: list[Row] = []
-    for _ in range(bench.settings.g_rounds):
-        on.append(gateway_wrk_row(bench, "g", "duplicates", options, 20))
-        off.append(gateway_wrk_row(bench, "g", "duplicates", options, 20, overrides=QUIET))
-    with_both = _merged("g metrics+log on", on)
-    without = _merged("g metrics+log off", off)
-    without.notes.append(
-        "off = logging.access_log: false and metrics.enabled: false (which stops serving /metrics;"
-        " counting in-process stays on)"
-    )
-    bench.rows += [with_both, without]
-    cost = 1.0 - (with_both.requests_per_s or 0.0) / (without.requests_per_s or 1.0)
-    bench.targets.append(
-        Target("g", "metrics and access log cost <= 5 % of throughput", f"{cost * 100:.1f} %", cost <= 0.05)
-    )
+    variants: list[tuple[str, dict[str, Any] | None]] = [("on", None), *SWITCHED_OFF.items()]
+    runs: dict[str, list[Row]] = {name: [] for name, _ in variants}
+    for turn in range(bench.settings.g_rounds):
+        shift = turn % len(variants)
+        for name, overrides in variants[shift:] + variants[:shift]:
+            variant = "all on" if overrides is None else f"{name} off"
+            row = gateway_wrk_row(bench, "g", "duplicates", options, 20, overrides=overrides, variant=variant)
+            runs[name].append(row)
+    on = _merged("g all on", runs["on"])
+    bench.rows.append(on)
+    for name, overrides in SWITCHED_OFF.items():
+        what = " and ".join(f"{section}.{key}: false" for section, value in overrides.items() for key in value)
+        off = _merged(f"g {name} off", runs[name])
+        off.notes.append(f"{what}; each against all on")
+        bench.rows.append(off)
+        cost = cost_of(on.requests_per_s or 0.0, off.requests_per_s or 0.0)
+        bench.summary[name] = cost * 100.0
+        goal = COST_GOALS[name]
+        bench.targets.append(
+            Target(
+                "g",
+                f"{'metrics' if name == 'metrics' else 'access log'} cost <= {goal * 100:g} % of throughput",
+                f"{cost * 100:.1f} %",
+                cost <= goal,
+            )
+        )
+
+
+def cost_of(on: float, off: float) -> float:
+    """
+    The share of throughput a feature costs: 1 - (with it) / (without it).
+    """
+    return 1.0 - on / off if off else 0.0
 
 
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
@@ -465,4 +551,5 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "e": scenario_e,
     "f": scenario_f,
     "g": scenario_g,
+    "h": scenario_h,
 }

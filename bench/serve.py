@@ -34,7 +34,7 @@ def serve(resource: Resource, port: int = 0) -> None:
     Listen on 127.0.0.1:``port`` (0: any free port), print ``PORT <n>``
     on stdout and run the reactor until SIGTERM.
     """
-    listening = reactor.listenTCP(port, QuietSite(resource), backlog=1024, interface="127.0.0.1")  # type: ignore[attr-defined]
-    print(f"PORT {listening.getHost().port}", flush=True)
-    reactor.run()  # type: ignore[attr-defined]
+    listening = reactor.listenTCP(port, QuietSite(resource), backlog=1024, interface="127.0.0.1")  # type: ignore[arg-type]
+    print(f"PORT {listening.getHost().port}", flush=True)  # type: ignore[attr-defined]
+    reactor.run()
     sys.exit(0)

@@ -48,11 +48,6 @@ def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-# alert_processor.batch_size of the measured gateway (1: one request per
-# alert, the default; the processor must offer /api/v1/alerts/batch for more).
-BATCH_SIZE = 50
-
-
 def gateway_config(directory: Path, ports: Mapping[str, int], processor: str) -> dict[str, Any]:
     """
     The production-like configuration: bearer auth, metrics on their own
@@ -75,8 +70,9 @@ def gateway_config(directory: Path, ports: Mapping[str, int], processor: str) ->
             "endpoints": [{"path": WEBHOOK_PATH, "source": "alertmanager"}],
         },
         "rate_limiting": {"enabled": False},
-        # Alerts ready together go to the processor in one request.
-        "alert_processor": {"endpoint": processor, "batch_size": BATCH_SIZE},
+        # alert_processor.batch_size at its default (50): alerts ready
+        # together go to the stub's batch endpoint in one request.
+        "alert_processor": {"endpoint": processor},
         "queue": {"backend": "sqlite", "path": str(directory / "var" / "queue.db"), "synchronous": "full"},
         "metrics": {"enabled": True, "host": "127.0.0.1", "port": ports["metrics"], "path": "/metrics"},
         "logging": {"format": "json", "level": "info", "access_log": True},

@@ -43,14 +43,21 @@ local function sorted_keys(tbl)
   return keys
 end
 
+M.FNV_OFFSET = 0xcbf29ce484222325ULL
+
+-- FNV-1a 64 of `data`, continuing from the state `h`.
+function M.fnv(h, data)
+  for i = 1, #data do
+    h = bit.bxor(h, data:byte(i)) * 0x100000001b3ULL
+  end
+  return h
+end
+
 -- Alertmanager's fingerprint: FNV-1a 64 over sorted name\xff value\xff.
 function M.fingerprint(labels)
-  local h = 0xcbf29ce484222325ULL
+  local h = M.FNV_OFFSET
   for _, key in ipairs(sorted_keys(labels)) do
-    local data = key .. "\255" .. labels[key] .. "\255"
-    for i = 1, #data do
-      h = bit.bxor(h, data:byte(i)) * 0x100000001b3ULL
-    end
+    h = M.fnv(h, key .. "\255" .. labels[key] .. "\255")
   end
   return bit.tohex(h, 16)
 end
