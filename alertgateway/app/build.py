@@ -114,7 +114,7 @@ def build(
     @param executor: Runs SQLite calls; by default a thread of the
         gateway's own (tests pass one that runs them inline).
     """
-    metrics = GatewayMetrics()
+    metrics = GatewayMetrics(counting=config.metrics.enabled)
     observer = make_observer(log_stream or sys.stdout, config.logging.format, config.logging.level, reactor)
     own_executor = None
     if executor is None and config.queue.backend in ("sqlite", "redis"):
@@ -405,11 +405,11 @@ def _tls(
     files = config.security.tls_files()
     if files is None or config.service.listen:
         return None, None
-    rejections = metrics.webhooks.security_rejections
+    webhooks = metrics.webhooks
 
     def _refused(reason: str) -> None:
         # Refused before any HTTP request, so before any endpoint.
-        rejections.labels(endpoint="tls", reason=reason).inc()
+        webhooks.refused("tls", reason)
 
     try:
         return ReloadingServerTLS(files, clock=reactor, on_refused=_refused), None

@@ -227,7 +227,7 @@ class GatewaySite(server.Site):
     def _count_refusal(self, endpoint: str, reason: str) -> None:
         security = self._security
         if security is not None:
-            security.child(security.security_rejections, endpoint, reason).inc()
+            security.refused(endpoint, reason)
 
     def admit(self, request: GatewayRequest, length: int | None) -> None:
         """
@@ -327,9 +327,7 @@ class GatewaySite(server.Site):
 
     def _record(self, request: GatewayRequest, code: int) -> None:
         duration = max(0.0, self.clock.seconds() - request.started)
-        metrics = self.metrics
-        metrics.child(metrics.requests, request.endpoint, str(code)).inc()
-        metrics.child(metrics.request_duration, request.endpoint).observe(duration)
+        self.metrics.request(request.endpoint, code, duration)
         if not self.access_log:
             return
         method, path = _request_line(request)

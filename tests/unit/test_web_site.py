@@ -440,6 +440,21 @@ class RequestMetricsTests(SynchronousTestCase):
         self.assertEqual(self.sample("gateway_request_duration_seconds_count", {"endpoint": PROMETHEUS}), 0.0)
         self.assertEqual(self.sample("gateway_request_duration_seconds_count", {"endpoint": "/webhook/grafana"}), 0.0)
 
+    def test_disabled_counts_nothing(self) -> None:
+        """
+        With metrics.enabled: false the gateway is given recorders that do
+        nothing: a request and its alerts leave no series behind.
+        """
+        service, _, _ = make_service(make_config("metrics:\n  enabled: false\n"))
+        response = Connection(service.site).request("POST", PROMETHEUS, headers=AUTH, body=body(alert("A")))
+        self.assertEqual(response.status, 202)
+        self.assertFalse(service.metrics.counting)
+        registry = service.metrics.registry
+        self.assertIsNone(registry.get_sample_value("gateway_requests_total", {"endpoint": PROMETHEUS, "code": "202"}))
+        self.assertIsNone(
+            registry.get_sample_value("gateway_alerts_received_total", {"source": "alertmanager", "status": "firing"})
+        )
+
 
 class RequestTimeoutTests(SynchronousTestCase):
     def test_hanging_handler_answers_503(self) -> None:
