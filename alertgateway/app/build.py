@@ -40,7 +40,8 @@ from alertgateway.intake.admission import Admission
 from alertgateway.intake.backlog import StormBacklog
 from alertgateway.intake.outcomes import Outcomes
 from alertgateway.interfaces import IGatewayReactor
-from alertgateway.observability.logs import make_observer
+from alertgateway.observability.access import AccessLog, access_log
+from alertgateway.observability.logs import LineBuffer, make_logs
 from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.redis.client import RedisClient
 from alertgateway.redis.decisions import RedisState
@@ -78,6 +79,10 @@ class Gateway:
     config: GatewayConfig
     reactor: IGatewayReactor
     log_observer: ILogObserver
+    # Where log lines wait on their way out, the access log's too.
+    log_buffer: LineBuffer
+    # None with logging.access_log: false, or a level above info.
+    access_log: AccessLog | None
     metrics: GatewayMetrics
     readiness: Readiness
     decider: DeciderSettings
@@ -115,7 +120,7 @@ def build(
         gateway's own (tests pass one that runs them inline).
     """
     metrics = GatewayMetrics(counting=config.metrics.enabled)
-    observer = make_observer(log_stream or sys.stdout, config.logging.format, config.logging.level, reactor)
+    logs = make_logs(log_stream or sys.stdout, config.logging.format, config.logging.level, reactor)
     own_executor = None
     if executor is None and config.queue.backend in ("sqlite", "redis"):
         executor = own_executor = ThreadExecutor(reactor)
@@ -186,7 +191,9 @@ def build(
     return Gateway(
         config=config,
         reactor=reactor,
-        log_observer=observer,
+        log_observer=logs.observer,
+        log_buffer=logs.buffer,
+        access_log=access_log(logs) if config.logging.access_log else None,
         metrics=metrics,
         readiness=Readiness(),
         decider=decider,

@@ -161,6 +161,7 @@ class GatewayService(MultiService):
         # A service may be started again after a stop (not under twistd,
         # but by anything that embeds it).
         self.readiness.start()
+        self.gateway.log_buffer.buffered(self._reactor)
         problem = self.gateway.tls_problem
         if problem is not None:
             Service.startService(self)
@@ -351,6 +352,10 @@ class GatewayService(MultiService):
 
     def _stopped(self, _: object) -> None:
         _log.info("Stopped")
+        # The last lines out now, and whatever is logged after (twistd's own
+        # last words) at once: the reactor that would flush them is
+        # stopping.
+        self.gateway.log_buffer.direct()
         # twistd re-raises the signal that stopped the reactor so the process
         # dies "by SIGTERM"; after a clean drain a plain exit 0 is the truth,
         # and what supervisors expect from a graceful stop.
