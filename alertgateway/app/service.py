@@ -14,8 +14,9 @@ Stop (SIGTERM under twistd) is one ordered drain, written out in
 L{GatewayService.stopService}: not ready and refusing new webhooks, stop
 listening for webhooks, let in-flight requests finish, drain the queue,
 close the sink, stop the periodic work, close the queue and its thread,
-close Redis and the HTTP pool, and last stop the probe and metrics
-listeners so the drain can be watched.  The waits share one budget,
+close Redis and the HTTP pool, stop the probe and metrics listeners
+(late, so the drain can be watched), and last write out the log lines still
+waiting in their buffer.  The waits share one budget,
 C{service.shutdown_grace}.
 """
 
