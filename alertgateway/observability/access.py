@@ -8,7 +8,9 @@ filter, then the observer sifting it back into a JSON object) cost about
 25 µs of the 200 a duplicate single-alert webhook costs.  Here the line is
 formatted at once from the request's fields, with the time stamp computed
 once a second, and waits in the buffer with the rest of the log: it comes
-out exactly as the event did, in the same place, in the same order.
+out exactly as the event did, in the same place, in the same order.  It is
+formatted only when the buffer writes it, with the few hundred others that
+waited: in one go that costs half as much per line.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ __all__ = ["NAMESPACE", "AccessLog", "Fields", "access_log", "json_line", "text_
 
 # What the access lines' "logger" (or text "[namespace#level]") says.
 NAMESPACE = "alertgateway.access"
+# About what a JSON access line takes besides its path and User-Agent.
+_OTHER_CHARS = 300
 
 
 # What the site gives for one request: remote address, method, path
@@ -43,14 +47,16 @@ class AccessLog:
     """
 
     def __init__(self, buffer: LineBuffer, line: Line) -> None:
-        self._write = buffer.write
+        self._add = buffer.add
         self._line = line
 
     def request(self, when: float, fields: Fields) -> None:
         """
-        One request answered at C{when}.
+        One request answered at C{when}: its line is formatted when the
+        buffer writes it.
         """
-        self._write(self._line(when, fields))
+        # Its size: the two fields of any length, and the rest.
+        self._add((self._line, when, fields), len(fields[2]) + len(fields[8]) + _OTHER_CHARS)
 
 
 def access_log(logs: Logs) -> AccessLog | None:

@@ -19,6 +19,7 @@ every other string field, in case an event carries one that was not.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import IO, Any, cast
 
 import attrs
@@ -99,6 +100,12 @@ def _scalar(value: object) -> bool:
 
 _log = Logger()
 
+# A line formatted only when written: its formatter, then what it formats
+# (the access log's: the time and the request's fields).  Formatting a few
+# hundred lines in one go, when they are written, costs half of what it
+# costs one at a time among the work of each request.
+Later = tuple[Callable[[float, tuple[Any, ...]], str], float, tuple[Any, ...]]
+
 
 class LineBuffer:
     """
@@ -118,7 +125,7 @@ class LineBuffer:
         self._stream = stream
         self._clock = clock
         self._max_chars = max_chars
-        self._lines: list[str] = []
+        self._lines: list[str | Later] = []
         self._size = 0
         self._due: IDelayedCall | None = None
         self.dropped = 0
@@ -127,11 +134,17 @@ class LineBuffer:
         """
         Write C{text} (whole lines) soon.
         """
-        size = len(text)
+        self.add(text, len(text))
+
+    def add(self, line: str | Later, size: int) -> None:
+        """
+        Write C{line} soon: text, or a line to format then, about C{size}
+        characters long.
+        """
         if self._size + size > self._max_chars:
             self.dropped += 1
             return
-        self._lines.append(text)
+        self._lines.append(line)
         self._size += size
         clock = self._clock
         if clock is None or self._size >= FLUSH_SIZE:
@@ -149,7 +162,7 @@ class LineBuffer:
             due.cancel()
         lines = self._lines
         if lines:
-            text = "".join(lines)
+            text = "".join([line if line.__class__ is str else _format(line) for line in lines])
             self._lines = []
             try:
                 self._stream.write(text)
@@ -188,6 +201,12 @@ class LineBuffer:
         From now on write lines together again, flushed by C{clock}.
         """
         self._clock = clock
+
+
+def _format(line: str | Later) -> str:
+    assert not isinstance(line, str)
+    render, when, fields = line
+    return render(when, fields)
 
 
 @implementer(ILogObserver)
