@@ -18,6 +18,7 @@ both do), which is what makes the lock needless.
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
 from bisect import bisect_left
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Generic, TypeVar
@@ -75,8 +76,11 @@ class _Family(Collector, Generic[V]):
             self._created[key] = self._wall()
         return found
 
+    @abstractmethod
     def _empty(self) -> V:
-        raise NotImplementedError()
+        """
+        The numbers of a series nothing was counted in yet.
+        """
 
     def describe(self) -> Iterator[Metric]:
         # What the registry checks names against: no samples needed.
