@@ -160,19 +160,21 @@ class LineBuffer:
         due, self._due = self._due, None
         if due is not None and due.active():
             due.cancel()
-        lines = self._lines
+        # Taken before anything else: a line added meanwhile (by a thread's
+        # log event) goes to the next write, not lost between the two.
+        lines, self._lines = self._lines, []
         if lines:
+            size, self._size = self._size, 0
             text = "".join([line if line.__class__ is str else _format(line) for line in lines])
-            self._lines = []
             try:
                 self._stream.write(text)
             except (OSError, ValueError):
-                # Kept whole, and tried again later.
-                self._lines = [text]
+                # Kept whole, ahead of what came since, and tried again later.
+                self._lines[:0] = [text]
+                self._size += size
                 if self._clock is not None:
                     self._due = self._clock.callLater(FLUSH_DELAY, self.flush)
                 return
-            self._size = 0
         try:
             self._stream.flush()
         except (OSError, ValueError):
