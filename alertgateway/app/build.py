@@ -39,7 +39,8 @@ from alertgateway.intake.admission import Admission
 from alertgateway.intake.backlog import StormBacklog
 from alertgateway.intake.outcomes import Outcomes
 from alertgateway.interfaces import IGatewayReactor
-from alertgateway.observability.logs import make_observer
+from alertgateway.observability.access import AccessLog, access_log
+from alertgateway.observability.logs import LineBuffer, make_logs
 from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.redis.client import RedisClient
 from alertgateway.redis.decisions import RedisState
@@ -77,6 +78,10 @@ class Gateway:
     config: GatewayConfig
     reactor: IGatewayReactor
     log_observer: ILogObserver
+    # Where log lines wait on their way out, the access log's too.
+    log_buffer: LineBuffer
+    # None with logging.access_log: false, or a level above info.
+    access_log: AccessLog | None
     metrics: GatewayMetrics
     readiness: Readiness
     decider: DeciderSettings
@@ -113,8 +118,8 @@ def build(
     @param executor: Runs SQLite calls; by default a thread of the
         gateway's own (tests pass one that runs them inline).
     """
-    metrics = GatewayMetrics()
-    observer = make_observer(log_stream or sys.stdout, config.logging.format, config.logging.level, reactor)
+    metrics = GatewayMetrics(counting=config.metrics.enabled)
+    logs = make_logs(log_stream or sys.stdout, config.logging.format, config.logging.level, reactor)
     own_executor = None
     if executor is None and config.queue.backend in ("sqlite", "redis"):
         executor = own_executor = ThreadExecutor(reactor)
@@ -186,7 +191,9 @@ def build(
     return Gateway(
         config=config,
         reactor=reactor,
-        log_observer=observer,
+        log_observer=logs.observer,
+        log_buffer=logs.buffer,
+        access_log=access_log(logs) if config.logging.access_log else None,
         metrics=metrics,
         readiness=Readiness(),
         decider=decider,
@@ -405,11 +412,11 @@ def _tls(
     files = config.security.tls_files()
     if files is None or config.service.listen:
         return None, None
-    rejections = metrics.webhooks.security_rejections
+    webhooks = metrics.webhooks
 
     def _refused(reason: str) -> None:
         # Refused before any HTTP request, so before any endpoint.
-        rejections.labels(endpoint="tls", reason=reason).inc()
+        webhooks.refused("tls", reason)
 
     try:
         return ReloadingServerTLS(files, clock=reactor, on_refused=_refused), None

@@ -14,8 +14,9 @@ Stop (SIGTERM under twistd) is one ordered drain, written out in
 L{GatewayService.stopService}: not ready and refusing new webhooks, stop
 listening for webhooks, let in-flight requests finish, drain the queue,
 close the sink, stop the periodic work, close the queue and its thread,
-close Redis and the HTTP pool, and last stop the probe and metrics
-listeners so the drain can be watched.  The waits share one budget,
+close Redis and the HTTP pool, stop the probe and metrics listeners
+(late, so the drain can be watched), and last write out the log lines still
+waiting in their buffer.  The waits share one budget,
 C{service.shutdown_grace}.
 """
 
@@ -161,6 +162,7 @@ class GatewayService(MultiService):
         # A service may be started again after a stop (not under twistd,
         # but by anything that embeds it).
         self.readiness.start()
+        self.gateway.log_buffer.buffered(self._reactor)
         problem = self.gateway.tls_problem
         if problem is not None:
             Service.startService(self)
@@ -351,6 +353,10 @@ class GatewayService(MultiService):
 
     def _stopped(self, _: object) -> None:
         _log.info("Stopped")
+        # The last lines out now, and whatever is logged after (twistd's own
+        # last words) at once: the reactor that would flush them is
+        # stopping.
+        self.gateway.log_buffer.direct()
         # twistd re-raises the signal that stopped the reactor so the process
         # dies "by SIGTERM"; after a clean drain a plain exit 0 is the truth,
         # and what supervisors expect from a graceful stop.

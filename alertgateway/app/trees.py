@@ -64,7 +64,7 @@ def _site(gateway: Gateway, root: Resource, *, webhook: bool) -> GatewaySite:
         idle_timeout=service.idle_timeout,
         gzip_min_bytes=service.gzip_min_bytes,
         request_timeout=service.request_timeout,
-        access_log=gateway.config.logging.access_log,
+        access_log=gateway.access_log,
         limits=settings.edge_limits(gateway.config, webhook=webhook),
         security=gateway.metrics.webhooks,
         access_log_exclude=frozenset(gateway.config.logging.access_log_exclude),

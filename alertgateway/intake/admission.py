@@ -96,9 +96,12 @@ class Admission:
 
     def _count(self, decision: Decision) -> list[Ruling]:
         metrics = self._metrics
+        # Counted here, recorded once per source: a batch is one call.
+        duplicates: dict[str, int] = {}
         for ruling in decision.rulings:
             if ruling.verdict is Verdict.DUPLICATE:
-                metrics.child(metrics.alerts_deduplicated, ruling.alert.source).inc()
+                source = ruling.alert.source
+                duplicates[source] = duplicates.get(source, 0) + 1
             elif ruling.verdict is Verdict.ESCALATED:
                 environment = (
                     ruling.environment if ruling.environment in self._environments else self._default_environment
@@ -106,4 +109,6 @@ class Admission:
                 metrics.escalations.labels(environment=environment, level=ruling.escalation or "").inc()
             elif ruling.verdict is Verdict.AGGREGATED:
                 metrics.storm_alerts_aggregated.inc()
+        for source, count in duplicates.items():
+            metrics.deduplicated(source, count)
         return list(decision.rulings)

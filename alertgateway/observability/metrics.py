@@ -15,6 +15,13 @@ part of the gateway is given only the group it records.
 
 A registry per gateway (not prometheus_client's global one) keeps tests
 independent and keeps library metrics nobody asked for off /metrics.
+
+What is counted per request or per alert (requests and their duration,
+alerts received and deduplicated, refusals) is kept in plain numbers
+(L{alertgateway.observability.tallies}) and recorded through a method per
+event; with C{metrics.enabled: false} the gateway is given the C{Quiet}
+variants of those groups, whose methods do nothing, so the hot path counts
+nothing at all.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from alertgateway.observability.tallies import Spread, Tally
+
 __all__ = [
     "CONTENT_TYPE_LATEST",
     "LATENCY_BUCKETS",
@@ -32,6 +41,9 @@ __all__ = [
     "DeliveryMetrics",
     "GatewayMetrics",
     "HTTPMetrics",
+    "QuietDecisionMetrics",
+    "QuietHTTPMetrics",
+    "QuietWebhookMetrics",
     "RedisMetrics",
     "WebhookMetrics",
 ]
@@ -69,15 +81,15 @@ class HTTPMetrics(_Group):
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
         r = registry
-        self.requests = Counter(
-            "gateway_requests", "HTTP requests answered, by endpoint and status code", ["endpoint", "code"], registry=r
+        self.requests = Tally(
+            "gateway_requests", "HTTP requests answered, by endpoint and status code", ["endpoint", "code"], r
         )
-        self.request_duration = Histogram(
+        self.request_duration = Spread(
             "gateway_request_duration_seconds",
             "Time from request line to response, by endpoint",
             ["endpoint"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            LATENCY_BUCKETS,
+            r,
         )
         self.connections_open = Gauge(
             "gateway_connections_open", "Connections open on the webhook listeners", registry=r
@@ -89,44 +101,95 @@ class HTTPMetrics(_Group):
         before the first request.
         """
         for endpoint in endpoints:
-            self.request_duration.labels(endpoint=endpoint)
+            self.request_duration.declare((endpoint,))
+
+    def request(self, endpoint: str, code: int, duration: float) -> None:
+        """
+        One request answered (or given up) with C{code}, C{duration}
+        seconds after its request line.
+        """
+        self.requests.inc((endpoint, code))
+        self.request_duration.observe((endpoint,), duration)
+
+
+class QuietHTTPMetrics(HTTPMetrics):
+    """
+    HTTP metrics that count nothing (C{metrics.enabled: false}).
+    """
+
+    def request(self, endpoint: str, code: int, duration: float) -> None:
+        pass
 
 
 class WebhookMetrics(_Group):
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
         r = registry
-        self.alerts_received = Counter(
+        self.alerts_received = Tally(
             "gateway_alerts_received",
             "Alerts received in webhooks, by source and status (firing, resolved, invalid)",
             ["source", "status"],
-            registry=r,
+            r,
         )
-        self.rate_limited = Counter(
+        self.rate_limited = Tally(
             "gateway_rate_limited",
             "Requests refused by a rate limit, by endpoint and scope (global, endpoint, client)",
             ["endpoint", "scope"],
-            registry=r,
+            r,
         )
-        self.security_rejections = Counter(
+        self.security_rejections = Tally(
             "gateway_security_rejections",
             "Requests refused at the edge, by endpoint and reason"
             " (address, rate, concurrency, auth, signature, size, content), and connections closed"
             " (endpoint -: slow_headers, slow_body, connections)",
             ["endpoint", "reason"],
-            registry=r,
+            r,
         )
+
+    def received(self, source: str, status: str, count: int = 1) -> None:
+        """
+        C{count} alerts received from C{source}: firing, resolved or
+        invalid.
+        """
+        self.alerts_received.inc((source, status), count)
+
+    def limited(self, endpoint: str, scope: str) -> None:
+        """
+        One request to C{endpoint} refused by the rate limit of C{scope}.
+        """
+        self.rate_limited.inc((endpoint, scope))
+
+    def refused(self, endpoint: str, reason: str) -> None:
+        """
+        One request (or connection) refused at the edge for C{reason}.
+        """
+        self.security_rejections.inc((endpoint, reason))
+
+
+class QuietWebhookMetrics(WebhookMetrics):
+    """
+    Webhook metrics that count nothing (C{metrics.enabled: false}).
+    """
+
+    def received(self, source: str, status: str, count: int = 1) -> None:
+        pass
+
+    def limited(self, endpoint: str, scope: str) -> None:
+        pass
+
+    def refused(self, endpoint: str, reason: str) -> None:
+        pass
 
 
 class DecisionMetrics(_Group):
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
         r = registry
-        self.alerts_deduplicated = Counter(
+        self.alerts_deduplicated = Tally(
             "gateway_alerts_deduplicated",
             "Alerts recognised as duplicates and not forwarded, by source",
             ["source"],
-            registry=r,
+            r,
         )
         self.dedup_tracked = Gauge("gateway_dedup_tracked", "Dedup episodes tracked in memory", registry=r)
         self.dedup_evictions = Counter(
@@ -149,6 +212,22 @@ class DecisionMetrics(_Group):
         self.storm_alerts_aggregated = Counter(
             "gateway_storm_alerts_aggregated", "New alerts folded into a storm instead of forwarded alone", registry=r
         )
+
+    def deduplicated(self, source: str, count: int = 1) -> None:
+        """
+        C{count} alerts from C{source} recognised as duplicates.
+        """
+        self.alerts_deduplicated.inc((source,), count)
+
+
+class QuietDecisionMetrics(DecisionMetrics):
+    """
+    Decision metrics that do not count duplicates (C{metrics.enabled:
+    false}).
+    """
+
+    def deduplicated(self, source: str, count: int = 1) -> None:
+        pass
 
 
 class DeliveryMetrics(_Group):
@@ -253,13 +332,17 @@ class RedisMetrics(_Group):
 class GatewayMetrics:
     """
     Every metric the gateway exports, created on one registry.
+
+    @param counting: C{False} (C{metrics.enabled: false}): what is counted
+        per request and per alert is not counted at all.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, counting: bool = True) -> None:
         self.registry = r = registry if registry is not None else CollectorRegistry()
-        self.http = HTTPMetrics(r)
-        self.webhooks = WebhookMetrics(r)
-        self.decisions = DecisionMetrics(r)
+        self.counting = counting
+        self.http = HTTPMetrics(r) if counting else QuietHTTPMetrics(r)
+        self.webhooks = WebhookMetrics(r) if counting else QuietWebhookMetrics(r)
+        self.decisions = DecisionMetrics(r) if counting else QuietDecisionMetrics(r)
         self.delivery = DeliveryMetrics(r)
         self.redis = RedisMetrics(r)
         self.tls_reloads = Counter("gateway_tls_reloads", "TLS certificate reloads after a rotation", registry=r)

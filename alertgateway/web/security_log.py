@@ -28,7 +28,7 @@ def record_refusal(
     detail quotes) only the start.
     """
     if metrics is not None:
-        metrics.security_rejections.labels(endpoint=endpoint, reason=problem.reason).inc()
+        metrics.refused(endpoint, str(problem.reason))
     _security_log.warn(
         "Refused {method} {path} from {client}: {reason} ({status})",
         method=request.method.decode("latin-1"),

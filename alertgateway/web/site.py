@@ -34,11 +34,11 @@ from typing import IO, Any, cast
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Protocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.resource import IResource
 
+from alertgateway.observability.access import AccessLog
 from alertgateway.observability.logs import clip
 from alertgateway.observability.metrics import HTTPMetrics, WebhookMetrics
 from alertgateway.web import problems
@@ -54,9 +54,6 @@ _ABORT_FACTOR = 8
 # has sent everything (most HTTP clients) must be able to see the 413.
 _ABORT_FLOOR = 64 * 1024 * 1024
 
-# Module level: a Logger that is a class attribute takes the class's name as
-# its namespace, whatever it was given.
-_access_log = Logger(namespace="alertgateway.access")
 # Seeded from the system's entropy once, per process.
 _ids = random.Random()  # noqa: S311 -- request ids need not be unpredictable
 
@@ -168,7 +165,7 @@ class GatewayRequest(server.Request):
 
 class GatewaySite(server.Site):
     """
-    A Site that logs each response as a structured access event and
+    A Site that writes each response to the access log (if given one) and
     records it in the request metrics.
     """
 
@@ -186,7 +183,7 @@ class GatewaySite(server.Site):
         idle_timeout: float,
         gzip_min_bytes: int = 1024,
         request_timeout: float | None = None,
-        access_log: bool = True,
+        access_log: AccessLog | None = None,
         limits: EdgeLimits | None = None,
         security: WebhookMetrics | None = None,
         access_log_exclude: frozenset[str] = frozenset(),
@@ -227,7 +224,7 @@ class GatewaySite(server.Site):
     def _count_refusal(self, endpoint: str, reason: str) -> None:
         security = self._security
         if security is not None:
-            security.child(security.security_rejections, endpoint, reason).inc()
+            security.refused(endpoint, reason)
 
     def admit(self, request: GatewayRequest, length: int | None) -> None:
         """
@@ -326,29 +323,30 @@ class GatewaySite(server.Site):
         self._record(request, request.code)
 
     def _record(self, request: GatewayRequest, code: int) -> None:
-        duration = max(0.0, self.clock.seconds() - request.started)
-        metrics = self.metrics
-        metrics.child(metrics.requests, request.endpoint, str(code)).inc()
-        metrics.child(metrics.request_duration, request.endpoint).observe(duration)
-        if not self.access_log:
+        now = self.clock.seconds()
+        duration = max(0.0, now - request.started)
+        self.metrics.request(request.endpoint, code, duration)
+        access_log = self.access_log
+        if access_log is None:
             return
         method, path = _request_line(request)
         if path in self.access_log_exclude:
             return
         # Clipped: both are the client's to choose, and logged per request.
         user_agent = clip((request.getHeader(b"user-agent") or b"").decode("latin-1"))
-        _access_log.info(
-            "{method} {path} {status} {bytes}B {duration_ms}ms {requestId}",
-            log_type="access",
-            remote=_remote(request),
-            method=method,
-            path=clip(path),
-            status=code,
-            bytes=request.sentLength,
-            duration_ms=round(duration * 1000, 3),
-            requestId=request.request_id,
-            endpoint=request.endpoint,
-            user_agent=user_agent,
+        access_log.request(
+            now,
+            (
+                _remote(request),
+                method,
+                clip(path),
+                code,
+                request.sentLength,
+                round(duration * 1000, 3),
+                request.request_id,
+                request.endpoint,
+                user_agent,
+            ),
         )
 
 

@@ -202,7 +202,7 @@ class WebhookResource(HandlerResource):
         def _checked(check: RateCheck) -> _Exchange:
             x.rate_headers = rate_limit_headers(check)
             if not check.allowed:
-                self._metrics.rate_limited.labels(endpoint=self.endpoint, scope=check.scope).inc()
+                self._metrics.limited(self.endpoint, check.scope)
                 raise problems.rate_limited(guards.reject_status, check.retry_after, check.scope, x.rate_headers)
             return x
 
@@ -236,13 +236,17 @@ class WebhookResource(HandlerResource):
         try:
             parsed = self._parser(x.payload, _timestamp(self._clock.seconds()), self._guards.limits)
         except PayloadError as e:
-            metrics.alerts_received.labels(source=self.source, status="invalid").inc()
+            metrics.received(self.source, "invalid")
             raise problems.invalid_payload(
                 "The body is not a valid webhook payload for this endpoint.", [err.to_json() for err in e.errors]
             ) from None
+        # Counted here, recorded once per status: a batch is one call.
+        statuses: dict[str, int] = {}
         for outcome in parsed.outcomes:
             status = outcome.status if isinstance(outcome, Alert) else "invalid"
-            metrics.child(metrics.alerts_received, self.source, status).inc()
+            statuses[status] = statuses.get(status, 0) + 1
+        for status, count in statuses.items():
+            metrics.received(self.source, status, count)
         if not parsed.accepted:
             raise problems.invalid_payload(
                 "No alert in the body is valid.",

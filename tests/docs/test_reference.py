@@ -17,6 +17,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from twisted.trial.unittest import TestCase
 
 from alertgateway.observability.metrics import GatewayMetrics
+from alertgateway.observability.tallies import Spread, Tally
 from alertgateway.web import problems
 from tests.docs._markdown import REPO, tables
 
@@ -47,6 +48,8 @@ def exported_metrics() -> dict[str, tuple[str, ...]]:
             name = value._name + ("_total" if isinstance(value, Counter) else "")
             labels: tuple[str, ...] = value._labelnames
             found[name] = labels
+        elif isinstance(value, Tally | Spread):
+            found[value.name + ("_total" if isinstance(value, Tally) else "")] = value.labelnames
     return found
 
 

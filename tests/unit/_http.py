@@ -45,6 +45,8 @@ from alertgateway.guards.ratelimit import RateLimiter
 from alertgateway.intake.admission import Admission
 from alertgateway.intake.backlog import StormBacklog
 from alertgateway.intake.outcomes import Outcomes
+from alertgateway.observability.access import AccessLog, json_line
+from alertgateway.observability.logs import LineBuffer
 from alertgateway.observability.metrics import GatewayMetrics
 from alertgateway.sources import PARSERS, Parser
 from alertgateway.state.memory import MemoryState
@@ -395,11 +397,12 @@ def webhook_site(
     max_body_bytes: int = 10_000,
     gzip_min_bytes: int = 1024,
     limits: EdgeLimits | None = None,
+    access_log: AccessLog | None = None,
 ) -> GatewaySite:
     """
     A site serving only C{/webhook/prometheus}, guarded by C{guards}
     (by default: bearer L{TOKEN} and nothing else), with the parser and the
-    submission chosen by the test.
+    submission chosen by the test, and no access log unless given one.
     """
     clock = clock if clock is not None else Clock()
     metrics = metrics if metrics is not None else GatewayMetrics()
@@ -423,7 +426,30 @@ def webhook_site(
         gzip_min_bytes=gzip_min_bytes,
         limits=limits,
         security=metrics.webhooks,
+        access_log=access_log,
     )
+
+
+class AccessLines:
+    """
+    An access log writing JSON lines to memory at once, and what it wrote.
+    """
+
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+        self.log = AccessLog(LineBuffer(self.stream), json_line())
+
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stream.getvalue().splitlines()]
+
+
+def access_records(service: GatewayService, stream: io.StringIO) -> list[dict[str, Any]]:
+    """
+    The access lines C{service} wrote (in JSON) to its log C{stream} so far,
+    those still waiting in its buffer included.
+    """
+    service.gateway.log_buffer.flush()
+    return [json.loads(line) for line in stream.getvalue().splitlines() if '"type":"access"' in line]
 
 
 def capture_events(case: SynchronousTestCase, predicate: Callable[[LogEvent], bool] = lambda e: True) -> list[LogEvent]:
@@ -541,6 +567,7 @@ class Edge:
                 clock=clock,
             )
             mount(root, path, resource)
+        self.access = AccessLines()
         self.site = GatewaySite(
             root,
             clock=clock,
@@ -550,6 +577,7 @@ class Edge:
             gzip_min_bytes=gzip_min_bytes,
             limits=limits,
             security=self.metrics.webhooks,
+            access_log=self.access.log,
         )
         self.security = capture_events(case, is_security)
         self._seen = 0

@@ -14,12 +14,15 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.observability.logs import (
     FLUSH_DELAY,
+    FLUSH_SIZE,
     MAX_FIELD_CHARS,
     MAX_LOGGED_CHARS,
     JSONLineObserver,
+    LineBuffer,
     clip,
     make_observer,
 )
+from tests.unit._http import capture_events
 
 
 def publisher_for(stream: io.StringIO, fmt: str, level: str) -> Logger:
@@ -181,12 +184,129 @@ class FlushTests(SynchronousTestCase):
         observer = JSONLineObserver(stream, clock)
         for n in range(3):
             observer({"log_level": LogLevel.info, "log_format": "line {n}", "n": n, "log_time": 0.0})
-        self.assertEqual((stream.flushes, len(stream.getvalue().splitlines())), (0, 3))
+        self.assertEqual((stream.flushes, len(stream.getvalue().splitlines())), (0, 0))
         clock.advance(FLUSH_DELAY)
-        self.assertEqual(stream.flushes, 1)
+        self.assertEqual((stream.flushes, len(stream.getvalue().splitlines())), (1, 3))
+        observer({"log_level": LogLevel.info, "log_format": "waits", "log_time": 0.0})
         observer({"log_level": LogLevel.warn, "log_format": "careful", "log_time": 0.0})
-        self.assertEqual(stream.flushes, 2)
+        self.assertEqual((stream.flushes, len(stream.getvalue().splitlines())), (2, 5))
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class _RefusingStream(_CountingStream):
+    """
+    A stream that refuses what is written while C{refusing}.
+    """
+
+    refusing = True
+
+    def write(self, text: str) -> int:
+        if self.refusing:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return super().write(text)
+
+
+class LineBufferTests(SynchronousTestCase):
+    """
+    L{LineBuffer}: lines written together, soon, and never more than a
+    bound of them waiting.
+    """
+
+    def test_timer(self) -> None:
+        """
+        Lines wait for one write, at most FLUSH_DELAY after the first of
+        them.
+        """
+        clock = Clock()
+        stream = _CountingStream()
+        buffer = LineBuffer(stream, clock)
+        buffer.write("a\n")
+        clock.advance(FLUSH_DELAY / 2)
+        buffer.write("b\n")
+        self.assertEqual((stream.getvalue(), buffer.waiting), ("", 4))
+        clock.advance(FLUSH_DELAY / 2)
+        self.assertEqual((stream.getvalue(), stream.flushes, buffer.waiting), ("a\nb\n", 1, 0))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_size(self) -> None:
+        """
+        Once FLUSH_SIZE characters wait they are written at once, without
+        waiting for the timer, which is then called off.
+        """
+        clock = Clock()
+        stream = _CountingStream()
+        buffer = LineBuffer(stream, clock)
+        buffer.write("x" * (FLUSH_SIZE - 2) + "\n")
+        self.assertEqual(stream.getvalue(), "")
+        buffer.write("y\n")
+        self.assertEqual(len(stream.getvalue()), FLUSH_SIZE + 1)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_without_clock(self) -> None:
+        """
+        Without a clock every line is written and flushed at once.
+        """
+        stream = _CountingStream()
+        buffer = LineBuffer(stream)
+        buffer.write("a\n")
+        self.assertEqual((stream.getvalue(), stream.flushes), ("a\n", 1))
+
+    def test_direct_then_buffered(self) -> None:
+        """
+        C{direct()} (the service stopped) writes what waits and every line
+        after at once; C{buffered()} (started again) makes them wait again.
+        """
+        clock = Clock()
+        stream = _CountingStream()
+        buffer = LineBuffer(stream, clock)
+        buffer.write("a\n")
+        buffer.direct()
+        self.assertEqual(stream.getvalue(), "a\n")
+        self.assertEqual(clock.getDelayedCalls(), [])
+        buffer.write("b\n")
+        self.assertEqual(stream.getvalue(), "a\nb\n")
+        buffer.buffered(clock)
+        buffer.write("c\n")
+        self.assertEqual(stream.getvalue(), "a\nb\n")
+        clock.advance(FLUSH_DELAY)
+        self.assertEqual(stream.getvalue(), "a\nb\nc\n")
+
+    def test_bound(self) -> None:
+        """
+        While the stream refuses what is written, lines wait up to the
+        bound; past it they are dropped and counted.  Once the stream takes
+        them again the waiting lines come out in order, followed by a
+        warning saying how many were dropped.
+        """
+        clock = Clock()
+        stream = _RefusingStream()
+        buffer = LineBuffer(stream, clock, max_chars=10)
+        warnings = capture_events(self, lambda e: e.get("log_level") == LogLevel.warn)
+        for line in ("1234\n", "5678\n", "lost\n", "gone\n"):
+            buffer.write(line)
+        self.assertEqual((buffer.waiting, buffer.dropped), (10, 2))
+        clock.advance(FLUSH_DELAY)
+        self.assertEqual((stream.getvalue(), buffer.waiting, warnings), ("", 10, []))
+        stream.refusing = False
+        buffer.flush()
+        self.assertEqual((stream.getvalue(), buffer.waiting, buffer.dropped), ("1234\n5678\n", 0, 0))
+        [warning] = warnings
+        self.assertEqual(warning["dropped"], 2)
+
+    def test_flush_refused(self) -> None:
+        """
+        A stream whose flush fails keeps what it was given; nothing is lost
+        or reported.
+        """
+
+        class _Unflushable(io.StringIO):
+            def flush(self) -> None:
+                raise ValueError("I/O operation on closed file")
+
+        stream = _Unflushable()
+        buffer = LineBuffer(stream)
+        buffer.write("a\n")
+        self.assertEqual((stream.getvalue(), buffer.waiting), ("a\n", 0))
 
 
 class ClipTests(SynchronousTestCase):

@@ -4,11 +4,15 @@ The gateway's metrics registry.
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY
+import re
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.observability.metrics import LATENCY_BUCKETS, GatewayMetrics
+from alertgateway.observability.tallies import Spread, Tally
 
 
 class GatewayMetricsTests(SynchronousTestCase):
@@ -157,3 +161,201 @@ class GroupTests(SynchronousTestCase):
         metrics = GatewayMetrics()
         metrics.redis.forget()
         self.assertNotIn(b"gateway_redis", metrics.exposition())
+
+
+# The families counted per request or per alert, in plain numbers.
+HOT = (
+    "gateway_requests",
+    "gateway_request_duration_seconds",
+    "gateway_alerts_received",
+    "gateway_rate_limited",
+    "gateway_security_rejections",
+    "gateway_alerts_deduplicated",
+)
+
+
+def _masked(exposition: bytes) -> str:
+    """
+    An exposition with its C{_created} times replaced: they are creation
+    times, which two registries built apart never share.
+    """
+    return re.sub(r"(_created(\{[^}]*\})?) \S+", r"\1 T", exposition.decode("utf-8"))
+
+
+class TallyTests(SynchronousTestCase):
+    """
+    The plain-number families export what prometheus_client's Counter and
+    Histogram of the same name would.
+    """
+
+    def test_counter_exposition(self) -> None:
+        """
+        After the same increments, a L{Tally} and a prometheus_client
+        Counter give the same text: HELP, TYPE, _total and _created per
+        series, labels in order, an int status code as its text.
+        """
+        ours, theirs = CollectorRegistry(), CollectorRegistry()
+        tally = Tally("gateway_requests", "Requests", ["endpoint", "code"], ours)
+        counter = Counter("gateway_requests", "Requests", ["endpoint", "code"], registry=theirs)
+        for endpoint, code, amount in (("/a", 202, 1), ("/b", 401, 2), ("/a", 202, 3), ("/a", 500, 1)):
+            tally.inc((endpoint, code), amount)
+            counter.labels(endpoint, str(code)).inc(amount)
+        self.assertEqual(_masked(generate_latest(ours)), _masked(generate_latest(theirs)))
+
+    def test_unlabelled_counter(self) -> None:
+        """
+        Without labels a L{Tally} is exported at 0 from the start, as a
+        Counter is; C{labels()} gives its one series.
+        """
+        ours, theirs = CollectorRegistry(), CollectorRegistry()
+        tally = Tally("gateway_things", "Things", [], ours)
+        Counter("gateway_things", "Things", registry=theirs)
+        self.assertEqual(_masked(generate_latest(ours)), _masked(generate_latest(theirs)))
+        tally.labels().inc(2)
+        self.assertEqual(ours.get_sample_value("gateway_things_total"), 2)
+
+    def test_histogram_exposition(self) -> None:
+        """
+        After the same observations (on bounds, between them, past the last)
+        a L{Spread} and a prometheus_client Histogram give the same text, a
+        declared series included.
+        """
+        ours, theirs = CollectorRegistry(), CollectorRegistry()
+        spread = Spread("gateway_d_seconds", "Durations", ["endpoint"], LATENCY_BUCKETS, ours)
+        histogram = Histogram("gateway_d_seconds", "Durations", ["endpoint"], buckets=LATENCY_BUCKETS, registry=theirs)
+        spread.declare(("/quiet",))
+        histogram.labels("/quiet")
+        for endpoint, value in (("/a", 0.001), ("/a", 0.0), ("/a", 0.3), ("/b", 7.5), ("/a", 0.025), ("/a", 1.0)):
+            spread.observe((endpoint,), value)
+            histogram.labels(endpoint).observe(value)
+        self.assertEqual(_masked(generate_latest(ours)), _masked(generate_latest(theirs)))
+        ours_unlabelled, theirs_unlabelled = CollectorRegistry(), CollectorRegistry()
+        Spread("gateway_u_seconds", "U", [], LATENCY_BUCKETS, ours_unlabelled).labels().observe(0.2)
+        Histogram("gateway_u_seconds", "U", buckets=LATENCY_BUCKETS, registry=theirs_unlabelled).observe(0.2)
+        self.assertEqual(_masked(generate_latest(ours_unlabelled)), _masked(generate_latest(theirs_unlabelled)))
+
+    def test_created_once(self) -> None:
+        """
+        A series' _created is the time it was first counted, kept after.
+        """
+        times = iter([10.0, 20.0])
+        registry = CollectorRegistry()
+        tally = Tally("gateway_x", "X", ["k"], registry, wall=lambda: next(times))
+        tally.inc(("a",))
+        tally.inc(("a",))
+        tally.inc(("b",))
+        self.assertEqual(registry.get_sample_value("gateway_x_created", {"k": "a"}), 10.0)
+        self.assertEqual(registry.get_sample_value("gateway_x_created", {"k": "b"}), 20.0)
+        self.assertEqual(registry.get_sample_value("gateway_x_total", {"k": "a"}), 2)
+
+    def test_labels(self) -> None:
+        """
+        C{labels()} takes the values by position or by name, and refuses a
+        wrong number of them.
+        """
+        registry = CollectorRegistry()
+        tally = Tally("gateway_y", "Y", ["a", "b"], registry)
+        tally.labels("1", "2").inc()
+        tally.labels(b="2", a="1").inc()
+        self.assertEqual(registry.get_sample_value("gateway_y_total", {"a": "1", "b": "2"}), 2)
+        self.assertRaises(ValueError, tally.labels, "1")
+
+    def test_names_checked(self) -> None:
+        """
+        The registry knows the families' names: a second metric of the same
+        name is refused, as between prometheus_client metrics.
+        """
+        registry = CollectorRegistry()
+        Tally("gateway_z", "Z", [], registry)
+        self.assertRaises(ValueError, Counter, "gateway_z", "Z", registry=registry)
+
+
+class GatewayExpositionTests(SynchronousTestCase):
+    """
+    The gateway's exposition, for one sequence of events, is what it was
+    with prometheus_client's metrics on the hot path.
+    """
+
+    def test_same_as_prometheus_client(self) -> None:
+        """
+        Requests, alerts received and deduplicated, rate limits and
+        refusals, recorded through the groups' methods, read the same as
+        the prometheus_client metrics of the same names.
+        """
+        metrics = GatewayMetrics()
+        metrics.http.declare_endpoints(["/webhook/prometheus", "/webhook/grafana"])
+        metrics.http.request("/webhook/prometheus", 202, 0.004)
+        metrics.http.request("/webhook/prometheus", 401, 0.0002)
+        metrics.http.request("unmatched", 404, 0.0)
+        metrics.webhooks.received("alertmanager", "firing", 49)
+        metrics.webhooks.received("alertmanager", "invalid")
+        metrics.webhooks.limited("/webhook/prometheus", "global")
+        metrics.webhooks.refused("/webhook/prometheus", "auth")
+        metrics.decisions.deduplicated("alertmanager", 12)
+
+        reference = CollectorRegistry()
+        requests = Counter(
+            "gateway_requests", metrics.http.requests.documentation, ["endpoint", "code"], registry=reference
+        )
+        duration = Histogram(
+            "gateway_request_duration_seconds",
+            metrics.http.request_duration.documentation,
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=reference,
+        )
+        duration.labels("/webhook/prometheus")
+        duration.labels("/webhook/grafana")
+        for endpoint, code, seconds in (
+            ("/webhook/prometheus", "202", 0.004),
+            ("/webhook/prometheus", "401", 0.0002),
+            ("unmatched", "404", 0.0),
+        ):
+            requests.labels(endpoint, code).inc()
+            duration.labels(endpoint).observe(seconds)
+        webhooks = metrics.webhooks
+        received = Counter(
+            "gateway_alerts_received", webhooks.alerts_received.documentation, ["source", "status"], registry=reference
+        )
+        received.labels("alertmanager", "firing").inc(49)
+        received.labels("alertmanager", "invalid").inc()
+        Counter(
+            "gateway_rate_limited", webhooks.rate_limited.documentation, ["endpoint", "scope"], registry=reference
+        ).labels("/webhook/prometheus", "global").inc()
+        Counter(
+            "gateway_security_rejections",
+            webhooks.security_rejections.documentation,
+            ["endpoint", "reason"],
+            registry=reference,
+        ).labels("/webhook/prometheus", "auth").inc()
+        Counter(
+            "gateway_alerts_deduplicated",
+            metrics.decisions.alerts_deduplicated.documentation,
+            ["source"],
+            registry=reference,
+        ).labels("alertmanager").inc(12)
+
+        ours = _masked(generate_latest(metrics.registry.restricted_registry(_sample_names(HOT))))
+        theirs = _masked(generate_latest(reference))
+        self.assertEqual(sorted(ours.splitlines()), sorted(theirs.splitlines()))
+
+    def test_not_counting(self) -> None:
+        """
+        With C{counting=False} (metrics.enabled: false) the groups' methods
+        record nothing: the families are there, without a series.
+        """
+        metrics = GatewayMetrics(counting=False)
+        metrics.http.request("/webhook/prometheus", 202, 0.004)
+        metrics.webhooks.received("alertmanager", "firing", 3)
+        metrics.webhooks.limited("/webhook/prometheus", "global")
+        metrics.webhooks.refused("/webhook/prometheus", "auth")
+        metrics.decisions.deduplicated("alertmanager", 2)
+        self.assertFalse(metrics.counting)
+        families = {f.name: f for f in text_string_to_metric_families(metrics.exposition().decode("utf-8"))}
+        for name in HOT:
+            self.assertEqual(families[name].samples, [], name)
+
+
+def _sample_names(families: tuple[str, ...]) -> list[str]:
+    suffixes = ("_total", "_created", "_bucket", "_count", "_sum")
+    return [family + suffix for family in families for suffix in suffixes]

@@ -170,7 +170,6 @@ class BodyDeadlineTests(_EdgeCase):
         closure a security event, and its place in flight is free again.
         """
         edge = self.edge(body_timeout=30.0, min_body_rate=0)
-        access = capture_events(self, lambda e: e.get("log_type") == "access")
         connection = Connection(edge.site, closes=True)
         connection.send(head(1000) + b"{")
         self.assertEqual(edge.site.in_flight, 1)
@@ -181,7 +180,7 @@ class BodyDeadlineTests(_EdgeCase):
         self.clock.advance(3)
         self.assertTrue(connection.aborted)
         self.assertEqual(edge.site.in_flight, 0)
-        self.assertEqual([e["status"] for e in access], [408])
+        self.assertEqual([e["status"] for e in edge.access.records()], [408])
         [event] = edge.new_events()
         self.assertEqual(event["reason"], "slow_body")
         self.assertEqual(self.closures(edge, Closure.SLOW_BODY), 1.0)

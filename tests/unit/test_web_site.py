@@ -5,14 +5,13 @@ access log and the request metrics.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import LogEvent, globalLogPublisher
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import HTTPChannel
 
@@ -26,7 +25,9 @@ from tests.unit._http import (
     AUTH,
     PROMETHEUS,
     TOKEN,
+    AccessLines,
     Connection,
+    access_records,
     alert,
     assert_problem,
     assert_security_headers,
@@ -40,10 +41,6 @@ from tests.unit._http import (
 )
 
 _GENERATED_ID = re.compile(r"[0-9a-f]{32}")
-
-
-def is_access(event: LogEvent) -> bool:
-    return event.get("log_type") == "access"
 
 
 class RoutingTests(SynchronousTestCase):
@@ -250,7 +247,7 @@ class BodyBoundTests(SynchronousTestCase):
 
 class AccessLogTests(SynchronousTestCase):
     """
-    One access event per request, with what operators need and no secrets.
+    One access line per request, with what operators need and no secrets.
     """
 
     def setUp(self) -> None:
@@ -258,11 +255,14 @@ class AccessLogTests(SynchronousTestCase):
         # The probe paths are the handiest requests here: logged like any.
         config = make_config("logging:\n  access_log_exclude: []\n")
         self.service, _, self.stream = make_service(config, reactor=self.reactor)
-        self.events = capture_events(self, is_access)
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return access_records(self.service, self.stream)
 
     def test_fields(self) -> None:
         """
-        A webhook's access event carries remote, method, path, status,
+        A webhook's access line carries remote, method, path, status,
         bytes, duration_ms, requestId, endpoint and user_agent.
         """
         connection = Connection(self.service.site)
@@ -316,7 +316,7 @@ class AccessLogTests(SynchronousTestCase):
 
     def test_one_per_request(self) -> None:
         """
-        Every request leaves exactly one event, refusals and 404 included,
+        Every request leaves exactly one line, refusals and 404 included,
         each labelled with the endpoint that answered.
         """
         connection = Connection(self.service.site)
@@ -340,11 +340,10 @@ class AccessLogTests(SynchronousTestCase):
         Connection(self.service.site).request(
             "POST", PROMETHEUS, headers={"Authorization": "Bearer wrongsecret"}, body=body(alert("BodySecret"))
         )
-        written = self.stream.getvalue()
         self.assertEqual(len(self.events), 2)
+        written = self.stream.getvalue()
         for secret in (TOKEN, "wrongsecret", "BodySecret", "querysecret"):
             self.assertNotIn(secret, written)
-            self.assertNotIn(secret, repr(self.events))
 
     def patch_observer(self) -> None:
         # Route events through the service's own (JSON) observer, as twistd
@@ -354,14 +353,11 @@ class AccessLogTests(SynchronousTestCase):
 
     def test_json_line(self) -> None:
         """
-        With logging.format json the access event is one JSON object on one
+        With logging.format json the access line is one JSON object on one
         line, its fields at the top level.
         """
-        self.patch_observer()
         Connection(self.service.site).request("GET", "/health/live", headers={"X-Request-ID": "json-1"})
-        access = [json.loads(line) for line in self.stream.getvalue().splitlines() if '"type":"access"' in line]
-        self.assertEqual(len(access), 1)
-        [record] = access
+        [record] = self.events
         self.assertEqual(record["requestId"], "json-1")
         self.assertEqual(record["status"], 200)
         self.assertEqual(record["path"], "/health/live")
@@ -376,12 +372,13 @@ class AccessLogTests(SynchronousTestCase):
         """
         clock = Clock()
         metrics = GatewayMetrics()
-        site = webhook_site(submit=lambda envelopes: Deferred(), clock=clock, metrics=metrics)
+        access = AccessLines()
+        site = webhook_site(submit=lambda envelopes: Deferred(), clock=clock, metrics=metrics, access_log=access.log)
         connection = Connection(site)
         connection.send(request_bytes("POST", PROMETHEUS, headers=AUTH, body=body(alert("A"))))
         clock.advance(2)
         connection.lose()
-        [event] = self.events
+        [event] = access.records()
         self.assertEqual((event["status"], event["endpoint"], event["duration_ms"]), (499, PROMETHEUS, 2000.0))
         self.assertEqual(
             metrics.registry.get_sample_value("gateway_requests_total", {"endpoint": PROMETHEUS, "code": "499"}), 1.0
@@ -440,6 +437,21 @@ class RequestMetricsTests(SynchronousTestCase):
         self.assertEqual(self.sample("gateway_request_duration_seconds_count", {"endpoint": PROMETHEUS}), 0.0)
         self.assertEqual(self.sample("gateway_request_duration_seconds_count", {"endpoint": "/webhook/grafana"}), 0.0)
 
+    def test_disabled_counts_nothing(self) -> None:
+        """
+        With metrics.enabled: false the gateway is given recorders that do
+        nothing: a request and its alerts leave no series behind.
+        """
+        service, _, _ = make_service(make_config("metrics:\n  enabled: false\n"))
+        response = Connection(service.site).request("POST", PROMETHEUS, headers=AUTH, body=body(alert("A")))
+        self.assertEqual(response.status, 202)
+        self.assertFalse(service.metrics.counting)
+        registry = service.metrics.registry
+        self.assertIsNone(registry.get_sample_value("gateway_requests_total", {"endpoint": PROMETHEUS, "code": "202"}))
+        self.assertIsNone(
+            registry.get_sample_value("gateway_alerts_received_total", {"source": "alertmanager", "status": "firing"})
+        )
+
 
 class RequestTimeoutTests(SynchronousTestCase):
     def test_hanging_handler_answers_503(self) -> None:
@@ -474,11 +486,10 @@ class AccessLogSwitchTests(SynchronousTestCase):
         logging.access_log: false writes no access line, but the request is
         still counted and timed in the metrics.
         """
-        service, _, _ = make_service(make_config("logging:\n  access_log: false\n"))
-        events = capture_events(self, is_access)
+        service, _, stream = make_service(make_config("logging:\n  access_log: false\n"))
         response = Connection(service.site).request("POST", PROMETHEUS, headers=AUTH, body=body(alert("A")))
         self.assertEqual(response.status, 202)
-        self.assertEqual(events, [])
+        self.assertEqual(access_records(service, stream), [])
         counted = service.metrics.registry.get_sample_value(
             "gateway_requests_total", {"endpoint": PROMETHEUS, "code": "202"}
         )
@@ -491,15 +502,17 @@ class AccessLogSwitchTests(SynchronousTestCase):
         whatever their answer, and are still counted; other paths are
         logged.
         """
-        service, _, _ = make_service(make_config("metrics:\n  port: 8080\n"))
-        events = capture_events(self, is_access)
+        service, _, stream = make_service(make_config("metrics:\n  port: 8080\n"))
         webhook = Connection(service.site)
         for path in ("/health", "/health/live", "/health/ready", "/metrics", "/health/ready?verbose=1"):
             webhook.request("GET", path)
         Connection(service.metrics_site).request("GET", "/metrics")
         webhook.request("GET", "/health/more")
         webhook.request("POST", PROMETHEUS, headers=AUTH, body=body(alert("A")))
-        self.assertEqual([(e["path"], e["status"]) for e in events], [("/health/more", 404), (PROMETHEUS, 202)])
+        self.assertEqual(
+            [(e["path"], e["status"]) for e in access_records(service, stream)],
+            [("/health/more", 404), (PROMETHEUS, 202)],
+        )
         counted = service.metrics.registry.get_sample_value(
             "gateway_requests_total", {"endpoint": "/health/ready", "code": "503"}
         )
@@ -510,9 +523,11 @@ class AccessLogSwitchTests(SynchronousTestCase):
         logging.access_log_exclude names the paths left out, exactly: here
         the metrics are logged and a webhook path is not.
         """
-        service, _, _ = make_service(make_config(f"logging:\n  access_log_exclude: [{PROMETHEUS}]\n"))
-        events = capture_events(self, is_access)
+        service, _, stream = make_service(make_config(f"logging:\n  access_log_exclude: [{PROMETHEUS}]\n"))
         Connection(service.metrics_site).request("GET", "/metrics")
         Connection(service.site).request("POST", PROMETHEUS, headers=AUTH, body=body(alert("A")))
         Connection(service.site).request("POST", "/v1" + PROMETHEUS, headers=AUTH, body=body(alert("B")))
-        self.assertEqual([(e["path"], e["status"]) for e in events], [("/metrics", 200), ("/v1" + PROMETHEUS, 202)])
+        self.assertEqual(
+            [(e["path"], e["status"]) for e in access_records(service, stream)],
+            [("/metrics", 200), ("/v1" + PROMETHEUS, 202)],
+        )

@@ -19,6 +19,7 @@ from tests.unit._http import (
     TOKEN,
     Connection,
     HTTPResponse,
+    access_records,
     capture_events,
     fixture,
     make_config,
@@ -250,7 +251,7 @@ class RefusalTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.service, _, _ = make_service(make_config("service:\n  max_body_bytes: 1000\n"))
+        self.service, _, self.stream = make_service(make_config("service:\n  max_body_bytes: 1000\n"))
         self.connection = Connection(self.service.site)
 
     def test_method_not_allowed(self) -> None:
@@ -321,7 +322,6 @@ class RefusalTests(SynchronousTestCase):
             + TOKEN.encode()
             + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
         )
-        events = capture_events(self, lambda e: e.get("log_type") == "access")
         for _ in range(9):
             self.connection.feed(b"3e8\r\n" + b" " * 1000 + b"\r\n")
         self.assertTrue(self.connection.transport.disconnected)
@@ -329,7 +329,10 @@ class RefusalTests(SynchronousTestCase):
         # The transport only records the abort; the connection ends as the
         # reactor would then end it.
         self.connection.lose()
-        self.assertEqual([(e["status"], e["method"], e["path"]) for e in events], [(413, "-", "-")])
+        self.assertEqual(
+            [(e["status"], e["method"], e["path"]) for e in access_records(self.service, self.stream)],
+            [(413, "-", "-")],
+        )
 
 
 class GuardTests(SynchronousTestCase):
