@@ -14,24 +14,20 @@ from collections.abc import Callable
 from typing import IO
 
 import attrs
-from treq.client import HTTPClient
 from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, Logger
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import HTTPConnectionPool
 
-from alertgateway.app import settings
+from alertgateway.app import delivery_parts, settings
 from alertgateway.config import GatewayConfig, StateBackend
 from alertgateway.core.decider import DeciderSettings
-from alertgateway.delivery.breaker import BreakerState, CircuitBreaker
+from alertgateway.delivery.breaker import CircuitBreaker
 from alertgateway.delivery.durable import DurableQueue
 from alertgateway.delivery.executor import ThreadExecutor
 from alertgateway.delivery.forwarder import Forwarder
-from alertgateway.delivery.http import BytesProducer, HTTPSink
-from alertgateway.delivery.journal import Executor, SQLiteJournal
-from alertgateway.delivery.pool import QuietConnectionPool
-from alertgateway.delivery.probe import ProcessorProbe
-from alertgateway.delivery.queue import DeliveryQueue, MemoryQueue
-from alertgateway.delivery.sinks import FileSink, Sink
+from alertgateway.delivery.journal import Executor
+from alertgateway.delivery.queue import DeliveryQueue
+from alertgateway.delivery.sinks import Sink
 from alertgateway.delivery.timeouts import AdaptiveTimeout
 from alertgateway.guards.ratelimit import Limiter, RateLimiter
 from alertgateway.guards.replays import ReplayCache
@@ -131,16 +127,16 @@ def build(
         # A gateway without Redis exports no Redis series: an alert on
         # gateway_redis_up == 0 must not fire for it.
         metrics.redis.forget()
-    queue, durable = _queue(config, reactor, executor, redis, failover)
+    queue, durable = delivery_parts.queue(config, reactor, executor, redis, failover)
     processor = config.alert_processor
     timeouts = (
         AdaptiveTimeout(minimum=processor.timeout_min, maximum=processor.timeout)
         if processor.adaptive_timeout
         else None
     )
-    sink, pool, client = _sink(config, reactor, timeouts)
+    sink, pool, client = delivery_parts.sink(config, reactor, timeouts)
     metrics.delivery.forward_timeout.set(processor.timeout)
-    breaker = _breaker(config, reactor, metrics, client)
+    breaker = delivery_parts.breaker(config, reactor, metrics, client)
     forwarder = Forwarder(
         queue,
         sink,
@@ -216,104 +212,6 @@ def build(
         tls=tls,
         tls_problem=tls_problem,
     )
-
-
-def _queue(
-    config: GatewayConfig,
-    reactor: IGatewayReactor,
-    executor: Executor | None,
-    redis: RedisClient | None,
-    failover: Failover | None,
-) -> tuple[DeliveryQueue, DurableQueue | None]:
-    queue = config.queue
-    if queue.backend == "memory":
-        return MemoryQueue(queue.max_items, queue.max_bytes), None
-    assert executor is not None
-    journal = SQLiteJournal(queue.path, executor, clock_seconds=reactor.seconds, synchronous=queue.synchronous)
-    durable = DurableQueue(journal, max_items=queue.max_items, max_bytes=queue.max_bytes)
-    if queue.backend == "redis":
-        assert redis is not None and failover is not None
-        # The SQLite queue holds what is accepted while Redis is down.
-        redis_queue = RedisQueue(
-            redis, durable, failover, reactor=reactor, settings=settings.redis_queue_settings(queue)
-        )
-        return redis_queue, durable
-    return durable, durable
-
-
-def _sink(
-    config: GatewayConfig, reactor: IGatewayReactor, timeouts: AdaptiveTimeout | None
-) -> tuple[Sink, HTTPConnectionPool | None, HTTPClient | None]:
-    processor = config.alert_processor
-    endpoint = processor.endpoint
-    if endpoint.startswith("file:"):
-        return FileSink(endpoint[len("file:") :]), None, None
-    pool = QuietConnectionPool(reactor, persistent=True)
-    pool.maxPersistentPerHost = processor.max_in_flight
-    agent = Agent(reactor, pool=pool, connectTimeout=processor.timeout)
-    client = HTTPClient(agent, data_to_body_producer=BytesProducer)
-    timeout = timeouts.current if timeouts is not None else processor.timeout
-    credential = (processor.auth_header, processor.auth_secret) if processor.auth_secret else None
-    return HTTPSink(client, endpoint, clock=reactor, timeout=timeout, credential=credential), pool, client
-
-
-def _breaker(
-    config: GatewayConfig, reactor: IGatewayReactor, metrics: GatewayMetrics, client: HTTPClient | None
-) -> CircuitBreaker | None:
-    """
-    The circuit breaker, and the processor's health check that it starts
-    while open (C{alert_processor.health_path}).
-    """
-    settings = config.circuit_breaker
-    processor = config.alert_processor
-    delivery = metrics.delivery
-    delivery.processor_up.set(1)
-    if not settings.enabled:
-        return None
-    # A name, not the URL: the metrics and the log are read by more people
-    # than the configuration.
-    target = processor.name
-    delivery.breaker_state.labels(target=target).set(0)
-    probe: ProcessorProbe | None = None
-
-    def _transition(old: BreakerState, new: BreakerState) -> None:
-        delivery.breaker_state.labels(target=target).set(new.gauge)
-        delivery.breaker_transitions.labels(target=target, to=new.value).inc()
-        _log.info("Circuit breaker for {target}: {old} -> {new}", target=target, old=old.value, new=new.value)
-        if new is BreakerState.CLOSED:
-            delivery.processor_up.set(1)
-            if probe is not None:
-                probe.stop()
-        elif new is BreakerState.OPEN:
-            if probe is None:
-                delivery.processor_up.set(0)
-            else:
-                probe.start()
-
-    breaker = CircuitBreaker(
-        reactor,
-        failure_threshold=settings.failure_threshold,
-        failure_ratio=settings.failure_ratio,
-        window=settings.window,
-        min_attempts=settings.min_attempts,
-        recovery_timeout=settings.recovery_timeout,
-        half_open_requests=settings.half_open_requests,
-        max_recovery_timeout=settings.max_recovery_timeout,
-        on_transition=_transition,
-    )
-    if processor.health_path is not None and client is not None:
-        probe = ProcessorProbe(
-            client,
-            processor.endpoint.rstrip("/") + processor.health_path,
-            clock=reactor,
-            interval=processor.health_interval,
-            timeout=min(processor.timeout, processor.health_interval),
-            on_healthy=breaker.probe_now,
-            on_state=lambda up: delivery.processor_up.set(1 if up else 0),
-            headers={processor.auth_header: [processor.auth_secret]} if processor.auth_secret else None,
-        )
-        breaker.probe = probe
-    return breaker
 
 
 def _state(
