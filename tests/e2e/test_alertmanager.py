@@ -85,6 +85,9 @@ class AlertmanagerToProcessorTests(TestCase):
             self.assertEqual(body["source"], "alertmanager")
             self.assertEqual(body["status"], "firing")
         self.assertTrue(all(r.headers.get("idempotency-key") for r in stub.received))
+        # Access lines reach the log within 50 ms of the answer, which may
+        # be after the alert reached the processor.
+        await gateway.wait_for_event(lambda e: e.get("type") == "access" and e.get("path") == "/webhook/prometheus")
         webhook_lines = [line for line in gateway.access_log() if line["path"] == "/webhook/prometheus"]
         self.assertTrue(webhook_lines)
         for line in webhook_lines:

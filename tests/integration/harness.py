@@ -698,6 +698,14 @@ class GatewayProcess(ManagedProcess):
     def access_log(self) -> Iterator[dict[str, Any]]:
         return (line for line in self.lines if line.get("type") == "access")
 
+    async def settled_access_log(self, wait: float = 0.5) -> list[dict[str, Any]]:
+        """
+        The access lines, once those of the requests answered so far are
+        written: the gateway writes them within 50 ms of the answer.
+        """
+        await sleep(wait)
+        return list(self.access_log())
+
     def wait_for_event(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> Deferred[str]:
         """
         Fire once a JSON log event satisfying C{predicate} was written.

@@ -203,7 +203,7 @@ class SlowBodyTests(_AttackTestCase):
         elapsed = reactor.seconds() - started
         self.assertLessEqual(elapsed, 7.5)
         await DeferredList([c.lost for c in slow])
-        statuses = [e["status"] for e in gateway.access_log() if e.get("path") in (PATH, "-")]
+        statuses = [e["status"] for e in await gateway.settled_access_log() if e.get("path") in (PATH, "-")]
         self.assertEqual(statuses.count(408), 50)
         closures = await gateway.sample("gateway_security_rejections_total", endpoint="-", reason="slow_body")
         self.assertEqual(closures, 50)

@@ -1257,7 +1257,9 @@ class SchemathesisTests(_RunningGatewayTestCase):
         # The status API was among them, and answered what it has: a page,
         # the example alert, an unknown one and refused queries.
         self.assertEqual(len(self.api.methods("/v1/alerts") + self.api.methods("/v1/alerts/{fingerprint}")), 4)
-        answered = {(line["method"], line["path"].split("?")[0], line["status"]) for line in gateway.access_log()}
+        answered = {
+            (line["method"], line["path"].split("?")[0], line["status"]) for line in await gateway.settled_access_log()
+        }
         for seen in [
             ("GET", "/v1/alerts", 200),
             ("GET", "/v1/alerts", 400),
