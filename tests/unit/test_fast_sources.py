@@ -281,6 +281,20 @@ class HostileTests(SynchronousTestCase):
         self.assertIsNone(FastDecoder()(raw, RECEIVED, Limits(max_json_depth=3)))
         self.assertIsInstance(careful(raw, Limits(max_json_depth=3)), Problem)
 
+    def test_label_bytes(self) -> None:
+        """
+        Labels over limits.max_label_bytes (counted after their control
+        characters are stripped) are left to the careful path, which
+        refuses them; stripped to the limit, they are taken.
+        """
+        limits = Limits(max_label_bytes=10)
+        check = Equivalence(self)
+        over = json.dumps({"alerts": [{"status": "firing", "labels": {"abc": "12345678"}}]}).encode()
+        self.assertIsNone(check.check(over, limits))
+        self.assertIsInstance(careful(over, limits), ParseResult)
+        stripped = json.dumps({"alerts": [{"status": "firing", "labels": {"abc": "123456\x01\x02"}}]}).encode()
+        self.assertIsNotNone(check.check(stripped, limits))
+
     def test_too_many_alerts(self) -> None:
         """
         A body of more alerts than limits.max_alerts_per_request is left
@@ -372,6 +386,17 @@ class RawAlertsTests(SynchronousTestCase):
         self.assertEqual(len(decoder.cache), 1)
         self.assertIsNone(decoder(raw, RECEIVED, SMALL))
         self.assertEqual(len(decoder.cache), 0)
+
+    def test_equal_limits_keep(self) -> None:
+        """
+        Limits equal to those the alerts were checked with, in another
+        object, keep what they validated to.
+        """
+        decoder = FastDecoder()
+        raw = json.dumps({"alerts": [{"status": "firing", "labels": {"a": "b"}}]}).encode()
+        self.assertIsNotNone(decoder(raw, RECEIVED, Limits()))
+        self.assertIsNotNone(decoder(raw, RECEIVED, Limits()))
+        self.assertEqual(len(decoder.cache), 1)
 
     def test_time_memo_bounded(self) -> None:
         """
