@@ -93,6 +93,10 @@ class Alert:
     generator_url: str
     received_at: str
     extras: Mapping[str, Any] = attrs.field(converter=_frozen_mapping, factory=dict)
+    # What core.keys derives from the alert (its dedup key, its group id),
+    # kept so that a decision computes each once however often it asks
+    # (which keys to hold, then the ruling).  Not part of its value.
+    derived: dict[tuple[object, ...], str] = attrs.field(factory=dict, init=False, eq=False, repr=False)
 
     @property
     def idempotency_key(self) -> str:
