@@ -34,6 +34,7 @@ from alertgateway.core.model import FIRING, RESOLVED, Alert, fingerprint
 from alertgateway.sources._fields import (
     _ANNOTATION_CONTROLS,
     _LABEL_CONTROLS,
+    _UNSAFE,
     FieldError,
     ParseResult,
     clean_annotation,
@@ -320,4 +321,13 @@ class FastDecoder:
             ("externalURL", body.external_url),
             ("groupLabels", body.group_labels),
         )
-        return {key: clean_json(value) for key, value in given if value is not msgspec.UNSET}
+        group: dict[str, object] = {key: value for key, value in given if value is not msgspec.UNSET}
+        texts = [value for value in group.values() if isinstance(value, str)]
+        labels = body.group_labels
+        if isinstance(labels, dict):
+            texts.extend(labels)
+            texts.extend(labels.values())
+        # One search over all of its text: nothing to clean, nearly always.
+        if _UNSAFE.search("".join(texts)):
+            return {key: clean_json(value) for key, value in group.items()}
+        return group
