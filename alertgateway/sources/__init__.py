@@ -55,4 +55,5 @@ class Decoder(Protocol):
 # A new decoder per endpoint: each keeps its own cache of raw alerts.
 DECODERS: dict[str, Callable[[], Decoder]] = {
     "alertmanager": FastDecoder,
+    "grafana": lambda: FastDecoder("grafana"),
 }

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.unit.test_fast_sources -*-
 """
-The fast path for Alertmanager-shaped JSON bodies: decoded and validated
-in one typed pass, in C, straight from the body's bytes.
+The fast path for Alertmanager-shaped JSON bodies (Alertmanager's, and
+Grafana's unified alerting): decoded and validated in one typed pass, in C,
+straight from the body's bytes.
 
 It takes only what it can judge exactly as the careful path does (the
 standard C{json} module, the depth walk and the field readers of
@@ -14,20 +15,21 @@ fast a valid body is read, never what any body is answered.
 The schema bounds the nesting (body, alerts, alert, labels: four levels),
 so no depth walk is needed; a key it does not name is not skipped but
 refused (to the careful path), so nothing unread can hide a number JSON
-cannot round-trip or nesting past C{limits.max_json_depth}.
+cannot round-trip or nesting past C{limits.max_json_depth}.  The keys a
+Grafana alert has beyond Alertmanager's are kept in its extras as sent,
+so they are read as plain JSON values, one level deep at most.
 
-An alert repeated byte for byte (Alertmanager resends an unchanged alert
-exactly, every C{repeat_interval} and on each group change) is validated
-once: L{RawAlerts} remembers what its bytes validated to.
+An alert repeated byte for byte is validated once:
+L{alertgateway.sources.rawalerts.RawAlerts} remembers what its bytes
+validated to.
 """
 
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, cast
 
-import attrs
 import msgspec
 
 from alertgateway.core.model import FIRING, RESOLVED, Alert, fingerprint
@@ -43,18 +45,13 @@ from alertgateway.sources._fields import (
     read_timestamp,
 )
 from alertgateway.sources.limits import Limits
+from alertgateway.sources.rawalerts import RAW_CACHE_ENTRIES, Checked, RawAlerts
 
-__all__ = ["Checked", "FastDecoder", "RawAlerts", "check_alert"]
+__all__ = ["FastDecoder", "check_alert", "check_grafana_alert"]
 
 # The deepest the schema nests: body, alerts, alert, labels.  A smaller
 # limits.max_json_depth would refuse a valid body: the careful path says so.
 SCHEMA_DEPTH = 4
-
-# What RawAlerts keeps at most, per endpoint: entries, and the bytes of
-# the alerts they were decoded from (what they hold is of that order).
-# Documented in docs/architecture.md.
-RAW_CACHE_ENTRIES = 4096
-RAW_CACHE_BYTES = 4 * 1024 * 1024
 
 _STATUSES = (FIRING, RESOLVED)
 # Label names (LABEL_NAME's syntax) joined by commas.  Stricter than
@@ -81,6 +78,7 @@ class _Alert(msgspec.Struct, forbid_unknown_fields=True):
 # Ignored by the careful path whatever they hold, so typed narrowly: a
 # number JSON cannot round-trip, or deep nesting, is left to it to refuse.
 _Ignored = dict[str, str] | None
+_Count = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class _Body(msgspec.Struct, forbid_unknown_fields=True):
@@ -97,76 +95,58 @@ class _Body(msgspec.Struct, forbid_unknown_fields=True):
     group_labels: dict[str, str] | msgspec.UnsetType | None = msgspec.field(default=msgspec.UNSET, name="groupLabels")
     common_labels: _Ignored = msgspec.field(default=None, name="commonLabels")
     common_annotations: _Ignored = msgspec.field(default=None, name="commonAnnotations")
-    truncated_alerts: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = msgspec.field(
-        default=None, name="truncatedAlerts"
-    )
+    truncated_alerts: _Count | None = msgspec.field(default=None, name="truncatedAlerts")
 
+    def usable(self) -> bool:
+        """
+        Whether the careful path would read its alerts (a version other
+        than 4 it refuses as a whole).
+        """
+        return self.version is None or self.version == "4"
+
+    def group(self) -> list[tuple[str, object]]:
+        """
+        The keys the alerts' group is kept by, in the careful path's order,
+        and their values (C{UNSET} if absent).
+        """
+        return [
+            ("receiver", self.receiver),
+            ("groupKey", self.group_key),
+            ("externalURL", self.external_url),
+            ("groupLabels", self.group_labels),
+        ]
+
+
+class _GrafanaBody(_Body, forbid_unknown_fields=True):
+    """
+    A Grafana unified alerting body: Alertmanager's shape, any version, and
+    the organisation and title kept with the group.
+    """
+
+    org_id: _Count | str | msgspec.UnsetType | None = msgspec.field(default=msgspec.UNSET, name="orgId")
+    title: str | msgspec.UnsetType | None = msgspec.UNSET
+    state: str | None = None
+    message: str | None = None
+
+    def usable(self) -> bool:
+        return True
+
+    def group(self) -> list[tuple[str, object]]:
+        return [*super().group(), ("orgId", self.org_id), ("title", self.title)]
+
+
+# A value of a key Grafana's alerts have beyond Alertmanager's (values,
+# valueString, silenceURL, ...): kept in the extras as sent, so read as
+# plain JSON, but one level deep at most (the schema's depth).  msgspec
+# refuses a number beyond a double or an int64, where the careful path's
+# json refuses 1e999 too and takes big integers.
+_Scalar = str | int | float | bool | None
+_Value = _Scalar | dict[str, _Scalar] | list[_Scalar]
 
 _body_decoder = msgspec.json.Decoder(_Body)
 _alert_decoder = msgspec.json.Decoder(_Alert)
-
-
-@attrs.frozen
-class Checked:
-    """
-    What one alert's bytes validated to: an L{Alert} but for what the
-    request adds (its receipt time, its group, the body's status when the
-    alert has none).
-    """
-
-    status: str | None
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    starts_at: str | None
-    ends_at: str | None
-    generator_url: str
-    fingerprint: str
-    extras: dict[str, object]
-
-
-class RawAlerts:
-    """
-    What recently seen alerts' bytes validated to, least recently used
-    dropped first once there are more than C{max_entries} or they hold
-    more than C{max_bytes}.
-
-    Keyed by the bytes themselves: hashing them is four times cheaper than
-    a digest, and nothing can collide.  An entry counts twice its alert's
-    bytes: the key, and the strings it was decoded to.
-    """
-
-    def __init__(self, max_entries: int = RAW_CACHE_ENTRIES, max_bytes: int = RAW_CACHE_BYTES) -> None:
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._entries: OrderedDict[bytes, Checked] = OrderedDict()
-        # Timestamps found valid, at most max_entries: the alerts one rule
-        # evaluation raises share their start.
-        self.times: dict[str, None] = {}
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: bytes) -> Checked | None:
-        checked = self._entries.get(key)
-        if checked is not None:
-            self._entries.move_to_end(key)
-        return checked
-
-    def put(self, key: bytes, checked: Checked) -> None:
-        size = 2 * len(key)
-        if size > self.max_bytes:
-            return
-        self._entries[key] = checked
-        self.bytes += size
-        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
-            dropped, _ = self._entries.popitem(last=False)
-            self.bytes -= 2 * len(dropped)
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self.times.clear()
-        self.bytes = 0
+_grafana_body_decoder = msgspec.json.Decoder(_GrafanaBody)
+_grafana_alert_decoder = msgspec.json.Decoder(dict[str, _Value])
 
 
 def _utf8_length(text: str) -> int:
@@ -190,14 +170,74 @@ def _time(value: str | None, times: dict[str, None], errors: list[FieldError]) -
 
 def check_alert(raw: bytes, limits: Limits, times: dict[str, None]) -> Checked | None:
     """
-    Decode and validate one alert, or C{None} if the careful path is to
-    judge it: every rule of L{alertgateway.sources._fields.read_alert}
-    either holds here or sends it there.
+    Decode and validate one Alertmanager alert, or C{None} if the careful
+    path is to judge it: every rule of
+    L{alertgateway.sources._fields.read_alert} either holds here or sends
+    it there.
     """
     try:
         alert = _alert_decoder.decode(raw)
     except msgspec.DecodeError:
         return None
+    extras = {} if alert.fingerprint is None else {"senderFingerprint": clean_json(alert.fingerprint)}
+    return _checked(alert, extras, limits, times)
+
+
+# The keys an Alertmanager-shaped alert has, as the careful path reads them.
+_COMMON_KEYS = frozenset({"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"})
+
+
+def check_grafana_alert(raw: bytes, limits: Limits, times: dict[str, None]) -> Checked | None:
+    """
+    Decode and validate one Grafana unified alert: Alertmanager's fields
+    and rules, and what else it has kept in its extras, in its order.
+    """
+    try:
+        item = _grafana_alert_decoder.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    status = item.get("status", msgspec.UNSET)
+    labels, annotations = item.get("labels"), item.get("annotations")
+    if annotations is None:
+        annotations = {}
+    starts_at, ends_at, url = item.get("startsAt"), item.get("endsAt"), item.get("generatorURL")
+    if not (status is msgspec.UNSET or isinstance(status, str)):
+        return None
+    if not (isinstance(labels, dict) and isinstance(annotations, dict)):
+        return None
+    if not (_optional_text(starts_at) and _optional_text(ends_at) and _optional_text(url)):
+        return None
+    # Strings, as far as the checks below go: join refuses anything else.
+    label_map, annotation_map = cast("dict[str, str]", labels), cast("dict[str, str]", annotations)
+    try:
+        "".join(label_map.values())
+        "".join(annotation_map.values())
+    except TypeError:
+        return None
+    extras: dict[str, object] = clean_json({key: value for key, value in item.items() if key not in _COMMON_KEYS})
+    sender = item.get("fingerprint")
+    if isinstance(sender, str):
+        extras["senderFingerprint"] = clean_json(sender)
+    fields = _Alert(
+        label_map,
+        status,
+        annotation_map,
+        cast("str | None", starts_at),
+        cast("str | None", ends_at),
+        cast("str | None", url),
+    )
+    return _checked(fields, extras, limits, times)
+
+
+def _optional_text(value: object) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _checked(alert: _Alert, extras: dict[str, object], limits: Limits, times: dict[str, None]) -> Checked | None:
+    """
+    Validate an alert's fields, every value of its labels and annotations
+    a string already.
+    """
     if alert.status is not msgspec.UNSET and alert.status not in _STATUSES:
         return None
     labels = alert.labels
@@ -233,7 +273,6 @@ def check_alert(raw: bytes, limits: Limits, times: dict[str, None]) -> Checked |
     ends_at = _time(alert.ends_at, times, errors)
     if errors:
         return None
-    extras = {} if alert.fingerprint is None else {"senderFingerprint": clean_json(alert.fingerprint)}
     return Checked(
         status=None if alert.status is msgspec.UNSET else alert.status,
         labels=labels,
@@ -246,18 +285,27 @@ def check_alert(raw: bytes, limits: Limits, times: dict[str, None]) -> Checked |
     )
 
 
+_Check = Callable[[bytes, Limits, dict[str, None]], Checked | None]
+_SHAPES: dict[str, tuple[msgspec.json.Decoder[Any], _Check]] = {
+    "alertmanager": (_body_decoder, check_alert),
+    "grafana": (_grafana_body_decoder, check_grafana_alert),
+}
+
+
 class FastDecoder:
     """
     Decode a JSON body of the Alertmanager shape for one endpoint, or tell
     the caller to take the careful path (C{None}).
 
-    @param source: The sender format the alerts are stamped with.
+    @param source: The sender format: C{alertmanager}, or C{grafana} (its
+        unified alerting; a legacy body goes the careful way).
     """
 
     def __init__(self, source: str = "alertmanager", cache: RawAlerts | None = None) -> None:
         self.source = source
         self.cache = cache if cache is not None else RawAlerts()
         self._limits: Limits | None = None
+        self._body, self._check = _SHAPES[source]
 
     def __call__(self, raw: bytes, received_at: str, limits: Limits, /) -> ParseResult | None:
         if limits.max_json_depth < SCHEMA_DEPTH:
@@ -269,10 +317,10 @@ class FastDecoder:
                 self.cache.clear()
             self._limits = limits
         try:
-            body = _body_decoder.decode(raw)
+            body: _Body = self._body.decode(raw)
         except (msgspec.DecodeError, RecursionError):
             return None
-        if body.version is not None and body.version != "4":
+        if not body.usable():
             return None
         items = body.alerts
         if not items or len(items) > limits.max_alerts_per_request:
@@ -284,7 +332,7 @@ class FastDecoder:
             key = bytes(item)
             checked = cache.get(key)
             if checked is None:
-                checked = check_alert(key, limits, cache.times)
+                checked = self._check(key, limits, cache.times)
                 if checked is None:
                     return None
                 cache.put(key, checked)
@@ -315,13 +363,7 @@ class FastDecoder:
         """
         The group the alerts came in, as the careful path keeps it.
         """
-        given = (
-            ("receiver", body.receiver),
-            ("groupKey", body.group_key),
-            ("externalURL", body.external_url),
-            ("groupLabels", body.group_labels),
-        )
-        group: dict[str, object] = {key: value for key, value in given if value is not msgspec.UNSET}
+        group = {key: value for key, value in body.group() if value is not msgspec.UNSET}
         texts = [value for value in group.values() if isinstance(value, str)]
         labels = body.group_labels
         if isinstance(labels, dict):

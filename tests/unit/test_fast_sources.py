@@ -15,9 +15,10 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.core.model import Alert
-from alertgateway.sources import DECODERS, ParseResult, alertmanager
-from alertgateway.sources.fast import RAW_CACHE_BYTES, RAW_CACHE_ENTRIES, FastDecoder, RawAlerts, check_alert
+from alertgateway.sources import DECODERS, PARSERS, ParseResult
+from alertgateway.sources.fast import FastDecoder, check_alert
 from alertgateway.sources.limits import Limits
+from alertgateway.sources.rawalerts import RAW_CACHE_BYTES, RAW_CACHE_ENTRIES, RawAlerts
 from alertgateway.web.bodies import check_depth, decode_body
 from alertgateway.web.problems import Problem
 
@@ -34,14 +35,14 @@ SMALL = Limits(
 )
 
 
-def careful(raw: bytes, limits: Limits = LIMITS) -> ParseResult | Exception:
+def careful(raw: bytes, limits: Limits = LIMITS, source: str = "alertmanager") -> ParseResult | Exception:
     """
     What today's careful path makes of C{raw}: its result, or the refusal.
     """
     try:
         payload = decode_body("application/json", raw)
         check_depth(payload, limits.max_json_depth, raw)
-        return alertmanager.parse(payload, RECEIVED, limits)
+        return PARSERS[source](payload, RECEIVED, limits)
     except Exception as e:
         return e
 
@@ -65,14 +66,14 @@ class Equivalence:
         self.fast = 0
         self.total = 0
 
-    def check(self, raw: bytes, limits: Limits = LIMITS, decoder: FastDecoder | None = None) -> ParseResult | None:
-        decoder = decoder if decoder is not None else FastDecoder()
+    def check(self, raw: bytes, limits: Limits = LIMITS, source: str = "alertmanager") -> ParseResult | None:
+        decoder = FastDecoder(source)
         self.total += 1
         fast = decoder(raw, RECEIVED, limits)
         if fast is None:
             return None
         self.fast += 1
-        expected = careful(raw, limits)
+        expected = careful(raw, limits, source)
         self.case.assertIsInstance(expected, ParseResult, raw)
         assert isinstance(expected, ParseResult)
         self.case.assertEqual(fast.outcomes, expected.outcomes, raw)
@@ -97,14 +98,22 @@ class FixtureTests(SynchronousTestCase):
             self.assertIsNotNone(result, name)
         self.assertEqual(check.fast, 2)
 
-    def test_grafana_shape_left_to_the_parser(self) -> None:
+    def test_grafana_fixtures(self) -> None:
         """
-        A Grafana body (its alerts have keys Alertmanager's have not) is
-        not taken, and only Alertmanager endpoints have a decoder.
+        A Grafana unified alerting body takes Grafana's fast path, its
+        alerts' extras kept in their order; a legacy one is left to the
+        parser, and so is either on Alertmanager's.
         """
-        raw = (FIXTURES / "grafana-unified.json").read_bytes()
-        self.assertIsNone(FastDecoder()(raw, RECEIVED, LIMITS))
-        self.assertEqual(set(DECODERS), {"alertmanager"})
+        check = Equivalence(self)
+        unified = (FIXTURES / "grafana-unified.json").read_bytes()
+        result = check.check(unified, source="grafana")
+        assert result is not None
+        self.assertEqual(list(result.accepted[0].extras)[:3], ["silenceURL", "dashboardURL", "panelURL"])
+        legacy = (FIXTURES / "grafana-legacy.json").read_bytes()
+        self.assertIsNone(check.check(legacy, source="grafana"))
+        self.assertIsNone(check.check(unified))
+        self.assertEqual(set(DECODERS), {"alertmanager", "grafana"})
+        self.assertEqual(DECODERS["grafana"]().source, "grafana")  # type: ignore[attr-defined]
 
 
 # Pieces the generated bodies are made of: valid, unusual and invalid.
@@ -217,6 +226,45 @@ class GeneratedBodyTests(SynchronousTestCase):
         # Enough of them valid for the comparison to mean something.
         self.assertGreater(check.fast, 300)
 
+    def test_grafana_fast_equals_careful(self) -> None:
+        """
+        Likewise for Grafana's unified alerting bodies, whose alerts keep
+        what else they have (values, URLs, nested a level or more, numbers
+        of every kind) in their extras, and whose body keeps its
+        organisation and title with the group.
+        """
+        rng = random.Random(61)
+        check = Equivalence(self)
+        extras: list[Any] = [
+            "https://grafana/d/x?orgId=1",
+            {"B": 0.912, "C": 1},
+            {"B": -0.0, "C": 1e308, "D": True, "E": None, "F": 10**30},
+            ["a\x01", 1.5, None],
+            "[ var='B' value=0.9 ]\u202e",
+            {"nested": {"too": "deep"}},
+            [[1]],
+            {},
+        ]
+        for round in range(2000):
+            body = _body(rng)
+            for alert in body.get("alerts", []):
+                if isinstance(alert, dict):
+                    for key in rng.sample(["silenceURL", "values", "valueString", "panelURL", "x\x01"], 3):
+                        alert[key] = rng.choice(extras[:6] if rng.random() < 0.8 else extras)
+            for key, value in (
+                ("orgId", rng.choice([1, "1", None, 1.5])),
+                ("title", "[FIRING:1]"),
+                ("state", "alerting"),
+            ):
+                if rng.random() < 0.7:
+                    body[key] = value
+            body.pop("version", None) if rng.random() < 0.5 else body.update(version="1")
+            raw = json.dumps(body, ensure_ascii=rng.random() < 0.5).encode("utf-8")
+            if round % 5 == 0:
+                raw = rng.choice(_MUTATIONS)(raw)
+            check.check(raw, SMALL if round % 3 == 0 else LIMITS, "grafana")
+        self.assertGreater(check.fast, 100)
+
     def test_valid_variants_all_fast(self) -> None:
         """
         Valid bodies of every usual shape (any status, times with
@@ -254,8 +302,9 @@ class HostileTests(SynchronousTestCase):
         A key the schema does not name is not skipped but left to the
         careful path, however deep it nests: 100,000 levels (past the
         decoder's own recursion limit) in the body or in an alert, and 33
-        levels (within it, past limits.max_json_depth).  The careful path
-        refuses each as today.
+        levels (within it, past limits.max_json_depth); a Grafana alert's
+        own keys take one level at most.  The careful path refuses each as
+        today.
         """
         alert = b'{"labels": {"a": "b"}}'
         for depth in (33, 100_000):
@@ -264,13 +313,15 @@ class HostileTests(SynchronousTestCase):
                 b'{"x": ' + nested + b', "alerts": [' + alert + b"]}",
                 b'{"alerts": [' + alert + b"], " + b'"commonLabels": ' + nested + b"}",
                 b'{"alerts": [{"labels": {"a": "b"}, "x": ' + nested + b"}]}",
+                b'{"alerts": [{"labels": {"a": "b"}, "x": [' + nested + b"]}]}",
                 b'{"alerts": [' + nested + b"]}",
             ):
-                self.assertIsNone(FastDecoder()(raw, RECEIVED, LIMITS))
-                refused = careful(raw)
-                self.assertIsInstance(refused, Problem)
-                assert isinstance(refused, Problem)
-                self.assertEqual(refused.status, 400)
+                for source in ("alertmanager", "grafana"):
+                    self.assertIsNone(FastDecoder(source)(raw, RECEIVED, LIMITS))
+                    refused = careful(raw, LIMITS, source)
+                    self.assertIsInstance(refused, Problem)
+                    assert isinstance(refused, Problem)
+                    self.assertEqual(refused.status, 400)
 
     def test_limit_below_schema_depth(self) -> None:
         """
