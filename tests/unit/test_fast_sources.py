@@ -18,7 +18,7 @@ from alertgateway.core.model import Alert
 from alertgateway.sources import DECODERS, PARSERS, ParseResult
 from alertgateway.sources.fast import FastDecoder, check_alert
 from alertgateway.sources.limits import Limits
-from alertgateway.sources.rawalerts import RAW_CACHE_BYTES, RAW_CACHE_ENTRIES, RawAlerts
+from alertgateway.sources.rawalerts import ENTRY_COST, RAW_CACHE_BYTES, RAW_CACHE_ENTRIES, RawAlerts
 from alertgateway.web.bodies import check_depth, decode_body
 from alertgateway.web.problems import Problem
 
@@ -403,7 +403,7 @@ class RawAlertsTests(SynchronousTestCase):
         self.assertEqual(len(cache), 2)
         self.assertIsNone(cache.get(keys[1]))
         self.assertIs(cache.get(keys[0]), checked[0])
-        self.assertEqual(cache.bytes, 2 * (len(keys[0]) + len(keys[2])))
+        self.assertEqual(cache.bytes, ENTRY_COST * (len(keys[0]) + len(keys[2])))
 
     def test_bounded_in_bytes(self) -> None:
         """
@@ -411,7 +411,7 @@ class RawAlertsTests(SynchronousTestCase):
         them is not kept at all.
         """
         small, big = _one({"a": "b"}), _one({"a": "b" * 100})
-        cache = RawAlerts(max_bytes=2 * len(small) + 2 * len(big))
+        cache = RawAlerts(max_bytes=ENTRY_COST * (len(small) + len(big)))
         for raw in (small, big, _one({"a": "c"})):
             checked = check_alert(raw, LIMITS, {})
             assert checked is not None
