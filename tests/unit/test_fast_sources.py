@@ -208,6 +208,20 @@ _MUTATIONS = [
 ]
 
 
+class GrafanaTypeTests(SynchronousTestCase):
+    def test_values_not_strings(self) -> None:
+        """
+        A Grafana alert whose labels or annotations hold other than strings
+        is left to the careful path, which refuses it with its pointer.
+        """
+        for field in ({"labels": {"a": 1}}, {"labels": {"a": "b"}, "annotations": {"s": [1]}}):
+            raw = json.dumps({"alerts": [{"status": "firing", **field}]}).encode()
+            self.assertIsNone(FastDecoder("grafana")(raw, RECEIVED, LIMITS))
+            refused = careful(raw, LIMITS, "grafana")
+            assert isinstance(refused, ParseResult)
+            self.assertEqual(refused.accepted, ())
+
+
 class GeneratedBodyTests(SynchronousTestCase):
     def test_fast_equals_careful(self) -> None:
         """
