@@ -34,9 +34,10 @@ import msgspec
 
 from alertgateway.core.model import FIRING, RESOLVED, Alert, fingerprint
 from alertgateway.sources._fields import (
-    _ANNOTATION_CONTROLS,
-    _LABEL_CONTROLS,
-    _UNSAFE,
+    ALERT_KEYS,
+    ANNOTATION_CONTROLS,
+    LABEL_CONTROLS,
+    UNSAFE_TEXT,
     FieldError,
     ParseResult,
     clean_annotation,
@@ -183,10 +184,6 @@ def check_alert(raw: bytes, limits: Limits, times: dict[str, None]) -> Checked |
     return _checked(alert, extras, limits, times)
 
 
-# The keys an Alertmanager-shaped alert has, as the careful path reads them.
-_COMMON_KEYS = frozenset({"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"})
-
-
 def check_grafana_alert(raw: bytes, limits: Limits, times: dict[str, None]) -> Checked | None:
     """
     Decode and validate one Grafana unified alert: Alertmanager's fields
@@ -214,7 +211,7 @@ def check_grafana_alert(raw: bytes, limits: Limits, times: dict[str, None]) -> C
         "".join(annotation_map.values())
     except TypeError:
         return None
-    extras: dict[str, object] = clean_json({key: value for key, value in item.items() if key not in _COMMON_KEYS})
+    extras: dict[str, object] = clean_json({key: value for key, value in item.items() if key not in ALERT_KEYS})
     sender = item.get("fingerprint")
     if isinstance(sender, str):
         extras["senderFingerprint"] = clean_json(sender)
@@ -251,7 +248,7 @@ def _checked(alert: _Alert, extras: dict[str, object], limits: Limits, times: di
     if max(map(len, labels.values())) > limits.max_label_value_length:
         return None
     values = "".join(labels.values())
-    if _LABEL_CONTROLS.search(values):
+    if LABEL_CONTROLS.search(values):
         labels = {name: clean_label_value(value) for name, value in labels.items()}
         values = "".join(labels.values())
     if len(names) - len(labels) + 1 + _utf8_length(values) > limits.max_label_bytes:
@@ -260,10 +257,10 @@ def _checked(alert: _Alert, extras: dict[str, object], limits: Limits, times: di
     if annotations:
         names = "".join(annotations)
         # A blank name, or one with control characters, is refused.
-        if not all(map(str.strip, annotations)) or _LABEL_CONTROLS.search(names):
+        if not all(map(str.strip, annotations)) or LABEL_CONTROLS.search(names):
             return None
         texts = "".join(annotations.values())
-        if _ANNOTATION_CONTROLS.search(texts):
+        if ANNOTATION_CONTROLS.search(texts):
             annotations = {name: clean_annotation(text) for name, text in annotations.items()}
             texts = "".join(annotations.values())
         if _utf8_length(names) + _utf8_length(texts) > limits.max_annotation_bytes:
@@ -370,6 +367,6 @@ class FastDecoder:
             texts.extend(labels)
             texts.extend(labels.values())
         # One search over all of its text: nothing to clean, nearly always.
-        if _UNSAFE.search("".join(texts)):
+        if UNSAFE_TEXT.search("".join(texts)):
             return {key: clean_json(value) for key, value in group.items()}
         return group
