@@ -5,7 +5,8 @@ The webhook endpoint: from an HTTP POST to alerts committed for delivery.
 L{WebhookResource.handle_POST} is the request as one Deferred chain, each
 step a small method that returns the exchange (or a Deferred of it) or
 raises: address → size → credentials (a signature's over the inflated
-body, and its replay) → rate → body (encoding, type, depth) → parse →
+body, and its replay) → rate → body (encoding, type, depth; a valid JSON
+body is parsed here in one pass by the source's decoder) → parse →
 decide and enqueue → answer.  Cheapest first, nothing is parsed that will
 be refused, and no request takes a token of a rate bucket before its
 credentials pass.  Valid alerts of a batch are accepted even when others
