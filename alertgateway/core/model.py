@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping
+from itertools import chain
 from types import MappingProxyType
 from typing import Any
 
@@ -42,25 +43,25 @@ def fingerprint(labels: Mapping[str, str]) -> str:
     """
     Compute Alertmanager's fingerprint of a label set.
     """
-    names = sorted(labels)
+    pairs = sorted(labels.items())
+    # The bytes FNV-1a hashes: each name and value, each followed by 0xFF.
+    # Made in C, from the pairs joined by NUL, where no name or value holds
+    # a NUL of its own (the parsers strip them): UTF-8 has no 0xFF byte,
+    # so each NUL, and nothing else, becomes one.
+    text = "\x00".join(chain.from_iterable(pairs))
+    if pairs and text.count("\x00") == 2 * len(pairs) - 1:
+        data = text.encode("utf-8").replace(b"\x00", b"\xff") + b"\xff"
+    else:
+        data = b"".join(name.encode("utf-8") + b"\xff" + value.encode("utf-8") + b"\xff" for name, value in pairs)
     # FNV-1a runs byte by byte in Python; senders repeat the same label
     # sets (duplicates, reminders, HA copies), so they are hashed once.  A
     # 128-bit BLAKE2 digest (in C) tells them apart: equal digests of
-    # different label sets are not a practical concern.  It digests the
-    # names then the values joined by NUL, which spell each set
-    # differently when no name or value holds a NUL (the parsers strip
-    # them; otherwise the pairs' repr is digested), made in a few C calls
-    # rather than two encodes and three concatenations a label.
-    parts = [*names, *[labels[name] for name in names]]
-    text = "\x00".join(parts)
-    if text.count("\x00") != len(parts) - 1:
-        text = repr(parts)
-    key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    # different label sets are not a practical concern.
+    key = hashlib.blake2b(data, digest_size=16).digest()
     known = _cache.get(key)
     if known is not None:
         _cache.move_to_end(key)
         return known
-    data = b"".join(name.encode("utf-8") + b"\xff" + labels[name].encode("utf-8") + b"\xff" for name in names)
     h = _FNV_OFFSET
     for byte in data:
         h = ((h ^ byte) * _FNV_PRIME) & _MASK
