@@ -153,9 +153,9 @@ class FingerprintTests(SynchronousTestCase):
 
     def test_cache_key_with_nul(self) -> None:
         """
-        Label sets whose names and values, joined by NUL, spell the same
-        text (one has NULs of its own) are told apart by the cache, and
-        each gets its own fingerprint.
+        A label set whose names or values hold NULs of their own is hashed
+        over its own bytes (the NULs kept, 0xFF after each name and value),
+        not as if its NULs separated more labels; each set is cached apart.
         """
         self.addCleanup(model._cache.clear)
         model._cache.clear()
