@@ -18,7 +18,7 @@ from alertgateway.app.guards import guards_for, status_authenticator
 from alertgateway.config import DeliveryMode
 from alertgateway.guards.addresses import AddressFilter, ClientAddress, ProxyHeader
 from alertgateway.redis.queue import RedisQueue
-from alertgateway.sources import PARSERS
+from alertgateway.sources import DECODERS, PARSERS
 from alertgateway.web.endpoints import WebhookEndpoint
 from alertgateway.web.health import HealthResource, LiveResource, ReadyResource
 from alertgateway.web.site import GatewaySite
@@ -97,6 +97,7 @@ def _webhook_tree(gateway: Gateway, filters: list[AddressFilter]) -> Resource:
         resource = WebhookResource(
             WebhookEndpoint(endpoint.path, source, sync=endpoint.delivery == DeliveryMode.SYNC),
             parser=PARSERS[source],
+            decoder=DECODERS[source]() if source in DECODERS else None,
             guards=guards,
             admission=gateway.admission,
             outcomes=gateway.outcomes,

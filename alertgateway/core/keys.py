@@ -20,10 +20,19 @@ def dedup_key(alert: Alert, ignore_labels: Iterable[str]) -> str:
     The fingerprint, or, when some labels are to be ignored (the C{replica}
     label an HA Prometheus pair adds), the same hash over the others.
     """
+    if not ignore_labels:
+        return alert.fingerprint
+    memo = ("dedup", tuple(ignore_labels))
+    known = alert.derived.get(memo)
+    if known is not None:
+        return known
     ignored = set(ignore_labels)
     if not ignored.intersection(alert.labels):
-        return alert.fingerprint
-    return fingerprint({k: v for k, v in alert.labels.items() if k not in ignored})
+        key = alert.fingerprint
+    else:
+        key = fingerprint({k: v for k, v in alert.labels.items() if k not in ignored})
+    alert.derived[memo] = key
+    return key
 
 
 def _sender_group(alert: Alert, use_sender_group: bool) -> Mapping[str, object] | None:
@@ -38,12 +47,17 @@ def group_id(alert: Alert, group_by: Sequence[str], use_sender_group: bool) -> s
     A stable id for the alert's correlation group: the sender's C{groupKey}
     when asked for and present, else the values of the C{group_by} labels.
     """
+    memo = ("group", tuple(group_by), use_sender_group)
+    known = alert.derived.get(memo)
+    if known is not None:
+        return known
     sender = _sender_group(alert, use_sender_group)
     if sender is not None:
         seed = f"sender\x00{sender['groupKey']}"
     else:
         seed = "labels\x00" + "\x00".join(f"{name}={alert.labels.get(name, '')}" for name in group_by)
-    return hashlib.sha256(seed.encode("utf-8")).hexdigest()[:16]
+    known = alert.derived[memo] = hashlib.sha256(seed.encode("utf-8")).hexdigest()[:16]
+    return known
 
 
 def group_labels(alert: Alert, group_by: Sequence[str], use_sender_group: bool = False) -> dict[str, str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping
+from itertools import chain
 from types import MappingProxyType
 from typing import Any
 
@@ -42,9 +43,16 @@ def fingerprint(labels: Mapping[str, str]) -> str:
     """
     Compute Alertmanager's fingerprint of a label set.
     """
-    data = b"".join(
-        name.encode("utf-8") + b"\xff" + value.encode("utf-8") + b"\xff" for name, value in sorted(labels.items())
-    )
+    pairs = sorted(labels.items())
+    # The bytes FNV-1a hashes: each name and value, each followed by 0xFF.
+    # Made in C, from the pairs joined by NUL, where no name or value holds
+    # a NUL of its own (the parsers strip them): UTF-8 has no 0xFF byte,
+    # so each NUL, and nothing else, becomes one.
+    text = "\x00".join(chain.from_iterable(pairs))
+    if pairs and text.count("\x00") == 2 * len(pairs) - 1:
+        data = text.encode("utf-8").replace(b"\x00", b"\xff") + b"\xff"
+    else:
+        data = b"".join(name.encode("utf-8") + b"\xff" + value.encode("utf-8") + b"\xff" for name, value in pairs)
     # FNV-1a runs byte by byte in Python; senders repeat the same label
     # sets (duplicates, reminders, HA copies), so they are hashed once.  A
     # 128-bit BLAKE2 digest (in C) tells them apart: equal digests of
@@ -92,6 +100,10 @@ class Alert:
     generator_url: str
     received_at: str
     extras: Mapping[str, Any] = attrs.field(converter=_frozen_mapping, factory=dict)
+    # What core.keys derives from the alert (its dedup key, its group id),
+    # kept so that a decision computes each once however often it asks
+    # (which keys to hold, then the ruling).  Not part of its value.
+    derived: dict[tuple[object, ...], str] = attrs.field(factory=dict, init=False, eq=False, repr=False)
 
     @property
     def idempotency_key(self) -> str:

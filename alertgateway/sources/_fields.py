@@ -153,18 +153,18 @@ LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _BIDI = r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 # Control characters are stripped from values; annotations keep tab and
 # newline, which descriptions use for layout.
-_LABEL_CONTROLS = re.compile(rf"[\x00-\x1f\x7f-\x9f{_BIDI}]")
-_ANNOTATION_CONTROLS = re.compile(rf"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI}]")
+LABEL_CONTROLS = re.compile(rf"[\x00-\x1f\x7f-\x9f{_BIDI}]")
+ANNOTATION_CONTROLS = re.compile(rf"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI}]")
 # What else of a sender's text is kept loses the same, and unpaired
 # surrogates (which JSON can spell, and UTF-8 cannot encode).
-_UNSAFE = re.compile(rf"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI}\ud800-\udfff]")
+UNSAFE_TEXT = re.compile(rf"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI}\ud800-\udfff]")
 
 
 def clean_label_value(value: str) -> str:
     """
     A label value without its control characters.
     """
-    return _LABEL_CONTROLS.sub("", value)
+    return LABEL_CONTROLS.sub("", value)
 
 
 def clean_annotation(value: str) -> str:
@@ -172,7 +172,7 @@ def clean_annotation(value: str) -> str:
     An annotation value without its control characters other than tab,
     line feed and carriage return.
     """
-    return _ANNOTATION_CONTROLS.sub("", value)
+    return ANNOTATION_CONTROLS.sub("", value)
 
 
 def clean_json(value: object) -> Any:
@@ -181,9 +181,9 @@ def clean_json(value: object) -> Any:
     key cleaned like an annotation, unpaired surrogates dropped too.
     """
     if isinstance(value, str):
-        return _UNSAFE.sub("", value)
+        return UNSAFE_TEXT.sub("", value)
     if isinstance(value, dict):
-        return {_UNSAFE.sub("", str(k)): clean_json(v) for k, v in value.items()}
+        return {UNSAFE_TEXT.sub("", str(k)): clean_json(v) for k, v in value.items()}
     if isinstance(value, list):
         return [clean_json(v) for v in value]
     return value
@@ -265,7 +265,7 @@ def _name_value_problem(name: str, item: object, labels: bool, limits: Limits) -
         return _NOT_TEXT
     if labels and not LABEL_NAME.match(name):
         return "label names must match [a-zA-Z_][a-zA-Z0-9_]*"
-    if not labels and _LABEL_CONTROLS.search(name):
+    if not labels and LABEL_CONTROLS.search(name):
         return "annotation names must not contain control characters"
     if labels and len(name) > limits.max_label_name_length:
         return f"label names are at most {limits.max_label_name_length} characters"
@@ -286,7 +286,7 @@ def read_optional_string(value: object, pointer: str, errors: list[FieldError]) 
     return value
 
 
-_COMMON_KEYS = frozenset({"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"})
+ALERT_KEYS = frozenset({"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"})
 
 
 def read_alert(
@@ -318,7 +318,7 @@ def read_alert(
     generator_url = clean_label_value(read_optional_string(item.get("generatorURL"), f"{pointer}/generatorURL", errors))
     if errors:
         return Rejection(tuple(errors))
-    extras: dict[str, Any] = clean_json({k: v for k, v in item.items() if k not in _COMMON_KEYS})
+    extras: dict[str, Any] = clean_json({k: v for k, v in item.items() if k not in ALERT_KEYS})
     sender_fingerprint = item.get("fingerprint")
     if isinstance(sender_fingerprint, str):
         extras["senderFingerprint"] = clean_json(sender_fingerprint)

@@ -16,7 +16,7 @@ import gzip
 import json
 from collections.abc import Callable, Coroutine, Mapping
 from http import HTTPStatus
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, fail
@@ -110,7 +110,12 @@ class HandlerResource(Resource):
 
         request.notifyFinish().addErrback(_connection_lost)
         site = request.gateway_site
-        if site.request_timeout is not None:
+        answered: list[bool] = []
+        d.addBoth(_note, answered)
+        # A handler that answered at once (a webhook of duplicates) needs
+        # no deadline: a timer set and cancelled costs more than the rest
+        # of its bookkeeping.
+        if site.request_timeout is not None and not answered:
             # A handler that has not answered by the deadline is cancelled
             # and the sender told to retry, rather than left hanging.
             d.addTimeout(site.request_timeout, site.clock, onTimeoutCancel=_deadline_passed)
@@ -118,6 +123,14 @@ class HandlerResource(Resource):
         d.addCallback(_write, request, lost)
         d.addErrback(lambda f: _log.failure("Writing a response failed", failure=f))
         return NOT_DONE_YET
+
+
+_T = TypeVar("_T")
+
+
+def _note(result: _T, answered: list[bool]) -> _T:
+    answered.append(True)
+    return result
 
 
 def _deadline_passed(result: object, timeout: float) -> NoReturn:

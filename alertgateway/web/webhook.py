@@ -5,7 +5,8 @@ The webhook endpoint: from an HTTP POST to alerts committed for delivery.
 L{WebhookResource.handle_POST} is the request as one Deferred chain, each
 step a small method that returns the exchange (or a Deferred of it) or
 raises: address → size → credentials (a signature's over the inflated
-body, and its replay) → rate → body (encoding, type, depth) → parse →
+body, and its replay) → rate → body (encoding, type, depth; a valid JSON
+body is parsed here in one pass by the source's decoder) → parse →
 decide and enqueue → answer.  Cheapest first, nothing is parsed that will
 be refused, and no request takes a token of a rate bucket before its
 credentials pass.  Valid alerts of a batch are accepted even when others
@@ -35,7 +36,7 @@ from alertgateway.guards.ratelimit import RateCheck
 from alertgateway.intake.admission import Admission
 from alertgateway.intake.outcomes import Outcomes
 from alertgateway.observability.metrics import WebhookMetrics
-from alertgateway.sources import Parser, ParseResult, PayloadError, Rejection
+from alertgateway.sources import Decoder, Parser, ParseResult, PayloadError, Rejection
 from alertgateway.state.errors import QueueFull, StateUnavailable, StorageError
 from alertgateway.state.ports import Replay
 from alertgateway.web import problems
@@ -93,6 +94,7 @@ class WebhookResource(HandlerResource):
         endpoint: WebhookEndpoint,
         *,
         parser: Parser,
+        decoder: Decoder | None = None,
         guards: Guards,
         admission: Admission,
         outcomes: Outcomes,
@@ -105,6 +107,7 @@ class WebhookResource(HandlerResource):
         self.source = endpoint.source
         self.sync = endpoint.sync
         self._parser = parser
+        self._decoder = decoder
         self._guards = guards
         self._admission = admission
         self._outcomes = outcomes
@@ -211,10 +214,16 @@ class WebhookResource(HandlerResource):
     def _body(self, x: _Exchange) -> _Exchange:
         """
         The checks on the body: encoding (unless a signature had it
-        inflated already), type, depth.
+        inflated already), type, depth.  A valid JSON body is parsed here
+        already, by the source's decoder in one pass; any other is decoded
+        and checked for the parser.
         """
         raw = x.raw if x.raw is not None else self._inflate(x)
         content_type = x.headers.get("content-type")
+        if self._decoder is not None and is_json(content_type):
+            x.parsed = self._decoder(raw, _timestamp(self._clock.seconds()), self._guards.limits)
+            if x.parsed is not None:
+                return x
         x.payload = decode_body(content_type, raw)
         check_depth(x.payload, self._guards.limits.max_json_depth, raw if is_json(content_type) else None)
         return x
@@ -233,13 +242,9 @@ class WebhookResource(HandlerResource):
         Each alert on its own: the valid ones go on.
         """
         metrics = self._metrics
-        try:
-            parsed = self._parser(x.payload, _timestamp(self._clock.seconds()), self._guards.limits)
-        except PayloadError as e:
-            metrics.received(self.source, "invalid")
-            raise problems.invalid_payload(
-                "The body is not a valid webhook payload for this endpoint.", [err.to_json() for err in e.errors]
-            ) from None
+        parsed = x.parsed
+        if parsed is None:
+            parsed = self._parse_payload(x.payload)
         # Counted here, recorded once per status: a batch is one call.
         statuses: dict[str, int] = {}
         for outcome in parsed.outcomes:
@@ -254,6 +259,15 @@ class WebhookResource(HandlerResource):
             )
         x.parsed = parsed
         return x
+
+    def _parse_payload(self, payload: object) -> ParseResult:
+        try:
+            return self._parser(payload, _timestamp(self._clock.seconds()), self._guards.limits)
+        except PayloadError as e:
+            self._metrics.received(self.source, "invalid")
+            raise problems.invalid_payload(
+                "The body is not a valid webhook payload for this endpoint.", [err.to_json() for err in e.errors]
+            ) from None
 
     def _decide(self, x: _Exchange) -> Deferred[_Exchange]:
         """

@@ -205,6 +205,23 @@ class KeyTests(SynchronousTestCase):
         self.assertEqual(dedup_key(a, ["replica"]), dedup_key(b, ["replica"]))
         self.assertEqual(dedup_key(a, ["replica"]), make_alert().fingerprint)
 
+    def test_keys_derived_once(self) -> None:
+        """
+        An alert's group id and dedup key are computed once per setting
+        however often a decision asks (the keys it holds, then its ruling),
+        and what is remembered is no part of the alert's value.
+        """
+        alert = make_alert(replica="a")
+        by = ("alertname", "namespace")
+        group, key = group_id(alert, by, False), dedup_key(alert, ("replica",))
+        self.assertEqual(len(alert.derived), 2)
+        self.assertIs(group_id(alert, by, False), group)
+        self.assertIs(dedup_key(alert, ("replica",)), key)
+        self.assertNotEqual(group_id(alert, ("alertname",), False), group)
+        self.assertEqual(dedup_key(alert, ("cluster",)), alert.fingerprint)
+        self.assertEqual(len(alert.derived), 4)
+        self.assertEqual(alert, make_alert(replica="a"))
+
     def test_group_id_from_labels(self) -> None:
         """
         The group id follows the values of the group_by labels, an absent

@@ -151,6 +151,21 @@ class FingerprintTests(SynchronousTestCase):
         self.assertEqual(fingerprint({"ab": "c"}), _fnv1a_64(b"ab\xffc\xff"))
         self.assertEqual(fingerprint({"a": "bc"}), _fnv1a_64(b"a\xffbc\xff"))
 
+    def test_cache_key_with_nul(self) -> None:
+        """
+        A label set whose names or values hold NULs of their own is hashed
+        over its own bytes (the NULs kept, 0xFF after each name and value),
+        not as if its NULs separated more labels; each set is cached apart.
+        """
+        self.addCleanup(model._cache.clear)
+        model._cache.clear()
+        plain = {"a": "c", "b": "d"}
+        nul = {"a\x00b": "c\x00d"}
+        self.assertEqual(fingerprint(plain), _fnv1a_64(b"a\xffc\xffb\xffd\xff"))
+        self.assertEqual(fingerprint(nul), _fnv1a_64(b"a\x00b\xffc\x00d\xff"))
+        self.assertEqual(fingerprint(plain), _fnv1a_64(b"a\xffc\xffb\xffd\xff"))
+        self.assertEqual(len(model._cache), 2)
+
     def test_format(self) -> None:
         """
         The fingerprint is 16 lowercase hex digits, leading zeros kept.

@@ -5,16 +5,21 @@ The webhook endpoints over a real site: every answer a sender can get.
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.config import parse_config
 from alertgateway.delivery.envelope import Envelope
 from alertgateway.sources import ParseResult
 from alertgateway.sources.limits import Limits
+from alertgateway.testing import GatewayReactor, InlineExecutor
+from alertgateway.web.channel import GatewayChannel
 from tests.unit._http import (
     TOKEN,
     Connection,
@@ -25,6 +30,7 @@ from tests.unit._http import (
     make_config,
     make_service,
     request_bytes,
+    stop,
     webhook_site,
 )
 
@@ -539,3 +545,49 @@ class StandaloneTests(SynchronousTestCase):
         connection.lose()
         self.assertEqual(cancelled, [])
         self.assertEqual(connection.transport.value(), b"")
+
+
+class CountingReactor(GatewayReactor):
+    """
+    A memory reactor that counts the calls scheduled on it, cancelled
+    ones too, but for the connections' own deadlines (headers, body, idle),
+    which every request on a connection moves.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scheduled = 0
+
+    def callLater(self, delay: float, callable: Any, *args: object, **kw: object) -> IDelayedCall:
+        if getattr(callable, "__func__", None) is not GatewayChannel._expired:
+            self.scheduled += 1
+        return super().callLater(delay, callable, *args, **kw)
+
+
+class DuplicatesTests(SynchronousTestCase):
+    """
+    What a webhook of only duplicates costs on the request path.
+    """
+
+    def test_nothing_touched(self) -> None:
+        """
+        On the durable queue and state, a webhook whose alerts are all
+        duplicates is answered at once: no queue write, no job on the
+        database's thread, and no timer, not even a request deadline set
+        and cancelled; its bookkeeping is written later, in a batch.
+        """
+        db = os.path.join(self.mktemp(), "queue.db")
+        Path(db).parent.mkdir(parents=True)
+        config = make_config(f"queue:\n  backend: sqlite\n  path: {db}\n", sink=f"file:{self.mktemp()}")
+        executor, reactor = InlineExecutor(), CountingReactor()
+        service, _, _ = make_service(config, reactor, executor)
+        service.startService()
+        self.addCleanup(stop, self, service)
+        connection = Connection(service.site)
+        raw = fixture("alertmanager-firing.json")
+        self.assertEqual(connection.request("POST", PROMETHEUS, headers=JSON, body=raw).status, 202)
+        before = (executor.calls, reactor.scheduled, len(service.queue))
+        again = connection.request("POST", PROMETHEUS, headers=JSON, body=raw)
+        self.assertEqual(again.status, 202)
+        self.assertEqual([a["status"] for a in again.json()["alerts"]], ["duplicate", "duplicate"])
+        self.assertEqual((executor.calls, reactor.scheduled, len(service.queue)), before)
