@@ -66,6 +66,13 @@ class Admission:
         self._environments = environments
         self._default_environment = default_environment
 
+    def has_room(self) -> bool:
+        """
+        Whether the queue has room for one more alert, behind the storm
+        events that wait for it.
+        """
+        return self._room() > self._backlog.reserved
+
     def accept(
         self, alerts: Sequence[Alert], request_id: str, headers: Headers = (), replay: Replay | None = None
     ) -> Deferred[list[Ruling]]:

@@ -5,9 +5,9 @@ The webhook endpoint: from an HTTP POST to alerts committed for delivery.
 L{WebhookResource.handle_POST} is the request as one Deferred chain, each
 step a small method that returns the exchange (or a Deferred of it) or
 raises: address → size → credentials (a signature's over the inflated
-body, and its replay) → rate → body (encoding, type, depth; a valid JSON
-body is parsed here in one pass by the source's decoder) → parse →
-decide and enqueue → answer.  Cheapest first, nothing is parsed that will
+body, and its replay) → rate → room in the queue → body (encoding, type,
+depth; a valid JSON body is parsed here in one pass by the source's
+decoder) → parse → decide and enqueue → answer.  Cheapest first, nothing is parsed that will
 be refused, and no request takes a token of a rate bucket before its
 credentials pass.  Valid alerts of a batch are accepted even when others
 are not (207); the answer lists one result per alert in body order.
@@ -19,10 +19,9 @@ address, and is counted in C{gateway_security_rejections_total}.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
-import attrs
 from twisted.internet.defer import Deferred, FirstError, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
@@ -40,6 +39,7 @@ from alertgateway.sources import Decoder, Parser, ParseResult, PayloadError, Rej
 from alertgateway.state.errors import QueueFull, StateUnavailable, StorageError
 from alertgateway.state.ports import Replay
 from alertgateway.web import problems
+from alertgateway.web._exchange import Exchange
 from alertgateway.web.bodies import check_depth, decode_body, inflate, is_json
 from alertgateway.web.endpoints import Guards, WebhookEndpoint, rate_limit_headers
 from alertgateway.web.health import Readiness
@@ -57,31 +57,6 @@ T = TypeVar("T")
 
 # Every webhook stamps its alerts.
 _timestamp = Stamper("Z")
-
-
-@attrs.define
-class _Exchange:
-    """
-    One webhook on its way through the chain: what each step learnt.
-    """
-
-    request: GatewayRequest
-    headers: dict[str, str]
-    client: str
-    rate_headers: dict[str, str] = attrs.field(factory=dict)
-    # Who the credentials (or the client certificate) say sent it: its
-    # rate buckets.  None: a request without any, counted apart.
-    identity: str | None = None
-    # The body inflated, once a signature has needed it.
-    raw: bytes | None = None
-    replay_key: str | None = None
-    # While the alerts are being committed: whether the replay key is to
-    # be forgotten if the commit fails (the sender went away meanwhile).
-    committing: bool = False
-    forget_if_refused: bool = False
-    payload: object = None
-    parsed: ParseResult | None = None
-    rulings: Sequence[Ruling] = ()
 
 
 class WebhookResource(HandlerResource):
@@ -120,13 +95,14 @@ class WebhookResource(HandlerResource):
             raise problems.shutting_down()
         headers = request.header_map()
         peer = str(getattr(request.getClientAddress(), "host", ""))
-        exchange = _Exchange(request, headers, self._guards.clients.of(peer, headers))
+        exchange = Exchange(request, headers, self._guards.clients.of(peer, headers))
         return (
             succeed(exchange)
             .addCallback(self._address)
             .addCallback(self._size)
             .addCallback(self._credentials)
             .addCallback(self._rate)
+            .addCallback(self._room)
             .addCallback(self._body)
             .addCallback(self._parse)
             .addCallback(self._decide)
@@ -136,7 +112,7 @@ class WebhookResource(HandlerResource):
 
     # The steps.
 
-    def _address(self, x: _Exchange) -> _Exchange:
+    def _address(self, x: Exchange) -> Exchange:
         """
         Concurrency, then the source address.
         """
@@ -154,12 +130,12 @@ class WebhookResource(HandlerResource):
             raise problems.forbidden(f"Address {x.client} may not post to {self.endpoint}.")
         return x
 
-    def _size(self, x: _Exchange) -> _Exchange:
+    def _size(self, x: Exchange) -> Exchange:
         if x.request.body_too_large:
             raise problems.payload_too_large(x.request.max_body_bytes)
         return x
 
-    def _credentials(self, x: _Exchange) -> Deferred[_Exchange]:
+    def _credentials(self, x: Exchange) -> Deferred[Exchange]:
         """
         Credentials, signatures included, before any rate bucket: requests
         without valid ones must not use up a real sender's budget
@@ -183,7 +159,7 @@ class WebhookResource(HandlerResource):
             return succeed(x)
         return guards.shared_replays.claim(x.replay_key).addCallback(self._claimed, x)
 
-    def _claimed(self, fresh: bool, x: _Exchange) -> _Exchange:
+    def _claimed(self, fresh: bool, x: Exchange) -> Exchange:
         """
         Refuse a signed message another replica has already accepted.
         """
@@ -197,12 +173,12 @@ class WebhookResource(HandlerResource):
             "Signature verification failed: this message was already accepted (replay).", challenge=challenge
         )
 
-    def _rate(self, x: _Exchange) -> Deferred[_Exchange]:
+    def _rate(self, x: Exchange) -> Deferred[Exchange]:
         guards = self._guards
         if guards.limiter is None:
             return succeed(x)
 
-        def _checked(check: RateCheck) -> _Exchange:
+        def _checked(check: RateCheck) -> Exchange:
             x.rate_headers = rate_limit_headers(check)
             if not check.allowed:
                 self._metrics.limited(self.endpoint, check.scope)
@@ -211,7 +187,18 @@ class WebhookResource(HandlerResource):
 
         return guards.limiter.admit(self.endpoint, x.client, x.identity).addCallback(_checked)
 
-    def _body(self, x: _Exchange) -> _Exchange:
+    def _room(self, x: Exchange) -> Exchange:
+        """
+        Refuse at once when the queue has no room for a single alert: the
+        answer would be the same after parsing, and a flood of webhooks
+        while the processor is behind must not take the CPU its delivery
+        needs to catch up.
+        """
+        if not self._admission.has_room():
+            raise QueueFull("no room for any alert")
+        return x
+
+    def _body(self, x: Exchange) -> Exchange:
         """
         The checks on the body: encoding (unless a signature had it
         inflated already), type, depth.  A valid JSON body is parsed here
@@ -228,7 +215,7 @@ class WebhookResource(HandlerResource):
         check_depth(x.payload, self._guards.limits.max_json_depth, raw if is_json(content_type) else None)
         return x
 
-    def _inflate(self, x: _Exchange) -> bytes:
+    def _inflate(self, x: Exchange) -> bytes:
         request = x.request
         return inflate(
             request.body.read(),
@@ -237,7 +224,7 @@ class WebhookResource(HandlerResource):
             self._guards.limits.max_gzip_members,
         )
 
-    def _parse(self, x: _Exchange) -> _Exchange:
+    def _parse(self, x: Exchange) -> Exchange:
         """
         Each alert on its own: the valid ones go on.
         """
@@ -269,7 +256,7 @@ class WebhookResource(HandlerResource):
                 "The body is not a valid webhook payload for this endpoint.", [err.to_json() for err in e.errors]
             ) from None
 
-    def _decide(self, x: _Exchange) -> Deferred[_Exchange]:
+    def _decide(self, x: Exchange) -> Deferred[Exchange]:
         """
         Decide on the valid alerts and commit them with what they forward;
         on a sync endpoint, wait until the processor has taken them.
@@ -292,7 +279,7 @@ class WebhookResource(HandlerResource):
             ).addBoth(_settled)
         )
 
-        def _decided(rulings: list[Ruling]) -> Deferred[_Exchange]:
+        def _decided(rulings: list[Ruling]) -> Deferred[Exchange]:
             x.rulings = rulings
             if not self.sync:
                 return succeed(x)
@@ -302,7 +289,7 @@ class WebhookResource(HandlerResource):
 
         return d.addCallback(_decided)
 
-    def _replay(self, x: _Exchange) -> Replay | None:
+    def _replay(self, x: Exchange) -> Replay | None:
         """
         The request's signature, remembered with its decision where the
         state is kept across restarts (a replay after one is refused too).
@@ -314,12 +301,12 @@ class WebhookResource(HandlerResource):
         return (x.replay_key, until) if until is not None else None
 
     @staticmethod
-    def _delivered(outcomes: list[Delivery], x: _Exchange) -> _Exchange:
+    def _delivered(outcomes: list[Delivery], x: Exchange) -> Exchange:
         if any(outcome is not Delivery.DELIVERED for outcome in outcomes):
             raise problems.processor_rejected()
         return x
 
-    def _answer(self, x: _Exchange) -> Response:
+    def _answer(self, x: Exchange) -> Response:
         assert x.parsed is not None
         results: list[dict[str, Any]] = []
         rulings = iter(x.rulings)
@@ -343,7 +330,7 @@ class WebhookResource(HandlerResource):
 
     # What a refusal does.
 
-    def _refused(self, failure: Failure, x: _Exchange) -> Failure:
+    def _refused(self, failure: Failure, x: Exchange) -> Failure:
         """
         Map a refusal to its problem, log and count it if it is a security
         refusal, and forget the signature's replay key: the sender's retry
@@ -365,7 +352,7 @@ class WebhookResource(HandlerResource):
             record_refusal(self._metrics, self.endpoint, x.request, x.client, problem)
         return Failure(problem)
 
-    def _forget_replay(self, x: _Exchange) -> None:
+    def _forget_replay(self, x: Exchange) -> None:
         if x.committing:
             # The sender went away while its alerts were being committed:
             # the message is a replay if they are, and the sender's retry

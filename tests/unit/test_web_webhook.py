@@ -465,6 +465,19 @@ class UnavailableTests(SynchronousTestCase):
         self.assertEqual(connection.request("POST", PROMETHEUS, headers=JSON, body=body(alert("D"))).status, 202)
         self.assertEqual(len(service.queue), 2)
 
+    def test_queue_full_refused_before_parsing(self) -> None:
+        """
+        With no room for a single alert, a webhook is refused 503 queue-full
+        before its body is parsed: even a body that would be 400 gets the
+        503, so a flood while the processor is behind costs no parsing.
+        """
+        service, _, _ = make_service(make_config("queue:\n  backend: memory\n  max_items: 1\n"))
+        connection = Connection(service.site)
+        self.assertEqual(connection.request("POST", PROMETHEUS, headers=JSON, body=body(alert("A"))).status, 202)
+        response = connection.request("POST", PROMETHEUS, headers=JSON, body=b'{"alerts": "not a list"}')
+        assert_problem(self, response, 503, "queue-full")
+        self.assertEqual(response.header("retry-after"), "5")
+
     def test_shutting_down(self) -> None:
         """
         Once shutdown has begun a webhook is 503 with Retry-After, nothing
