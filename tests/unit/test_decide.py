@@ -23,11 +23,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.app.settings import decider_settings
 from alertgateway.config import parse_config
+from alertgateway.core import keys
 from alertgateway.core.decider import MAX_COPIES, DeciderSettings, occurrence_key
 from alertgateway.core.decision import Decision, Outgoing, Ruling, Verdict
 from alertgateway.core.episodes import Episode
 from alertgateway.core.escalation import DEFAULT_RULES, EscalationRule, escalate
-from alertgateway.core.keys import dedup_key, environment_of, group_id, group_labels
+from alertgateway.core.keys import GROUP_CACHE_SIZE, dedup_key, environment_of, group_id, group_labels
 from alertgateway.core.model import Alert, fingerprint
 from alertgateway.core.storms import StormSettings
 from alertgateway.core.timefmt import rfc3339
@@ -239,6 +240,22 @@ class KeyTests(SynchronousTestCase):
         )
         self.assertNotEqual(group_id(make_alert(), by, False), group_id(make_alert(), ["alertname"], False))
         self.assertRegex(group_id(make_alert(), by, False), r"^[0-9a-f]{16}$")
+
+    def test_group_id_remembered_across_alerts(self) -> None:
+        """
+        A repeat of an alert (a new object with the same labels) gets the
+        group id computed for the first from memory, the same as computed
+        afresh; the memory is bounded, and what it forgets is computed
+        again to the same id.
+        """
+        by = ("alertname", "namespace")
+        first = group_id(make_alert(), by, False)
+        self.assertIs(group_id(make_alert(), by, False), first)
+        for n in range(GROUP_CACHE_SIZE):
+            group_id(make_alert(pod=f"p-{n}"), by, False)
+        self.assertLessEqual(len(keys._by_labels), GROUP_CACHE_SIZE)
+        again = group_id(make_alert(), by, False)
+        self.assertEqual(again, first)
 
     def test_group_id_from_sender(self) -> None:
         """
