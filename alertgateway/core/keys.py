@@ -15,7 +15,7 @@ from alertgateway.core.model import Alert, fingerprint
 __all__ = ["GROUP_CACHE_SIZE", "dedup_key", "environment_of", "group_id", "group_labels"]
 
 # Label-set group ids remembered across requests, by fingerprint: about
-# 120 bytes each.
+# 220 bytes each (3.5 MiB in all).
 GROUP_CACHE_SIZE = 16_384
 _by_labels: dict[tuple[str, tuple[str, ...]], str] = {}
 
