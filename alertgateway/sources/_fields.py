@@ -146,7 +146,7 @@ def read_timestamp(value: object, pointer: str, errors: list[FieldError]) -> str
 
 
 # Prometheus's (pre-UTF-8) label name syntax, which Alertmanager 0.25 sends.
-LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*\Z")
 # Bidirectional formatting characters (embeddings, overrides, isolates,
 # marks): U+202E makes "gpj.exe" display as "exe.jpg" wherever the alert
 # is shown.  Stripped with the controls.

@@ -55,9 +55,7 @@ __all__ = ["FastDecoder", "check_alert", "check_grafana_alert"]
 SCHEMA_DEPTH = 4
 
 _STATUSES = (FIRING, RESOLVED)
-# Label names (LABEL_NAME's syntax) joined by commas.  Stricter than
-# LABEL_NAME, whose $ also takes a name ending in a newline: such a name is
-# left to the careful path.
+# Label names (LABEL_NAME's syntax) joined by commas.
 _LABEL_NAMES = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*(?:,[a-zA-Z_][a-zA-Z0-9_]*)*\Z")
 
 
@@ -154,6 +152,10 @@ def _utf8_length(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
+# "2026-01-01T00:00:00.123456789+01:00" is 35 characters.
+_MAX_REMEMBERED_TIME = 40
+
+
 def _time(value: str | None, times: dict[str, None], errors: list[FieldError]) -> str | None:
     """
     L{read_timestamp}, remembering in C{times} the values it found to be
@@ -162,7 +164,9 @@ def _time(value: str | None, times: dict[str, None], errors: list[FieldError]) -
     if value in times:
         return value
     checked = read_timestamp(value, "", errors)
-    if checked is not None:
+    # Only times of a usual length are remembered: a fraction may have any
+    # number of digits, and a sender choosing them must not fill memory.
+    if checked is not None and len(checked) <= _MAX_REMEMBERED_TIME:
         if len(times) >= RAW_CACHE_ENTRIES:
             times.clear()
         times[checked] = None
@@ -243,7 +247,13 @@ def _checked(alert: _Alert, extras: dict[str, object], limits: Limits, times: di
     # One match for every name: a regex per name (msgspec's pattern
     # constraint) costs six times as much.  ASCII: one byte a character.
     names = ",".join(labels)
-    if not _LABEL_NAMES.match(names) or max(map(len, labels)) > limits.max_label_name_length:
+    # A comma inside one name would pass for two names: the commas must be
+    # exactly the separators.
+    if (
+        not _LABEL_NAMES.match(names)
+        or names.count(",") != len(labels) - 1
+        or max(map(len, labels)) > limits.max_label_name_length
+    ):
         return None
     if max(map(len, labels.values())) > limits.max_label_value_length:
         return None

@@ -15,10 +15,10 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from alertgateway.core.model import Alert
-from alertgateway.sources import DECODERS, PARSERS, ParseResult
+from alertgateway.sources import DECODERS, PARSERS, ParseResult, Rejection
 from alertgateway.sources.fast import FastDecoder, check_alert
 from alertgateway.sources.limits import Limits
-from alertgateway.sources.rawalerts import ENTRY_COST, RAW_CACHE_BYTES, RAW_CACHE_ENTRIES, RawAlerts
+from alertgateway.sources.rawalerts import ENTRY_COST, ENTRY_OVERHEAD, RAW_CACHE_BYTES, RAW_CACHE_ENTRIES, RawAlerts
 from alertgateway.web.bodies import check_depth, decode_body
 from alertgateway.web.problems import Problem
 
@@ -417,7 +417,7 @@ class RawAlertsTests(SynchronousTestCase):
         self.assertEqual(len(cache), 2)
         self.assertIsNone(cache.get(keys[1]))
         self.assertIs(cache.get(keys[0]), checked[0])
-        self.assertEqual(cache.bytes, ENTRY_COST * (len(keys[0]) + len(keys[2])))
+        self.assertEqual(cache.bytes, ENTRY_COST * (len(keys[0]) + len(keys[2])) + 2 * ENTRY_OVERHEAD)
 
     def test_bounded_in_bytes(self) -> None:
         """
@@ -425,7 +425,7 @@ class RawAlertsTests(SynchronousTestCase):
         them is not kept at all.
         """
         small, big = _one({"a": "b"}), _one({"a": "b" * 100})
-        cache = RawAlerts(max_bytes=ENTRY_COST * (len(small) + len(big)))
+        cache = RawAlerts(max_bytes=ENTRY_COST * (len(small) + len(big)) + 2 * ENTRY_OVERHEAD)
         for raw in (small, big, _one({"a": "c"})):
             checked = check_alert(raw, LIMITS, {})
             assert checked is not None
@@ -433,7 +433,7 @@ class RawAlertsTests(SynchronousTestCase):
         self.assertIsNone(cache.get(small))
         self.assertEqual(len(cache), 2)
         self.assertLessEqual(cache.bytes, cache.max_bytes)
-        huge = _one({"a": "d" * 300})
+        huge = _one({"a": "d" * (300 + ENTRY_OVERHEAD)})
         checked = check_alert(huge, LIMITS, {})
         assert checked is not None
         cache.put(huge, checked)
@@ -472,3 +472,47 @@ class RawAlertsTests(SynchronousTestCase):
             stamp = f"2026-11-26T{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}Z"
             self.assertIsNotNone(check_alert(_one({"a": "b"}, startsAt=stamp), LIMITS, times))
         self.assertEqual(len(times), 1)
+
+
+class HostileNamesAndTimesTests(SynchronousTestCase):
+    """
+    What a hostile sender tried against the fast path.
+    """
+
+    def test_comma_in_a_label_name(self) -> None:
+        """
+        A label name with a comma in it (which, joined with the others,
+        would pass for two names) is not taken by the fast path; the
+        careful path refuses it with its pointer.
+        """
+        for labels in ({"a,b": "x"}, {"alertname": "A", "x,y,z": "v"}):
+            raw = json.dumps({"alerts": [{"status": "firing", "labels": labels}]}).encode()
+            self.assertIsNone(FastDecoder()(raw, RECEIVED, LIMITS))
+            self.assertIsNone(check_alert(_one(labels), LIMITS, {}))
+
+    def test_label_name_ending_in_newline(self) -> None:
+        """
+        The careful path refuses a label name that ends in a newline, as the
+        fast path does.
+        """
+        body = {"alerts": [{"status": "firing", "labels": {"a\n": "x"}}]}
+        result = PARSERS["alertmanager"](body, RECEIVED, LIMITS)
+        [outcome] = result.outcomes
+        self.assertIsInstance(outcome, Rejection)
+
+    def test_long_times_not_remembered(self) -> None:
+        """
+        Valid times of unusual length (a fraction of any number of digits)
+        are checked but not remembered: a sender choosing them cannot fill
+        memory through the memo of times.
+        """
+        times: dict[str, None] = {}
+        long_time = "2026-01-01T00:00:00." + "1" * 10_000 + "Z"
+        raw = json.dumps({"status": "firing", "labels": {"a": "b"}, "startsAt": long_time}).encode()
+        checked = check_alert(raw, LIMITS, times)
+        assert checked is not None
+        self.assertEqual(checked.starts_at, long_time)
+        self.assertEqual(times, {})
+        raw = json.dumps({"status": "firing", "labels": {"a": "b"}, "startsAt": "2026-01-01T00:00:00.5Z"}).encode()
+        self.assertIsNotNone(check_alert(raw, LIMITS, times))
+        self.assertEqual(list(times), ["2026-01-01T00:00:00.5Z"])
