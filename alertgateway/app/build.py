@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import attrs
 from twisted.internet.task import deferLater
@@ -38,12 +38,6 @@ from alertgateway.interfaces import IGatewayReactor
 from alertgateway.observability.access import AccessLog, access_log
 from alertgateway.observability.logs import LineBuffer, make_logs
 from alertgateway.observability.metrics import GatewayMetrics
-from alertgateway.redis.client import RedisClient
-from alertgateway.redis.decisions import RedisState
-from alertgateway.redis.failover import Failover, FailoverLimiter, FailoverState, SharedReplays
-from alertgateway.redis.limits import RedisRateLimiter
-from alertgateway.redis.queue import RedisQueue
-from alertgateway.redis.replays import RedisReplays
 from alertgateway.state.memory import MemoryState
 from alertgateway.state.ports import StateStore, Tracked
 from alertgateway.state.sqlite import SQLiteState
@@ -57,6 +51,14 @@ _log = Logger()
 # How often a synchronous request reads whether another replica delivered
 # its alerts (queue.backend: redis).
 SHARED_QUEUE_POLL = 0.1
+
+
+if TYPE_CHECKING:
+    # Imported where Redis is configured: unused, its modules and their
+    # dependencies take 4.5 MB of a gateway's memory.
+    from alertgateway.redis.client import RedisClient
+    from alertgateway.redis.failover import Failover, SharedReplays
+    from alertgateway.redis.queue import RedisQueue
 
 
 @attrs.define
@@ -86,6 +88,8 @@ class Gateway:
     failover: Failover | None
     queue: DeliveryQueue
     durable: DurableQueue | None
+    # The queue, when it is the Redis one.
+    redis_queue: RedisQueue | None
     pool: HTTPConnectionPool | None
     sink: Sink
     breaker: CircuitBreaker | None
@@ -119,15 +123,20 @@ def build(
     own_executor = None
     if executor is None and config.queue.backend in ("sqlite", "redis"):
         executor = own_executor = ThreadExecutor(reactor)
-    uses_redis = config.state.backend == "redis" or config.queue.backend == "redis"
-    # One connection pool for everything shared through Redis.
-    redis = RedisClient(settings.redis_settings(config.state.redis), reactor, metrics.redis) if uses_redis else None
-    failover = Failover(redis, config.state.redis.on_failure, metrics.redis) if redis is not None else None
-    if redis is None:
+    redis: RedisClient | None = None
+    failover: Failover | None = None
+    if config.state.backend == "redis" or config.queue.backend == "redis":
+        from alertgateway.redis.client import RedisClient
+        from alertgateway.redis.failover import Failover
+
+        # One connection pool for everything shared through Redis.
+        redis = RedisClient(settings.redis_settings(config.state.redis), reactor, metrics.redis)
+        failover = Failover(redis, config.state.redis.on_failure, metrics.redis)
+    else:
         # A gateway without Redis exports no Redis series: an alert on
         # gateway_redis_up == 0 must not fire for it.
         metrics.redis.forget()
-    queue, durable = delivery_parts.queue(config, reactor, executor, redis, failover)
+    queue, durable, redis_queue = delivery_parts.queue(config, reactor, executor, redis, failover)
     processor = config.alert_processor
     timeouts = (
         AdaptiveTimeout(minimum=processor.timeout_min, maximum=processor.timeout)
@@ -178,11 +187,12 @@ def build(
     )
     forwarder.subscribe(outcomes.delivered)
     replays = ReplayCache(reactor, ttl=settings.replay_window(config))
-    shared_replays = (
-        SharedReplays(RedisReplays(redis, reactor), replays, failover)
-        if redis is not None and failover is not None and config.state.backend == "redis"
-        else None
-    )
+    shared_replays: SharedReplays | None = None
+    if redis is not None and failover is not None and config.state.backend == "redis":
+        from alertgateway.redis.failover import SharedReplays
+        from alertgateway.redis.replays import RedisReplays
+
+        shared_replays = SharedReplays(RedisReplays(redis, reactor), replays, failover)
     tls, tls_problem = _tls(config, reactor, metrics)
     return Gateway(
         config=config,
@@ -198,6 +208,7 @@ def build(
         failover=failover,
         queue=queue,
         durable=durable,
+        redis_queue=redis_queue,
         pool=pool,
         sink=sink,
         breaker=breaker,
@@ -249,6 +260,9 @@ def _state(
     local = MemoryState(decider, max_tracked=config.dedup.max_tracked, max_bytes=max_bytes)
     # What this process keeps: the fallback's state (Redis keeps the rest).
     metrics.decisions.state_bytes.set_function(lambda: local.bytes)
+    from alertgateway.redis.decisions import RedisState
+    from alertgateway.redis.failover import FailoverState
+
     shared = RedisState(
         redis,
         reactor,
@@ -257,7 +271,7 @@ def _state(
         # The Redis queue writes each decision with its envelopes, in one
         # script; a queue elsewhere takes it after, and the state takes back
         # what it refuses.
-        queue_in_redis=isinstance(queue, RedisQueue),
+        queue_in_redis=config.queue.backend == "redis",
         pause=lambda seconds: deferLater(reactor, seconds),
     )
     return FailoverState(shared, local, failover), None
@@ -293,6 +307,9 @@ def _limiter(
     )
     if redis is None or failover is None or config.state.backend != "redis":
         return local
+    from alertgateway.redis.failover import FailoverLimiter
+    from alertgateway.redis.limits import RedisRateLimiter
+
     shared = RedisRateLimiter(
         redis,
         reactor,

@@ -7,6 +7,8 @@ breaker, with the processor's health check).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from treq.client import HTTPClient
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -24,9 +26,12 @@ from alertgateway.delivery.sinks import FileSink, Sink
 from alertgateway.delivery.timeouts import AdaptiveTimeout
 from alertgateway.interfaces import IGatewayReactor
 from alertgateway.observability.metrics import GatewayMetrics
-from alertgateway.redis.client import RedisClient
-from alertgateway.redis.failover import Failover
-from alertgateway.redis.queue import RedisQueue
+
+if TYPE_CHECKING:
+    # Imported where Redis is configured: unused, its modules cost 4.5 MB.
+    from alertgateway.redis.client import RedisClient
+    from alertgateway.redis.failover import Failover
+    from alertgateway.redis.queue import RedisQueue
 
 __all__ = ["breaker", "queue", "sink"]
 
@@ -39,21 +44,23 @@ def queue(
     executor: Executor | None,
     redis: RedisClient | None,
     failover: Failover | None,
-) -> tuple[DeliveryQueue, DurableQueue | None]:
+) -> tuple[DeliveryQueue, DurableQueue | None, RedisQueue | None]:
     chosen = config.queue
     if chosen.backend == "memory":
-        return MemoryQueue(chosen.max_items, chosen.max_bytes), None
+        return MemoryQueue(chosen.max_items, chosen.max_bytes), None, None
     assert executor is not None
     journal = SQLiteJournal(chosen.path, executor, clock_seconds=reactor.seconds, synchronous=chosen.synchronous)
     durable = DurableQueue(journal, max_items=chosen.max_items, max_bytes=chosen.max_bytes)
     if chosen.backend == "redis":
+        from alertgateway.redis.queue import RedisQueue
+
         assert redis is not None and failover is not None
         # The SQLite queue holds what is accepted while Redis is down.
         redis_queue = RedisQueue(
             redis, durable, failover, reactor=reactor, settings=settings.redis_queue_settings(chosen)
         )
-        return redis_queue, durable
-    return durable, durable
+        return redis_queue, durable, redis_queue
+    return durable, durable, None
 
 
 def sink(

@@ -43,7 +43,6 @@ from alertgateway.app.trees import build_sites
 from alertgateway.config import GatewayConfig
 from alertgateway.delivery.journal import Executor
 from alertgateway.interfaces import IGatewayReactor
-from alertgateway.redis.queue import RedisQueue
 from alertgateway.state.sqlite import Restored, SQLiteState
 
 __all__ = ["GatewayService", "Part"]
@@ -188,8 +187,8 @@ class GatewayService(MultiService):
             timer.startService()
             self._retry_timer = timer
 
-        if isinstance(gateway.queue, RedisQueue):
-            return gateway.queue.start().addCallback(_adopt_retried)
+        if gateway.redis_queue is not None:
+            return gateway.redis_queue.start().addCallback(_adopt_retried)
 
         def _loaded(count: int) -> Deferred[None] | None:
             _log.info("Queue {path}: {count} alerts to deliver from before", path=self.config.queue.path, count=count)
@@ -341,10 +340,10 @@ class GatewayService(MultiService):
 
     def _close_queue(self) -> Deferred[None] | None:
         gateway = self.gateway
-        if isinstance(gateway.queue, RedisQueue):
+        if gateway.redis_queue is not None:
             # Gives its partitions back to the other replicas at once, and
             # closes its fallback journal.
-            d = gateway.queue.stop()
+            d = gateway.redis_queue.stop()
         elif gateway.durable is not None:
             d = gateway.durable.journal.close()
         else:

@@ -7,14 +7,18 @@ the only place, with the CLI, that reads L{alertgateway.config}.
 from __future__ import annotations
 
 import resource
+from typing import TYPE_CHECKING
 
 from alertgateway.config import EnvironmentConfig, GatewayConfig, QueueConfig, RedisConfig
 from alertgateway.core.decider import DeciderSettings
 from alertgateway.core.escalation import DEFAULT_RULES, EscalationRule
 from alertgateway.core.storms import StormSettings
-from alertgateway.redis.client import RedisSettings
-from alertgateway.redis.queue import RedisQueueSettings
 from alertgateway.web.connections import EdgeLimits
+
+if TYPE_CHECKING:
+    # Imported where Redis is configured: see alertgateway.app.build.
+    from alertgateway.redis.client import RedisSettings
+    from alertgateway.redis.queue import RedisQueueSettings
 
 __all__ = [
     "SIDE_CONNECTIONS",
@@ -120,6 +124,8 @@ def redis_settings(config: RedisConfig) -> RedisSettings:
     How to reach Redis (C{state.redis}); the password as read from
     C{password}, C{password_file} or C{password_env} when loading.
     """
+    from alertgateway.redis.client import RedisSettings
+
     return RedisSettings(
         url=config.url,
         password=config.password,
@@ -135,6 +141,8 @@ def redis_queue_settings(config: QueueConfig) -> RedisQueueSettings:
     """
     The Redis queue's settings (C{queue.max_items}, C{queue.redis}).
     """
+    from alertgateway.redis.queue import RedisQueueSettings
+
     return RedisQueueSettings(
         max_items=config.max_items,
         partitions=config.redis.partitions,

@@ -17,7 +17,6 @@ from alertgateway.app.build import Gateway
 from alertgateway.app.guards import guards_for, status_authenticator
 from alertgateway.config import DeliveryMode
 from alertgateway.guards.addresses import AddressFilter, ClientAddress, ProxyHeader
-from alertgateway.redis.queue import RedisQueue
 from alertgateway.sources import DECODERS, PARSERS
 from alertgateway.web.endpoints import WebhookEndpoint
 from alertgateway.web.health import HealthResource, LiveResource, ReadyResource
@@ -143,8 +142,8 @@ def _ready_details(gateway: Gateway) -> dict[str, Any]:
     details: dict[str, Any] = {
         "queue": {"backend": str(config.queue.backend), "depth": len(queue), "capacity": queue.max_items}
     }
-    if isinstance(queue, RedisQueue):
-        details["queue"]["partitions"] = sorted(queue.held)
+    if gateway.redis_queue is not None:
+        details["queue"]["partitions"] = sorted(gateway.redis_queue.held)
     if gateway.breaker is not None:
         # The processor's name: the probes answer anyone, its URL is internal.
         details["circuitBreaker"] = {"state": gateway.breaker.state.value, "target": config.alert_processor.name}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -16,8 +17,10 @@ from alertgateway.guards.addresses import AddressFilter, ClientAddress
 from alertgateway.guards.auth import Authenticator
 from alertgateway.guards.ratelimit import Limiter, RateCheck
 from alertgateway.guards.replays import ReplayCache
-from alertgateway.redis.failover import SharedReplays
 from alertgateway.sources import Limits
+
+if TYPE_CHECKING:
+    from alertgateway.redis.failover import SharedReplays
 
 __all__ = ["Guards", "WebhookEndpoint", "rate_limit_headers"]
 
