@@ -439,9 +439,11 @@ def _restart_row(bench: Bench, directory: Path | None, count: int) -> None:
     bench.say("f: starting again on the same database")
     with gateway(bench.workdir, bench.stub.base, directory=directory) as again:
         ready = again.ready_after
-        restored = _restored(again.process.log)
         tracked = again.sample("gateway_dedup_tracked")
         memory = again.process.memory()
+    # Read once the gateway has stopped: log lines reach the file up to
+    # 50 ms after they are logged.
+    restored = _restored(again.process.log)
     episodes = int(restored.get("episodes", 0))
     seconds = float(restored.get("seconds", 0.0))
     bench.rows.append(
